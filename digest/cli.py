@@ -1,0 +1,228 @@
+"""The `digest` command: parse arguments, call the core, print, choose the exit code.
+
+Exit codes: 0 success; 1 the work failed (every source failed, nothing could be sent);
+2 the user must fix something (configuration, arguments).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from datetime import datetime, timezone
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from . import __version__
+from .config import Config, load_config, parse_duration
+from .errors import ConfigError, DigestError
+from .gather import gather, select_sources
+from .models import Paper, SourceReport
+from .store import Store
+
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+
+class App:
+    """What every command needs: the config path, loaded lazily so `--help` never reads it."""
+
+    def __init__(self, config_path: str | None, debug: bool) -> None:
+        self.config_path = config_path
+        self.debug = debug
+        self._config: Config | None = None
+
+    @property
+    def config(self) -> Config:
+        if self._config is None:
+            self._config = load_config(self.config_path)
+        return self._config
+
+    def store(self) -> Store:
+        return Store(self.config.database_url())
+
+
+class DigestGroup(click.Group):
+    """Turns errors into one clear line and an exit code; a traceback only with --debug."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ConfigError as exc:
+            for problem in exc.problems:
+                err.print(f"[red]error:[/] {escape(str(problem))}", highlight=False)
+            if len(exc.problems) > 1:
+                err.print(f"{len(exc.problems)} problems in the configuration", highlight=False)
+            sys.exit(2)
+        except DigestError as exc:
+            err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
+            sys.exit(1)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException, SystemExit):
+            raise
+        except KeyboardInterrupt:
+            err.print("interrupted")
+            sys.exit(130)
+        except Exception as exc:
+            if (ctx.obj and ctx.obj.debug) or "--debug" in sys.argv:
+                raise
+            err.print(f"[red]internal error:[/] {exc.__class__.__name__}: {escape(str(exc))} "
+                      "(this is a bug; run again with --debug for the traceback)", highlight=False)
+            sys.exit(1)
+
+
+@click.group(cls=DigestGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-c", "--config", "config_path", metavar="PATH", envvar="DIGEST_CONFIG",
+              help="Configuration file [default: ./subscribers.yaml, or $DIGEST_CONFIG].")
+@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+@click.option("--debug", is_flag=True, help="Show tracebacks of internal errors.")
+@click.version_option(__version__, prog_name="digest")
+@click.pass_context
+def cli(ctx: click.Context, config_path: str | None, verbose: int, debug: bool) -> None:
+    """Personalised e-mail digests of new research papers."""
+    level = logging.WARNING - 10 * verbose
+    logging.basicConfig(level=max(level, logging.DEBUG), format="%(levelname)s %(name)s: %(message)s")
+    # Per-source warnings are shown in the fetch summary; keep the log for -v.
+    if not verbose:
+        logging.getLogger("digest").setLevel(logging.CRITICAL)
+    ctx.obj = App(config_path, debug)
+
+
+@cli.command()
+@click.pass_obj
+def validate(app: App) -> None:
+    """Check the configuration and report every problem at once.
+
+    Example: digest -c subscribers.yaml validate
+    """
+    config = app.config
+    out.print(f"{config.path}: OK — {len(config.sources)} sources, {len(config.subscribers)} subscribers, "
+              f"{sum(len(s.topics) for s in config.subscribers)} topics", highlight=False)
+
+
+@cli.command()
+@click.argument("sources", nargs=-1)
+@click.pass_obj
+def fetch(app: App, sources: tuple[str, ...]) -> None:
+    """Fetch the sources (all, or those named) and store new papers.
+
+    Example: digest fetch arxiv-ml hf-trending
+    """
+    config = app.config
+    selected = select_sources(config, sources)
+    store = app.store()
+    reports: list[SourceReport]
+    if err.is_terminal:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+        with Progress(TextColumn("fetching"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
+                      console=err, transient=True) as progress:
+            task = progress.add_task("", total=len(selected))
+            reports = gather(config, store, names=[s.name for s in selected],
+                             on_report=lambda r: progress.update(task, advance=1, description=r.source))
+    else:
+        reports = gather(config, store, names=[s.name for s in selected])
+    _print_reports(reports)
+    if reports and all(not r.ok for r in reports):
+        sys.exit(1)
+
+
+def _print_reports(reports: list[SourceReport]) -> None:
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for column in ("source", "fetched", "new", "merged", "status"):
+        table.add_column(column, justify="right" if column in ("fetched", "new", "merged") else "left")
+    for r in reports:
+        status = "[red]error[/]" if not r.ok else ("not modified" if r.not_modified else "ok")
+        if r.ok and r.warnings:
+            status += f" [yellow]({len(r.warnings)} warning{'s' * (len(r.warnings) > 1)})[/]"
+        table.add_row(r.source, str(r.fetched), str(r.new), str(r.merged), status)
+    out.print(table)
+    for r in reports:
+        if r.error:
+            err.print(f"[red]error:[/] {escape(r.source)}: {escape(r.error)}", highlight=False)
+        for warning in r.warnings:
+            err.print(f"[yellow]warning:[/] {escape(r.source)}: {escape(warning)}", highlight=False)
+    failed = sum(1 for r in reports if not r.ok)
+    out.print(f"{sum(r.new for r in reports)} new papers from {len(reports) - failed} of {len(reports)} sources",
+              highlight=False)
+
+
+@cli.command()
+@click.option("--since", metavar="AGE", help="Only papers first seen within AGE (30m, 12h, 1d, 2w) or since a date.")
+@click.option("--source", metavar="NAME", help="Only papers seen in this source.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option("--limit", type=int, default=None, help="At most this many papers (newest first).")
+@click.pass_obj
+def papers(app: App, since: str | None, source: str | None, fmt: str, limit: int | None) -> None:
+    """List stored papers, newest first.
+
+    Example: digest papers --since 1d --format json
+    """
+    threshold = _since(since) if since else None
+    found = app.store().papers(since=threshold, source=source)
+    if limit is not None:
+        found = found[:limit]
+    if fmt == "json":
+        click.echo(json.dumps([paper_json(p) for p in found], ensure_ascii=False, indent=2))
+        return
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for column in ("id", "title", "first seen", "▲", "sources"):
+        table.add_column(column, overflow="ellipsis", no_wrap=column != "title")
+    for p in found:
+        table.add_row(p.id, escape(p.title), _local(p.first_seen_at), "" if p.upvotes is None else str(p.upvotes),
+                      ", ".join(p.sources))
+    out.print(table)
+    out.print(f"{len(found)} papers", highlight=False)
+
+
+def paper_json(paper: Paper) -> dict[str, Any]:
+    """The JSON shape of a stored paper: scripts read these field names."""
+    return {
+        "id": paper.id,
+        "title": paper.title,
+        "authors": list(paper.authors),
+        "abstract": paper.abstract,
+        "categories": list(paper.categories),
+        "url": paper.url,
+        "pdf_url": paper.pdf_url,
+        "hf_url": paper.hf_url,
+        "code_url": paper.code_url,
+        "published": _iso(paper.published),
+        "first_seen_at": _iso(paper.first_seen_at),
+        "sources": list(paper.sources),
+        "upvotes": paper.upvotes,
+        "comments": paper.comments,
+        "ai_summary": paper.ai_summary,
+        "ai_keywords": list(paper.ai_keywords),
+        "license": paper.license,
+        "doi": paper.doi,
+        "version": paper.version,
+    }
+
+
+def _since(value: str) -> datetime:
+    try:
+        return datetime.now(timezone.utc) - parse_duration(value)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"expected an age such as 12h, 1d, 2w or a date such as 2026-11-20, not {value!r}",
+                                 param_hint="--since") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment else None
+
+
+def _local(moment: datetime | None) -> str:
+    return moment.astimezone().strftime("%Y-%m-%d %H:%M") if moment else ""
+
+
+def main() -> None:
+    cli(prog_name="digest")

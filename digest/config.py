@@ -1,0 +1,476 @@
+"""subscribers.yaml → a validated, typed `Config`, with every problem located by file and line.
+
+Contains no business logic: it says what the user asked for, not what to do with it.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from functools import lru_cache
+from datetime import timedelta
+from email.utils import parseaddr
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
+
+from email_validator import EmailNotValidError, validate_email
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+)
+from pydantic_core import PydanticCustomError
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.error import MarkedYAMLError
+
+from .errors import ConfigError, Problem
+
+DEFAULT_CONFIG = "subscribers.yaml"
+CONFIG_ENV = "DIGEST_CONFIG"
+
+
+# ---------------------------------------------------------------- field types
+
+
+def _error(kind: str, message: str) -> PydanticCustomError:
+    # Pydantic formats {name} placeholders in messages: escape braces from user input.
+    return PydanticCustomError(kind, message.replace("{", "{{").replace("}", "}}"))
+
+
+@lru_cache(maxsize=1)
+def _zone_names() -> frozenset[str]:
+    return frozenset(available_timezones())
+
+
+def _email(value: Any) -> str:
+    if not isinstance(value, str):
+        raise PydanticCustomError("email", "expected an e-mail address")
+    try:
+        return validate_email(value, check_deliverability=False).normalized
+    except EmailNotValidError as exc:
+        raise _error("email", f"invalid e-mail address {value!r}: {exc}") from None
+
+
+def _mailbox(value: Any) -> str:
+    """`Name <addr>` or a bare address; the address part must be valid."""
+    if not isinstance(value, str):
+        raise PydanticCustomError("mailbox", 'expected an address such as "Paper Digest <digest@example.org>"')
+    _, address = parseaddr(value)
+    if not address:
+        raise _error("mailbox", f"invalid address {value!r}")
+    _email(address)
+    return value.strip()
+
+
+def _timezone(value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise PydanticCustomError("timezone", "expected an IANA time zone name such as Europe/Berlin")
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise _error("timezone", f"unknown time zone {value!r} (use an IANA name such as "
+                     "Europe/Berlin or UTC)" + _suggest(value, _zone_names())) from None
+    return value
+
+
+def _strings(value: Any) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+        raise PydanticCustomError("list_of_strings", "expected a list of strings")
+    return [v.strip() for v in value]
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(m|min|h|d|w)\s*$", re.IGNORECASE)
+_UNITS = {"m": "minutes", "min": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def parse_duration(value: str) -> timedelta:
+    """`30m`, `12h`, `1d`, `2w` as a timedelta; ValueError otherwise."""
+    match = _DURATION.match(value)
+    if not match:
+        raise ValueError(f"expected a duration such as 12h, 1d or 2w, not {value!r}")
+    return timedelta(**{_UNITS[match.group(2).lower()]: float(match.group(1))})
+
+
+def _duration(value: Any) -> timedelta:
+    if isinstance(value, timedelta):
+        return value
+    try:
+        return parse_duration(str(value))
+    except ValueError as exc:
+        raise _error("duration", str(exc)) from None
+
+
+_SCHEDULE = re.compile(
+    r"^(?P<kind>daily|weekdays|weekly\s+(?P<day>mon|tue|wed|thu|fri|sat|sun)[a-z]*)\s+(?P<hh>\d{1,2}):(?P<mm>\d{2})$",
+    re.IGNORECASE,
+)
+
+
+def _schedule(value: Any) -> str:
+    match = _SCHEDULE.match(str(value).strip()) if isinstance(value, str) else None
+    if not match or int(match["hh"]) > 23 or int(match["mm"]) > 59:
+        raise _error("schedule", f"expected 'daily HH:MM', 'weekdays HH:MM' or 'weekly DAY HH:MM', not {value!r}")
+    return " ".join(str(value).split()).lower()
+
+
+_CATEGORY = re.compile(r"^[a-z\-]+(\.[A-Za-z\-]+)?$")
+
+
+def _categories(value: Any) -> list[str]:
+    items = _strings(value)
+    for item in items:
+        if not _CATEGORY.match(item):
+            raise _error("category", f"{item!r} is not an arXiv category such as cs.CL or hep-th")
+    return items
+
+
+Email = Annotated[str, BeforeValidator(_email)]
+Mailbox = Annotated[str, BeforeValidator(_mailbox)]
+TimeZoneName = Annotated[str, BeforeValidator(_timezone)]
+Strings = Annotated[list[str], BeforeValidator(_strings)]
+Categories = Annotated[list[str], BeforeValidator(_categories)]
+Duration = Annotated[timedelta, BeforeValidator(_duration)]
+Schedule = Annotated[str, BeforeValidator(_schedule)]
+SourceName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$", max_length=64)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+# ---------------------------------------------------------------- sections
+
+
+class Sender(_Strict):
+    from_: Mailbox = Field(alias="from")
+    reply_to: Email | None = None
+
+
+class Smtp(_Strict):
+    host: str = "localhost"
+    port: int = Field(default=587, ge=1, le=65535)
+    security: Literal["starttls", "ssl", "none"] = "starttls"
+    username: str | None = None
+    password_env: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    timeout: float = Field(default=30.0, gt=0)
+    verify_certificates: bool = True
+    rate_limit: float | None = Field(default=None, gt=0, description="messages per second")
+
+    def password(self) -> str | None:
+        return os.environ.get(self.password_env) if self.password_env else None
+
+
+class _SourceBase(_Strict):
+    name: SourceName
+    url: str | None = None
+    enabled: bool = True
+    timeout: float = Field(default=30.0, gt=0, le=600)
+    max_bytes: int = Field(default=20_000_000, gt=0)
+
+
+class ArxivSource(_SourceBase):
+    """arXiv's daily RSS/Atom listing of one or more categories."""
+
+    type: Literal["arxiv"]
+    categories: Categories = Field(min_length=1)
+    announce_types: list[Literal["new", "cross", "replace", "replace-cross"]] = ["new", "cross"]
+    format: Literal["rss", "atom"] = "rss"
+
+
+class ArxivApiSource(_SourceBase):
+    """An arXiv API search (export.arxiv.org/api/query), newest first."""
+
+    type: Literal["arxiv-api"]
+    query: str = Field(min_length=1)
+    max_results: int = Field(default=100, ge=1, le=2000)
+    request_interval: float = Field(default=3.0, ge=0, description="arXiv asks for 3 s between requests")
+
+
+class HuggingFaceSource(_SourceBase):
+    """Hugging Face Daily Papers: the trending signal (upvotes, comments, AI summary)."""
+
+    type: Literal["huggingface"]
+    limit: int = Field(default=100, ge=1, le=1000)
+
+
+class FeedSource(_SourceBase):
+    """Any RSS or Atom feed, through feedparser."""
+
+    type: Literal["feed"]
+    url: str = Field(min_length=1)
+
+
+SOURCE_TYPES = ("arxiv", "arxiv-api", "huggingface", "feed")
+Source = Annotated[
+    Union[ArxivSource, ArxivApiSource, HuggingFaceSource, FeedSource],
+    Field(discriminator="type"),
+]
+
+
+class Topic(_Strict):
+    name: str = Field(min_length=1)
+    keywords: Strings = []
+    query: str | None = None
+    exclude: Strings = []
+    categories: Categories = []
+    authors: Strings = []
+    min_upvotes: int | None = Field(default=None, ge=0)
+
+
+class Defaults(_Strict):
+    schedule: Schedule = "daily 07:30"
+    timezone: TimeZoneName = "UTC"
+    max_papers: int = Field(default=25, ge=1, le=500)
+    max_per_topic: int | None = Field(default=None, ge=1)
+    trending: int = Field(default=0, ge=0, le=100)
+    lookback: Duration = timedelta(days=1)
+    send_empty: bool = False
+
+
+class Subscriber(_Strict):
+    email: Email
+    name: str | None = None
+    timezone: TimeZoneName | None = None
+    schedule: Schedule | None = None
+    topics: list[Topic] = []
+    max_papers: int | None = Field(default=None, ge=1, le=500)
+    max_per_topic: int | None = Field(default=None, ge=1)
+    trending: int | None = Field(default=None, ge=0, le=100)
+    lookback: Duration | None = None
+    send_empty: bool | None = None
+    enabled: bool = True
+
+
+class Config(_Strict):
+    sender: Sender
+    smtp: Smtp = Smtp()
+    state: str = "sqlite:///digest.db"
+    base_url: Annotated[str, Field(pattern=r"^https?://\S+$")] | None = None
+    templates: str | None = None
+    sources: list[Source] = []
+    defaults: Defaults = Defaults()
+    subscribers: list[Subscriber] = []
+    # Where the file was read from: relative paths (state, templates, local feeds) resolve against it.
+    _path: Path = PrivateAttr(default=Path(DEFAULT_CONFIG))
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    @property
+    def directory(self) -> Path:
+        return self._path.resolve().parent
+
+    def database_url(self) -> str:
+        """The state URL with a relative SQLite path made relative to this file."""
+        prefix = "sqlite:///"
+        if self.state.startswith(prefix) and not self.state.startswith(prefix + "/"):
+            rest = self.state[len(prefix):]
+            if rest and rest != ":memory:":
+                return prefix + str(self.directory / rest)
+        return self.state
+
+    def source(self, name: str) -> Source:
+        for source in self.sources:
+            if source.name == name:
+                return source
+        raise KeyError(name)
+
+    def resolve_local(self, location: str) -> str:
+        """A local path in the config (not a URL) made relative to the config's folder."""
+        if "://" in location:
+            return location
+        return str((self.directory / Path(location).expanduser()))
+
+
+# ---------------------------------------------------------------- loading
+
+
+def config_path(explicit: str | os.PathLike[str] | None = None) -> Path:
+    """The file to read: the explicit one, else $DIGEST_CONFIG, else ./subscribers.yaml."""
+    return Path(explicit or os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG)
+
+
+def load_config(path: str | os.PathLike[str] | None = None) -> Config:
+    """Read and validate the file; raise `ConfigError` listing every problem at once."""
+    file = config_path(path)
+    shown = str(path or file)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError([Problem(shown, None, "", "file not found (create it from the example "
+                                   "subscribers.yaml, or pass -c PATH / set $DIGEST_CONFIG)")]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([Problem(shown, None, "", f"cannot read the file: {exc}")]) from None
+    return parse_config(text, file, shown=shown)
+
+
+def parse_config(text: str, path: Path, *, shown: str | None = None) -> Config:
+    shown = shown or str(path)
+    try:
+        raw = YAML(typ="rt").load(text)
+    except MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else None
+        detail = " ".join(str(part) for part in (exc.context, exc.problem) if part)
+        raise ConfigError([Problem(shown, line, "", f"invalid YAML: {detail}")]) from None
+    except Exception as exc:  # noqa: BLE001 - any other YAML error is still the user's file
+        raise ConfigError([Problem(shown, None, "", f"invalid YAML: {exc}")]) from None
+    if raw is None:
+        raise ConfigError([Problem(shown, None, "", "the file is empty; start from the example subscribers.yaml")])
+    if not isinstance(raw, dict):
+        raise ConfigError([Problem(shown, 1, "", "expected a mapping of sections (sender, smtp, sources, subscribers…)")])
+
+    problems = _cross_checks(raw, shown)
+    try:
+        config = Config.model_validate(raw)
+        config._path = path
+    except ValidationError as exc:
+        problems += [_locate(err, raw, shown) for err in exc.errors()]
+        config = None
+    if problems:
+        problems.sort(key=lambda p: (p.line or 0, p.path))
+        raise ConfigError(problems)
+    assert config is not None
+    return config
+
+
+def _cross_checks(raw: Any, shown: str) -> list[Problem]:
+    """Rules across list items, which pydantic cannot locate: duplicates."""
+    problems: list[Problem] = []
+
+    def duplicates(section: str, key: str, fold: bool, what: str) -> None:
+        items = raw.get(section)
+        if not isinstance(items, list):
+            return
+        seen: dict[str, int] = {}
+        for index, item in enumerate(items):
+            if not isinstance(item, dict) or not isinstance(item.get(key), str):
+                continue
+            value = item[key].strip().lower() if fold else item[key]
+            if value in seen:
+                problems.append(Problem(
+                    shown, _line(raw, (section, index, key)), f"{section}[{index}].{key}",
+                    f"duplicate {what} {item[key]!r} (also {section}[{seen[value]}]); each must appear once"))
+            else:
+                seen[value] = index
+
+    duplicates("subscribers", "email", True, "subscriber")
+    duplicates("sources", "name", False, "source name")
+    return problems
+
+
+_MESSAGES = {
+    "missing": "required key is missing",
+    "list_type": "expected a list",
+    "dict_type": "expected a mapping (key: value)",
+    "model_type": "expected a mapping (key: value)",
+    "string_type": "expected a string",
+    "int_type": "expected a whole number",
+    "int_parsing": "expected a whole number",
+    "int_from_float": "expected a whole number",
+    "float_type": "expected a number",
+    "float_parsing": "expected a number",
+    "bool_type": "expected true or false",
+    "bool_parsing": "expected true or false",
+}
+
+
+def _locate(error: Any, raw: Any, shown: str) -> Problem:
+    loc = tuple(error["loc"])
+    kind = error["type"]
+    # A discriminated union puts the tag in the path (sources.0.arxiv.categories): drop it.
+    loc = tuple(part for i, part in enumerate(loc)
+                if not (i > 0 and loc[i - 1] != "type" and part in SOURCE_TYPES and isinstance(loc[i - 1], int)))
+    path = _dotted(loc)
+    message = _MESSAGES.get(kind, error["msg"])
+    if kind == "missing":
+        message = f"required key {loc[-1]!r} is missing"
+    if kind == "extra_forbidden":
+        key = loc[-1]
+        parent = _node(raw, loc[:-1])
+        message = f"unknown key {key!r}" + _suggest(str(key), _allowed_keys(loc[:-1], parent))
+    elif kind in ("union_tag_invalid", "union_tag_not_found"):
+        given = (error.get("ctx") or {}).get("tag")
+        if kind == "union_tag_not_found":
+            message = f"missing 'type' (one of {', '.join(SOURCE_TYPES)})"
+        else:
+            message = f"unknown source type {given!r}; expected one of {', '.join(SOURCE_TYPES)}" + _suggest(
+                str(given), SOURCE_TYPES)
+        loc = (*loc, "type")
+        path = _dotted(loc)
+    elif kind == "literal_error":
+        message = f"expected one of {error['ctx']['expected']}, not {error['input']!r}"
+    elif kind in ("greater_than_equal", "less_than_equal", "greater_than", "less_than", "too_short",
+                  "string_pattern_mismatch", "string_too_short"):
+        message = error["msg"].replace("Input should", "should").replace("String should", "should")
+        if kind == "string_pattern_mismatch" and loc and loc[-1] == "name":
+            message = "should be letters, digits, '-', '_' or '.' (it names the source in commands)"
+    return Problem(shown, _line(raw, loc), path, message)
+
+
+def _dotted(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _node(raw: Any, loc: tuple[Any, ...]) -> Any:
+    node = raw
+    for part in loc:
+        try:
+            node = node[part]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return node
+
+
+def _line(raw: Any, loc: tuple[Any, ...]) -> int | None:
+    """1-based line of the deepest node of `loc` that exists in the YAML document."""
+    node, line = raw, None
+    for part in loc:
+        if isinstance(node, CommentedMap) and part in node:
+            line = node.lc.key(part)[0] + 1
+        elif isinstance(node, CommentedSeq) and isinstance(part, int) and 0 <= part < len(node):
+            line = node.lc.item(part)[0] + 1
+        else:
+            break
+        node = node[part]
+    if line is None and isinstance(raw, CommentedMap):
+        line = 1
+    return line
+
+
+_SECTION_MODELS: dict[str, type[BaseModel]] = {
+    "sender": Sender, "smtp": Smtp, "defaults": Defaults, "subscribers": Subscriber,
+    "topics": Topic,
+}
+_SOURCE_MODELS: dict[str, type[BaseModel]] = {
+    "arxiv": ArxivSource, "arxiv-api": ArxivApiSource, "huggingface": HuggingFaceSource, "feed": FeedSource,
+}
+
+
+def _allowed_keys(parent_loc: tuple[Any, ...], parent: Any) -> list[str]:
+    names = [p for p in parent_loc if isinstance(p, str)]
+    model: type[BaseModel] | None = Config
+    if names:
+        if names[-1] == "sources" and isinstance(parent, dict):
+            model = _SOURCE_MODELS.get(str(parent.get("type")))
+        else:
+            model = _SECTION_MODELS.get(names[-1])
+    if model is None:
+        return []
+    return [f.alias or n for n, f in model.model_fields.items()]
+
+
+def _suggest(word: str, choices: Any) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""

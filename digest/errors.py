@@ -1,0 +1,75 @@
+"""The errors a user can cause, each saying what to do about it.
+
+    DigestError
+     ├── ConfigError(ValueError)      the configuration file is wrong (every problem, located)
+     ├── SourceError                  one source could not be fetched or read
+     │    ├── FetchError(OSError)     the network or the file system said no
+     │    └── ParseError(ValueError)  the document is not what the source type expects
+     └── StoreError                   the state database cannot be opened or written
+
+`str(error)` is one line, fit to print as it is; no user mistake ends in a traceback.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class DigestError(Exception):
+    """Root of every error this package raises on purpose."""
+
+    hint: str = ""
+
+    def __init__(self, message: str, *, hint: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        if hint:
+            self.hint = hint
+
+    def __str__(self) -> str:
+        return f"{self.message} ({self.hint})" if self.hint else self.message
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One located problem in a configuration file."""
+
+    file: str
+    line: int | None
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        return f"{where} {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
+
+
+class ConfigError(DigestError, ValueError):
+    """The configuration has one or more problems; `problems` lists them all."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        count = len(problems)
+        first = str(problems[0]) if problems else "invalid configuration"
+        message = first if count == 1 else f"{first} (and {count - 1} more problems)"
+        super().__init__(message)
+
+
+class SourceError(DigestError):
+    """A source failed; `source` names it."""
+
+    def __init__(self, source: str, message: str, *, hint: str = "") -> None:
+        self.source = source
+        super().__init__(f"{source}: {message}", hint=hint)
+
+
+class FetchError(SourceError, OSError):
+    """The document could not be retrieved (network, HTTP status, file system, size)."""
+
+
+class ParseError(SourceError, ValueError):
+    """The document was retrieved but is not a valid feed of the expected kind."""
+
+
+class StoreError(DigestError):
+    """The state database could not be opened, migrated or written."""

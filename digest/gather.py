@@ -1,0 +1,101 @@
+"""Gather: fetch every source, parse it, store its papers. One source failing never stops another."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from datetime import datetime, timezone
+from typing import Any
+
+from .config import Config
+from .errors import DigestError, SourceError
+from .models import SourceReport
+from .sources import adapter
+from .sources.http import Fetcher, default_user_agent, is_local
+from .store import Store
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[SourceReport], None]
+
+
+def source_location(config: Config, source: Any) -> str:
+    """Where the source's document is: its configured url (local paths relative to the config) or the default."""
+    location = adapter(source).location(source)
+    return config.resolve_local(location) if is_local(location) else location
+
+
+def select_sources(config: Config, names: Sequence[str] = ()) -> list[Any]:
+    """The enabled sources, or those named; an unknown name is a user error with a suggestion."""
+    if not names:
+        return [s for s in config.sources if s.enabled]
+    known = {s.name: s for s in config.sources}
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise DigestError(f"unknown source {unknown[0]!r}",
+                          hint=f"configured sources: {', '.join(known) or 'none'}")
+    return [known[n] for n in names]
+
+
+def fetch_one(config: Config, store: Store, fetcher: Fetcher, source: Any, now: datetime) -> SourceReport:
+    location = source_location(config, source)
+    try:
+        state = store.fetch_state(source.name)
+        document = fetcher.get(
+            source.name, location, timeout=source.timeout, max_bytes=source.max_bytes,
+            validators=state.validators_for(location),
+            min_interval=getattr(source, "request_interval", 0.0),
+        )
+        if document.not_modified:
+            store.record_fetch(source.name, now, location=location, validators=document.validators)
+            return SourceReport(source.name, not_modified=True)
+        listing = adapter(source).parse(source, document.body, now)
+        saved = store.save_listing(source.name, listing, now, location=location, validators=document.validators)
+        for warning in listing.warnings:
+            log.warning("%s: %s", source.name, warning)
+        return SourceReport(source.name, fetched=saved.fetched, new=saved.new, merged=saved.merged,
+                            warnings=listing.warnings)
+    except SourceError as exc:
+        error = exc.message.removeprefix(f"{source.name}: ") + (f" ({exc.hint})" if exc.hint else "")
+    except DigestError as exc:
+        error = str(exc)
+    except Exception as exc:  # noqa: BLE001 - a bug in one adapter must not stop the others
+        log.exception("%s: unexpected error", source.name)
+        error = f"unexpected error: {exc.__class__.__name__}: {exc}"
+    log.error("%s: %s", source.name, error)
+    try:
+        store.record_fetch(source.name, now, location=location, error=error)
+    except DigestError:
+        pass
+    return SourceReport(source.name, error=error)
+
+
+def gather(
+    config: Config,
+    store: Store,
+    *,
+    names: Sequence[str] = (),
+    fetcher: Fetcher | None = None,
+    now: datetime | None = None,
+    on_report: Progress | None = None,
+    workers: int = 4,
+) -> list[SourceReport]:
+    """Fetch the sources (in parallel threads) and store what they hold; one report per source."""
+    sources = select_sources(config, names)
+    now = now or datetime.now(timezone.utc)
+    own_fetcher = fetcher is None
+    fetcher = fetcher or Fetcher(user_agent=default_user_agent(config.sender.reply_to))
+    reports: dict[str, SourceReport] = {}
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, min(workers, len(sources) or 1))) as pool:
+            futures = {pool.submit(fetch_one, config, store, fetcher, s, now): s.name for s in sources}
+            for future in as_completed(futures):
+                report = future.result()
+                reports[report.source] = report
+                if on_report:
+                    on_report(report)
+    finally:
+        if own_fetcher:
+            fetcher.close()
+    return [reports[s.name] for s in sources]

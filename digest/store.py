@@ -1,0 +1,383 @@
+"""The state database: papers (first seen, merged across sources) and per-source fetch state.
+
+The only module that touches SQL. SQLite by default (one file next to the config); any
+SQLAlchemy URL (PostgreSQL) works the same, the schema being plain portable SQL. Schema
+changes are numbered migrations recorded in `schema_migrations`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, fields
+from datetime import datetime, timezone
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.types import TypeDecorator
+
+from .errors import StoreError
+from .models import Listing, Paper
+from .sources.http import Validators
+
+
+class UTCTime(TypeDecorator[datetime]):
+    """Aware datetimes stored as fixed-width UTC ISO text, so text order is time order everywhere."""
+
+    impl = sa.Text
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> str | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store")
+        return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+    def process_result_value(self, value: str | None, dialect: Any) -> datetime | None:
+        return None if value is None else datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+class JSONText(TypeDecorator[Any]):
+    impl = sa.Text
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Any) -> str | None:
+        return None if value is None else json.dumps(list(value) if isinstance(value, tuple) else value,
+                                                     ensure_ascii=False)
+
+    def process_result_value(self, value: str | None, dialect: Any) -> Any:
+        return None if value is None else json.loads(value)
+
+
+metadata = sa.MetaData()
+
+papers = sa.Table(
+    "papers", metadata,
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("title", sa.Text, nullable=False),
+    sa.Column("url", sa.Text, nullable=False),
+    sa.Column("authors", JSONText, nullable=False),
+    sa.Column("abstract", sa.Text, nullable=False),
+    sa.Column("categories", JSONText, nullable=False),
+    sa.Column("published", UTCTime),
+    sa.Column("first_seen_at", UTCTime, nullable=False),
+    sa.Column("updated_at", UTCTime, nullable=False),
+    sa.Column("pdf_url", sa.Text),
+    sa.Column("hf_url", sa.Text),
+    sa.Column("code_url", sa.Text),
+    sa.Column("license", sa.Text),
+    sa.Column("doi", sa.Text),
+    sa.Column("version", sa.Integer),
+    sa.Column("announce_type", sa.Text),
+    sa.Column("upvotes", sa.Integer),
+    sa.Column("comments", sa.Integer),
+    sa.Column("ai_summary", sa.Text),
+    sa.Column("ai_keywords", JSONText, nullable=False),
+    sa.Column("thumbnail", sa.Text),
+)
+
+paper_sources = sa.Table(
+    "paper_sources", metadata,
+    sa.Column("paper_id", sa.Text, primary_key=True),
+    sa.Column("source", sa.Text, primary_key=True),
+    sa.Column("first_seen_at", UTCTime, nullable=False),
+    sa.Column("last_seen_at", UTCTime, nullable=False),
+)
+
+fetch_state = sa.Table(
+    "fetch_state", metadata,
+    sa.Column("source", sa.Text, primary_key=True),
+    sa.Column("location", sa.Text),
+    sa.Column("etag", sa.Text),
+    sa.Column("last_modified", sa.Text),
+    sa.Column("last_attempt_at", UTCTime),
+    sa.Column("last_success_at", UTCTime),
+    sa.Column("last_error", sa.Text),
+    sa.Column("last_count", sa.Integer),
+)
+
+migrations_table = sa.Table(
+    "schema_migrations", metadata,
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("applied_at", UTCTime, nullable=False),
+)
+
+
+# ---------------------------------------------------------------- migrations
+# Each migration is plain SQL that runs on SQLite and PostgreSQL alike, applied once, in order.
+# Never edit a released one: add the next.
+
+
+def _m1_papers_and_fetch_state(conn: Connection) -> None:
+    for ddl in (
+        """CREATE TABLE papers (
+            id TEXT PRIMARY KEY, title TEXT NOT NULL, url TEXT NOT NULL, authors TEXT NOT NULL,
+            abstract TEXT NOT NULL, categories TEXT NOT NULL, published TEXT,
+            first_seen_at TEXT NOT NULL, updated_at TEXT NOT NULL, pdf_url TEXT, hf_url TEXT,
+            code_url TEXT, license TEXT, doi TEXT, version INTEGER, announce_type TEXT,
+            upvotes INTEGER, comments INTEGER, ai_summary TEXT, ai_keywords TEXT NOT NULL,
+            thumbnail TEXT)""",
+        "CREATE INDEX papers_first_seen_at ON papers (first_seen_at)",
+        """CREATE TABLE paper_sources (
+            paper_id TEXT NOT NULL REFERENCES papers (id), source TEXT NOT NULL,
+            first_seen_at TEXT NOT NULL, last_seen_at TEXT NOT NULL,
+            PRIMARY KEY (paper_id, source))""",
+        "CREATE INDEX paper_sources_source ON paper_sources (source)",
+        """CREATE TABLE fetch_state (
+            source TEXT PRIMARY KEY, location TEXT, etag TEXT, last_modified TEXT,
+            last_attempt_at TEXT, last_success_at TEXT, last_error TEXT, last_count INTEGER)""",
+    ):
+        conn.exec_driver_sql(ddl)
+
+
+MIGRATIONS: list[Callable[[Connection], None]] = [_m1_papers_and_fetch_state]
+
+
+# ---------------------------------------------------------------- the store
+
+
+@dataclass(frozen=True)
+class SaveResult:
+    fetched: int
+    new: int
+    merged: int
+    updated: int
+
+
+@dataclass(frozen=True)
+class FetchState:
+    source: str
+    location: str | None = None
+    etag: str | None = None
+    last_modified: str | None = None
+    last_attempt_at: datetime | None = None
+    last_success_at: datetime | None = None
+    last_error: str | None = None
+    last_count: int | None = None
+
+    def validators_for(self, location: str) -> Validators | None:
+        """Validators only apply to the same address they were received from."""
+        if self.location != location or not (self.etag or self.last_modified):
+            return None
+        return Validators(self.etag, self.last_modified)
+
+
+_PAPER_FIELDS = [f.name for f in fields(Paper) if f.name != "sources"]
+_CHUNK = 500  # stay under SQLite's bound-parameter limit
+
+
+def create_engine(url: str) -> Engine:
+    try:
+        engine = sa.create_engine(url, future=True)
+    except (SQLAlchemyError, ValueError, ImportError) as exc:
+        raise StoreError(f"cannot use the state database {url!r}: {exc}",
+                         hint="check `state:` in the config (e.g. sqlite:///digest.db)") from None
+    if engine.dialect.name == "sqlite":
+        _serialise_sqlite_writers(engine)
+    return engine
+
+
+def _serialise_sqlite_writers(engine: Engine) -> None:
+    """WAL, a busy timeout, and BEGIN IMMEDIATE: concurrent runs queue instead of failing or racing."""
+
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # let the "begin" hook emit BEGIN itself
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA busy_timeout = 60000")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Connection) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+class Store:
+    """Papers and fetch state in one database; every write is one transaction."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = create_engine(url)
+        self._guard(self.migrate)
+
+    def _guard(self, call: Callable[[], Any]) -> Any:
+        try:
+            return call()
+        except SQLAlchemyError as exc:
+            raise StoreError(f"state database {self._shown()}: {exc.__class__.__name__}: "
+                             f"{getattr(exc, 'orig', None) or exc}",
+                             hint="check `state:` in the config and that the file is writable") from None
+
+    def _shown(self) -> str:
+        return self.engine.url.render_as_string(hide_password=True)
+
+    def migrate(self) -> int:
+        """Apply pending migrations; returns the schema version."""
+        with self.engine.begin() as conn:
+            migrations_table.create(conn, checkfirst=True)
+            applied = set(conn.scalars(sa.select(migrations_table.c.version)))
+            for version, migration in enumerate(MIGRATIONS, start=1):
+                if version not in applied:
+                    migration(conn)
+                    conn.execute(migrations_table.insert().values(
+                        version=version, name=migration.__name__.lstrip("_"), applied_at=_utcnow()))
+            return len(MIGRATIONS)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # ------------------------------------------------------------ writing
+
+    def save_listing(self, source: str, listing: Listing, now: datetime, *, location: str | None = None,
+                     validators: Validators | None = None) -> SaveResult:
+        """Store one source's papers and its fetch state in one transaction.
+
+        A paper already stored (from any source) is merged, never duplicated; a crash before
+        the commit leaves nothing behind and keeps the old validators, so the next fetch
+        simply does the work again.
+        """
+        incoming: dict[str, Paper] = {}
+        for paper in listing.papers:
+            incoming[paper.id] = incoming[paper.id].merged_with(paper) if paper.id in incoming else paper
+
+        def write() -> SaveResult:
+            new = merged = updated = 0
+            with self.engine.begin() as conn:
+                ids = list(incoming)
+                existing = {p.id: p for p in self._load(conn, ids)}
+                for ident, paper in incoming.items():
+                    old = existing.get(ident)
+                    if old is None:
+                        conn.execute(papers.insert().values(_row(paper, first_seen_at=now, updated_at=now)))
+                        new += 1
+                    else:
+                        combined = old.merged_with(paper)
+                        if source not in old.sources:
+                            merged += 1
+                        if _row(combined) != _row(old):
+                            conn.execute(papers.update().where(papers.c.id == ident)
+                                         .values(_row(combined, updated_at=now)))
+                            updated += 1
+                    self._seen_in(conn, ident, source, now)
+                self._record_fetch(conn, source, now, location=location, validators=validators,
+                                   count=len(incoming), error=None)
+            return SaveResult(len(listing.papers), new, merged, updated)
+
+        return self._guard(write)
+
+    def record_fetch(self, source: str, now: datetime, *, location: str | None = None,
+                     validators: Validators | None = None, error: str | None = None) -> None:
+        """Record an attempt that stored no papers: not modified (validators) or failed (error)."""
+
+        def write() -> None:
+            with self.engine.begin() as conn:
+                self._record_fetch(conn, source, now, location=location, validators=validators,
+                                   count=None, error=error)
+
+        self._guard(write)
+
+    def _seen_in(self, conn: Connection, paper_id: str, source: str, now: datetime) -> None:
+        insert = _dialect_insert(conn)(paper_sources).values(
+            paper_id=paper_id, source=source, first_seen_at=now, last_seen_at=now)
+        conn.execute(insert.on_conflict_do_update(
+            index_elements=[paper_sources.c.paper_id, paper_sources.c.source],
+            set_={"last_seen_at": now}))
+
+    def _record_fetch(self, conn: Connection, source: str, now: datetime, *, location: str | None,
+                      validators: Validators | None, count: int | None, error: str | None) -> None:
+        values: dict[str, Any] = {"last_attempt_at": now, "last_error": error}
+        if error is None:
+            values["last_success_at"] = now
+            values["location"] = location
+            if validators is not None:
+                values["etag"], values["last_modified"] = validators.etag, validators.last_modified
+            if count is not None:
+                values["last_count"] = count
+        insert = _dialect_insert(conn)(fetch_state).values(source=source, **values)
+        conn.execute(insert.on_conflict_do_update(index_elements=[fetch_state.c.source], set_=values))
+
+    # ------------------------------------------------------------ reading
+
+    def fetch_state(self, source: str) -> FetchState:
+        def read() -> FetchState:
+            with self.engine.connect() as conn:
+                row = conn.execute(sa.select(fetch_state).where(fetch_state.c.source == source)).first()
+            return FetchState(**row._mapping) if row else FetchState(source)
+
+        return self._guard(read)
+
+    def papers(self, *, since: datetime | None = None, source: str | None = None,
+               ids: Sequence[str] | None = None) -> list[Paper]:
+        """Stored papers, newest first-seen first; filtered by first-seen time, source or ids."""
+
+        def read() -> list[Paper]:
+            query = sa.select(papers).order_by(papers.c.first_seen_at.desc(), papers.c.id)
+            if since is not None:
+                query = query.where(papers.c.first_seen_at >= since)
+            if source is not None:
+                query = query.where(papers.c.id.in_(
+                    sa.select(paper_sources.c.paper_id).where(paper_sources.c.source == source)))
+            with self.engine.connect() as conn:
+                if ids is not None:
+                    return self._load(conn, list(ids))
+                rows = conn.execute(query).all()
+                return self._with_sources(conn, rows)
+
+        return self._guard(read)
+
+    def count(self) -> int:
+        def read() -> int:
+            with self.engine.connect() as conn:
+                return int(conn.scalar(sa.select(sa.func.count()).select_from(papers)) or 0)
+
+        return self._guard(read)
+
+    def _load(self, conn: Connection, ids: list[str]) -> list[Paper]:
+        out: list[Paper] = []
+        for start in range(0, len(ids), _CHUNK):
+            chunk = ids[start:start + _CHUNK]
+            rows = conn.execute(sa.select(papers).where(papers.c.id.in_(chunk))).all()
+            out += self._with_sources(conn, rows)
+        return out
+
+    @staticmethod
+    def _with_sources(conn: Connection, rows: Sequence[Any]) -> list[Paper]:
+        by_id: dict[str, list[str]] = {r.id: [] for r in rows}
+        keys = list(by_id)
+        for start in range(0, len(keys), _CHUNK):
+            query = (sa.select(paper_sources.c.paper_id, paper_sources.c.source)
+                     .where(paper_sources.c.paper_id.in_(keys[start:start + _CHUNK]))
+                     .order_by(paper_sources.c.first_seen_at, paper_sources.c.source))
+            for paper_id, source in conn.execute(query):
+                by_id[paper_id].append(source)
+        return [_paper(r._mapping, by_id[r.id]) for r in rows]
+
+
+def _dialect_insert(conn: Connection) -> Any:
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert
+
+
+def _row(paper: Paper, **extra: Any) -> dict[str, Any]:
+    return {**{name: getattr(paper, name) for name in _PAPER_FIELDS}, **extra}
+
+
+def _paper(row: Any, sources: Iterable[str]) -> Paper:
+    values = {name: row[name] for name in _PAPER_FIELDS}
+    for name in ("authors", "categories", "ai_keywords"):
+        values[name] = tuple(values[name] or ())
+    return Paper(**values, sources=tuple(sources))
+
+
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc)

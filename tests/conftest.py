@@ -1,0 +1,93 @@
+"""Shared fixtures: a real HTTP server on loopback whose answers each test scripts."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+DATA = Path(__file__).parent / "data"
+REALWORLD = DATA / "realworld"
+
+
+@dataclass
+class Reply:
+    status: int = 200
+    body: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0  # seconds before answering (a hanging server)
+
+
+class FeedServer:
+    """Serves scripted replies per path; the last reply of a path repeats. Records requests."""
+
+    def __init__(self) -> None:
+        self.routes: dict[str, list[Reply]] = {}
+        self.requests: list[tuple[str, dict[str, str], float]] = []
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802
+                path = self.path.split("?")[0]
+                server.requests.append((self.path, dict(self.headers), time.monotonic()))
+                replies = server.routes.get(path) or [Reply(404, b"not found")]
+                reply = replies.pop(0) if len(replies) > 1 else replies[0]
+                if reply.delay:
+                    time.sleep(reply.delay)
+                try:
+                    self.send_response(reply.status)
+                    for key, value in reply.headers.items():
+                        self.send_header(key, value)
+                    if "Content-Length" not in reply.headers:
+                        self.send_header("Content-Length", str(len(reply.body)))
+                    self.end_headers()
+                    self.wfile.write(reply.body)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_port}{path}"
+
+    def serve(self, path: str, *replies: Reply) -> str:
+        self.routes[path] = list(replies)
+        return self.url(path)
+
+    def hits(self, path: str) -> list[dict[str, str]]:
+        return [headers for p, headers, _ in self.requests if p.split("?")[0] == path]
+
+
+@pytest.fixture
+def feed_server() -> Iterator[FeedServer]:
+    server = FeedServer()
+    server.thread.start()
+    yield server
+    server.httpd.shutdown()
+    server.httpd.server_close()
+
+
+def realworld(name: str) -> bytes:
+    return (REALWORLD / name).read_bytes()
+
+
+def write_config(directory: Path, sources: list[dict], *, extra: str = "") -> Path:
+    """A minimal valid config with these sources, written as YAML into `directory`."""
+    import json
+
+    lines = ['sender:', '  from: "Paper Digest <digest@example.org>"', "sources:"]
+    lines += [f"  - {json.dumps(source)}" for source in sources] or ["  []"]
+    lines += ["subscribers:", "  - email: alice@example.org", extra]
+    path = directory / "subscribers.yaml"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
