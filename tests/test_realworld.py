@@ -92,3 +92,20 @@ def test_api_old_style_ids_and_primary_category_first():
     assert {"cs/0503050", "hep-ph/0301050", "gr-qc/0103067"} <= {p.id for p in papers}
     mana = parse_capture("arxiv-api-query-transformer.xml").papers[0]
     assert mana.categories[0] == "cs.RO" and mana.authors[-1] == "C. Karen Liu"
+
+
+def test_stale_listing_is_a_warning_not_a_quiet_day():
+    fresh_now = datetime(2026, 4, 27, 12, 0, tzinfo=timezone.utc)  # the capture's own Monday
+    assert not any("stale" in w for w in parse_capture("arxiv-rss-cs.CL-2026-04-27.xml", fresh_now).warnings)
+    tuesday = datetime(2026, 4, 28, 14, 0, tzinfo=timezone.utc)
+    warnings = parse_capture("arxiv-rss-cs.CL-2026-04-27.xml", tuesday).warnings
+    assert any("stale listing: dated 2026-04-27 but arXiv should have announced 2026-04-28" in w for w in warnings)
+
+
+def test_weekend_is_not_stale():
+    # Friday's listing read on Sunday: Saturday and Sunday are skipDays.
+    friday = datetime(2026, 4, 24, 4, 0, tzinfo=timezone.utc)
+    sunday = datetime(2026, 4, 26, 20, 0, tzinfo=timezone.utc)
+    assert arxiv.staleness(friday, {5, 6}, sunday) is None
+    monday_morning = datetime(2026, 4, 27, 9, 0, tzinfo=timezone.utc)  # 05:00 in New York
+    assert arxiv.staleness(friday, {5, 6}, monday_morning) is not None

@@ -1,0 +1,123 @@
+"""The command as a user runs it: a real process, its output and exit code, never a traceback."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from .conftest import REALWORLD, Reply, write_config
+
+ROOT = Path(__file__).resolve().parents[1]
+ARXIV_FILES = ["arxiv-rss-cs.AI-2026-04-27.xml", "arxiv-rss-cs.CL-2026-04-27.xml",
+               "arxiv-rss-cs.LG-2026-04-27.xml", "arxiv-atom-2025-08-20.xml"]
+
+
+def digest(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "DIGEST_CONFIG"}
+    result = subprocess.run([sys.executable, "-m", "digest", *args], capture_output=True, text=True,
+                            cwd=cwd, env=env, timeout=120)
+    assert "Traceback" not in result.stderr, result.stderr
+    return result
+
+
+def realworld_sources() -> list[dict]:
+    sources = [{"name": f"arxiv-{i}", "type": "arxiv", "categories": ["cs.AI"], "url": str(REALWORLD / f)}
+               for i, f in enumerate(ARXIV_FILES)]
+    return sources + [
+        {"name": "api-100", "type": "arxiv-api", "query": "all:testing", "url": str(REALWORLD / "arxiv-api-query-testing-100.xml")},
+        {"name": "api-5", "type": "arxiv-api", "query": "all:transformer", "url": str(REALWORLD / "arxiv-api-query-transformer.xml")},
+        {"name": "hf", "type": "huggingface", "url": str(REALWORLD / "hf-daily-papers-2026-06-12.json")},
+        {"name": "blog", "type": "feed", "url": str(REALWORLD / "hf-blog-rss.xml")},
+    ]
+
+
+def test_fetch_realworld_then_nothing_new(tmp_path):
+    config = write_config(tmp_path, realworld_sources())
+    assert digest("-c", str(config), "validate").returncode == 0
+    first = digest("-c", str(config), "fetch")
+    assert first.returncode == 0, first.stderr
+    assert "154 new papers from 8 of 8 sources" in first.stdout
+    assert "stale listing" in first.stderr  # the captures are months old
+    second = digest("-c", str(config), "fetch")
+    assert second.returncode == 0 and "0 new papers from 8 of 8 sources" in second.stdout
+    listed = json.loads(digest("-c", str(config), "papers", "--format", "json").stdout)
+    assert len(listed) == 154 and len({p["id"] for p in listed}) == 154
+    for paper in listed:
+        assert set(paper) >= {"id", "title", "authors", "abstract", "categories", "url", "published",
+                              "first_seen_at", "sources", "upvotes"}
+    by_id = {p["id"]: p for p in listed}
+    assert by_id["2508.13429"]["authors"] == ["Paulo André Lima de Castro"]
+    assert by_id["2606.13681"]["upvotes"] == 118 and by_id["2606.13681"]["sources"] == ["hf"]
+    assert by_id["2604.22002"]["upvotes"] is None
+
+
+def test_fetch_one_source_by_name_and_filters(tmp_path):
+    config = write_config(tmp_path, realworld_sources())
+    result = digest("-c", str(config), "fetch", "hf")
+    assert result.returncode == 0 and "30 new papers from 1 of 1 sources" in result.stdout
+    only_hf = json.loads(digest("-c", str(config), "papers", "--source", "hf", "--since", "1d",
+                                "--format", "json").stdout)
+    assert len(only_hf) == 30
+    table = digest("-c", str(config), "papers", "--limit", "3")
+    assert table.returncode == 0 and "3 papers" in table.stdout
+
+
+def test_unknown_source_name(tmp_path):
+    config = write_config(tmp_path, realworld_sources())
+    result = digest("-c", str(config), "fetch", "hff")
+    assert result.returncode == 1
+    assert "unknown source 'hff'" in result.stderr and "arxiv-0" in result.stderr
+
+
+def test_broken_sources_reported_others_stored(tmp_path, feed_server):
+    (tmp_path / "bad.xml").write_text("<rss><channel><item><title>unclosed", encoding="utf-8")
+    sources = realworld_sources()[-2:] + [
+        {"name": "malformed", "type": "feed", "url": "bad.xml"},
+        {"name": "gone", "type": "feed", "url": feed_server.url("/gone")},
+    ]
+    result = digest("-c", str(write_config(tmp_path, sources)), "fetch")
+    assert result.returncode == 0
+    assert "error: malformed: not a valid RSS or Atom document" in result.stderr
+    assert "error: gone: HTTP 404" in result.stderr
+    assert "33 new papers from 2 of 4 sources" in result.stdout
+
+
+def test_exit_1_when_every_source_failed(tmp_path):
+    result = digest("-c", str(write_config(tmp_path, [{"name": "x", "type": "feed", "url": "none.xml"}])), "fetch")
+    assert result.returncode == 1 and "file not found" in result.stderr
+
+
+def test_config_mistakes_exit_2_with_every_problem(tmp_path):
+    path = tmp_path / "subscribers.yaml"
+    path.write_text('sender:\n  from: "x@example.org"\nsubscribers:\n  - email: nope\n    timezone: Mars/Base\n'
+                    "sources:\n  - {name: a, type: arxiv, categories: [cs.AI], annouce_types: [new]}\n")
+    result = digest("validate", cwd=tmp_path)
+    assert result.returncode == 2
+    lines = [l for l in result.stderr.splitlines() if l.startswith("error:")]
+    assert lines == [
+        "error: subscribers.yaml:4 subscribers[0].email: invalid e-mail address 'nope': "
+        "An email address must have an @-sign.",
+        "error: subscribers.yaml:5 subscribers[0].timezone: unknown time zone 'Mars/Base' "
+        "(use an IANA name such as Europe/Berlin or UTC)",
+        "error: subscribers.yaml:7 sources[0].annouce_types: unknown key 'annouce_types'; "
+        "did you mean 'announce_types'?",
+    ]
+
+
+def test_missing_config_and_bad_arguments(tmp_path):
+    result = digest("fetch", cwd=tmp_path)
+    assert result.returncode == 2 and "subscribers.yaml: file not found" in result.stderr
+    config = write_config(tmp_path, realworld_sources())
+    result = digest("-c", str(config), "papers", "--since", "yesterday-ish")
+    assert result.returncode == 2 and "expected an age such as 12h" in result.stderr
+
+
+def test_unwritable_state_is_a_clear_error(tmp_path):
+    config = write_config(tmp_path, realworld_sources())
+    text = config.read_text().replace("sender:", "state: sqlite:///no/such/folder/x.db\nsender:", 1)
+    config.write_text(text)
+    result = digest("-c", str(config), "fetch")
+    assert result.returncode == 1 and "state database" in result.stderr and "state:" in result.stderr

@@ -1,0 +1,126 @@
+"""Configuration: the example works; every mistake is reported, located, at once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from digest.config import load_config, parse_config
+from digest.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+GOOD = """\
+sender:
+  from: "Paper Digest <digest@example.org>"
+sources:
+  - name: arxiv-ml
+    type: arxiv
+    categories: [cs.CL, cs.LG]
+subscribers:
+  - email: alice@example.org
+    topics:
+      - name: Efficient inference
+        keywords: [KV cache]
+"""
+
+
+def problems(text: str) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, Path("subscribers.yaml"))
+    return [str(p) for p in info.value.problems]
+
+
+def test_the_shipped_example_is_valid():
+    config = load_config(ROOT / "subscribers.yaml")
+    assert [s.type for s in config.sources] == ["arxiv", "huggingface", "arxiv-api"]
+    assert config.smtp.password_env == "DIGEST_SMTP_PASSWORD"
+    assert config.database_url() == f"sqlite:///{ROOT / 'digest.db'}"
+
+
+def test_minimal_config_gets_defaults():
+    config = parse_config(GOOD, Path("/srv/digest/subscribers.yaml"))
+    assert config.defaults.max_papers == 25 and config.defaults.timezone == "UTC"
+    assert config.sources[0].announce_types == ["new", "cross"]
+    assert config.database_url() == "sqlite:////srv/digest/digest.db"
+
+
+def test_every_problem_at_once_with_line_and_path():
+    text = GOOD.replace("keywords: [KV cache]", 'keywords: "KV cache"').replace(
+        "  - email: alice@example.org", "  - email: alice@example.org\n    timezone: Europe/Berlinn")
+    text = text.replace("    type: arxiv\n", "    type: arxiv\n    catgories: [cs.AI]\n")
+    found = problems(text)
+    assert found == [
+        "subscribers.yaml:6 sources[0].catgories: unknown key 'catgories'; did you mean 'categories'?",
+        "subscribers.yaml:10 subscribers[0].timezone: unknown time zone 'Europe/Berlinn' "
+        "(use an IANA name such as Europe/Berlin or UTC); did you mean 'Europe/Berlin'?",
+        "subscribers.yaml:13 subscribers[0].topics[0].keywords: expected a list of strings",
+    ]
+
+
+@pytest.mark.parametrize("change, expected", [
+    (("alice@example.org", "alice-at-example.org"), "subscribers.yaml:8 subscribers[0].email: invalid e-mail address"),
+    (("type: arxiv", "type: rss"), "subscribers.yaml:5 sources[0].type: unknown source type 'rss'"),
+    (("type: arxiv", "type: arxive"), "did you mean 'arxiv'?"),
+    (("[cs.CL, cs.LG]", "[cs.CL, 42]"), "subscribers.yaml:6 sources[0].categories: expected a list of strings"),
+    (("[cs.CL, cs.LG]", "[cs.CL, 'machine learning']"), "is not an arXiv category"),
+    (("sender:", "sendr:"), "unknown key 'sendr'; did you mean 'sender'?"),
+])
+def test_single_mistakes(change, expected):
+    found = problems(GOOD.replace(*change))
+    assert any(expected in p for p in found), found
+
+
+def test_wrong_types_and_values():
+    text = GOOD + "smtp:\n  port: lots\n  security: tls\ndefaults:\n  max_papers: 0\n  schedule: hourly\n"
+    found = problems(text)
+    assert "subscribers.yaml:13 smtp.port: expected a whole number" in found
+    assert "subscribers.yaml:14 smtp.security: expected one of 'starttls', 'ssl' or 'none', not 'tls'" in found
+    assert any(p.startswith("subscribers.yaml:16 defaults.max_papers: should be greater than or equal to 1") for p in found)
+    assert any(p.startswith("subscribers.yaml:17 defaults.schedule: expected 'daily HH:MM'") for p in found)
+
+
+def test_duplicate_subscribers_and_sources():
+    text = GOOD + "  - email: Alice@Example.org\n"
+    text = text.replace("sources:\n", "sources:\n  - {name: arxiv-ml, type: huggingface}\n")
+    found = problems(text)
+    assert any("sources[1].name: duplicate source name 'arxiv-ml'" in p for p in found)
+    assert any("subscribers[1].email: duplicate subscriber 'Alice@Example.org'" in p for p in found)
+
+
+def test_missing_required_keys_are_named():
+    found = problems("sources:\n  - name: x\n    type: feed\n")
+    assert "subscribers.yaml:1 sender: required key 'sender' is missing" in found
+    assert "subscribers.yaml:2 sources[0].url: required key 'url' is missing" in found
+
+
+def test_yaml_syntax_error_is_located():
+    found = problems("sender:\n  from: [unclosed\nsources: []\n")
+    assert len(found) == 1 and found[0].startswith("subscribers.yaml:3: invalid YAML")
+
+
+def test_duplicate_yaml_key_is_an_error():
+    found = problems(GOOD + "sender:\n  from: x@example.org\n")
+    assert "invalid YAML" in found[0] and "duplicate" in found[0].lower()
+
+
+def test_empty_and_missing_files(tmp_path):
+    with pytest.raises(ConfigError, match="file not found"):
+        load_config(tmp_path / "nope.yaml")
+    (tmp_path / "empty.yaml").write_text("")
+    with pytest.raises(ConfigError, match="empty"):
+        load_config(tmp_path / "empty.yaml")
+
+
+def test_config_path_from_environment(tmp_path, monkeypatch):
+    (tmp_path / "x.yaml").write_text(GOOD)
+    monkeypatch.setenv("DIGEST_CONFIG", str(tmp_path / "x.yaml"))
+    assert load_config().path == tmp_path / "x.yaml"
+
+
+def test_password_comes_from_the_named_environment_variable(monkeypatch):
+    config = parse_config(GOOD + "smtp:\n  password_env: MY_SMTP_PW\n", Path("s.yaml"))
+    monkeypatch.setenv("MY_SMTP_PW", "hunter2")
+    assert config.smtp.password() == "hunter2"
+    assert "hunter2" not in repr(config)
