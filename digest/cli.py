@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import click
@@ -205,7 +205,7 @@ def paper_json(paper: Paper) -> dict[str, Any]:
 
 def _since(value: str) -> datetime:
     try:
-        return datetime.now(timezone.utc) - parse_duration(value)
+        return datetime.now(UTC) - parse_duration(value)
     except ValueError:
         pass
     try:
@@ -213,7 +213,7 @@ def _since(value: str) -> datetime:
     except ValueError:
         raise click.BadParameter(f"expected an age such as 12h, 1d, 2w or a date such as 2026-11-20, not {value!r}",
                                  param_hint="--since") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _iso(moment: datetime | None) -> str | None:

@@ -8,16 +8,15 @@ from __future__ import annotations
 import difflib
 import os
 import re
-from functools import lru_cache
 from datetime import timedelta
 from email.utils import parseaddr
+from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from email_validator import EmailNotValidError, validate_email
 from pydantic import (
-    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -209,7 +208,7 @@ class FeedSource(_SourceBase):
 
 SOURCE_TYPES = ("arxiv", "arxiv-api", "huggingface", "feed")
 Source = Annotated[
-    Union[ArxivSource, ArxivApiSource, HuggingFaceSource, FeedSource],
+    ArxivSource | ArxivApiSource | HuggingFaceSource | FeedSource,
     Field(discriminator="type"),
 ]
 
@@ -287,7 +286,7 @@ class Config(_Strict):
         """A local path in the config (not a URL) made relative to the config's folder."""
         if "://" in location:
             return location
-        return str((self.directory / Path(location).expanduser()))
+        return str(self.directory / Path(location).expanduser())
 
 
 # ---------------------------------------------------------------- loading

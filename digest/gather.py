@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from .config import Config
@@ -83,7 +83,7 @@ def gather(
 ) -> list[SourceReport]:
     """Fetch the sources (in parallel threads) and store what they hold; one report per source."""
     sources = select_sources(config, names)
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     own_fetcher = fetcher is None
     fetcher = fetcher or Fetcher(user_agent=default_user_agent(config.sender.reply_to))
     reports: dict[str, SourceReport] = {}

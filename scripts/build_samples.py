@@ -14,14 +14,14 @@ import hashlib
 import json
 import re
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.utils import format_datetime
 from pathlib import Path
 from xml.sax.saxutils import escape
 
 SEEDS = Path(sys.argv[1] if len(sys.argv) > 1 else "../shared/seeds")
 OUT = Path(__file__).resolve().parents[1] / "digest" / "samples"
-LISTING_DATE = datetime(2026, 11, 20, 5, 0, tzinfo=timezone.utc)  # a Friday, 00:00 US Eastern
+LISTING_DATE = datetime(2026, 11, 20, 5, 0, tzinfo=UTC)  # a Friday, 00:00 US Eastern
 
 FOOTER = re.compile(r"^\s*•\s*(\d+)\s+authors?\s*\n·\s*\n([A-Z][a-z]{2} \d{1,2}(?:, \d{4})?)(?:\s+(\d+))?\s*$", re.M)
 JUNK = re.compile(r"^(new|Get trending papers.*|Subscribe.*|Daily Papers|byAK.*|[A-Z][a-z]{2} \d{1,2}|\d+|·)$")
@@ -81,7 +81,7 @@ def decorate(index: int, paper: dict) -> dict:
 
 
 def rss(papers: list[dict]) -> str:
-    date = format_datetime(LISTING_DATE.astimezone(timezone.utc).replace(hour=5))
+    date = format_datetime(LISTING_DATE.astimezone(UTC).replace(hour=5))
     items = []
     for p in papers:
         categories = "".join(f"\n      <category>{c}</category>" for c in p["categories"])

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .conftest import REALWORLD, Reply, write_config
+from .conftest import REALWORLD, write_config
 
 ROOT = Path(__file__).resolve().parents[1]
 ARXIV_FILES = ["arxiv-rss-cs.AI-2026-04-27.xml", "arxiv-rss-cs.CL-2026-04-27.xml",

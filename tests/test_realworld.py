@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -16,7 +16,7 @@ from digest.sources import arxiv, arxiv_api, feed, huggingface
 
 from .conftest import REALWORLD
 
-NOW = datetime(2026, 11, 22, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 22, tzinfo=UTC)
 CAPTURES = {
     "arxiv-rss-cs.AI-2026-04-27.xml": (arxiv, ArxivSource(name="s", type="arxiv", categories=["cs.AI"])),
     "arxiv-rss-cs.CL-2026-04-27.xml": (arxiv, ArxivSource(name="s", type="arxiv", categories=["cs.CL"])),
@@ -95,17 +95,17 @@ def test_api_old_style_ids_and_primary_category_first():
 
 
 def test_stale_listing_is_a_warning_not_a_quiet_day():
-    fresh_now = datetime(2026, 4, 27, 12, 0, tzinfo=timezone.utc)  # the capture's own Monday
+    fresh_now = datetime(2026, 4, 27, 12, 0, tzinfo=UTC)  # the capture's own Monday
     assert not any("stale" in w for w in parse_capture("arxiv-rss-cs.CL-2026-04-27.xml", fresh_now).warnings)
-    tuesday = datetime(2026, 4, 28, 14, 0, tzinfo=timezone.utc)
+    tuesday = datetime(2026, 4, 28, 14, 0, tzinfo=UTC)
     warnings = parse_capture("arxiv-rss-cs.CL-2026-04-27.xml", tuesday).warnings
     assert any("stale listing: dated 2026-04-27 but arXiv should have announced 2026-04-28" in w for w in warnings)
 
 
 def test_weekend_is_not_stale():
     # Friday's listing read on Sunday: Saturday and Sunday are skipDays.
-    friday = datetime(2026, 4, 24, 4, 0, tzinfo=timezone.utc)
-    sunday = datetime(2026, 4, 26, 20, 0, tzinfo=timezone.utc)
+    friday = datetime(2026, 4, 24, 4, 0, tzinfo=UTC)
+    sunday = datetime(2026, 4, 26, 20, 0, tzinfo=UTC)
     assert arxiv.staleness(friday, {5, 6}, sunday) is None
-    monday_morning = datetime(2026, 4, 27, 9, 0, tzinfo=timezone.utc)  # 05:00 in New York
+    monday_morning = datetime(2026, 4, 27, 9, 0, tzinfo=UTC)  # 05:00 in New York
     assert arxiv.staleness(friday, {5, 6}, monday_morning) is not None

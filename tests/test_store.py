@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from dataclasses import replace
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -17,7 +17,7 @@ from digest.store import MIGRATIONS, Store
 
 from .conftest import REALWORLD, write_config
 
-T0 = datetime(2026, 11, 20, 6, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 20, 6, 0, tzinfo=UTC)
 SAMPLES = Path(__file__).resolve().parents[1] / "digest" / "samples"
 
 
