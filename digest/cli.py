@@ -21,7 +21,9 @@ from . import __version__
 from .config import Config, load_config, parse_duration
 from .errors import ConfigError, DigestError
 from .gather import gather, select_sources
+from .matching import matcher_for
 from .models import Paper, SourceReport
+from .present import digest_json, digest_text
 from .store import Store
 
 out = Console(soft_wrap=True)
@@ -176,6 +178,45 @@ def papers(app: App, since: str | None, source: str | None, fmt: str, limit: int
                       ", ".join(p.sources))
     out.print(table)
     out.print(f"{len(found)} papers", highlight=False)
+
+
+@cli.command()
+@click.argument("email")
+@click.option("--format", "fmt", type=click.Choice(["json", "text"]), default="text", show_default=True)
+@click.option("--since", metavar="AGE", help="Window override: papers first seen within AGE (1d, 12h) or since a date.")
+@click.pass_obj
+def preview(app: App, email: str, fmt: str, since: str | None) -> None:
+    """Show the digest a subscriber would receive now, without sending or recording anything.
+
+    Example: digest preview alice@example.org --format json --since 2d
+    """
+    config = app.config
+    subscriber = find_subscriber(config, email)
+    now = datetime.now(UTC)
+    window_start = _since(since) if since else None
+    lookback = subscriber.lookback or config.defaults.lookback
+    papers_in_window = app.store().papers(since=window_start or now - lookback)
+    digest = matcher_for(config, papers_in_window, [subscriber]).digest(subscriber, now, window_start)
+    zone = subscriber.timezone or config.defaults.timezone
+    if fmt == "json":
+        click.echo(json.dumps(digest_json(digest, zone), ensure_ascii=False, indent=2))
+    else:
+        click.echo(digest_text(digest, zone), nl=False)
+    if not papers_in_window:
+        err.print("note: no papers stored in this window; run `digest fetch` first, or widen --since",
+                  highlight=False)
+
+
+def find_subscriber(config: Config, email: str):  # type: ignore[no-untyped-def]
+    for subscriber in config.subscribers:
+        if subscriber.email.lower() == email.strip().lower():
+            return subscriber
+    known = [s.email for s in config.subscribers]
+    import difflib
+
+    close = difflib.get_close_matches(email, known, n=1)
+    raise DigestError(f"no subscriber {email!r} in {config.path}",
+                      hint=f"did you mean {close[0]!r}?" if close else f"subscribers: {', '.join(known[:5]) or 'none'}")
 
 
 def paper_json(paper: Paper) -> dict[str, Any]:

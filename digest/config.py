@@ -23,6 +23,7 @@ from pydantic import (
     Field,
     PrivateAttr,
     ValidationError,
+    model_validator,
 )
 from pydantic_core import PydanticCustomError
 from ruamel.yaml import YAML
@@ -30,6 +31,7 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError
 
 from .errors import ConfigError, Problem
+from .query import QuerySyntaxError, parse_query
 
 DEFAULT_CONFIG = "subscribers.yaml"
 CONFIG_ENV = "DIGEST_CONFIG"
@@ -213,14 +215,43 @@ Source = Annotated[
 ]
 
 
+def _query(value: Any) -> str:
+    if not isinstance(value, str):
+        raise _error("query", "expected a query string such as '\"KV cache\" OR quantiz*'")
+    try:
+        parse_query(value)
+    except QuerySyntaxError as exc:
+        raise _error("query", f"{exc} in {value!r}") from None
+    return value
+
+
+def _keywords(value: Any) -> list[str]:
+    items = _strings(value)
+    for item in items:
+        if not re.search(r"\w", item):
+            raise _error("keyword", f"keyword {item!r} has no letters or digits to match")
+        if "*" in item.rstrip("*") or (item.endswith("*") and (" " in item or len(item.rstrip("*")) < 3)):
+            raise _error("keyword", f"keyword {item!r}: a wildcard may only end a single word of 3+ letters")
+    return items
+
+
+Keywords = Annotated[list[str], BeforeValidator(_keywords)]
+
+
 class Topic(_Strict):
     name: str = Field(min_length=1)
-    keywords: Strings = []
-    query: str | None = None
-    exclude: Strings = []
+    keywords: Keywords = []
+    query: Annotated[str, BeforeValidator(_query)] | None = None
+    exclude: Keywords = []
     categories: Categories = []
     authors: Strings = []
     min_upvotes: int | None = Field(default=None, ge=0)
+
+    @model_validator(mode="after")
+    def _has_a_criterion(self) -> Topic:
+        if not (self.keywords or self.query or self.categories or self.authors or self.min_upvotes is not None):
+            raise _error("topic", "a topic needs keywords, query, categories, authors or min_upvotes")
+        return self
 
 
 class Defaults(_Strict):

@@ -105,3 +105,42 @@ class SourceReport:
     @property
     def ok(self) -> bool:
         return self.error is None
+
+
+@dataclass(frozen=True)
+class DigestEntry:
+    """One paper in a digest: the paper, its rank score, why it is there, and where else it fits."""
+
+    paper: Paper
+    score: float
+    why: str
+    matched_terms: tuple[str, ...] = ()
+    also_in: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Section:
+    topic: str
+    entries: tuple[DigestEntry, ...]
+    omitted: int = 0  # matched this topic but cut by the limits
+    trending: bool = False
+
+
+@dataclass(frozen=True)
+class Digest:
+    """What one subscriber receives: sections in the subscriber's topic order, then Trending."""
+
+    subscriber: str
+    name: str | None
+    generated_at: datetime
+    since: datetime
+    sections: tuple[Section, ...]
+    omitted: int = 0
+
+    @property
+    def papers(self) -> list[Paper]:
+        return [e.paper for s in self.sections for e in s.entries]
+
+    @property
+    def is_empty(self) -> bool:
+        return not any(s.entries for s in self.sections)

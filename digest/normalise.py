@@ -1,0 +1,76 @@
+"""Words for matching: the same normalisation for topics and papers, so they meet half-way.
+
+- case, accents and Unicode compatibility forms folded (``Ｌｏｒａ``, ``Müller`` → ``lora``, ``muller``);
+- TeX noise dropped (``$\\mathcal{O}(n)$``, ``\\emph{x}``, braces);
+- hyphens, slashes and underscores split words (``KV-cache`` = ``KV cache``), and a hyphenated
+  compound also counts as the joined word (``pre-training`` also gives ``pretraining``);
+- a light, predictable stemmer: plurals and ``-ed``/``-ing``/``-e`` endings (``scaling laws`` =
+  ``scaling law`` = ``scaled law``), and the ``-ize``/``-ization`` family (``quantization`` =
+  ``quantized`` = ``quantizing``). Nothing more aggressive: ``general`` never equals ``generation``.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from functools import lru_cache
+
+_TEX_COMMAND = re.compile(r"\\[a-zA-Z]+\*?")
+_WORD = re.compile(r"[a-z0-9]+(?:[-‐‑–/][a-z0-9]+)*")
+_PARTS = re.compile(r"[a-z0-9]+")
+_DOUBLE = re.compile(r"([bcdfgkmnprtvz])\1$|(?<=e)(l)l$")
+
+
+def fold(text: str) -> str:
+    """Lower-case ASCII-ish text: accents and compatibility forms folded, TeX commands dropped."""
+    text = unicodedata.normalize("NFKD", text)
+    text = "".join(ch for ch in text if not unicodedata.combining(ch))
+    text = _TEX_COMMAND.sub(" ", text)
+    return text.lower()
+
+
+@lru_cache(maxsize=200_000)
+def stem(word: str) -> str:
+    """The light stem of one lower-case word (see the module docstring for what it unifies)."""
+    if len(word) <= 3 or not word.isalpha():
+        return word
+    for suffix in ("izations", "ization", "isations", "isation", "izing", "izes", "ized", "izer", "izers", "ize"):
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
+            return word[: -len(suffix)] + "iz"
+    if word.endswith("ies") and len(word) > 4:
+        word = word[:-3] + "y"
+    elif word.endswith("sses"):
+        word = word[:-2]
+    elif word.endswith("s") and not word.endswith(("ss", "us", "is")):
+        word = word[:-1]
+    if word.endswith("ing") and len(word) >= 7:
+        word = _undouble(word[:-3])
+    elif word.endswith("ed") and len(word) >= 5:
+        word = _undouble(word[:-2])
+    if word.endswith("e") and len(word) > 4:
+        word = word[:-1]
+    return word
+
+
+def _undouble(word: str) -> str:
+    # running -> run, embedded -> embed, modelling -> model
+    match = _DOUBLE.search(word)
+    return word[:-1] if match else word
+
+
+def words(text: str) -> list[str]:
+    """The stemmed words of a text, in order (for phrase matching)."""
+    return [stem(w) for w in _PARTS.findall(fold(text))]
+
+
+def words_with_compounds(text: str) -> tuple[list[str], set[str]]:
+    """Stemmed words in order, plus the joined forms of hyphenated compounds (``pretrain``)."""
+    folded = fold(text)
+    sequence = [stem(w) for w in _PARTS.findall(folded)]
+    joined = {stem("".join(_PARTS.findall(c))) for c in _WORD.findall(folded) if not c.isalnum()}
+    return sequence, joined
+
+
+def raw_words(text: str) -> list[str]:
+    """Folded but unstemmed words: what a prefix wildcard (``quantiz*``) is compared with."""
+    return _PARTS.findall(fold(text))

@@ -1,0 +1,82 @@
+"""A digest as data: its subject line, its JSON shape (scripts read these names), a text listing."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from .models import Digest
+
+SUBJECT_PREFIX = "Paper digest"
+
+
+def local_date(moment: datetime, timezone: str) -> str:
+    local = moment.astimezone(ZoneInfo(timezone))
+    return f"{local:%b} {local.day}"
+
+
+def subject_line(digest: Digest, timezone: str = "UTC", *, max_topics: int = 3) -> str:
+    """`Paper digest · Nov 22 · 8 new: Efficient inference (5), Data selection (3)`."""
+    head = f"{SUBJECT_PREFIX} · {local_date(digest.generated_at, timezone)}"
+    total = len(digest.papers)
+    if not total:
+        return f"{head} · nothing new"
+    named = [f"{s.topic} ({len(s.entries)})" for s in digest.sections if s.entries]
+    listed = ", ".join(named[:max_topics]) + (f", +{len(named) - max_topics} more" if len(named) > max_topics else "")
+    return f"{head} · {total} new: {listed}"
+
+
+def digest_json(digest: Digest, timezone: str = "UTC") -> dict[str, Any]:
+    return {
+        "subscriber": digest.subscriber,
+        "subject": subject_line(digest, timezone),
+        "generated_at": digest.generated_at.isoformat(),
+        "since": digest.since.isoformat(),
+        "sections": [
+            {
+                "topic": section.topic,
+                "omitted": section.omitted,
+                "papers": [
+                    {
+                        "id": e.paper.id,
+                        "title": e.paper.title,
+                        "url": e.paper.url,
+                        "authors": list(e.paper.authors),
+                        "categories": list(e.paper.categories),
+                        "score": e.score,
+                        "upvotes": e.paper.upvotes,
+                        "why": e.why,
+                        "also_in": list(e.also_in),
+                        "matched": list(e.matched_terms),
+                        "first_seen_at": e.paper.first_seen_at.isoformat() if e.paper.first_seen_at else None,
+                    }
+                    for e in section.entries
+                ],
+            }
+            for section in digest.sections
+        ],
+        "omitted": digest.omitted,
+    }
+
+
+def digest_text(digest: Digest, timezone: str = "UTC") -> str:
+    """A quick readable listing for the terminal."""
+    lines = [subject_line(digest, timezone), f"for {digest.subscriber}, papers first seen since "
+             f"{digest.since.astimezone(ZoneInfo(timezone)):%Y-%m-%d %H:%M} ({timezone})", ""]
+    if digest.is_empty:
+        lines.append("Nothing new matches your topics.")
+    for section in digest.sections:
+        lines.append(f"## {section.topic} ({len(section.entries)})")
+        for number, entry in enumerate(section.entries, 1):
+            upvotes = f"  ▲{entry.paper.upvotes}" if entry.paper.upvotes else ""
+            lines.append(f"{number:>3}. {entry.paper.title}{upvotes}")
+            lines.append(f"     {entry.paper.url}")
+            why = entry.why + (f"; also in {', '.join(entry.also_in)}" if entry.also_in else "")
+            lines.append(f"     {why}")
+        if section.omitted:
+            lines.append(f"     … {section.omitted} more not shown (limits)")
+        lines.append("")
+    if digest.omitted:
+        lines.append(f"{digest.omitted} matching papers left out by the limits.")
+    return "\n".join(lines).rstrip() + "\n"
