@@ -8,10 +8,11 @@ __version__ = "0.1.0"
 from .config import Config, load_config  # noqa: E402
 from .errors import ConfigError, DigestError, FetchError, ParseError, SourceError, StoreError  # noqa: E402
 from .gather import gather  # noqa: E402
-from .models import Listing, Paper, SourceReport  # noqa: E402
+from .matching import Matcher  # noqa: E402
+from .models import Digest, DigestEntry, Listing, Paper, Section, SourceReport  # noqa: E402
 from .store import Store  # noqa: E402
 
 __all__ = [
-    "Config", "ConfigError", "DigestError", "FetchError", "Listing", "Paper", "ParseError",
-    "SourceError", "SourceReport", "Store", "StoreError", "gather", "load_config", "__version__",
+    "Config", "ConfigError", "Digest", "DigestEntry", "DigestError", "FetchError", "Listing", "Matcher",
+    "Paper", "ParseError", "Section", "SourceError", "SourceReport", "Store", "StoreError", "gather", "load_config", "__version__",
 ]

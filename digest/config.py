@@ -121,14 +121,14 @@ def _schedule(value: Any) -> str:
     return " ".join(str(value).split()).lower()
 
 
-_CATEGORY = re.compile(r"^[a-z\-]+(\.[A-Za-z\-]+)?$")
+_CATEGORY = re.compile(r"^[a-z\-]+(\.([A-Za-z\-]+|\*))?$")
 
 
 def _categories(value: Any) -> list[str]:
     items = _strings(value)
     for item in items:
         if not _CATEGORY.match(item):
-            raise _error("category", f"{item!r} is not an arXiv category such as cs.CL or hep-th")
+            raise _error("category", f"{item!r} is not an arXiv category such as cs.CL, hep-th or cs.*")
     return items
 
 

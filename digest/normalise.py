@@ -23,9 +23,11 @@ _DOUBLE = re.compile(r"([bcdfgkmnprtvz])\1$|(?<=e)(l)l$")
 
 def fold(text: str) -> str:
     """Lower-case ASCII-ish text: accents and compatibility forms folded, TeX commands dropped."""
-    text = unicodedata.normalize("NFKD", text)
-    text = "".join(ch for ch in text if not unicodedata.combining(ch))
-    text = _TEX_COMMAND.sub(" ", text)
+    if not text.isascii():
+        text = unicodedata.normalize("NFKD", text)
+        text = "".join(ch for ch in text if not unicodedata.combining(ch))
+    if "\\" in text:
+        text = _TEX_COMMAND.sub(" ", text)
     return text.lower()
 
 

@@ -207,25 +207,3 @@ def terms(node: Node) -> list[Term]:
     if isinstance(node, Not):
         return terms(node.operand)
     return [t for child in node.operands for t in terms(child)]
-
-
-def positive_terms(node: Node) -> list[Term] | None:
-    """Terms one of which must match for the query to be true; None if it can match without any.
-
-    Used to find candidate papers through the index instead of testing every paper.
-    """
-    if isinstance(node, Term):
-        return [node]
-    if isinstance(node, Not):
-        return None
-    if isinstance(node, Or):
-        out: list[Term] = []
-        for child in node.operands:
-            sub = positive_terms(child)
-            if sub is None:
-                return None
-            out += sub
-        return out
-    # And: any one operand's necessary set suffices; pick the smallest.
-    options = [sub for child in node.operands if (sub := positive_terms(child)) is not None]
-    return min(options, key=len) if options else None

@@ -1,0 +1,181 @@
+"""Matching, grouping and ranking for everyone: 10,000 subscribers × 5 topics against 2,000 papers.
+
+    python bench/matching.py [--subscribers 10000] [--papers 2000] [--naive-sample 100]
+
+Target: under 5 s for everyone on a 2-core machine, memory flat in the number of subscribers.
+Prints, in the same run, the same work done naively (every keyword of every topic searched in
+every paper), measured on a sample of subscribers and extrapolated linearly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import random
+import sys
+import time
+import tracemalloc
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from digest.config import ArxivSource, Defaults, HuggingFaceSource, Subscriber, Topic  # noqa: E402  # noqa: E402
+from digest.matching import Matcher  # noqa: E402
+from digest.models import Paper  # noqa: E402
+from digest.normalise import words  # noqa: E402
+from digest.sources import arxiv, feed, huggingface  # noqa: E402,F401
+
+SAMPLES = Path(__file__).resolve().parents[1] / "digest" / "samples"
+NOW = datetime(2026, 11, 22, 7, 30, tzinfo=UTC)
+
+VOCABULARY = [
+    "KV cache", "speculative decoding", "quantization", "pruning", "distillation", "mixture of experts",
+    "sparse attention", "linear attention", "state space model", "long context", "retrieval augmented generation",
+    "RAG", "LoRA", "low-rank adaptation", "parameter-efficient", "instruction tuning", "preference optimization",
+    "DPO", "RLHF", "reward model", "reinforcement learning", "chain of thought", "reasoning", "test-time scaling",
+    "scaling law", "data selection", "data curation", "synthetic data", "pretraining", "tokenizer",
+    "multilingual", "machine translation", "speech recognition", "text-to-speech", "vision-language model",
+    "diffusion model", "image generation", "video generation", "3D reconstruction", "Gaussian splatting",
+    "segmentation", "object detection", "robot manipulation", "embodied agent", "LLM agent", "tool use",
+    "web agent", "code generation", "program synthesis", "theorem proving", "mathematical reasoning",
+    "benchmark", "evaluation", "hallucination", "interpretability", "sparse autoencoder", "mechanistic",
+    "alignment", "safety", "jailbreak", "red teaming", "watermark", "privacy", "federated learning",
+    "graph neural network", "recommendation", "time series", "protein", "molecule", "weather",
+    "continual learning", "catastrophic forgetting", "in-context learning", "prompt", "embedding",
+    "contrastive learning", "self-supervised", "knowledge distillation", "model merging", "optimizer",
+    "learning rate", "normalization", "transformer", "attention", "memory", "compression", "efficient inference",
+    "serving", "GPU kernel", "FlashAttention", "uncertainty", "calibration", "causal", "fairness", "bias",
+    "summarization", "question answering", "dialogue", "world model", "planning", "search", "retrieval",
+]
+EXCLUDES = ["survey", "benchmark", "position paper", "dataset", "medical", "theoretical"]
+CATEGORIES = ["cs.CL", "cs.LG", "cs.CV", "cs.AI", "cs.RO", "stat.ML", "cs.*"]
+
+
+def load_papers(count: int) -> list[Paper]:
+    base = list(arxiv.parse(ArxivSource(name="listing", type="arxiv", categories=["cs.LG"]),
+                            (SAMPLES / "arxiv-listing.rss.xml").read_bytes(), NOW).papers)
+    votes = {p.id: p.upvotes for p in huggingface.parse(HuggingFaceSource(name="hf", type="huggingface"),
+                                                        (SAMPLES / "hf-daily-papers.json").read_bytes(), NOW).papers}
+    rng = random.Random(7)
+    papers = []
+    for n in range(count):
+        p = base[n % len(base)]
+        papers.append(Paper(
+            id=f"2611.{20000 + n:05d}", title=p.title, url=p.url, authors=p.authors, abstract=p.abstract,
+            categories=p.categories, upvotes=votes.get(p.id), sources=("listing",),
+            first_seen_at=NOW - timedelta(hours=rng.uniform(0, 20)),
+        ))
+    return papers
+
+
+def make_subscribers(count: int, topics_each: int = 5) -> list[Subscriber]:
+    rng = random.Random(42)
+    subscribers = []
+    for n in range(count):
+        topics = []
+        for t in range(topics_each):
+            kind = rng.random()
+            spec: dict = {"name": f"Topic {t + 1}"}
+            if kind < 0.75:
+                spec["keywords"] = rng.sample(VOCABULARY, rng.randint(1, 4))
+                if rng.random() < 0.3:
+                    spec["exclude"] = [rng.choice(EXCLUDES)]
+                if rng.random() < 0.15:
+                    spec["categories"] = [rng.choice(CATEGORIES)]
+            elif kind < 0.92:
+                a, b, c = rng.sample(VOCABULARY, 3)
+                spec["query"] = f'"{a}" OR ("{b}" AND NOT "{c}")'
+            else:
+                spec["categories"] = [rng.choice(CATEGORIES)]
+                spec["min_upvotes"] = rng.choice([1, 3, 10])
+            topics.append(Topic(**spec))
+        subscribers.append(Subscriber(email=f"user{n}@example.org", topics=topics,
+                                      trending=rng.choice([0, 0, 3, 5])))
+    return subscribers
+
+
+def run_indexed(subscribers, papers, defaults):
+    matcher = Matcher(subscribers, defaults, papers)
+    total = 0
+    for digest in matcher.digests(subscribers, NOW):
+        total += len(digest.papers)
+    return total
+
+
+# ---------------------------------------------------------------- the naive approach
+
+
+def naive_digest_sizes(subscribers, papers, defaults):
+    """Every keyword of every topic searched in every paper (words pre-normalised: generous to naive)."""
+    prepared = [(words(p.title), words(p.abstract)) for p in papers]
+    total = 0
+    for subscriber in subscribers:
+        matched = set()
+        for topic in subscriber.topics:
+            phrases = [tuple(words(k)) for k in topic.keywords]
+            for i, (title, abstract) in enumerate(prepared):
+                if any(_contains(title, ph) or _contains(abstract, ph) for ph in phrases):
+                    matched.add(i)
+        total += min(len(matched), subscriber.max_papers or defaults.max_papers)
+    return total
+
+
+def _contains(sequence, phrase):
+    n = len(phrase)
+    if not n:
+        return False
+    first = phrase[0]
+    for i, word in enumerate(sequence):
+        if word == first and tuple(sequence[i:i + n]) == phrase:
+            return True
+    return False
+
+
+def timed(fn, *args):
+    gc.collect()
+    start = time.perf_counter()
+    result = fn(*args)
+    return time.perf_counter() - start, result
+
+
+def peak_memory(fn, *args):
+    gc.collect()
+    tracemalloc.start()
+    fn(*args)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return peak
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--subscribers", type=int, default=10_000)
+    parser.add_argument("--papers", type=int, default=2_000)
+    parser.add_argument("--naive-sample", type=int, default=100)
+    args = parser.parse_args()
+
+    papers = load_papers(args.papers)
+    subscribers = make_subscribers(args.subscribers)
+    defaults = Defaults()
+    print(f"workload: {len(subscribers):,} subscribers x 5 topics, {len(papers):,} papers (from the seeds)")
+
+    seconds, total = timed(run_indexed, subscribers, papers, defaults)
+    print(f"indexed : {seconds:6.2f} s for everyone ({len(subscribers) / seconds:,.0f} subscribers/s), "
+          f"{total:,} papers placed in digests   target < 5 s: {'PASS' if seconds < 5 else 'FAIL'}")
+    for count in (1_000, 5_000, args.subscribers):
+        peak = peak_memory(run_indexed, subscribers[:count], papers, defaults)
+        print(f"indexed : peak memory {peak / 2**20:6.1f} MiB with {count:>6,} subscribers")
+
+    sample = subscribers[: args.naive_sample]
+    naive_seconds, _ = timed(naive_digest_sizes, sample, papers, defaults)
+    scale = len(subscribers) / len(sample)
+    naive_peak = peak_memory(naive_digest_sizes, sample, papers, defaults)
+    print(f"naive   : {naive_seconds:6.2f} s for {len(sample):,} subscribers (keyword matching only) "
+          f"-> ~{naive_seconds * scale:,.0f} s extrapolated to {len(subscribers):,}; "
+          f"peak memory {naive_peak / 2**20:.1f} MiB")
+    print(f"speed-up: ~{naive_seconds * scale / seconds:,.0f}x")
+
+
+if __name__ == "__main__":
+    main()
