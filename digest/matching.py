@@ -527,9 +527,10 @@ class Matcher:
         best[matched] = np.round(best[matched], 4)
 
         trending: list[int] = []
-        if settings.trending:
+        wanted = min(settings.trending, settings.max_papers)  # the section counts within max_papers
+        if wanted:
             for i in index.by_upvotes:
-                if len(trending) == settings.trending:
+                if len(trending) == wanted:
                     break
                 if eligible[i] and best[i] == -np.inf:
                     trending.append(i)

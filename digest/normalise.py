@@ -31,12 +31,17 @@ def fold(text: str) -> str:
     return text.lower()
 
 
+# American and British spellings of the -ize family, longest first.
+_IZE = ("izations", "isations", "ization", "isation", "izers", "isers", "izing", "ising", "izer", "iser",
+        "izes", "ises", "ized", "ised", "ize", "ise")
+
+
 @lru_cache(maxsize=200_000)
 def stem(word: str) -> str:
     """The light stem of one lower-case word (see the module docstring for what it unifies)."""
     if len(word) <= 3 or not word.isalpha():
         return word
-    for suffix in ("izations", "ization", "isations", "isation", "izing", "izes", "ized", "izer", "izers", "ize"):
+    for suffix in _IZE:
         if word.endswith(suffix) and len(word) - len(suffix) >= 3:
             return word[: -len(suffix)] + "iz"
     if word.endswith("ies") and len(word) > 4:

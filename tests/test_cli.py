@@ -121,3 +121,60 @@ def test_unwritable_state_is_a_clear_error(tmp_path):
     config.write_text(text)
     result = digest("-c", str(config), "fetch")
     assert result.returncode == 1 and "state database" in result.stderr and "state:" in result.stderr
+
+
+SAMPLES = ROOT / "digest" / "samples"
+
+
+def test_preview_json_on_the_shipped_samples(tmp_path):
+    sources = [{"name": "arxiv", "type": "arxiv", "categories": ["cs.LG"], "url": str(SAMPLES / "arxiv-listing.rss.xml")},
+               {"name": "hf", "type": "huggingface", "url": str(SAMPLES / "hf-daily-papers.json")}]
+    topics = """    max_papers: 12
+    max_per_topic: 5
+    trending: 2
+    topics:
+      - name: Efficient inference
+        keywords: [KV cache, speculative decoding, quantization]
+        exclude: [survey]
+      - name: Scaling
+        query: '"scaling law" AND NOT title:chinchilla'
+"""
+    config = write_config(tmp_path, sources, extra=topics)
+    assert digest("-c", str(config), "fetch").returncode == 0
+    runs = [digest("-c", str(config), "preview", "ALICE@example.org", "--format", "json") for _ in range(2)]
+    assert all(r.returncode == 0 for r in runs), runs[0].stderr
+    first, second = (json.loads(r.stdout) for r in runs)
+    for d in (first, second):
+        del d["generated_at"], d["since"]
+    assert first == second  # the same output twice in a row, and nothing recorded in between
+
+    assert first["subscriber"] == "alice@example.org" and first["subject"].startswith("Paper digest")
+    topics_seen = [s["topic"] for s in first["sections"]]
+    assert topics_seen == ["Efficient inference", "Scaling", "Trending"]
+    shown = [p for s in first["sections"] for p in s["papers"]]
+    assert len(shown) == 12 and len({p["id"] for p in shown}) == 12
+    assert all(len(s["papers"]) <= 5 for s in first["sections"])
+    for p in shown:
+        assert set(p) >= {"id", "title", "url", "authors", "score", "upvotes", "why", "also_in"} and p["why"]
+    assert first["omitted"] == sum(s["omitted"] for s in first["sections"]) > 0
+    scaling = [p["title"] for p in first["sections"][1]["papers"]]
+    assert all("scaling law" in t.lower() for t in scaling[:3]) and not any("Chinchilla" in t for t in scaling)
+
+    text = digest("-c", str(config), "preview", "alice@example.org", "--since", "1h")
+    assert text.returncode == 0 and "## Efficient inference" in text.stdout
+    nobody = digest("-c", str(config), "preview", "alise@example.org")
+    assert nobody.returncode == 1 and "did you mean 'alice@example.org'" in nobody.stderr
+
+
+def test_validate_reports_query_syntax_errors_with_positions(tmp_path):
+    topics = """    topics:
+      - name: Inference
+        query: '"KV cache" AND (quantiz* OR'
+      - name: Quotes
+        query: 'title:"open'
+"""
+    config = write_config(tmp_path, [{"name": "hf", "type": "huggingface"}], extra=topics)
+    result = digest("-c", str(config), "validate")
+    assert result.returncode == 2
+    assert "subscribers.yaml:9 subscribers[0].topics[0].query: expected a term at position 28" in result.stderr
+    assert "subscribers.yaml:11 subscribers[0].topics[1].query: unclosed quote \" at position 7" in result.stderr
