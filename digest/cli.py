@@ -9,7 +9,10 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import tempfile
+import webbrowser
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import click
@@ -21,9 +24,8 @@ from . import __version__
 from .config import Config, load_config, parse_duration
 from .errors import ConfigError, DigestError
 from .gather import gather, select_sources
-from .matching import matcher_for
 from .models import Paper, SourceReport
-from .present import digest_json, digest_text
+from .present import digest_json
 from .store import Store
 
 out = Console(soft_wrap=True)
@@ -181,42 +183,62 @@ def papers(app: App, since: str | None, source: str | None, fmt: str, limit: int
 
 
 @cli.command()
-@click.argument("email")
-@click.option("--format", "fmt", type=click.Choice(["json", "text"]), default="text", show_default=True)
+@click.argument("email", required=False)
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "html", "eml"]), default="text", show_default=True,
+              help="text: the e-mail's text part; json: the digest as data; html: the HTML part; eml: the whole message.")
 @click.option("--since", metavar="AGE", help="Window override: papers first seen within AGE (1d, 12h) or since a date.")
+@click.option("--out", "out_file", type=click.Path(dir_okay=False, writable=True), help="Write to FILE instead of the terminal.")
+@click.option("--open", "open_browser", is_flag=True, help="Open the result in a browser (html, or any format with --out).")
+@click.option("--serve", is_flag=True, help="Serve every subscriber's preview on 127.0.0.1, re-rendered on changes.")
+@click.option("--port", type=int, default=8025, show_default=True, help="Port for --serve (0: any free port).")
 @click.pass_obj
-def preview(app: App, email: str, fmt: str, since: str | None) -> None:
+def preview(app: App, email: str | None, fmt: str, since: str | None, out_file: str | None, open_browser: bool,
+            serve: bool, port: int) -> None:
     """Show the digest a subscriber would receive now, without sending or recording anything.
 
-    Example: digest preview alice@example.org --format json --since 2d
+    Examples: digest preview alice@example.org --format json --since 2d;
+    digest preview alice@example.org --format html --out alice.html --open;
+    digest preview --serve
     """
-    config = app.config
+    if serve:
+        from .preview_server import serve as make_server
+
+        server = make_server(app.config_path, port)
+        host, bound = server.server_address[:2]
+        err.print(f"previews at http://{host}:{bound}/ (Ctrl-C to stop)", highlight=False)
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            pass
+        return
+    if not email:
+        raise click.UsageError("give a subscriber's EMAIL, or --serve")
+    from .compose import Composer
+    from .preview import find_subscriber, preview_digest, signing_secret
+
+    config, store = app.config, app.store()
     subscriber = find_subscriber(config, email)
     now = datetime.now(UTC)
-    window_start = _since(since) if since else None
-    lookback = subscriber.lookback or config.defaults.lookback
-    papers_in_window = app.store().papers(since=window_start or now - lookback)
-    digest = matcher_for(config, papers_in_window, [subscriber]).digest(subscriber, now, window_start)
+    shown = preview_digest(config, store, subscriber, now, _since(since) if since else None)
     zone = subscriber.timezone or config.defaults.timezone
     if fmt == "json":
-        click.echo(json.dumps(digest_json(digest, zone), ensure_ascii=False, indent=2))
+        data: str | bytes = json.dumps(digest_json(shown.digest, zone), ensure_ascii=False, indent=2) + "\n"
     else:
-        click.echo(digest_text(digest, zone), nl=False)
-    if not papers_in_window:
+        composed = Composer(config, secret=signing_secret(store)).email(shown.digest, subscriber)
+        data = {"text": composed.text, "html": composed.html, "eml": composed.message.as_bytes()}[fmt]
+    payload = data if isinstance(data, bytes) else data.encode("utf-8")
+    if out_file or open_browser:
+        suffix = {"text": ".txt", "json": ".json", "html": ".html", "eml": ".eml"}[fmt]
+        target = Path(out_file) if out_file else Path(tempfile.mkstemp(prefix="digest-preview-", suffix=suffix)[1])
+        target.write_bytes(payload)
+        err.print(f"wrote {target} ({len(payload):,} bytes)", highlight=False)
+        if open_browser:
+            webbrowser.open(target.resolve().as_uri())
+    else:
+        click.echo(payload.decode("utf-8"), nl=False)
+    if not shown.stored:
         err.print("note: no papers stored in this window; run `digest fetch` first, or widen --since",
                   highlight=False)
-
-
-def find_subscriber(config: Config, email: str):  # type: ignore[no-untyped-def]
-    for subscriber in config.subscribers:
-        if subscriber.email.lower() == email.strip().lower():
-            return subscriber
-    known = [s.email for s in config.subscribers]
-    import difflib
-
-    close = difflib.get_close_matches(email, known, n=1)
-    raise DigestError(f"no subscriber {email!r} in {config.path}",
-                      hint=f"did you mean {close[0]!r}?" if close else f"subscribers: {', '.join(known[:5]) or 'none'}")
 
 
 def paper_json(paper: Paper) -> dict[str, Any]:

@@ -8,6 +8,7 @@ changes are numbered migrations recorded in `schema_migrations`.
 from __future__ import annotations
 
 import json
+import secrets
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
@@ -100,6 +101,12 @@ fetch_state = sa.Table(
     sa.Column("last_count", sa.Integer),
 )
 
+settings_table = sa.Table(
+    "settings", metadata,
+    sa.Column("key", sa.Text, primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
+
 migrations_table = sa.Table(
     "schema_migrations", metadata,
     sa.Column("version", sa.Integer, primary_key=True),
@@ -135,7 +142,11 @@ def _m1_papers_and_fetch_state(conn: Connection) -> None:
         conn.exec_driver_sql(ddl)
 
 
-MIGRATIONS: list[Callable[[Connection], None]] = [_m1_papers_and_fetch_state]
+def _m2_settings(conn: Connection) -> None:
+    conn.exec_driver_sql("CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+
+
+MIGRATIONS: list[Callable[[Connection], None]] = [_m1_papers_and_fetch_state, _m2_settings]
 
 
 # ---------------------------------------------------------------- the store
@@ -232,6 +243,19 @@ class Store:
 
     def close(self) -> None:
         self.engine.dispose()
+
+    def secret(self) -> str:
+        """This installation's signing key (unsubscribe links), made on first use and kept."""
+
+        def get_or_make() -> str:
+            with self.engine.begin() as conn:
+                value = conn.scalar(sa.select(settings_table.c.value).where(settings_table.c.key == "secret"))
+                if value is None:
+                    value = secrets.token_urlsafe(32)
+                    conn.execute(settings_table.insert().values(key="secret", value=value))
+                return value
+
+        return self._guard(get_or_make)
 
     # ------------------------------------------------------------ writing
 

@@ -1,0 +1,139 @@
+"""One subscriber's digest to a finished e-mail: values, HTML within the size budget, text,
+and the MIME message."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
+from email.utils import parseaddr
+from pathlib import Path
+from typing import Any
+
+from .config import Config, Subscriber
+from .email_context import EmailContext, Sender, build_context, with_kept
+from .links import unsubscribe_mailto, unsubscribe_url
+from .message import build_message, message_id
+from .models import Digest, DigestEntry, Paper, Section
+from .render import CompiledRenderer, NaiveRenderer
+
+# Gmail clips HTML bodies over ~102 KB, hiding what follows (the unsubscribe link).
+HTML_BUDGET = 90_000
+
+
+@dataclass(frozen=True)
+class Email:
+    subscriber: str
+    subject: str
+    preheader: str
+    html: str
+    text: str
+    cards: int  # papers shown in full
+    linked: int  # papers only linked, to keep within the size budget
+    message: EmailMessage
+
+    @property
+    def html_bytes(self) -> int:
+        return len(self.html.encode("utf-8"))
+
+
+def fit(context: EmailContext, renderer: NaiveRenderer, budget: int = HTML_BUDGET) -> tuple[dict[str, Any], str, int]:
+    """The values and HTML with as many full cards as fit in `budget` bytes (best-ranked
+    first); the others become links. Binary search: a handful of renders at most."""
+    html = renderer.html(context.values)
+    total = len(context.ranked)
+    if len(html.encode("utf-8")) <= budget:
+        return context.values, html, total
+    low, high = 0, total - 1  # the largest count of cards that fits is in [low, high]
+    best = with_kept(context, 0)
+    best_html = renderer.html(best)
+    while low < high:
+        middle = (low + high + 1) // 2
+        values = with_kept(context, middle)
+        candidate = renderer.html(values)
+        if len(candidate.encode("utf-8")) <= budget:
+            low, best, best_html = middle, values, candidate
+        else:
+            high = middle - 1
+    if low == 0 and len(best_html.encode("utf-8")) > budget:  # even the links alone are too many
+        values = dict(best)
+        while values["more"] and len(best_html.encode("utf-8")) > budget:
+            values["more"] = values["more"][: len(values["more"]) * 3 // 4]
+            best_html = renderer.html(values)
+        best = values
+    return best, best_html, low
+
+
+class Composer:
+    """Renders e-mails for one configuration; the templates are compiled once."""
+
+    def __init__(self, config: Config, *, secret: str = "", renderer: NaiveRenderer | None = None,
+                 budget: int = HTML_BUDGET) -> None:
+        self.config = config
+        self.secret = secret
+        self.budget = budget
+        directory = Path(config.resolve_local(config.templates)) if config.templates else None
+        self.renderer = renderer or CompiledRenderer(directory, probes=probe_values())
+        name, address = parseaddr(config.sender.from_)
+        self.sender_address = address
+        self.sender = Sender(
+            name=name or "Paper digest",
+            manage=("To change your topics or limits, reply to this e-mail."
+                    if config.sender.reply_to or address else ""),
+        )
+
+    def values(self, digest: Digest, subscriber: Subscriber) -> EmailContext:
+        timezone = subscriber.timezone or self.config.defaults.timezone
+        link = unsubscribe_url(self.config.base_url, self.secret, subscriber.email)
+        mailto = unsubscribe_mailto(self.config.sender.reply_to or self.sender_address, subscriber.email)
+        return build_context(digest, timezone=timezone, unsubscribe_url=link or mailto, sender=self.sender,
+                             topics=[t.name for t in subscriber.topics])
+
+    def email(self, digest: Digest, subscriber: Subscriber, *, key: str | None = None) -> Email:
+        """The finished e-mail. `key` identifies this digest (its Message-ID): the same key
+        gives the same Message-ID, so a retried send is recognisably the same message."""
+        context = self.values(digest, subscriber)
+        values, html, cards = fit(context, self.renderer, self.budget)
+        text = self.renderer.text(values)
+        link = unsubscribe_url(self.config.base_url, self.secret, subscriber.email)
+        mailto = unsubscribe_mailto(self.config.sender.reply_to or self.sender_address, subscriber.email)
+        message = build_message(
+            sender=self.config.sender.from_, reply_to=self.config.sender.reply_to, to=subscriber.email,
+            to_name=subscriber.name, subject=values["subject"], text=text, html=html,
+            date=digest.generated_at, msg_id=message_id(self.config.sender.from_, subscriber.email,
+                                                       key or digest.generated_at.isoformat()),
+            unsubscribe_url=link, unsubscribe_mailto=mailto, lang=values["lang"],
+        )
+        return Email(subscriber.email, values["subject"], values["preheader"], html, text, cards,
+                     len(values["more"]), message)
+
+
+# ---------------------------------------------------------------- probes
+
+
+HOSTILE = '<script>alert("x")</script> {{ 7*7 }} {% if %} <b>unclosed & "quoted" \'single\' שלום 🙂'
+
+
+def probe_values() -> list[dict[str, Any]]:
+    """Values that exercise every branch of a template: full cards with every optional field,
+    hostile text, omitted counts, links-only papers, and an empty digest."""
+    now = datetime(2026, 1, 1, 7, 30, tzinfo=UTC)
+
+    def entry(n: int, **extra: Any) -> DigestEntry:
+        paper = Paper(id=f"2601.0000{n}", title=f"Probe paper {n}: {HOSTILE}", url=f"https://arxiv.org/abs/2601.0000{n}",
+                      authors=tuple(f"Author {i}" for i in range(n + 2)), abstract=f"About KV caches. {HOSTILE}",
+                      categories=("cs.CL", "cs.LG"), first_seen_at=now - timedelta(hours=n), **extra)
+        return DigestEntry(paper, 0.9 - n / 10, f'matched "KV cache" in abstract; {HOSTILE}', ("KV cache",),
+                           ("Other",) if n % 2 else ())
+
+    full = [entry(1, upvotes=12, comments=3, pdf_url="https://arxiv.org/pdf/2601.00001",
+                  hf_url="https://huggingface.co/papers/2601.00001", code_url="https://github.com/x/y?a=1&b=2",
+                  ai_summary=f"A summary. {HOSTILE}"),
+            entry(2, upvotes=1, comments=1), entry(3), entry(4)]
+    digest = Digest("probe@example.org", f"Probe {HOSTILE}", now, now - timedelta(days=1), (
+        Section(f"Topic {HOSTILE}", tuple(full[:2]), omitted=2),
+        Section("Trending", tuple(full[2:]), trending=True)), omitted=2)
+    empty = Digest("probe@example.org", None, now, now - timedelta(days=1), ())
+    context = build_context(digest, unsubscribe_url="https://example.org/unsubscribe?email=a%40b&token=x",
+                            topics=["Topic", HOSTILE])
+    return [context.values, with_kept(context, 2), build_context(empty).values]

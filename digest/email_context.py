@@ -1,0 +1,228 @@
+"""What an e-mail template sees: a digest turned into plain, safe values.
+
+Every string from a feed goes through `clean` (no control or direction-override characters,
+one line); the only markup a value carries is the highlighting of matched terms in a TL;DR,
+built here from escaped pieces. Templates never see a Paper or a Digest object.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
+from zoneinfo import ZoneInfo
+
+from markupsafe import Markup
+
+from .highlight import spans
+from .models import Digest, DigestEntry
+from .present import SUBJECT_PREFIX, local_date, subject_line
+
+TLDR_CHARS = 320
+HIGHLIGHT_STYLE = "background-color:#fff3b0;color:inherit;padding:0 1px"
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
+# Characters that have no place in a one-line text: controls, direction overrides and
+# isolates (can make a title read backwards), line/paragraph separators, zero-width noise
+# except the joiners emoji need.
+_DROP_CATEGORIES = {"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"}
+_KEEP_FORMAT = {"\u200d", "\u200c"}
+
+
+def clean(text: Any) -> str:
+    """One line of printable text: NFC, no control/format characters, spaces collapsed."""
+    text = unicodedata.normalize("NFC", str(text or ""))
+    out = []
+    for ch in text:
+        category = unicodedata.category(ch)
+        if ch in "\t\n\r" or category.startswith("Z"):
+            out.append(" ")
+        elif category not in _DROP_CATEGORIES or ch in _KEEP_FORMAT:
+            out.append(ch)
+    return " ".join("".join(out).split())
+
+
+def clean_attribute(text: Any) -> str:
+    """Text for an attribute value: as `clean`, and without any non-spacing mark or joiner
+    (MJML rewrites those as escapes inside attributes)."""
+    return "".join(ch for ch in clean(text) if unicodedata.category(ch)[0] != "M" and ch not in _KEEP_FORMAT)
+
+
+_URL_SAFE = "/:?#[]@!$&'()*+,;=%-._~"
+
+
+def clean_url(url: Any) -> str | None:
+    """An http(s) URL with everything outside the URL alphabet percent-encoded; else None."""
+    text = clean(url)
+    if not text:
+        return None
+    parts = urlsplit(text)
+    if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
+        return None
+    try:
+        host = parts.netloc.encode("idna").decode("ascii") if not parts.netloc.isascii() else parts.netloc
+    except UnicodeError:
+        return None
+    rebuilt = urlunsplit((parts.scheme.lower(), host, parts.path, parts.query, parts.fragment))
+    return quote(rebuilt, safe=_URL_SAFE).replace("'", "%27")
+
+
+# ---------------------------------------------------------------- escaping, as the HTML serialiser writes it
+# The e-mail's HTML passes through lxml (premailer) last; writing values the way lxml
+# serialises them keeps the compiled renderer byte-identical to the full chain.
+
+
+def escape_text(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def escape_attribute(text: str) -> str:
+    return escape_text(text).replace('"', "&quot;")
+
+
+def highlighted(text: str, terms: list[str]) -> Markup:
+    """`text` escaped, with the matched terms in <mark> (inline style: no stylesheet rule
+    applies to it, so every renderer writes it the same)."""
+    pieces, last = [], 0
+    for start, end in spans(text, terms):
+        pieces.append(escape_text(text[last:start]))
+        pieces.append(f'<mark class="hl" style="{HIGHLIGHT_STYLE}">{escape_text(text[start:end])}</mark>')
+        last = end
+    pieces.append(escape_text(text[last:]))
+    return Markup("".join(pieces))
+
+
+# ---------------------------------------------------------------- the values
+
+
+def short_authors(authors: tuple[str, ...], keep: int = 3) -> str:
+    """`A, B, C … Z` for long lists."""
+    names = [clean(a) for a in authors if clean(a)]
+    if len(names) <= keep + 1:
+        return ", ".join(names)
+    return ", ".join(names[:keep]) + " … " + names[-1]
+
+
+def tldr(entry: DigestEntry, limit: int = TLDR_CHARS) -> str:
+    """The Hugging Face AI summary when there is one, else the abstract's first sentences,
+    cut at a word."""
+    text = clean(entry.paper.ai_summary) or clean(entry.paper.abstract)
+    if len(text) <= limit:
+        return text
+    kept = ""
+    for sentence in _SENTENCE_END.split(text):
+        if len(kept) + len(sentence) + 1 > limit:
+            break
+        kept = f"{kept} {sentence}".strip()
+    if kept:
+        return kept
+    cut = text[:limit].rsplit(" ", 1)[0].rstrip(",;:")
+    return cut + " …"
+
+
+def paper_values(entry: DigestEntry) -> dict[str, Any]:
+    paper = entry.paper
+    summary = tldr(entry)
+    url = clean_url(paper.url) or clean_url(f"https://arxiv.org/abs/{paper.id}") or ""
+    return {
+        "id": paper.id,
+        "title": clean(paper.title),
+        "label": clean_attribute(paper.title)[:120],
+        "url": url,
+        "authors": short_authors(paper.authors),
+        "categories": " · ".join(clean(c) for c in paper.categories[:3]),
+        "upvotes": paper.upvotes or 0,
+        "comments": paper.comments or 0,
+        "tldr": highlighted(summary, list(entry.matched_terms)),
+        "tldr_text": summary,
+        "pdf_url": clean_url(paper.pdf_url),
+        "hf_url": clean_url(paper.hf_url),
+        "code_url": clean_url(paper.code_url),
+        "why": clean(entry.why),
+        "also_in": ", ".join(clean(t) for t in entry.also_in),
+        "score": entry.score,
+    }
+
+
+@dataclass
+class Sender:
+    """Who the e-mail says it is from, and how a reader changes their topics."""
+
+    name: str = SUBJECT_PREFIX
+    manage: str = ""
+    lang: str = "en"
+
+
+@dataclass
+class EmailContext:
+    """The values of one e-mail; `keep` full cards, the rest listed as links only."""
+
+    values: dict[str, Any]
+    ranked: list[tuple[int, int]] = field(default_factory=list)  # (section, index) best first
+
+
+def build_context(digest: Digest, *, timezone: str = "UTC", unsubscribe_url: str = "",
+                  sender: Sender | None = None, topics: list[str] | None = None) -> EmailContext:
+    sender = sender or Sender()
+    sections = []
+    for number, section in enumerate(digest.sections, 1):
+        sections.append({
+            "topic": clean(section.topic),
+            "anchor": f"topic-{number}",
+            "href": f"#topic-{number}",
+            "omitted": section.omitted,
+            "trending": section.trending,
+            "papers": [paper_values(e) for e in section.entries],
+        })
+    ranked = sorted(((s, i) for s, section in enumerate(sections) for i in range(len(section["papers"]))),
+                    key=lambda si: (-sections[si[0]]["papers"][si[1]]["score"], si[0], si[1]))
+    values = {
+        "lang": sender.lang,
+        "subject": clean(subject_line(digest, timezone)),
+        "preheader": "",
+        "date_label": _date_label(digest, timezone),
+        "name": clean(digest.name),
+        "email": clean(digest.subscriber),
+        "sender_name": clean(sender.name),
+        "manage": clean(sender.manage),
+        "topics": ", ".join(clean(t) for t in (topics or [])),
+        "unsubscribe_url": clean_url(unsubscribe_url) or "",
+        "sections": sections,
+        "more": [],
+        "omitted": digest.omitted,
+    }
+    values["summary"] = _summary(sections)
+    values["preheader"] = _preheader(sections)
+    return EmailContext(values, ranked)
+
+
+def _date_label(digest: Digest, timezone: str) -> str:
+    local = digest.generated_at.astimezone(ZoneInfo(timezone))
+    return f"{local:%A}, {local_date(digest.generated_at, timezone)} {local.year}"
+
+
+def _summary(sections: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{"topic": s["topic"], "href": s["href"], "count": len(s["papers"])} for s in sections if s["papers"]]
+
+
+def _preheader(sections: list[dict[str, Any]]) -> str:
+    """Extends the subject in the inbox list: the top paper of each topic."""
+    tops = [f"{s['topic']}: {s['papers'][0]['title']}" for s in sections if s["papers"]]
+    return clean(" · ".join(tops))[:200] if tops else "Nothing new matches your topics."
+
+
+def with_kept(context: EmailContext, keep: int) -> dict[str, Any]:
+    """The values with only the `keep` best-ranked papers as cards; the rest as links."""
+    if keep >= len(context.ranked):
+        return context.values
+    kept = set(context.ranked[:keep])
+    sections, more = [], []
+    for s, section in enumerate(context.values["sections"]):
+        papers = [p for i, p in enumerate(section["papers"]) if (s, i) in kept]
+        more += [{"title": p["title"], "url": p["url"]} for i, p in enumerate(section["papers"]) if (s, i) not in kept]
+        if papers:
+            sections.append({**section, "papers": papers})
+    values = {**context.values, "sections": sections, "more": more}
+    values["summary"] = _summary(sections)
+    return values

@@ -1,0 +1,206 @@
+"""Templates to e-mail bodies: Jinja → MJML → premailer, and the same compiled once.
+
+The full chain costs tens of milliseconds a digest, nearly all in MJML and premailer,
+whose work depends on the template, not on the subscriber. `CompiledRenderer` therefore
+runs MJML and premailer once over the template *source* (its Jinja tags pass through both
+as text), and keeps the result as a Jinja template: a digest is then one Jinja render.
+Values are escaped the way lxml writes them (premailer's last step), so the output is
+byte-identical to the full chain; a template that cannot be compiled (Jinja logic outside
+<mj-text>/<mj-raw>, say) is detected by rendering a probe both ways, and falls back to
+the full chain with a warning rather than rendering differently.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import traceback
+import warnings
+from collections.abc import Callable
+from html import unescape
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote
+
+import jinja2
+from markupsafe import Markup
+
+from .email_context import escape_attribute, escape_text
+from .errors import DigestError
+
+HTML_TEMPLATE = "digest.mjml.j2"
+TEXT_TEMPLATE = "digest.txt.j2"
+_COMMENT = re.compile(r"\{#.*?#\}", re.DOTALL)
+_ATTRIBUTE = re.compile(r"""([\w:-]+)=("[^"]*\{\{[^"]*"|'[^']*\{\{[^']*')""")
+_EXPRESSION = re.compile(r"\{\{(.*?)\}\}", re.DOTALL)
+_INCLUDE = re.compile(r"""\{%-?\s*include\s+["']([^"']+)["']\s*-?%\}""")
+
+# cssutils (through premailer) logs every property it does not know (mso-*, word-break).
+logging.getLogger("CSSUTILS").setLevel(logging.CRITICAL)
+
+
+class TemplateError(DigestError):
+    """A template that cannot be read, parsed or rendered; the message names file and line."""
+
+
+def builtin_templates() -> Path:
+    """The shipped templates: installed as digest/templates; in a checkout, templates/."""
+    installed = Path(__file__).resolve().parent / "templates"
+    return installed if (installed / HTML_TEMPLATE).is_file() else Path(__file__).resolve().parents[1] / "templates"
+
+
+def _finalize(value: Any) -> Any:
+    """Every {{ value }}: markup passes, anything else is escaped as text."""
+    if isinstance(value, Markup):
+        return value
+    if value is None:
+        return ""
+    return Markup(escape_text(str(value)))
+
+
+def _attr(value: Any) -> Markup:
+    """For values inside attribute quotes (the text escape, and the quote itself)."""
+    return Markup(escape_attribute(str(value if value is not None else "")))
+
+
+def environment(directory: Path | None = None, *, html: bool = True) -> jinja2.Environment:
+    """Templates from `directory` first (a user's own), then the built-in ones."""
+    search = [str(directory)] if directory else []
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader([*search, str(builtin_templates())]),
+        autoescape=False,  # escaping is done by _finalize, the way the HTML serialiser writes
+        finalize=_finalize if html else None,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.filters["attr"] = _attr
+    return env
+
+
+def _located(exc: BaseException, fallback: str) -> str:
+    """`file:line: message` for a template error, from Jinja's rewritten traceback."""
+    if isinstance(exc, jinja2.TemplateSyntaxError):
+        where = exc.filename or exc.name or fallback
+        return f"{where}:{exc.lineno}: {exc.message}"
+    for frame in reversed(traceback.extract_tb(exc.__traceback__)):
+        if frame.filename.endswith(".j2"):
+            return f"{frame.filename}:{frame.lineno}: {exc}"
+    return f"{fallback}: {exc}"
+
+
+def _guarded(fn: Callable[..., str], name: str) -> Callable[..., str]:
+    def run(*args: Any, **kwargs: Any) -> str:
+        try:
+            return fn(*args, **kwargs)
+        except (jinja2.TemplateError, TypeError, ValueError, AttributeError, KeyError) as exc:
+            raise TemplateError(f"template error in {_located(exc, name)}",
+                                hint="fix the template, or remove `templates:` to use the built-in ones") from exc
+    return run
+
+
+def mjml_to_html(mjml: str) -> str:
+    from mjml import mjml2html
+
+    return mjml2html(mjml)
+
+
+def inline_css(html: str) -> str:
+    """premailer: <style> rules into style attributes; @media rules kept in <style>."""
+    import premailer
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return premailer.Premailer(
+            allow_network=False, keep_style_tags=False, strip_important=False, disable_validation=True,
+            cssutils_logging_level=logging.CRITICAL,
+        ).transform(html, pretty_print=False)
+
+
+class NaiveRenderer:
+    """The full chain for every digest: Jinja → MJML → premailer."""
+
+    compiled = False
+
+    def __init__(self, directory: Path | None = None) -> None:
+        self.env = environment(directory)
+        self.text_env = environment(directory, html=False)
+        self.html_template = _load(self.env, HTML_TEMPLATE)
+        self.text_template = _load(self.text_env, TEXT_TEMPLATE)
+
+    def html(self, values: dict[str, Any]) -> str:
+        mjml = _guarded(self.html_template.render, HTML_TEMPLATE)(values)
+        return inline_css(mjml_to_html(mjml))
+
+    def text(self, values: dict[str, Any]) -> str:
+        return _guarded(self.text_template.render, TEXT_TEMPLATE)(values)
+
+
+class CompiledRenderer(NaiveRenderer):
+    """MJML and premailer run once over the template; each digest is one Jinja render."""
+
+    compiled = True
+
+    def __init__(self, directory: Path | None = None, probes: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(directory)
+        self.fallback_reason: str | None = None
+        self.compiled_template: jinja2.Template | None = None
+        try:
+            source = _expanded(self.env, HTML_TEMPLATE)
+            stage_two = _restore_tags(inline_css(mjml_to_html(source)))
+            unsafe = _unescaped_attributes(stage_two)
+            if unsafe:
+                raise TemplateError(f"a value in attribute {unsafe} needs |attr")
+            self.compiled_template = self.env.from_string(stage_two)
+        except Exception as exc:  # noqa: BLE001 - any failure: the full chain still works
+            self.fallback_reason = f"could not compile the template ({exc.__class__.__name__}: {exc})"
+        for probe in probes or []:
+            if self.compiled_template is not None and self.compiled_template.render(probe) != super().html(probe):
+                self.fallback_reason = ("the template renders differently once compiled "
+                                        "(Jinja logic outside <mj-text>/<mj-raw>?)")
+                break
+        if self.fallback_reason:
+            self.compiled = False
+            self.compiled_template = None
+            logging.getLogger(__name__).warning("using the slower full chain: %s", self.fallback_reason)
+
+    def html(self, values: dict[str, Any]) -> str:
+        if self.compiled_template is None:
+            return super().html(values)
+        return _guarded(self.compiled_template.render, HTML_TEMPLATE)(values)
+
+
+def _load(env: jinja2.Environment, name: str) -> jinja2.Template:
+    try:
+        return env.get_template(name)
+    except jinja2.TemplateNotFound as exc:
+        raise TemplateError(f"template {exc.name!r} not found in {', '.join(env.loader.searchpath)}",  # type: ignore[union-attr]
+                            hint="copy the built-in templates/ folder and edit the copy") from exc
+    except jinja2.TemplateSyntaxError as exc:
+        raise TemplateError(f"template error in {_located(exc, name)}",
+                            hint="fix the template, or remove `templates:` to use the built-in ones") from exc
+
+
+def _unescaped_attributes(html: str) -> str | None:
+    """The first attribute that takes a value without |attr (URLs excepted: they are cleaned)."""
+    for name, value in _ATTRIBUTE.findall(html):
+        if name.lower() in ("href", "src"):
+            continue
+        if any("|attr" not in expression.replace(" ", "") for expression in _EXPRESSION.findall(value)):
+            return name
+    return None
+
+
+def _restore_tags(html: str) -> str:
+    """Jinja expressions as they were: lxml percent-encodes the spaces of those in URLs."""
+    return _EXPRESSION.sub(lambda m: "{{" + unescape(unquote(m.group(1))) + "}}", html)
+
+
+def _expanded(env: jinja2.Environment, name: str, depth: int = 0) -> str:
+    """The template's source with its includes written out (they share the context anyway)."""
+    if depth > 10:
+        raise TemplateError(f"includes nested too deep at {name}")
+    source, _, _ = env.loader.get_source(env, name)  # type: ignore[union-attr]
+    source = _COMMENT.sub("", source)
+    return _INCLUDE.sub(lambda m: _expanded(env, m.group(1), depth + 1), source)
