@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 from zoneinfo import ZoneInfo
@@ -17,7 +18,7 @@ from zoneinfo import ZoneInfo
 from markupsafe import Markup
 
 from .highlight import spans
-from .models import Digest, DigestEntry
+from .models import Digest, DigestEntry, Paper
 from .present import SUBJECT_PREFIX, local_date, subject_line
 
 TLDR_CHARS = 320
@@ -28,25 +29,34 @@ _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
 # except the joiners emoji need.
 _DROP_CATEGORIES = {"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"}
 _KEEP_FORMAT = {"\u200d", "\u200c"}
+_ASCII_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_NON_ASCII = re.compile(r"[^\x00-\x7f]")
 
 
 def clean(text: Any) -> str:
     """One line of printable text: NFC, no control/format characters, spaces collapsed."""
-    text = unicodedata.normalize("NFC", str(text or ""))
-    out = []
-    for ch in text:
-        category = unicodedata.category(ch)
-        if ch in "\t\n\r" or category.startswith("Z"):
-            out.append(" ")
-        elif category not in _DROP_CATEGORIES or ch in _KEEP_FORMAT:
-            out.append(ch)
-    return " ".join("".join(out).split())
+    text = str(text or "")
+    if text.isascii():
+        return " ".join(_ASCII_CONTROL.sub(" ", text).split())
+    text = unicodedata.normalize("NFC", text)
+    return " ".join(_NON_ASCII.sub(_keep_or_drop, _ASCII_CONTROL.sub(" ", text)).split())
+
+
+def _keep_or_drop(match: re.Match[str]) -> str:
+    ch = match.group()
+    category = unicodedata.category(ch)
+    if category.startswith("Z"):
+        return " "
+    return ch if category not in _DROP_CATEGORIES or ch in _KEEP_FORMAT else ""
 
 
 def clean_attribute(text: Any) -> str:
-    """Text for an attribute value: as `clean`, and without any non-spacing mark or joiner
-    (MJML rewrites those as escapes inside attributes)."""
-    return "".join(ch for ch in clean(text) if unicodedata.category(ch)[0] != "M" and ch not in _KEEP_FORMAT)
+    """Text for an attribute value: as `clean`, without any mark or joiner (MJML rewrites
+    those as escapes inside attributes) and with ' for " (lxml would switch quote style)."""
+    text = clean(text).replace('"', "'")
+    if text.isascii():
+        return text
+    return "".join(ch for ch in text if unicodedata.category(ch)[0] != "M" and ch not in _KEEP_FORMAT)
 
 
 _URL_SAFE = "/:?#[]@!$&'()*+,;=%-._~"
@@ -104,10 +114,10 @@ def short_authors(authors: tuple[str, ...], keep: int = 3) -> str:
     return ", ".join(names[:keep]) + " … " + names[-1]
 
 
-def tldr(entry: DigestEntry, limit: int = TLDR_CHARS) -> str:
+def tldr(paper: Paper, limit: int = TLDR_CHARS) -> str:
     """The Hugging Face AI summary when there is one, else the abstract's first sentences,
     cut at a word."""
-    text = clean(entry.paper.ai_summary) or clean(entry.paper.abstract)
+    text = clean(paper.ai_summary) or clean(paper.abstract)
     if len(text) <= limit:
         return text
     kept = ""
@@ -121,28 +131,33 @@ def tldr(entry: DigestEntry, limit: int = TLDR_CHARS) -> str:
     return cut + " …"
 
 
-def paper_values(entry: DigestEntry) -> dict[str, Any]:
-    paper = entry.paper
-    summary = tldr(entry)
-    url = clean_url(paper.url) or clean_url(f"https://arxiv.org/abs/{paper.id}") or ""
+@lru_cache(maxsize=16_384)
+def _paper_static(paper: Paper) -> dict[str, Any]:
+    """What does not depend on the subscriber; the same day's papers recur in many digests."""
+    summary = tldr(paper)
     return {
         "id": paper.id,
         "title": clean(paper.title),
         "label": clean_attribute(paper.title)[:120],
-        "url": url,
+        "url": clean_url(paper.url) or clean_url(f"https://arxiv.org/abs/{paper.id}") or "",
         "authors": short_authors(paper.authors),
         "categories": " · ".join(clean(c) for c in paper.categories[:3]),
         "upvotes": paper.upvotes or 0,
         "comments": paper.comments or 0,
-        "tldr": highlighted(summary, list(entry.matched_terms)),
         "tldr_text": summary,
         "pdf_url": clean_url(paper.pdf_url),
         "hf_url": clean_url(paper.hf_url),
         "code_url": clean_url(paper.code_url),
-        "why": clean(entry.why),
-        "also_in": ", ".join(clean(t) for t in entry.also_in),
-        "score": entry.score,
     }
+
+
+def paper_values(entry: DigestEntry) -> dict[str, Any]:
+    values = dict(_paper_static(entry.paper))
+    values["tldr"] = highlighted(values["tldr_text"], list(entry.matched_terms))
+    values["why"] = clean(entry.why)
+    values["also_in"] = ", ".join(clean(t) for t in entry.also_in)
+    values["score"] = entry.score
+    return values
 
 
 @dataclass

@@ -8,21 +8,35 @@ what matched: ``KV cache`` lights up "KV-cache" and "KVCache", ``quantization`` 
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 from .normalise import raw_words, stem, words
 
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 
 
+@lru_cache(maxsize=16_384)
+def _tokens(text: str) -> list[tuple[int, int, list[str], list[str]]]:
+    """(start, end, folded parts, their stems) of each word; a text recurs in many digests."""
+    tokens = []
+    for m in _WORD.finditer(text):
+        parts = raw_words(m.group())  # folding may split one token, or fold it away
+        if parts:
+            tokens.append((m.start(), m.end(), parts, [stem(p) for p in parts]))
+    return tokens
+
+
+@lru_cache(maxsize=16_384)
+def _flat(text: str) -> list[tuple[int, str]]:
+    """Every stem with the index of the token it came from."""
+    return [(i, s) for i, (_, _, _, stems) in enumerate(_tokens(text)) for s in stems]
+
+
 def spans(text: str, terms: list[str]) -> list[tuple[int, int]]:
     """Non-overlapping (start, end) character ranges of `text` where the terms occur."""
     if not terms or not text:
         return []
-    tokens = []  # (start, end, folded raw parts, stems)
-    for m in _WORD.finditer(text):
-        parts = raw_words(m.group())  # folding may split one token ("Ｔｅｓｔ" stays one; "é" folds)
-        if parts:
-            tokens.append((m.start(), m.end(), parts, [stem(p) for p in parts]))
+    tokens = _tokens(text)
     phrases: list[tuple[str, ...]] = []
     joined: set[str] = set()
     prefixes: list[str] = []
@@ -37,19 +51,24 @@ def spans(text: str, terms: list[str]) -> list[tuple[int, int]]:
             phrases.append(sequence)
             if len(sequence) > 1:
                 joined.add(stem("".join(raw_words(term))))
-    # flatten token stems with the token each came from
-    flat = [(i, s) for i, (_, _, _, stems) in enumerate(tokens) for s in stems]
+    flat = _flat(text)
+    stems = [s for _, s in flat]
     found: list[tuple[int, int]] = []
-    for position in range(len(flat)):
-        for phrase in phrases:
-            n = len(phrase)
-            if tuple(s for _, s in flat[position:position + n]) == phrase:
-                first, last = flat[position][0], flat[position + n - 1][0]
-                found.append((tokens[first][0], tokens[last][1]))
-    for start, end, parts, _stems in tokens:
-        whole = "".join(parts)
-        if stem(whole) in joined or any(p.startswith(prefix) for p in parts for prefix in prefixes):
-            found.append((start, end))
+    for phrase in phrases:
+        n, first = len(phrase), phrase[0]
+        position = -1
+        while True:
+            try:
+                position = stems.index(first, position + 1)
+            except ValueError:
+                break
+            if n == 1 or tuple(stems[position:position + n]) == phrase:
+                found.append((tokens[flat[position][0]][0], tokens[flat[position + n - 1][0]][1]))
+    if joined or prefixes:
+        for start, end, parts, _stems in tokens:
+            if (joined and stem("".join(parts)) in joined) or any(
+                    p.startswith(prefix) for p in parts for prefix in prefixes):
+                found.append((start, end))
     # phrases may span a hyphen between tokens: extend across the separators they cover
     found.sort()
     merged: list[tuple[int, int]] = []

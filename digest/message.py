@@ -9,7 +9,6 @@ from email import policy
 from email.message import EmailMessage
 from email.utils import format_datetime, formataddr, parseaddr
 
-
 # CRLF line ends, as on the wire; long headers kept whole (RFC 5322 allows 998) so that
 # List-Unsubscribe URLs are never folded into encoded-words that clients cannot read.
 MESSAGE_POLICY = policy.SMTP.clone(max_line_length=998)

@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import logging
 import re
+import textwrap
 import traceback
 import warnings
 from collections.abc import Callable
+from functools import lru_cache
 from html import unescape
 from pathlib import Path
 from typing import Any
@@ -63,6 +65,11 @@ def _attr(value: Any) -> Markup:
     return Markup(escape_attribute(str(value if value is not None else "")))
 
 
+@lru_cache(maxsize=16_384)
+def _wordwrap(text: str, width: int = 79, break_long_words: bool = True) -> str:
+    return "\n".join(textwrap.wrap(text, width=width, break_long_words=break_long_words))
+
+
 def environment(directory: Path | None = None, *, html: bool = True) -> jinja2.Environment:
     """Templates from `directory` first (a user's own), then the built-in ones."""
     search = [str(directory)] if directory else []
@@ -76,6 +83,7 @@ def environment(directory: Path | None = None, *, html: bool = True) -> jinja2.E
         keep_trailing_newline=True,
     )
     env.filters["attr"] = _attr
+    env.filters["wordwrap"] = _wordwrap  # the same as Jinja's, remembered: summaries recur
     return env
 
 

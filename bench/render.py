@@ -1,0 +1,116 @@
+"""Rendering: 1,000 distinct 30-paper digests, compiled renderer vs the full chain.
+
+    python bench/render.py [--digests 1000] [--papers 30] [--naive-sample 60]
+
+Target: at least 300 digests per second in one process, with output identical to the full
+chain (Jinja → MJML → premailer for every digest). Prints digests/second and peak memory
+for both, in the same run; the full chain is timed on a sample (it is ~100x slower).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import random
+import sys
+import time
+import tracemalloc
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from digest.compose import Composer, fit, probe_values  # noqa: E402
+from digest.config import ArxivSource, Config, HuggingFaceSource, Sender, Subscriber, Topic  # noqa: E402
+from digest.email_context import build_context  # noqa: E402
+from digest.models import Digest, DigestEntry, Paper, Section  # noqa: E402
+from digest.render import CompiledRenderer, NaiveRenderer  # noqa: E402
+from digest.sources import arxiv, huggingface  # noqa: E402
+
+SAMPLES = Path(__file__).resolve().parents[1] / "digest" / "samples"
+NOW = datetime(2026, 11, 22, 7, 30, tzinfo=UTC)
+TERMS = ["KV cache", "quantization", "reasoning", "diffusion", "agent", "benchmark", "scaling law", "attention"]
+
+
+def seed_papers() -> list[Paper]:
+    listing = arxiv.parse(ArxivSource(name="a", type="arxiv", categories=["cs.LG"]),
+                          (SAMPLES / "arxiv-listing.rss.xml").read_bytes(), NOW).papers
+    hf = {p.id: p for p in huggingface.parse(HuggingFaceSource(name="h", type="huggingface"),
+                                             (SAMPLES / "hf-daily-papers.json").read_bytes(), NOW).papers}
+    return [p.merged_with(hf[p.id]) if p.id in hf else p for p in listing]
+
+
+def make_digests(count: int, size: int) -> list[tuple[Digest, Subscriber]]:
+    rng = random.Random(3)
+    papers = seed_papers()
+    out = []
+    for n in range(count):
+        chosen = rng.sample(papers, size)
+        topics = [f"Topic {t}" for t in rng.sample(range(1, 20), 3)]
+        sections = []
+        for t, topic in enumerate(topics):
+            part = chosen[t * size // 3:(t + 1) * size // 3]
+            entries = tuple(DigestEntry(p, round(rng.random(), 4), f'matched "{term}" in abstract; {p.upvotes or 0} upvotes',
+                                        (term,), (topics[(t + 1) % 3],) if rng.random() < 0.2 else ())
+                            for p in part for term in [rng.choice(TERMS)])
+            sections.append(Section(topic, entries, omitted=rng.randint(0, 5)))
+        subscriber = Subscriber(email=f"reader{n}@example.org", name=f"Reader {n}",
+                                topics=[Topic(name=t, keywords=[rng.choice(TERMS)]) for t in topics])
+        digest = Digest(subscriber.email, subscriber.name, NOW, NOW - timedelta(days=1), tuple(sections))
+        out.append((digest, subscriber))
+    return out
+
+
+def run(composer: Composer, digests) -> list[tuple[str, str]]:  # type: ignore[no-untyped-def]
+    results = []
+    for digest, subscriber in digests:
+        context = composer.values(digest, subscriber)
+        values, html, _ = fit(context, composer.renderer, composer.budget)
+        results.append((html, composer.renderer.text(values)))
+    return results
+
+
+def measure(composer: Composer, digests) -> tuple[float, float, list[tuple[str, str]]]:  # type: ignore[no-untyped-def]
+    gc.collect()
+    start = time.perf_counter()
+    results = run(composer, digests)
+    seconds = time.perf_counter() - start
+    gc.collect()
+    tracemalloc.start()
+    run(composer, digests[: min(len(digests), 100)])
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return len(digests) / seconds, peak, results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--digests", type=int, default=1000)
+    parser.add_argument("--papers", type=int, default=30)
+    parser.add_argument("--naive-sample", type=int, default=60)
+    args = parser.parse_args()
+
+    config = Config(sender=Sender(**{"from": "Paper Digest <digest@example.org>"}), base_url="https://digest.example.org")
+    digests = make_digests(args.digests, args.papers)
+    start = time.perf_counter()
+    compiled = Composer(config, secret="bench", renderer=CompiledRenderer(probes=probe_values()))
+    compile_seconds = time.perf_counter() - start
+    assert compiled.renderer.compiled, compiled.renderer.fallback_reason
+    naive = Composer(config, secret="bench", renderer=NaiveRenderer())
+
+    rate, peak, results = measure(compiled, digests)
+    sizes = sorted(len(h.encode()) for h, _ in results)
+    print(f"workload: {len(digests):,} distinct digests of {args.papers} papers (seed papers), HTML + text part")
+    print(f"compiled: {rate:8,.0f} digests/s   peak memory {peak / 2**20:5.1f} MiB (100 digests)   "
+          f"compiled once in {compile_seconds * 1000:.0f} ms   target >= 300/s: {'PASS' if rate >= 300 else 'FAIL'}")
+    sample = digests[: args.naive_sample]
+    naive_rate, naive_peak, naive_results = measure(naive, sample)
+    print(f"naive   : {naive_rate:8,.1f} digests/s   peak memory {naive_peak / 2**20:5.1f} MiB (sample of {len(sample)})")
+    same = sum(a == b for a, b in zip(naive_results, results))
+    print(f"output  : {same}/{len(sample)} identical to the full chain; HTML size median {sizes[len(sizes) // 2]:,} B, "
+          f"max {sizes[-1]:,} B (budget 90,000 B)")
+    print(f"speed-up: {rate / naive_rate:,.0f}x")
+
+
+if __name__ == "__main__":
+    main()
