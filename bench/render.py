@@ -22,7 +22,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from digest.compose import Composer, fit, probe_values  # noqa: E402
 from digest.config import ArxivSource, Config, HuggingFaceSource, Sender, Subscriber, Topic  # noqa: E402
-from digest.email_context import build_context  # noqa: E402
 from digest.models import Digest, DigestEntry, Paper, Section  # noqa: E402
 from digest.render import CompiledRenderer, NaiveRenderer  # noqa: E402
 from digest.sources import arxiv, huggingface  # noqa: E402

@@ -52,8 +52,9 @@ def _keep_or_drop(match: re.Match[str]) -> str:
 
 def clean_attribute(text: Any) -> str:
     """Text for an attribute value: as `clean`, without any mark or joiner (MJML rewrites
-    those as escapes inside attributes) and with ' for " (lxml would switch quote style)."""
-    text = clean(text).replace('"', "'")
+    those as escapes inside attributes) and with ' for ", ‹› for <> (how MJML and lxml write
+    those inside attributes varies)."""
+    text = clean(text).replace('"', "'").replace("<", "‹").replace(">", "›").replace("\\", "/")
     if text.isascii():
         return text
     return "".join(ch for ch in text if unicodedata.category(ch)[0] != "M" and ch not in _KEEP_FORMAT)
@@ -63,11 +64,13 @@ _URL_SAFE = "/:?#[]@!$&'()*+,;=%-._~"
 
 
 def clean_url(url: Any) -> str | None:
-    """An http(s) URL with everything outside the URL alphabet percent-encoded; else None."""
+    """An http(s) (or mailto:) URL with everything outside the URL alphabet percent-encoded; else None."""
     text = clean(url)
     if not text:
         return None
     parts = urlsplit(text)
+    if parts.scheme.lower() == "mailto" and "@" in parts.path:
+        return quote(text, safe=_URL_SAFE).replace("'", "%27")
     if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
         return None
     try:

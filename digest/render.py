@@ -120,10 +120,14 @@ def inline_css(html: str) -> str:
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return premailer.Premailer(
+        inlined = premailer.Premailer(
             allow_network=False, keep_style_tags=False, strip_important=False, disable_validation=True,
             cssutils_logging_level=logging.CRITICAL,
         ).transform(html, pretty_print=False)
+    # premailer drops a doctype not spelled as lxml spells it; without one, clients render in quirks mode
+    if html.lstrip()[:9].lower() == "<!doctype" and not inlined.lstrip()[:9].lower() == "<!doctype":
+        inlined = "<!doctype html>" + inlined
+    return inlined
 
 
 class NaiveRenderer:

@@ -1,0 +1,73 @@
+"""The e-mail in a real browser (Debian's chromium, headless) at phone and desktop widths:
+no horizontal scrolling, no text too small to read. Screenshots are kept in test-artifacts/."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from .test_render import both, make_digest, paper
+
+ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = ROOT / "test-artifacts"
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs chromium (apt-get install chromium; .ci/run does)")
+
+PROBE = """<script>
+(() => {
+  const sizes = [];
+  for (const el of document.body.querySelectorAll('*')) {
+    const style = getComputedStyle(el);
+    if (style.display === 'none' || el.closest('.preheader')) continue;
+    const own = [...el.childNodes].some(n => n.nodeType === 3 && n.textContent.trim());
+    if (own) sizes.push([parseFloat(style.fontSize), el.tagName, el.textContent.trim().slice(0, 40)]);
+  }
+  const root = document.documentElement;
+  parent.postMessage(JSON.stringify({scrollWidth: root.scrollWidth, clientWidth: root.clientWidth,
+                                     innerWidth: window.innerWidth, smallest: sizes.sort((a, b) => a[0] - b[0])[0]}), '*');
+})();
+</script>"""
+# Headless windows are at least 500 px wide: the e-mail is measured in an iframe of the width.
+HOST = """<!doctype html><html><body style="margin:0"><iframe src="email.html" width="{width}" height="{height}"
+style="border:0;display:block"></iframe><pre id="probe-result"></pre><script>
+window.addEventListener('message', e => {{ document.getElementById('probe-result').textContent = e.data; }});
+</script></body></html>"""
+
+
+def chromium(*args: str) -> str:
+    result = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                             "--no-first-run", "--disable-dev-shm-usage", *args],
+                            capture_output=True, text=True, timeout=120)
+    return result.stdout
+
+
+@pytest.mark.parametrize("width", [375, 600])
+def test_email_fits_the_screen_and_is_readable(tmp_path, width):
+    long_words = "Supercalifragilisticexpialidocious-" * 4
+    papers = [paper(n, title=f"Paper {n}: {long_words if n == 1 else 'A readable title about KV caches'}",
+                    upvotes=n, hf_url=f"https://huggingface.co/papers/2611.{n:05d}",
+                    code_url="https://github.com/" + "very-long-organisation-name/" * 3 + "repo",
+                    authors=tuple(f"Author With A Long Name {i}" for i in range(12))) for n in range(1, 13)]
+    _, email_ = both(make_digest(papers, topics=("Efficient inference", "Trending")))
+    (tmp_path / "email.html").write_text(email_.html.replace("</body>", PROBE + "</body>"), encoding="utf-8")
+    host = tmp_path / "host.html"
+    host.write_text(HOST.format(width=width, height=900), encoding="utf-8")
+    dom = chromium("--window-size=800,1000", "--virtual-time-budget=5000", "--dump-dom", host.as_uri())
+    found = re.search(r'<pre id="probe-result">(.*?)</pre>', dom)
+    assert found, dom[-500:]
+    result = json.loads(found.group(1).replace("&quot;", '"'))
+    assert result["innerWidth"] == width
+    assert result["scrollWidth"] <= result["clientWidth"], f"horizontal overflow at {width}px: {result}"
+    assert result["smallest"][0] >= 12, f"text too small at {width}px: {result['smallest']}"
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    shot = ARTIFACTS / f"email-{width}px.png"
+    (ARTIFACTS / "email.html").write_text(email_.html, encoding="utf-8")
+    host.write_text(HOST.format(width=width, height=2400), encoding="utf-8")
+    chromium(f"--window-size={max(width, 600)},2400", "--virtual-time-budget=3000", f"--screenshot={shot}", host.as_uri())
+    assert shot.is_file() and shot.stat().st_size > 10_000

@@ -1,0 +1,89 @@
+"""`digest preview` as a user runs it: every format, a file, and the live preview server."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import json
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from digest.preview_server import serve
+
+from .conftest import write_config
+from .test_cli import SAMPLES, digest
+
+TOPICS = """    name: Alice
+    max_papers: 10
+    topics:
+      - name: Efficient inference
+        keywords: [KV cache, quantization]
+"""
+
+
+@pytest.fixture(scope="module")
+def fetched(tmp_path_factory) -> Path:
+    directory = tmp_path_factory.mktemp("preview")
+    sources = [{"name": "arxiv", "type": "arxiv", "categories": ["cs.LG"], "url": str(SAMPLES / "arxiv-listing.rss.xml")},
+               {"name": "hf", "type": "huggingface", "url": str(SAMPLES / "hf-daily-papers.json")}]
+    config = write_config(directory, sources, extra=TOPICS)
+    assert digest("-c", str(config), "fetch").returncode == 0
+    return config
+
+
+def test_preview_html_text_eml(fetched, tmp_path):
+    html_file = tmp_path / "alice.html"
+    result = digest("-c", str(fetched), "preview", "alice@example.org", "--format", "html", "--out", str(html_file))
+    assert result.returncode == 0 and f"wrote {html_file}" in result.stderr
+    html = html_file.read_text(encoding="utf-8")
+    assert html.startswith("<!doctype html>") and html.count('<h3 class="pt"') == 10
+
+    text = digest("-c", str(fetched), "preview", "alice@example.org", "--format", "text").stdout
+    assert "## Efficient inference (10)" in text and "Unsubscribe: mailto:digest@example.org" in text
+
+    raw = digest("-c", str(fetched), "preview", "alice@example.org", "--format", "eml").stdout.encode()
+    message = email.message_from_bytes(raw, policy=email.policy.default)
+    assert message["To"] == "Alice <alice@example.org>" and message["Subject"].startswith("Paper digest ·")
+    assert [p.get_content_type() for p in message.iter_parts()] == ["text/plain", "text/html"]
+
+    data = json.loads(digest("-c", str(fetched), "preview", "alice@example.org", "--format", "json").stdout)
+    assert data["subject"] == message["Subject"]
+
+
+def get(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=30) as response:  # noqa: S310 - loopback only
+        return response.read().decode("utf-8")
+
+
+def test_preview_server_shows_every_subscriber_and_follows_template_changes(fetched, tmp_path):
+    templates = tmp_path / "templates"
+    templates.mkdir()
+    config = fetched.parent / "served.yaml"
+    config.write_text(fetched.read_text().replace("sources:", f"templates: {templates}\nsources:", 1), encoding="utf-8")
+    server = serve(str(config), port=0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        assert "alice@example.org" in get(base + "/")
+        page = get(base + "/s/alice@example.org")
+        assert "width='375'" in page and "width='640'" in page and "Efficient inference (10)" in page
+        before = get(base + "/version")
+        assert "Custom footer" not in get(base + "/s/alice@example.org/html")
+
+        time.sleep(0.05)  # a new modification time
+        (templates / "_footer.html.j2").write_text('<div class="rule">Custom footer for {{ email }}. '
+                                                   '<a href="{{ unsubscribe_url }}">Unsubscribe</a></div>\n', encoding="utf-8")
+        assert get(base + "/version") != before
+        assert "Custom footer for alice@example.org" in get(base + "/s/alice@example.org/html")
+        assert get(base + "/s/alice@example.org/text").startswith("Paper digest ·")
+
+        (templates / "_footer.html.j2").write_text("{{ broken }\n", encoding="utf-8")
+        with pytest.raises(urllib.error.HTTPError) as failed:
+            get(base + "/s/alice@example.org/html")
+        assert failed.value.code == 500 and "_footer.html.j2:1" in failed.value.read().decode()
+    finally:
+        server.shutdown()

@@ -1,0 +1,272 @@
+"""Rendering: the compiled renderer against the full chain, hostile text, the size budget,
+the MIME message, template errors, unsubscribe tokens."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import logging
+from datetime import UTC, datetime, timedelta
+from functools import cache
+
+import lxml.html
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from digest.compose import HTML_BUDGET, Composer, probe_values
+from digest.config import Config, Sender, Subscriber, Topic
+from digest.links import email_from_token, unsubscribe_token
+from digest.models import Digest, DigestEntry, Paper, Section
+from digest.render import CompiledRenderer, NaiveRenderer, TemplateError, builtin_templates
+
+NOW = datetime(2026, 11, 22, 7, 30, tzinfo=UTC)
+HOSTILE = [
+    '<script>alert("x")</script>', "<b>unclosed <i>tags", "{{ 7*7 }}", "{% for x in y %}", "{# c #}",
+    "שלום עולם — مرحبا", "emoji 🙂👩‍🔬 flags 🇫🇷", "&amp; &lt;already&gt; escaped", "\u202egnp.exe", "a\x00b\x1fc",
+    "quote \" and ' apostrophe", "]]><!-- comment -->", "<mj-section>", "x" * 300, "line\nbreak\r\ntab\t",
+]
+
+
+def config(**extra) -> Config:
+    return Config(sender=Sender(**{"from": "Paper Digest <digest@example.org>", "reply_to": "admin@example.org"}),
+                  base_url="https://digest.example.org", **extra)
+
+
+def subscriber(**extra) -> Subscriber:
+    return Subscriber(email="alice@example.org", name="Alice", topics=[Topic(name="KV", keywords=["KV cache"])], **extra)
+
+
+def paper(n: int, title: str = "", abstract: str = "", **extra) -> Paper:
+    extra.setdefault("authors", ("Tri Dao", "Ann Other", "Third Person", "Fourth Person", "Last Author"))
+    extra.setdefault("categories", ("cs.CL", "cs.LG"))
+    return Paper(id=f"2611.{n:05d}", title=title or f"Compressing the KV cache, part {n}",
+                 url=f"https://arxiv.org/abs/2611.{n:05d}", abstract=abstract or
+                 f"We study the KV-cache. Part {n} of a long series. " + "More words here. " * 20,
+                 pdf_url=f"https://arxiv.org/pdf/2611.{n:05d}", first_seen_at=NOW - timedelta(hours=1), **extra)
+
+
+def make_digest(papers: list[Paper], topics: tuple[str, ...] = ("KV",), why: str = 'matched "KV cache" in title') -> Digest:
+    per = max(1, -(-len(papers) // len(topics)))
+    sections = tuple(
+        Section(topic, tuple(DigestEntry(p, round(0.99 - i / 100, 4), why, ("KV cache",)) for i, p in
+                             enumerate(papers[t * per:(t + 1) * per], t * per)))
+        for t, topic in enumerate(topics) if papers[t * per:(t + 1) * per])
+    return Digest("alice@example.org", "Alice", NOW, NOW - timedelta(days=1), sections)
+
+
+@cache
+def renderers() -> tuple[NaiveRenderer, CompiledRenderer]:
+    compiled = CompiledRenderer(probes=probe_values())
+    assert compiled.compiled, compiled.fallback_reason
+    return NaiveRenderer(), compiled
+
+
+def both(digest: Digest, cfg: Config | None = None):
+    naive, compiled = renderers()
+    cfg = cfg or config()
+    slow = Composer(cfg, secret="s", renderer=naive).email(digest, subscriber())
+    fast = Composer(cfg, secret="s", renderer=compiled).email(digest, subscriber())
+    return slow, fast
+
+
+# ---------------------------------------------------------------- the compiled renderer is the full chain
+
+
+def test_compiled_output_is_the_full_chains_byte_for_byte():
+    digest = make_digest([paper(n, upvotes=n, comments=n % 3, hf_url=f"https://huggingface.co/papers/2611.{n:05d}",
+                                code_url="https://github.com/a/b?x=1&y=2", ai_summary=f"Summary {n} about KV caches.")
+                          for n in range(1, 31)], topics=("KV", "Other", "Trending"))
+    slow, fast = both(digest)
+    assert fast.html == slow.html and fast.text == slow.text
+    assert fast.html.count('class="card"') == 30
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.one_of(st.sampled_from(HOSTILE), st.text(max_size=40)), min_size=4, max_size=4))
+def test_compiled_equals_full_chain_on_hostile_text(texts):
+    title, abstract, author, topic = texts
+    papers = [paper(1, title=title or "t", abstract=abstract, authors=(author,), upvotes=3,
+                    ai_summary=abstract or None),
+              paper(2, title=f"{title} KV cache", code_url=f"https://github.com/{author}")]
+    digest = make_digest(papers, topics=(topic or "T", "Trending"), why=f"matched {title}")
+    slow, fast = both(digest)
+    assert fast.html == slow.html
+    assert fast.text == slow.text
+
+
+def test_hostile_text_renders_as_inert_text():
+    papers = [paper(n, title=t, abstract=t + " KV cache") for n, t in enumerate(HOSTILE, 1)]
+    digest = make_digest(papers, topics=('<script>alert("topic")</script>', "{{ config }}"))
+    _, fast = both(digest)
+    doc = lxml.html.fromstring(fast.html)
+    assert not doc.xpath("//script") and not doc.xpath("//*[starts-with(local-name(), 'mj-')]")
+    assert not doc.xpath("//i") and not doc.xpath("//b")  # tags from feeds never become elements
+    titles = [h.text_content() for h in doc.xpath("//h3")]
+    assert '<script>alert("x")</script>' in titles and "{{ 7*7 }}" in titles and "{% for x in y %}" in titles
+    assert "49" not in fast.text and "{{ 7*7 }}" in fast.text
+    assert "\u202e" not in fast.html and "\x00" not in fast.html  # direction overrides and controls dropped
+    assert "שלום עולם — مرحبا" in fast.html and "👩‍🔬" in fast.html
+    assert '&lt;script&gt;alert("topic")&lt;/script&gt;</h2>' in fast.html
+
+
+# ---------------------------------------------------------------- content
+
+
+def test_email_content_for_a_reader():
+    papers = [paper(1, title="Speculative decoding with a KV-cache", upvotes=42, comments=5,
+                    authors=tuple(f"Author {i}" for i in range(12)), hf_url="https://huggingface.co/papers/2611.00001",
+                    code_url="https://github.com/x/y", ai_summary="We make KV caches small. It works well."),
+              paper(2, upvotes=None)]
+    _, email_ = both(make_digest(papers))
+    doc = lxml.html.fromstring(email_.html)
+    assert doc.get("lang") == "en" and doc.xpath("//h1") and doc.xpath("//h2") and doc.xpath("//h3")
+    card = doc.xpath("//div[@class='card']")[0]
+    text = card.text_content()
+    assert "Author 0, Author 1, Author 2 … Author 11" in text and "▲ 42" in text and "5 comments" in text
+    assert "We make KV caches small." in text  # the AI summary is the TL;DR
+    assert [m.text for m in card.xpath(".//mark")] == ["KV caches"]  # matched terms highlighted
+    links = {a.text: a.get("href") for a in card.xpath(".//a")}
+    assert links["Speculative decoding with a KV-cache"] == "https://arxiv.org/abs/2611.00001"
+    assert links["PDF"].endswith("/pdf/2611.00001") and links["Code"] == "https://github.com/x/y"
+    assert all(a.get("aria-label", "").startswith("Speculative decoding") for a in card.xpath(".//a[@aria-label]"))
+    assert 'Why: matched "KV cache" in title' in text
+    toc = doc.xpath("//ul[@class='toc']//a")
+    assert toc[0].get("href") == "#topic-1" and doc.xpath("//h2[@id='topic-1']")
+    footer = doc.xpath("//div[contains(@class, 'rule')]")[0].text_content()
+    assert "alice@example.org" in footer and "for: KV" in footer and "reply to this e-mail" in footer
+    unsubscribe = doc.xpath("//a[text()='Unsubscribe from these e-mails']")[0].get("href")
+    assert unsubscribe.startswith("https://digest.example.org/unsubscribe/")
+    assert "prefers-color-scheme: dark" in email_.html and '<meta name="color-scheme"' in email_.html
+    assert email_.subject == "Paper digest · Nov 22 · 2 new: KV (2)"
+    assert email_.preheader.startswith("KV: Speculative decoding")
+
+
+def test_text_part_reads_on_its_own():
+    _, email_ = both(make_digest([paper(n, upvotes=n) for n in range(1, 4)]))
+    text = email_.text
+    assert "<div" not in text and "&lt;" not in text and "&amp;" not in text
+    assert "## KV (3)" in text and "\n1. Compressing the KV cache, part 1" in text
+    assert "https://arxiv.org/abs/2611.00001" in text and "Why: matched" in text
+    assert "Unsubscribe: https://digest.example.org/unsubscribe/" in text
+    assert max(len(line) for line in text.splitlines() if "http" not in line) <= 76
+
+
+def test_empty_digest_says_nothing_new():
+    _, email_ = both(make_digest([]))
+    assert "Nothing new matches your topics" in email_.html and "Nothing new matches your topics" in email_.text
+    assert email_.subject.endswith("nothing new")
+
+
+# ---------------------------------------------------------------- size budget
+
+
+@pytest.mark.parametrize("count", [1, 10, 30, 40])
+def test_realistic_digests_stay_under_the_budget(count):
+    papers = [paper(n, upvotes=n, hf_url=f"https://huggingface.co/papers/2611.{n:05d}", code_url="https://github.com/a/b",
+                    ai_summary="An AI summary of this paper that is about as long as the real ones. " * 4,
+                    authors=tuple(f"Author Number {i}" for i in range(30))) for n in range(1, count + 1)]
+    _, email_ = both(make_digest(papers, topics=("A", "B", "C")))
+    assert email_.html_bytes < HTML_BUDGET
+    assert email_.cards == count and email_.linked == 0
+
+
+def test_over_budget_the_lowest_ranked_become_links():
+    papers = [paper(n, title=f"Paper {n} " + "long title " * 10, ai_summary="summary " * 60) for n in range(1, 41)]
+    digest = make_digest(papers, topics=("A", "B"))
+    composer = Composer(config(), secret="s", renderer=renderers()[1], budget=40_000)
+    email_ = composer.email(digest, subscriber())
+    assert email_.html_bytes <= 40_000 and 0 < email_.cards < 40 and email_.cards + email_.linked == 40
+    doc = lxml.html.fromstring(email_.html)
+    cards = [h.text_content() for h in doc.xpath("//h3")]
+    linked = [a.text_content() for a in doc.xpath("//h2[@id='more']/following-sibling::ul[1]//a")]
+    assert cards == [f"Paper {n} " + ("long title " * 10).strip() for n in range(1, email_.cards + 1)]  # best first
+    assert len(linked) == email_.linked and linked[-1].startswith("Paper 40 ")
+    assert "## More papers" in email_.text and "Unsubscribe from these e-mails" in email_.html
+
+
+# ---------------------------------------------------------------- the message
+
+
+def test_mime_message_text_first_with_bulk_headers():
+    _, email_ = both(make_digest([paper(1)]))
+    raw = email_.message.as_bytes()
+    parsed = email.message_from_bytes(raw, policy=email.policy.default)
+    assert parsed.get_content_type() == "multipart/alternative"
+    parts = [p.get_content_type() for p in parsed.iter_parts()]
+    assert parts == ["text/plain", "text/html"]
+    assert parsed["To"] == "Alice <alice@example.org>" and parsed["Reply-To"] == "admin@example.org"
+    assert parsed["Subject"] == email_.subject and parsed["Date"] and parsed["Message-ID"].endswith("@example.org>")
+    unsubscribe = parsed["List-Unsubscribe"]
+    assert unsubscribe.startswith("<https://digest.example.org/unsubscribe/") and "<mailto:admin@example.org?" in unsubscribe
+    assert parsed["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert b"\r\n" in raw and all(len(line) <= 998 for line in raw.split(b"\r\n"))
+    assert parsed.get_body(("html",)).get_content().replace("\r\n", "\n").rstrip() == email_.html.rstrip()
+
+
+def test_message_id_is_stable_for_one_digest():
+    digest = make_digest([paper(1)])
+    composer = Composer(config(), secret="s", renderer=renderers()[1])
+    first = composer.email(digest, subscriber(), key="2026-11-22").message["Message-ID"]
+    again = composer.email(digest, subscriber(), key="2026-11-22").message["Message-ID"]
+    other = composer.email(digest, subscriber(), key="2026-11-23").message["Message-ID"]
+    assert first == again != other
+
+
+def test_no_base_url_unsubscribes_by_mail():
+    cfg = Config(sender=Sender(**{"from": "Digest <digest@example.org>"}))
+    email_ = Composer(cfg, secret="s", renderer=renderers()[1]).email(make_digest([paper(1)]), subscriber())
+    assert email_.message["List-Unsubscribe"] == "<mailto:digest@example.org?subject=unsubscribe%20alice%40example.org>"
+    assert "List-Unsubscribe-Post" not in email_.message
+    assert 'href="mailto:digest@example.org?subject=unsubscribe%20alice%40example.org"' in email_.html
+
+
+def test_unsubscribe_tokens():
+    token = unsubscribe_token("secret", "Alice@Example.org")
+    assert email_from_token("secret", token) == "alice@example.org"
+    assert email_from_token("other", token) is None
+    assert email_from_token("secret", token[:-2] + "xx") is None
+    assert email_from_token("secret", "garbage") is None
+    assert "alice" not in token  # the address is not readable in the link
+
+
+# ---------------------------------------------------------------- a user's own templates
+
+
+def test_template_syntax_error_names_file_and_line(tmp_path):
+    (tmp_path / "_paper.html.j2").write_text('<div class="card">\n{{ paper.title }\n</div>\n', encoding="utf-8")
+    with pytest.raises(TemplateError) as caught:
+        CompiledRenderer(tmp_path, probes=probe_values()).html(probe_values()[0])
+    assert "_paper.html.j2:2" in str(caught.value)
+
+
+def test_template_runtime_error_names_file_and_line(tmp_path):
+    (tmp_path / "_footer.html.j2").write_text('<div class="rule">\n\n{{ no_such_value }}</div>\n', encoding="utf-8")
+    with pytest.raises(TemplateError) as caught:
+        NaiveRenderer(tmp_path).html(probe_values()[0])
+    assert "_footer.html.j2:3" in str(caught.value) and "no_such_value" in str(caught.value)
+
+
+def test_own_template_that_cannot_be_compiled_falls_back_to_the_full_chain(tmp_path, caplog):
+    source = (builtin_templates() / "digest.mjml.j2").read_text(encoding="utf-8")
+    # Jinja logic at the MJML level: one <mj-section> per section.
+    source = source.replace("    <mj-section>\n      <mj-column>\n        <mj-text>\n<div class=\"fg\">",
+                            "{% for s in sections %}<mj-section><mj-column><mj-text>{{ s.topic }}</mj-text></mj-column></mj-section>{% endfor %}\n"
+                            "    <mj-section>\n      <mj-column>\n        <mj-text>\n<div class=\"fg\">", 1)
+    (tmp_path / "digest.mjml.j2").write_text(source, encoding="utf-8")
+    with caplog.at_level(logging.WARNING):
+        renderer = CompiledRenderer(tmp_path, probes=probe_values())
+    assert not renderer.compiled and "slower full chain" in caplog.text
+    digest = make_digest([paper(1), paper(2)], topics=("A", "B"))
+    slow = Composer(config(), secret="s", renderer=NaiveRenderer(tmp_path)).email(digest, subscriber())
+    fast = Composer(config(), secret="s", renderer=renderer).email(digest, subscriber())
+    assert fast.html == slow.html and fast.html.count("mj-column-per-100") > 4
+
+
+def test_config_templates_directory_is_used(tmp_path):
+    for name in ("digest.txt.j2",):
+        (tmp_path / name).write_text("Custom text for {{ email }}\n", encoding="utf-8")
+    cfg = config(templates=str(tmp_path))
+    email_ = Composer(cfg, secret="s").email(make_digest([paper(1)]), subscriber())
+    assert email_.text == "Custom text for alice@example.org\n"
+    assert 'class="card"' in email_.html  # the HTML template is still the built-in one
