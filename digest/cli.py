@@ -241,6 +241,104 @@ def preview(app: App, email: str | None, fmt: str, since: str | None, out_file: 
                   highlight=False)
 
 
+@cli.command()
+@click.argument("emails", nargs=-1, metavar="[EMAIL]...")
+@click.option("--dry-run", is_flag=True, help="Match and render everything, send and record nothing.")
+@click.option("--to", "to", metavar="ADDRESS", help="Send the digests to ADDRESS instead (testing); nothing is recorded.")
+@click.pass_obj
+def send(app: App, emails: tuple[str, ...], dry_run: bool, to: str | None) -> None:
+    """Send the due digests now (all subscribers, or those named).
+
+    Each subscriber gets at most one digest per scheduled slot: running it again sends
+    only what is still due. Examples: digest send; digest send alice@example.org --to me@example.org
+    """
+    from .deliver import Delivery, summary
+
+    config, store = app.config, app.store()
+    delivery = Delivery(config, store)
+    subscribers = delivery.select(emails)
+    outcomes = _with_progress("sending", len(subscribers),
+                              lambda progress: delivery.run(emails, dry_run=dry_run, to=to, progress=progress))
+    _print_outcomes(outcomes)
+    counts = summary(outcomes)
+    sent = counts.get("sent", 0) + counts.get("test", 0)
+    out.print(f"{sent} sent, {counts.get('empty', 0)} empty (not sent), {counts.get('skipped', 0)} skipped, "
+              f"{counts.get('deferred', 0)} deferred, {counts.get('failed', 0)} failed"
+              + (f", {counts['dry-run']} rendered (dry run)" if "dry-run" in counts else ""), highlight=False)
+    if (counts.get("failed", 0) or counts.get("deferred", 0)) and not sent:
+        sys.exit(1)
+
+
+def _with_progress(label: str, total: int, work):  # type: ignore[no-untyped-def]
+    if not err.is_terminal:
+        return work(None)
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    with Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
+                  console=err, transient=True) as progress:
+        task = progress.add_task("", total=total)
+        return work(lambda outcome: progress.update(task, advance=1, description=outcome.subscriber))
+
+
+def _print_outcomes(outcomes) -> None:  # type: ignore[no-untyped-def]
+    if not outcomes:
+        out.print("nothing due", highlight=False)
+        return
+    table = Table(box=None, pad_edge=False)
+    for column in ("subscriber", "result", "papers", "detail"):
+        table.add_column(column)
+    colours = {"sent": "green", "test": "green", "failed": "red", "deferred": "yellow", "suspended": "red"}
+    for o in outcomes:
+        colour = colours.get(o.status, "")
+        table.add_row(escape(o.subscriber), f"[{colour}]{o.status}[/]" if colour else o.status, str(o.papers),
+                      escape(o.detail))
+    out.print(table)
+
+
+@cli.command()
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.pass_obj
+def status(app: App, fmt: str) -> None:
+    """Per subscriber: the last digest, the next one due, papers waiting, failures."""
+    from .status import subscriber_status
+
+    rows = subscriber_status(app.config, app.store(), datetime.now(UTC))
+    if fmt == "json":
+        click.echo(json.dumps(rows, ensure_ascii=False, indent=2))
+        return
+    table = Table(box=None, pad_edge=False)
+    for column in ("subscriber", "last digest", "state", "next due", "waiting", "failures"):
+        table.add_column(column)
+    for r in rows:
+        failures = str(r["hard_failures"]) + (" [red]suspended[/]" if r["suspended"] else "") + \
+            (" unsubscribed" if r["unsubscribed"] else "")
+        table.add_row(escape(r["subscriber"]), r["last_digest_local"] or "never", r["last_state"] or "",
+                      r["next_due_local"] or "", str(r["papers_waiting"]), failures)
+    out.print(table)
+    for r in rows:
+        if r["last_error"]:
+            out.print(f"{escape(r['subscriber'])}: {escape(r['last_error'])}", highlight=False)
+
+
+@cli.command()
+@click.option("--out", "folder", type=click.Path(file_okay=False), help="Folder for the received messages.")
+def demo(folder: str | None) -> None:
+    """The whole cycle, offline: sample feeds, demo subscribers, a local capture SMTP server.
+
+    Fetches the samples shipped in the package, matches, renders and sends to a capture
+    server on 127.0.0.1, then writes each received message as .eml and .html.
+    """
+    from .demo import run_demo
+
+    result = run_demo(Path(folder) if folder else None)
+    out.print(f"fetched {result.fetched} sample papers; sent to a capture SMTP server on 127.0.0.1:", highlight=False)
+    for outcome in result.outcomes:
+        out.print(f"  {outcome.subscriber}: {outcome.status}, {outcome.papers} papers — {escape(outcome.detail)}",
+                  highlight=False)
+    out.print(f"{len(result.files) // 2} messages written to {result.folder}/ (open the .html files in a browser)",
+              highlight=False)
+
+
 def paper_json(paper: Paper) -> dict[str, Any]:
     """The JSON shape of a stored paper: scripts read these field names."""
     return {

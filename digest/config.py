@@ -121,6 +121,17 @@ def _schedule(value: Any) -> str:
     return " ".join(str(value).split()).lower()
 
 
+def _fetch_schedule(value: Any) -> str:
+    from .schedule import fetch_trigger
+
+    text = " ".join(str(value).split()).lower() if isinstance(value, str) else ""
+    try:
+        fetch_trigger(text)
+    except (ValueError, TypeError, IndexError):
+        raise _error("fetch", f"expected 'every 30m', 'every 1h' or five cron fields such as '0 * * * *', not {value!r}") from None
+    return text
+
+
 _CATEGORY = re.compile(r"^[a-z\-]+(\.([A-Za-z\-]+|\*))?$")
 
 
@@ -163,6 +174,10 @@ class Smtp(_Strict):
     timeout: float = Field(default=30.0, gt=0)
     verify_certificates: bool = True
     rate_limit: float | None = Field(default=None, gt=0, description="messages per second")
+    connections: int = Field(default=1, ge=1, le=16)
+    retries: int = Field(default=3, ge=0, le=10)  # transient failures, per message and run
+    retry_wait: float = Field(default=2.0, ge=0)  # first back-off, doubling, in seconds
+    suspend_after: int = Field(default=3, ge=1)  # consecutive permanent failures
 
     def password(self) -> str | None:
         return os.environ.get(self.password_env) if self.password_env else None
@@ -262,6 +277,7 @@ class Defaults(_Strict):
     trending: int = Field(default=0, ge=0, le=100)
     lookback: Duration = timedelta(days=1)
     send_empty: bool = False
+    grace: Duration = timedelta(hours=12)  # a digest missed by more than this is skipped
 
 
 class Subscriber(_Strict):
@@ -284,6 +300,7 @@ class Config(_Strict):
     state: str = "sqlite:///digest.db"
     base_url: Annotated[str, Field(pattern=r"^https?://\S+$")] | None = None
     templates: str | None = None
+    fetch: Annotated[str, BeforeValidator(_fetch_schedule)] = "every 1h"
     sources: list[Source] = []
     defaults: Defaults = Defaults()
     subscribers: list[Subscriber] = []

@@ -146,7 +146,26 @@ def _m2_settings(conn: Connection) -> None:
     conn.exec_driver_sql("CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
 
 
-MIGRATIONS: list[Callable[[Connection], None]] = [_m1_papers_and_fetch_state, _m2_settings]
+def _m3_ledger(conn: Connection) -> None:
+    for ddl in (
+        """CREATE TABLE digests (
+            id INTEGER PRIMARY KEY, subscriber TEXT NOT NULL, period TEXT NOT NULL,
+            message_id TEXT NOT NULL, papers TEXT NOT NULL, state TEXT NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0, last_error TEXT, claimed_by TEXT,
+            created_at TEXT NOT NULL, matched_at TEXT NOT NULL, updated_at TEXT NOT NULL, sent_at TEXT,
+            UNIQUE (subscriber, period))""",
+        "CREATE INDEX digests_state ON digests (state)",
+        """CREATE TABLE deliveries (
+            subscriber TEXT NOT NULL, paper_id TEXT NOT NULL, digest_id INTEGER NOT NULL,
+            delivered_at TEXT NOT NULL, PRIMARY KEY (subscriber, paper_id))""",
+        """CREATE TABLE subscriber_state (
+            subscriber TEXT PRIMARY KEY, hard_failures INTEGER NOT NULL DEFAULT 0,
+            suspended_at TEXT, suspended_reason TEXT, unsubscribed_at TEXT)""",
+    ):
+        conn.exec_driver_sql(ddl)
+
+
+MIGRATIONS: list[Callable[[Connection], None]] = [_m1_papers_and_fetch_state, _m2_settings, _m3_ledger]
 
 
 # ---------------------------------------------------------------- the store

@@ -1,0 +1,259 @@
+"""Sending the due digests: match, record in the ledger, render, send, record the outcome.
+
+Order for each digest: recorded (`pending`) → claimed by this run → rendered → sent over
+SMTP, the ledger marking it `sending` just before the end of the message → `sent`, with its
+papers delivered, when the server accepts it. Transient failures are retried with back-off
+(tenacity), then left `pending` for the next run; permanent ones are recorded, and repeated
+ones suspend the subscriber. One subscriber's failure never stops the others.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
+
+from .compose import Composer, Email
+from .config import Config, Subscriber
+from .ledger import ACTIVE_RUNS, Entry, Ledger, owner_id
+from .matching import Matcher
+from .message import message_id
+from .models import Digest
+from .preview import signing_secret
+from .schedule import due_slot, last_slot, subscriber_schedule
+from .smtp import PermanentError, RateLimit, SmtpConfigError, SmtpSender, TransientError
+from .store import Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What happened to one subscriber's digest in this run."""
+
+    subscriber: str
+    status: str  # sent | empty | failed | deferred | suspended | skipped | dry-run | test
+    papers: int = 0
+    detail: str = ""
+
+
+@dataclass
+class Job:
+    subscriber: Subscriber
+    digest: Digest
+    entry: Entry | None  # None for --dry-run and --to
+
+
+class Delivery:
+    """One configuration's delivery: the store, the ledger, the renderer, SMTP."""
+
+    def __init__(self, config: Config, store: Store, *, composer: Composer | None = None,
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+                 stop: threading.Event | None = None,
+                 sender_factory: Callable[[], SmtpSender] | None = None) -> None:
+        self.config = config
+        self.store = store
+        self.ledger = Ledger(store)
+        self.composer = composer or Composer(config, secret=signing_secret(store))
+        self.clock = clock
+        self.stop = stop or threading.Event()
+        self.sender_factory = sender_factory or (lambda: SmtpSender(config.smtp))
+        self.rate = RateLimit(config.smtp.rate_limit)
+
+    # ------------------------------------------------------------ what is due
+
+    def period_of(self, subscriber: Subscriber, now: datetime, *, scheduled: bool) -> str | None:
+        """The slot a digest would be for: the due one (scheduled runs, within the grace
+        period), or for a manual send the latest one (now, before the first)."""
+        if scheduled:
+            slot = due_slot(self.config, subscriber, now)
+        else:
+            schedule, timezone = subscriber_schedule(self.config, subscriber)
+            slot = last_slot(schedule, timezone, now) or now
+        return slot.astimezone(UTC).isoformat(timespec="minutes") if slot else None
+
+    def select(self, emails: Sequence[str] = ()) -> list[Subscriber]:
+        wanted = {e.strip().lower() for e in emails}
+        chosen = [s for s in self.config.subscribers if not wanted or s.email.lower() in wanted]
+        missing = wanted - {s.email.lower() for s in chosen}
+        if missing:
+            from .preview import find_subscriber
+
+            find_subscriber(self.config, sorted(missing)[0])  # raises with a did-you-mean
+        return chosen
+
+    # ------------------------------------------------------------ the run
+
+    def run(self, emails: Sequence[str] = (), *, scheduled: bool = False, dry_run: bool = False,
+            to: str | None = None, progress: Callable[[Outcome], None] | None = None) -> list[Outcome]:
+        now = self.clock()
+        run_id = uuid.uuid4().hex[:12]
+        outcomes: list[Outcome] = []
+
+        def done(outcome: Outcome) -> None:
+            outcomes.append(outcome)
+            log.info("%s: %s %s", outcome.subscriber, outcome.status, outcome.detail)
+            if progress:
+                progress(outcome)
+
+        if not (dry_run or to):
+            back, unknown = self.ledger.recover(now)
+            if back or unknown:
+                log.warning("recovered after an interrupted run: %d digests to send again, %d possibly "
+                            "delivered (not sent again; see digest status)", back, unknown)
+        jobs = self._prepare(self.select(emails), now, scheduled=scheduled, record=not (dry_run or to), done=done)
+        if dry_run:
+            for job in jobs:
+                email_ = self.composer.email(job.digest, job.subscriber)
+                done(Outcome(job.subscriber.email, "dry-run", len(job.digest.papers),
+                             f"{email_.html_bytes:,} bytes of HTML: {email_.subject}"))
+            return outcomes
+        ACTIVE_RUNS.add(run_id)
+        try:
+            self._send_all(jobs, now, owner_id(run_id), to, done)
+        finally:
+            ACTIVE_RUNS.discard(run_id)
+        return outcomes
+
+    def _prepare(self, subscribers: list[Subscriber], now: datetime, *, scheduled: bool, record: bool,
+                 done: Callable[[Outcome], None]) -> list[Job]:
+        """Match everyone due at once; record each digest in the ledger."""
+        due: list[tuple[Subscriber, str, datetime | None, set[str] | None]] = []
+        for subscriber in subscribers:
+            if not subscriber.enabled:
+                continue
+            state = self.ledger.state(subscriber.email)
+            if record and not state.active:
+                why = "unsubscribed" if state.unsubscribed_at else f"suspended: {state.suspended_reason}"
+                done(Outcome(subscriber.email, "suspended" if state.suspended_at else "skipped", detail=why))
+                continue
+            period = self.period_of(subscriber, now, scheduled=scheduled)
+            if period is None:
+                continue
+            existing = self.ledger.entry(subscriber.email, period) if record else None
+            if existing is not None and existing.state != "pending":
+                if not scheduled:
+                    done(Outcome(subscriber.email, "skipped", detail=f"digest for {period} already {existing.state}"))
+                continue
+            since = self.ledger.window_start(subscriber.email) if record else None
+            due.append((subscriber, period, since, None))
+        if not due:
+            return []
+        lookbacks = [s.lookback or self.config.defaults.lookback for s, *_ in due]
+        earliest = min([since for _, _, since, _ in due if since] + [now - max(lookbacks)])
+        papers = self.store.papers(since=earliest)
+        matcher = Matcher([s for s, *_ in due], self.config.defaults, papers)
+        ids = [p.id for p in papers]
+        jobs = []
+        for subscriber, period, since, _ in due:
+            delivered = self.ledger.delivered(subscriber.email, ids) if record else set()
+            digest = matcher.digest(subscriber, now, since, delivered)
+            entry = None
+            if record:
+                paper_ids = [p.id for p in digest.papers]
+                msg_id = message_id(self.config.sender.from_, subscriber.email, period)
+                entry, created = self.ledger.record(subscriber.email, period, msg_id, paper_ids, now)
+                if not created and entry.state == "pending":
+                    self.ledger.rematch(entry.id, paper_ids, now)
+                    entry = replace(entry, papers=tuple(paper_ids))
+                if digest.is_empty and not self._send_empty(subscriber):
+                    self.ledger.rematch(entry.id, [], now, state="empty")
+                    done(Outcome(subscriber.email, "empty", detail="nothing new matched"))
+                    continue
+            elif digest.is_empty and not self._send_empty(subscriber):
+                done(Outcome(subscriber.email, "empty", detail="nothing new matched"))
+                continue
+            jobs.append(Job(subscriber, digest, entry))
+        return jobs
+
+    def _send_empty(self, subscriber: Subscriber) -> bool:
+        return subscriber.send_empty if subscriber.send_empty is not None else self.config.defaults.send_empty
+
+    # ------------------------------------------------------------ sending
+
+    def _send_all(self, jobs: list[Job], now: datetime, owner: str, to: str | None,
+                  done: Callable[[Outcome], None]) -> None:
+        if not jobs:
+            return
+        local = threading.local()
+        senders: list[SmtpSender] = []
+        fatal: list[SmtpConfigError] = []
+
+        def sender() -> SmtpSender:
+            if not hasattr(local, "sender"):
+                local.sender = self.sender_factory()
+                senders.append(local.sender)
+            return local.sender
+
+        def work(job: Job) -> None:
+            if self.stop.is_set() or fatal:
+                return
+            try:
+                done(self._send_one(job, sender(), now, owner, to))
+            except SmtpConfigError as exc:
+                fatal.append(exc)
+                if job.entry is not None:
+                    self.ledger.deferred(job.entry.id, str(exc), self.clock())
+            except Exception as exc:  # noqa: BLE001 - one digest's bug never stops the batch
+                log.exception("digest for %s failed", job.subscriber.email)
+                if job.entry is not None:
+                    self.ledger.deferred(job.entry.id, f"{exc.__class__.__name__}: {exc}", self.clock())
+                done(Outcome(job.subscriber.email, "deferred", len(job.digest.papers), f"internal error: {exc}"))
+
+        try:
+            with ThreadPoolExecutor(max_workers=self.config.smtp.connections) as pool:
+                list(pool.map(work, jobs))
+        finally:
+            for s in senders:
+                s.close()
+        if fatal:
+            raise fatal[0]
+
+    def _send_one(self, job: Job, sender: SmtpSender, now: datetime, owner: str, to: str | None) -> Outcome:
+        subscriber, entry = job.subscriber, job.entry
+        if entry is not None and not self.ledger.claim(entry.id, self.clock(), owner):
+            return Outcome(subscriber.email, "skipped", detail="another run is sending it")
+        key = entry.period if entry is not None else now.isoformat()
+        email_: Email = self.composer.email(job.digest, subscriber, key=key)
+        message = email_.message
+        if to:
+            del message["To"]
+            message["To"] = to
+        retry = Retrying(stop=stop_after_attempt(self.config.smtp.retries + 1),
+                         wait=wait_exponential(multiplier=self.config.smtp.retry_wait, max=60),
+                         retry=retry_if_exception_type(TransientError), reraise=True)
+        mark = (lambda: self.ledger.sending(entry.id, self.clock())) if entry is not None else (lambda: None)
+        papers = len(job.digest.papers)
+        try:
+            for attempt in retry:
+                with attempt:
+                    if self.stop.is_set() and attempt.retry_state.attempt_number > 1:
+                        raise TransientError("stopping")
+                    self.rate.wait()
+                    sender.send(message, before_end=mark)
+        except TransientError as exc:
+            if entry is not None:
+                self.ledger.deferred(entry.id, str(exc), self.clock())
+            return Outcome(subscriber.email, "deferred", papers, f"{exc} (will retry on the next run)")
+        except PermanentError as exc:
+            if entry is None:
+                return Outcome(subscriber.email, "failed", papers, str(exc))
+            suspended = self.ledger.failed(entry, str(exc), self.clock(), self.config.smtp.suspend_after)
+            return Outcome(subscriber.email, "failed", papers, str(exc) + ("; subscriber suspended" if suspended else ""))
+        if entry is not None:
+            self.ledger.sent(entry, self.clock())
+            return Outcome(subscriber.email, "sent", papers, email_.subject)
+        return Outcome(subscriber.email, "test", papers, f"sent to {to}, not recorded")
+
+
+def summary(outcomes: Iterable[Outcome]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for outcome in outcomes:
+        counts[outcome.status] = counts.get(outcome.status, 0) + 1
+    return counts

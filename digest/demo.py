@@ -1,0 +1,122 @@
+"""`digest demo`: the whole cycle offline. A capture SMTP server on 127.0.0.1, a temporary
+state database, the sample feeds shipped in the package and three demo subscribers: fetch,
+match, render, send; the received messages are written as .eml and .html files."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import json
+import re
+import socket
+import tempfile
+import threading
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from aiosmtpd.controller import Controller
+
+from .config import load_config
+from .deliver import Delivery, Outcome
+from .gather import gather
+from .store import Store
+
+SAMPLES = Path(__file__).resolve().parent / "samples"
+
+DEMO_SUBSCRIBERS = """
+subscribers:
+  - email: alice@example.org
+    name: Alice
+    timezone: Europe/Berlin
+    trending: 3
+    topics:
+      - name: Efficient inference
+        keywords: [KV cache, speculative decoding, quantization, sparse attention]
+        exclude: [survey]
+      - name: Scaling laws
+        keywords: [scaling law]
+  - email: bob@example.org
+    name: Bob
+    timezone: America/New_York
+    max_per_topic: 5
+    topics:
+      - name: Alignment
+        query: '(RLHF OR "preference optimization" OR DPO OR "reward model*") AND NOT title:survey'
+      - name: Vision
+        categories: [cs.CV]
+  - email: chen@example.org
+    name: Chen
+    timezone: Asia/Shanghai
+    topics:
+      - name: Long context
+        keywords: [long context, context window, long-context]
+"""
+
+
+class CaptureHandler:
+    """Keeps every message the server accepts."""
+
+    def __init__(self) -> None:
+        self.messages: list[tuple[list[str], bytes]] = []
+        self.lock = threading.Lock()
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802, ANN001 - aiosmtpd's API
+        with self.lock:
+            self.messages.append((list(envelope.rcpt_tos), envelope.original_content or envelope.content))
+        return "250 Message accepted for delivery"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@dataclass
+class DemoResult:
+    folder: Path
+    outcomes: list[Outcome]
+    files: list[Path] = field(default_factory=list)
+    fetched: int = 0
+
+
+def run_demo(folder: Path | None = None) -> DemoResult:
+    handler = CaptureHandler()
+    port = free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        with tempfile.TemporaryDirectory(prefix="digest-demo-state-") as work:
+            config_path = Path(work) / "subscribers.yaml"
+            sources = [
+                {"name": "arxiv", "type": "arxiv", "categories": ["cs.CL", "cs.LG", "cs.CV", "cs.AI"],
+                 "url": str(SAMPLES / "arxiv-listing.rss.xml")},
+                {"name": "hf-trending", "type": "huggingface", "url": str(SAMPLES / "hf-daily-papers.json")},
+                {"name": "journal", "type": "feed", "url": str(SAMPLES / "journal.atom.xml")},
+            ]
+            config_path.write_text(
+                'sender:\n  from: "Paper Digest <digest@example.org>"\n  reply_to: admin@example.org\n'
+                f"smtp:\n  host: 127.0.0.1\n  port: {port}\n  security: none\n"
+                "state: sqlite:///demo.db\nbase_url: https://digest.example.org\n"
+                "defaults:\n  max_papers: 15\n  schedule: daily 07:30\n"
+                "sources:\n" + "".join(f"  - {json.dumps(s)}\n" for s in sources) + DEMO_SUBSCRIBERS,
+                encoding="utf-8")
+            config = load_config(config_path)
+            store = Store(config.database_url())
+            reports = gather(config, store)
+            outcomes = Delivery(config, store).run()
+            store.close()
+        folder = folder or Path(f"digest-demo-{datetime.now(UTC):%Y%m%d-%H%M%S}")
+        folder.mkdir(parents=True, exist_ok=True)
+        result = DemoResult(folder.resolve(), outcomes, fetched=sum(r.new for r in reports))
+        for number, (recipients, raw) in enumerate(handler.messages, 1):
+            name = f"{number:02d}-{re.sub(r'[^A-Za-z0-9]+', '-', recipients[0]).strip('-')}"
+            (folder / f"{name}.eml").write_bytes(raw)
+            message = email.message_from_bytes(raw, policy=email.policy.default)
+            html = message.get_body(("html",))
+            (folder / f"{name}.html").write_text(html.get_content() if html else "", encoding="utf-8")
+            result.files += [folder / f"{name}.eml", folder / f"{name}.html"]
+        return result
+    finally:
+        controller.stop()

@@ -1,0 +1,291 @@
+"""The ledger: every digest recorded before it is sent, and what became of it.
+
+States: `pending` (to send) → `claimed` (a run owns it) → `sending` (the end of the
+message is about to go to the server) → `sent`; or `empty`, `failed` (permanent refusal),
+`unknown` (its run died after `sending`: the server may have it, so it is not sent again).
+Papers count as delivered to a subscriber only when their digest is `sent`, in the same
+transaction. A run that dies while it holds `claimed` digests never reached the end of
+their messages: they go back to `pending` when a later run sees the owner is gone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from .store import Store, UTCTime
+
+TERMINAL = ("sent", "empty", "failed", "unknown")
+LEASE = timedelta(hours=1)  # a claim by another machine older than this is abandoned
+
+_meta = sa.MetaData()
+digests = sa.Table(
+    "digests", _meta,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("subscriber", sa.Text, nullable=False),
+    sa.Column("period", sa.Text, nullable=False),
+    sa.Column("message_id", sa.Text, nullable=False),
+    sa.Column("papers", sa.Text, nullable=False),
+    sa.Column("state", sa.Text, nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("last_error", sa.Text),
+    sa.Column("claimed_by", sa.Text),
+    sa.Column("created_at", UTCTime, nullable=False),
+    sa.Column("matched_at", UTCTime, nullable=False),
+    sa.Column("updated_at", UTCTime, nullable=False),
+    sa.Column("sent_at", UTCTime),
+)
+deliveries = sa.Table(
+    "deliveries", _meta,
+    sa.Column("subscriber", sa.Text, primary_key=True),
+    sa.Column("paper_id", sa.Text, primary_key=True),
+    sa.Column("digest_id", sa.Integer, nullable=False),
+    sa.Column("delivered_at", UTCTime, nullable=False),
+)
+subscriber_state = sa.Table(
+    "subscriber_state", _meta,
+    sa.Column("subscriber", sa.Text, primary_key=True),
+    sa.Column("hard_failures", sa.Integer, nullable=False),
+    sa.Column("suspended_at", UTCTime),
+    sa.Column("suspended_reason", sa.Text),
+    sa.Column("unsubscribed_at", UTCTime),
+)
+
+
+@dataclass(frozen=True)
+class Entry:
+    id: int
+    subscriber: str
+    period: str
+    message_id: str
+    papers: tuple[str, ...]
+    state: str
+    attempts: int
+    last_error: str | None
+    created_at: datetime
+    matched_at: datetime
+    sent_at: datetime | None
+
+
+@dataclass(frozen=True)
+class SubscriberState:
+    hard_failures: int = 0
+    suspended_at: datetime | None = None
+    suspended_reason: str | None = None
+    unsubscribed_at: datetime | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.suspended_at is None and self.unsubscribed_at is None
+
+
+ACTIVE_RUNS: set[str] = set()  # runs of this process that are under way
+
+
+def owner_id(run: str = "") -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{run}"
+
+
+def _owner_gone(owner: str | None, claimed_at: datetime, now: datetime) -> bool:
+    host, pid, run = ((owner or "").split(":") + ["", "", ""])[:3]
+    if host != socket.gethostname() or not pid.isdigit():
+        return now - claimed_at > LEASE
+    if int(pid) == os.getpid():
+        return run not in ACTIVE_RUNS
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def _entry(row: sa.Row) -> Entry:
+    return Entry(row.id, row.subscriber, row.period, row.message_id, tuple(json.loads(row.papers)), row.state,
+                 row.attempts, row.last_error, row.created_at, row.matched_at, row.sent_at)
+
+
+def _key(email: str) -> str:
+    return email.strip().lower()
+
+
+class Ledger:
+    """Digests and deliveries, in the store's database; each change one transaction."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.engine = store.engine
+
+    def _write(self, work):  # type: ignore[no-untyped-def]
+        def run():  # type: ignore[no-untyped-def]
+            with self.engine.begin() as conn:
+                return work(conn)
+        return self.store._guard(run)
+
+    def _read(self, work):  # type: ignore[no-untyped-def]
+        def run():  # type: ignore[no-untyped-def]
+            with self.engine.connect() as conn:
+                return work(conn)
+        return self.store._guard(run)
+
+    # -- recording
+
+    def record(self, subscriber: str, period: str, message_id: str, papers: Iterable[str], now: datetime,
+               state: str = "pending") -> tuple[Entry, bool]:
+        """The digest of `subscriber` for `period`: recorded now, or as it already was.
+        Returns (entry, created)."""
+        ids = json.dumps(list(papers))
+
+        def work(conn: Connection) -> tuple[Entry, bool]:
+            existing = conn.execute(sa.select(digests).where(
+                digests.c.subscriber == _key(subscriber), digests.c.period == period)).first()
+            if existing is not None:
+                return _entry(existing), False
+            conn.execute(digests.insert().values(
+                subscriber=_key(subscriber), period=period, message_id=message_id, papers=ids, state=state,
+                attempts=0, created_at=now, matched_at=now, updated_at=now))
+            row = conn.execute(sa.select(digests).where(
+                digests.c.subscriber == _key(subscriber), digests.c.period == period)).one()
+            return _entry(row), True
+
+        return self._write(work)
+
+    def rematch(self, digest_id: int, papers: Iterable[str], now: datetime, state: str = "pending") -> None:
+        """A pending digest's papers, matched again before a retry."""
+        ids = json.dumps(list(papers))
+        self._write(lambda conn: conn.execute(digests.update().where(
+            digests.c.id == digest_id, digests.c.state == "pending").values(
+            papers=ids, matched_at=now, updated_at=now, state=state)))
+
+    def claim(self, digest_id: int, now: datetime, owner: str | None = None) -> bool:
+        """Take a pending digest for this run; False if another run has it or it is done."""
+        result = self._write(lambda conn: conn.execute(digests.update().where(
+            digests.c.id == digest_id, digests.c.state == "pending").values(
+            state="claimed", claimed_by=owner or owner_id(), updated_at=now)))
+        return result.rowcount == 1
+
+    def sending(self, digest_id: int, now: datetime) -> None:
+        self._write(lambda conn: conn.execute(digests.update().where(digests.c.id == digest_id).values(
+            state="sending", updated_at=now)))
+
+    def sent(self, entry: Entry, now: datetime) -> None:
+        """Accepted by the server: the digest is sent and its papers delivered, at once."""
+
+        def work(conn: Connection) -> None:
+            conn.execute(digests.update().where(digests.c.id == entry.id).values(
+                state="sent", sent_at=now, updated_at=now, last_error=None, attempts=digests.c.attempts + 1))
+            for paper_id in entry.papers:
+                conn.execute(sa.text(
+                    "INSERT INTO deliveries (subscriber, paper_id, digest_id, delivered_at) "
+                    "VALUES (:s, :p, :d, :t) ON CONFLICT (subscriber, paper_id) DO NOTHING"),
+                    {"s": entry.subscriber, "p": paper_id, "d": entry.id, "t": UTCTime().process_bind_param(now, None)})
+            _upsert_state(conn, entry.subscriber, hard_failures=0)
+
+        self._write(work)
+
+    def deferred(self, digest_id: int, error: str, now: datetime) -> None:
+        """A transient failure: back to pending, for a later attempt."""
+        self._write(lambda conn: conn.execute(digests.update().where(digests.c.id == digest_id).values(
+            state="pending", claimed_by=None, last_error=error, attempts=digests.c.attempts + 1, updated_at=now)))
+
+    def failed(self, entry: Entry, error: str, now: datetime, suspend_after: int) -> bool:
+        """A permanent refusal; True if the subscriber is now suspended."""
+
+        def work(conn: Connection) -> bool:
+            conn.execute(digests.update().where(digests.c.id == entry.id).values(
+                state="failed", last_error=error, attempts=digests.c.attempts + 1, updated_at=now))
+            current = _state(conn, entry.subscriber)
+            failures = current.hard_failures + 1
+            suspend = failures >= suspend_after and current.suspended_at is None
+            _upsert_state(conn, entry.subscriber, hard_failures=failures,
+                          **({"suspended_at": now, "suspended_reason": error} if suspend else {}))
+            return suspend
+
+        return self._write(work)
+
+    def recover(self, now: datetime) -> tuple[int, int]:
+        """Digests left behind by runs that died: claimed → pending (their message never
+        ended), sending → unknown (the server may have it). Returns the two counts."""
+
+        def work(conn: Connection) -> tuple[int, int]:
+            back = unknown = 0
+            rows = conn.execute(sa.select(digests).where(digests.c.state.in_(("claimed", "sending")))).all()
+            for row in rows:
+                if not _owner_gone(row.claimed_by, row.updated_at, now):
+                    continue
+                if row.state == "claimed":
+                    conn.execute(digests.update().where(digests.c.id == row.id).values(
+                        state="pending", claimed_by=None, updated_at=now))
+                    back += 1
+                else:
+                    conn.execute(digests.update().where(digests.c.id == row.id).values(
+                        state="unknown", updated_at=now,
+                        last_error="the run died while the server was receiving it: it may have arrived, not sent again"))
+                    unknown += 1
+            return back, unknown
+
+        return self._write(work)
+
+    # -- subscribers
+
+    def unsubscribe(self, subscriber: str, now: datetime) -> None:
+        self._write(lambda conn: _upsert_state(conn, subscriber, unsubscribed_at=now))
+
+    def resume(self, subscriber: str) -> None:
+        """Lift a suspension (and an unsubscription): the subscriber gets digests again."""
+        self._write(lambda conn: _upsert_state(conn, subscriber, hard_failures=0, suspended_at=None,
+                                               suspended_reason=None, unsubscribed_at=None))
+
+    def state(self, subscriber: str) -> SubscriberState:
+        return self._read(lambda conn: _state(conn, subscriber))
+
+    # -- reading
+
+    def entry(self, subscriber: str, period: str) -> Entry | None:
+        row = self._read(lambda conn: conn.execute(sa.select(digests).where(
+            digests.c.subscriber == _key(subscriber), digests.c.period == period)).first())
+        return _entry(row) if row is not None else None
+
+    def entries(self, subscriber: str | None = None) -> list[Entry]:
+        query = sa.select(digests).order_by(digests.c.created_at, digests.c.id)
+        if subscriber:
+            query = query.where(digests.c.subscriber == _key(subscriber))
+        return [_entry(r) for r in self._read(lambda conn: conn.execute(query).all())]
+
+    def window_start(self, subscriber: str) -> datetime | None:
+        """When the subscriber's last completed digest was matched (papers first seen since are new)."""
+        return self._read(lambda conn: conn.scalar(sa.select(sa.func.max(digests.c.matched_at)).where(
+            digests.c.subscriber == _key(subscriber), digests.c.state.in_(("sent", "empty", "unknown")))))
+
+    def delivered(self, subscriber: str, among: Iterable[str] | None = None) -> set[str]:
+        query = sa.select(deliveries.c.paper_id).where(deliveries.c.subscriber == _key(subscriber))
+        found = set(self._read(lambda conn: conn.scalars(query).all()))
+        return found if among is None else found & set(among)
+
+
+def _state(conn: Connection, subscriber: str) -> SubscriberState:
+    row = conn.execute(sa.select(subscriber_state).where(subscriber_state.c.subscriber == _key(subscriber))).first()
+    if row is None:
+        return SubscriberState()
+    return SubscriberState(row.hard_failures, row.suspended_at, row.suspended_reason, row.unsubscribed_at)
+
+
+def _upsert_state(conn: Connection, subscriber: str, **values) -> None:  # type: ignore[no-untyped-def]
+    key = _key(subscriber)
+    exists = conn.execute(sa.select(subscriber_state.c.subscriber).where(subscriber_state.c.subscriber == key)).first()
+    if exists:
+        conn.execute(subscriber_state.update().where(subscriber_state.c.subscriber == key).values(**values))
+    else:
+        conn.execute(subscriber_state.insert().values(subscriber=key, **{"hard_failures": 0, **values}))
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)

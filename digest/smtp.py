@@ -1,0 +1,178 @@
+"""Talking to the SMTP server: one connection reused for many messages, re-opened when the
+server drops it; STARTTLS, implicit TLS or plain; AUTH; certificates checked by default.
+
+The end of each message's DATA is sent separately, after a callback: the ledger marks the
+digest `sending` at that moment, so that a run killed before it never leaves a digest the
+server might have, and a run killed after it never sends that digest again.
+"""
+
+from __future__ import annotations
+
+import smtplib
+import ssl
+import threading
+import time
+from collections.abc import Callable
+from email.message import EmailMessage
+from email.utils import parseaddr
+
+from .config import Smtp
+from .errors import DigestError
+
+
+class SmtpConfigError(DigestError):
+    """The server cannot be used at all (unreachable, TLS, login refused): stop the batch."""
+
+
+class TransientError(Exception):
+    """Try again later: 4xx, a dropped connection, a time-out."""
+
+
+class PermanentError(Exception):
+    """The server refused this recipient or message for good (5xx)."""
+
+
+def _describe(code: int, reply: bytes | str) -> str:
+    text = reply.decode("utf-8", "replace") if isinstance(reply, bytes) else str(reply)
+    return f"{code} {' '.join(text.split())}"
+
+
+class SmtpSender:
+    """One connection; `send` opens it when needed."""
+
+    def __init__(self, settings: Smtp, password: str | None = None) -> None:
+        self.settings = settings
+        self.password = password if password is not None else settings.password()
+        self.connection: smtplib.SMTP | None = None
+
+    @property
+    def where(self) -> str:
+        return f"{self.settings.host}:{self.settings.port}"
+
+    def _context(self) -> ssl.SSLContext:
+        context = ssl.create_default_context()
+        if not self.settings.verify_certificates:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        return context
+
+    def open(self) -> smtplib.SMTP:
+        s = self.settings
+        try:
+            if s.security == "ssl":
+                connection: smtplib.SMTP = smtplib.SMTP_SSL(s.host, s.port, timeout=s.timeout, context=self._context())
+            else:
+                connection = smtplib.SMTP(s.host, s.port, timeout=s.timeout)
+                if s.security == "starttls":
+                    connection.starttls(context=self._context())
+            if s.username:
+                if self.password is None:
+                    raise SmtpConfigError(f"SMTP server {self.where} needs a password for {s.username!r}",
+                                          hint=f"set the environment variable {s.password_env or '(smtp.password_env)'}")
+                connection.login(s.username, self.password)
+        except smtplib.SMTPAuthenticationError as exc:
+            raise SmtpConfigError(f"SMTP login to {self.where} refused: {_describe(exc.smtp_code, exc.smtp_error)}",
+                                  hint="check smtp.username and the password in the variable smtp.password_env names") from None
+        except smtplib.SMTPNotSupportedError as exc:
+            raise SmtpConfigError(f"SMTP server {self.where}: {exc}",
+                                  hint="check smtp.security (starttls | ssl | none) and smtp.port") from None
+        except ssl.SSLError as exc:
+            raise SmtpConfigError(f"TLS with SMTP server {self.where} failed: {exc.reason or exc}",
+                                  hint="check smtp.security and smtp.port (465 is ssl, 587 starttls); "
+                                       "smtp.verify_certificates: false only for a server you trust") from None
+        except smtplib.SMTPConnectError as exc:
+            raise TransientError(f"SMTP server {self.where} refused the connection: {_describe(exc.smtp_code, exc.smtp_error)}") from None
+        except (OSError, smtplib.SMTPServerDisconnected) as exc:
+            raise SmtpConfigError(f"cannot reach SMTP server {self.where}: {exc}",
+                                  hint="check smtp.host, smtp.port and smtp.security, and that the server runs") from None
+        self.connection = connection
+        return connection
+
+    def close(self) -> None:
+        if self.connection is not None:
+            try:
+                self.connection.quit()
+            except (smtplib.SMTPException, OSError):
+                self.connection.close()
+            self.connection = None
+
+    def send(self, message: EmailMessage, *, before_end: Callable[[], None] = lambda: None) -> None:
+        """Deliver one message to the server; TransientError or PermanentError if not."""
+        sender = parseaddr(str(message["From"]))[1]
+        recipients = [parseaddr(str(message["To"]))[1]]
+        data = message.as_bytes()
+        connection = self.connection or self.open()
+        try:
+            connection.ehlo_or_helo_if_needed()
+            code, reply = connection.mail(sender, ["SMTPUTF8"] if _needs_utf8(sender, recipients) else [])
+            self._check(code, reply, "MAIL FROM")
+            for recipient in recipients:
+                code, reply = connection.rcpt(recipient)
+                self._check(code, reply, f"RCPT TO {recipient}")
+            code, reply = connection.docmd("DATA")
+            if code != 354:
+                self._check(code, reply, "DATA")
+                raise TransientError(f"DATA: {_describe(code, reply)}")
+            body = smtplib._quote_periods(data)  # noqa: SLF001 - the dot-stuffing smtplib.data() does
+            if not body.endswith(b"\r\n"):
+                body += b"\r\n"
+            connection.send(body)
+            before_end()
+            connection.send(b".\r\n")
+            code, reply = connection.getreply()
+            self._check(code, reply, "end of DATA")
+        except (smtplib.SMTPServerDisconnected, OSError) as exc:  # socket.timeout is an OSError
+            self._drop()
+            raise TransientError(f"connection to {self.where} lost: {exc or exc.__class__.__name__}") from None
+        except (TransientError, PermanentError):
+            self._reset()
+            raise
+
+    def _check(self, code: int, reply: bytes, step: str) -> None:
+        if 200 <= code < 400:
+            return
+        if code == 421:  # the server is closing the connection
+            self._drop()
+        if 400 <= code < 500 or code < 200:
+            raise TransientError(f"{step}: {_describe(code, reply)}")
+        raise PermanentError(f"{step}: {_describe(code, reply)}")
+
+    def _reset(self) -> None:
+        if self.connection is not None:
+            try:
+                self.connection.rset()
+            except (smtplib.SMTPException, OSError):
+                self._drop()
+
+    def _drop(self) -> None:
+        if self.connection is not None:
+            try:
+                self.connection.close()
+            except OSError:
+                pass
+        self.connection = None
+
+
+def _needs_utf8(sender: str, recipients: list[str]) -> bool:
+    return not all(a.isascii() for a in [sender, *recipients])
+
+
+class RateLimit:
+    """At most `per_second` messages a second across all connections."""
+
+    def __init__(self, per_second: float | None) -> None:
+        self.interval = 1.0 / per_second if per_second else 0.0
+        self.next = 0.0
+        self.lock = threading.Lock()
+
+    def wait(self) -> None:
+        if not self.interval:
+            return
+        with self.lock:
+            now = time.monotonic()
+            delay = self.next - now
+            self.next = max(now, self.next) + self.interval
+        if delay > 0:
+            time.sleep(delay)
+
+

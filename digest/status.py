@@ -1,0 +1,52 @@
+"""`digest status`: per subscriber, the last digest, the next one due, papers waiting, failures."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from .config import Config
+from .ledger import Ledger
+from .matching import Matcher
+from .schedule import next_slot, subscriber_schedule
+from .store import Store
+
+
+def subscriber_status(config: Config, store: Store, now: datetime) -> list[dict[str, Any]]:
+    ledger = Ledger(store)
+    earliest = now - config.defaults.lookback
+    starts = {s.email: ledger.window_start(s.email) for s in config.subscribers}
+    papers = store.papers(since=min([t for t in starts.values() if t] + [earliest]))
+    matcher = Matcher(config.subscribers, config.defaults, papers)
+    ids = [p.id for p in papers]
+    rows = []
+    for subscriber in config.subscribers:
+        schedule, zone = subscriber_schedule(config, subscriber)
+        entries = ledger.entries(subscriber.email)
+        last = entries[-1] if entries else None
+        state = ledger.state(subscriber.email)
+        waiting = matcher.digest(subscriber, now, starts[subscriber.email], ledger.delivered(subscriber.email, ids))
+        upcoming = next_slot(schedule, zone, now)
+        rows.append({
+            "subscriber": subscriber.email,
+            "schedule": f"{schedule} {zone}",
+            "last_digest": last.period if last else None,
+            "last_digest_local": _local(last.sent_at or last.created_at, zone) if last else None,
+            "last_state": last.state if last else None,
+            "last_error": last.last_error if last and last.state != "sent" else None,
+            "next_due": upcoming.isoformat(),
+            "next_due_local": _local(upcoming, zone),
+            "papers_waiting": len(waiting.papers),
+            "digests_sent": sum(e.state == "sent" for e in entries),
+            "hard_failures": state.hard_failures,
+            "suspended": state.suspended_at is not None,
+            "suspended_reason": state.suspended_reason,
+            "unsubscribed": state.unsubscribed_at is not None,
+            "enabled": subscriber.enabled,
+        })
+    return rows
+
+
+def _local(moment: datetime, zone: str) -> str:
+    return moment.astimezone(ZoneInfo(zone)).strftime("%a %Y-%m-%d %H:%M %Z")
