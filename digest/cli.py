@@ -281,18 +281,16 @@ def _with_progress(label: str, total: int, work):  # type: ignore[no-untyped-def
 
 
 def _print_outcomes(outcomes) -> None:  # type: ignore[no-untyped-def]
+    """One line per subscriber, never wrapped (scripts and logs read it)."""
     if not outcomes:
         out.print("nothing due", highlight=False)
         return
-    table = Table(box=None, pad_edge=False)
-    for column in ("subscriber", "result", "papers", "detail"):
-        table.add_column(column)
+    width = max(len(o.subscriber) for o in outcomes)
     colours = {"sent": "green", "test": "green", "failed": "red", "deferred": "yellow", "suspended": "red"}
     for o in outcomes:
-        colour = colours.get(o.status, "")
-        table.add_row(escape(o.subscriber), f"[{colour}]{o.status}[/]" if colour else o.status, str(o.papers),
-                      escape(o.detail))
-    out.print(table)
+        colour = colours.get(o.status, "default")
+        out.print(f"{escape(o.subscriber):<{width}}  [{colour}]{o.status:<9}[/] {o.papers:>3} papers  {escape(o.detail)}",
+                  highlight=False, soft_wrap=True)
 
 
 @cli.command()
@@ -337,6 +335,25 @@ def demo(folder: str | None) -> None:
                   highlight=False)
     out.print(f"{len(result.files) // 2} messages written to {result.folder}/ (open the .html files in a browser)",
               highlight=False)
+
+
+@cli.command()
+@click.option("--tick", type=float, default=60.0, show_default=True, hidden=True,
+              help="Seconds between checks for due digests.")
+@click.option("--no-initial-fetch", is_flag=True, help="Wait for the fetch schedule instead of fetching at start.")
+@click.pass_obj
+def run(app: App, tick: float, no_initial_fetch: bool) -> None:
+    """Run the scheduler: fetch on the `fetch` schedule, send each digest when it is due.
+
+    Stops cleanly on SIGTERM or Ctrl-C (the message in flight is finished); reloads the
+    configuration on SIGHUP or when the file changes.
+    """
+    from .daemon import Daemon
+
+    logging.basicConfig(force=True, level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s")
+    logging.getLogger("digest").setLevel(logging.INFO)
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    Daemon(app.config_path, tick=tick, fetch_first=not no_initial_fetch).serve()
 
 
 def paper_json(paper: Paper) -> dict[str, Any]:

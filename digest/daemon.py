@@ -1,0 +1,126 @@
+"""`digest run`: the scheduler daemon (APScheduler).
+
+Two jobs: fetch the sources (config `fetch`, e.g. every hour), and every minute send the
+digests that are due. What is due comes from the ledger, not from the scheduler's memory,
+so a restart loses nothing: a digest missed while the machine slept goes out once when it
+wakes (only the latest missed slot, and not at all past `defaults.grace`). Each job never
+runs twice at once (max_instances=1), and the ledger's claims keep two daemons apart.
+SIGTERM/SIGINT: the message in flight is finished, then the daemon exits. SIGHUP, or a
+change to the config file, reloads the configuration without a restart.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+
+from .config import Config, load_config
+from .deliver import Delivery, summary
+from .errors import ConfigError, DigestError
+from .gather import gather
+from .schedule import fetch_trigger
+from .store import Store
+
+log = logging.getLogger("digest.run")
+
+
+class Daemon:
+    def __init__(self, config_path: str | None, *, tick: float = 60.0, fetch_first: bool = True) -> None:
+        self.config_path = Path(config_path or os.environ.get("DIGEST_CONFIG") or "subscribers.yaml")
+        self.tick = tick
+        self.fetch_first = fetch_first
+        self.stop = threading.Event()
+        self.reload_requested = threading.Event()
+        self.config: Config = load_config(self.config_path)
+        self.mtime = self._mtime()
+        self.scheduler = BackgroundScheduler(
+            timezone=UTC, executors={"default": ThreadPoolExecutor(2)},
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 3600})
+
+    def _mtime(self) -> float:
+        try:
+            return self.config_path.stat().st_mtime
+        except OSError:
+            return 0.0
+
+    # -- jobs
+
+    def fetch(self) -> None:
+        config = self.config
+        store = Store(config.database_url())
+        try:
+            reports = gather(config, store)
+            for report in reports:
+                if report.ok:
+                    log.info("fetched %s: %d papers, %d new%s", report.source, report.fetched, report.new,
+                             " (not modified)" if report.not_modified else "")
+                else:
+                    log.warning("fetch %s failed: %s", report.source, report.error)
+        finally:
+            store.close()
+
+    def dispatch(self) -> None:
+        config = self.config
+        store = Store(config.database_url())
+        try:
+            outcomes = Delivery(config, store, stop=self.stop).run(scheduled=True)
+            if outcomes:
+                log.info("digests: %s", ", ".join(f"{n} {s}" for s, n in sorted(summary(outcomes).items())))
+            for outcome in outcomes:
+                if outcome.status in ("failed", "deferred", "suspended"):
+                    log.warning("%s: %s — %s", outcome.subscriber, outcome.status, outcome.detail)
+        except DigestError as exc:
+            log.error("sending stopped: %s", exc)
+        finally:
+            store.close()
+
+    # -- configuration
+
+    def reload(self) -> None:
+        try:
+            config = load_config(self.config_path)
+        except ConfigError as exc:
+            log.error("configuration not reloaded, keeping the previous one: %s",
+                      "; ".join(str(p) for p in exc.problems))
+            return
+        changed_fetch = config.fetch != self.config.fetch
+        self.config = config
+        if changed_fetch:
+            self.scheduler.reschedule_job("fetch", trigger=fetch_trigger(config.fetch))
+        log.info("configuration reloaded: %d subscribers, %d sources", len(config.subscribers), len(config.sources))
+
+    # -- running
+
+    def start(self) -> None:
+        now = datetime.now(UTC)
+        self.scheduler.add_job(self.fetch, fetch_trigger(self.config.fetch), id="fetch", name="fetch",
+                               next_run_time=now if self.fetch_first else None)
+        self.scheduler.add_job(self.dispatch, IntervalTrigger(seconds=self.tick, timezone=UTC), id="send",
+                               name="send due digests", next_run_time=now + timedelta(seconds=1))
+        self.scheduler.start()
+        log.info("running: fetch %s, due digests checked every %gs", self.config.fetch, self.tick)
+
+    def serve(self) -> None:
+        """Run until SIGTERM/SIGINT; reload on SIGHUP or when the config file changes."""
+        signal.signal(signal.SIGTERM, lambda *_: self.stop.set())
+        signal.signal(signal.SIGINT, lambda *_: self.stop.set())
+        if hasattr(signal, "SIGHUP"):
+            signal.signal(signal.SIGHUP, lambda *_: self.reload_requested.set())
+        self.start()
+        while not self.stop.wait(1.0):
+            mtime = self._mtime()
+            if self.reload_requested.is_set() or mtime != self.mtime:
+                self.reload_requested.clear()
+                self.mtime = mtime
+                self.reload()
+        log.info("stopping: finishing the message in flight")
+        self.scheduler.shutdown(wait=True)
+        log.info("stopped")

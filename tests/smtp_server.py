@@ -1,0 +1,79 @@
+"""A real SMTP server on loopback (aiosmtpd) whose answers a test scripts per recipient."""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import email.policy
+import threading
+import time
+from collections import defaultdict
+from email.message import EmailMessage
+
+from aiosmtpd.controller import Controller
+
+from digest.demo import free_port
+
+
+class ScriptedHandler:
+    """Accepts everything, except what `script` says: recipient -> answers to use in turn,
+    each an SMTP reply ("550 No such user"), "drop" (close the connection at the end of
+    DATA) or "stall N" (sleep N seconds before answering)."""
+
+    def __init__(self) -> None:
+        self.script: dict[str, list[str]] = defaultdict(list)
+        self.received: list[EmailMessage] = []
+        self.delay = 0.0
+        self.lock = threading.Lock()
+
+    def _next(self, recipient: str) -> str | None:
+        with self.lock:
+            answers = self.script.get(recipient.lower())
+            return answers.pop(0) if answers else None
+
+    async def handle_RCPT(self, server, session, envelope, address, options):  # noqa: N802, ANN001
+        answer = self._next(address)
+        if answer and answer[0] in "45":
+            return answer
+        if answer:  # drop / stall apply at DATA
+            with self.lock:
+                self.script[address.lower()].insert(0, answer)
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802, ANN001
+        answer = self._next(envelope.rcpt_tos[0]) if envelope.rcpt_tos else None
+        if answer == "drop":
+            session.transport.close() if hasattr(session, "transport") and session.transport else server.transport.close()
+            return "421 closing"
+        if answer and answer.startswith("stall"):
+            await asyncio.sleep(float(answer.split()[1]))
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        message = email.message_from_bytes(envelope.original_content or envelope.content, policy=email.policy.default)
+        with self.lock:
+            self.received.append(message)
+        return "250 Message accepted"
+
+    def to(self, recipient: str) -> list[EmailMessage]:
+        with self.lock:
+            return [m for m in self.received if recipient.lower() in str(m["To"]).lower()]
+
+
+class SmtpServer:
+    def __init__(self) -> None:
+        self.handler = ScriptedHandler()
+        self.port = free_port()
+        self.controller = Controller(self.handler, hostname="127.0.0.1", port=self.port)
+
+    def __enter__(self) -> SmtpServer:
+        self.controller.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.controller.stop()
+
+    def wait_for(self, count: int, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while len(self.handler.received) < count and time.monotonic() < deadline:
+            time.sleep(0.01)

@@ -1,0 +1,284 @@
+"""Delivery against a real SMTP server on loopback: the ledger, failures, retries, kill -9,
+concurrent runs, the headers of what arrives."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from digest.config import load_config
+from digest.deliver import Delivery
+from digest.gather import gather
+from digest.ledger import Ledger
+from digest.links import email_from_token
+from digest.store import Store
+
+from .smtp_server import SmtpServer
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLES = ROOT / "digest" / "samples"
+SOURCES = [{"name": "arxiv", "type": "arxiv", "categories": ["cs.LG"], "url": str(SAMPLES / "arxiv-listing.rss.xml")},
+           {"name": "hf", "type": "huggingface", "url": str(SAMPLES / "hf-daily-papers.json")}]
+
+
+def write(tmp_path: Path, port: int, emails: list[str], *, smtp_extra: str = "", defaults: str = "",
+          keywords: str = "[language model, LLM]") -> Path:
+    subscribers = "".join(f"  - email: {e}\n    topics:\n      - name: LLMs\n        keywords: {keywords}\n" for e in emails)
+    path = tmp_path / "subscribers.yaml"
+    path.write_text(
+        'sender:\n  from: "Paper Digest <digest@example.org>"\n'
+        f"smtp:\n  host: 127.0.0.1\n  port: {port}\n  security: none\n  timeout: 2\n  retry_wait: 0.05\n{smtp_extra}"
+        "base_url: https://digest.example.org\n"
+        f"defaults:\n  max_papers: 5\n{defaults}"
+        "sources:\n" + "".join(f"  - {json.dumps(s)}\n" for s in SOURCES) + "subscribers:\n" + subscribers,
+        encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def fetched_db(tmp_path_factory) -> Path:
+    """The samples fetched once; each test starts from a copy."""
+    directory = tmp_path_factory.mktemp("fetched")
+    config = load_config(write(directory, 25, ["x@example.org"]))
+    store = Store(config.database_url())
+    gather(config, store)
+    store.close()
+    return directory / "digest.db"
+
+
+def setup(tmp_path: Path, fetched_db: Path, port: int, emails: list[str], **kwargs) -> Path:
+    shutil.copy(fetched_db, tmp_path / "digest.db")
+    return write(tmp_path, port, emails, **kwargs)
+
+
+def digest_cli(*args: str, config: Path) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run([sys.executable, "-m", "digest", "-c", str(config), *args],
+                            capture_output=True, text=True, timeout=180)
+    assert "Traceback" not in result.stderr, result.stderr
+    return result
+
+
+def delivery(config_path: Path) -> Delivery:
+    config = load_config(config_path)
+    return Delivery(config, Store(config.database_url()))
+
+
+EMAILS = [f"reader{n}@example.org" for n in range(6)]
+
+
+def test_send_once_with_the_right_headers(tmp_path, fetched_db):
+    with SmtpServer() as server:
+        config = setup(tmp_path, fetched_db, server.port, EMAILS)
+        first = digest_cli("send", config=config)
+        assert first.returncode == 0, first.stderr
+        assert "6 sent, 0 empty" in first.stdout
+        again = digest_cli("send", config=config)
+        assert again.returncode == 0 and "0 sent" in again.stdout and "6 skipped" in again.stdout and "already" in again.stdout
+        assert Counter(str(m["To"]) for m in server.handler.received) == Counter(EMAILS)
+
+    secret = Store(load_config(config).database_url()).secret()
+    ids = set()
+    for message in server.handler.received:
+        for name in ("From", "To", "Subject", "Date", "Message-ID", "List-Id", "List-Unsubscribe",
+                     "List-Unsubscribe-Post", "MIME-Version", "Content-Type"):
+            assert len(message.get_all(name) or []) == 1, name
+        assert len(set(message.keys())) == len(message.keys())  # no header twice
+        assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+        url = message["List-Unsubscribe"].split(",")[0].strip("<> ")
+        assert url.startswith("https://digest.example.org/unsubscribe/")
+        token = url.rsplit("/", 1)[1]
+        assert email_from_token(secret, token) == str(message["To"])
+        other = base64.urlsafe_b64encode(b"someone-else@example.org").decode().rstrip("=")
+        assert email_from_token(secret, f"{other}.{token.split('.')[1]}") is None  # another address, this signature
+        assert [p.get_content_type() for p in message.iter_parts()] == ["text/plain", "text/html"]
+        ids.add(message["Message-ID"])
+    assert len(ids) == 6
+
+    ledger = Ledger(Store(load_config(config).database_url()))
+    assert all(e.state == "sent" and len(e.papers) == 5 for e in ledger.entries())
+    assert len(ledger.delivered("reader0@example.org")) == 5
+
+
+def test_failures_never_stop_the_batch_and_are_recorded(tmp_path, fetched_db):
+    with SmtpServer() as server:
+        script = server.handler.script
+        script["reader1@example.org"] = ["550 5.1.1 No such user"]
+        script["reader2@example.org"] = ["451 4.3.0 Try again later"]  # then accepted: retried in the run
+        script["reader3@example.org"] = ["451 4.3.0 Busy"] * 10  # still refused after the retries
+        script["reader4@example.org"] = ["drop"]  # the connection drops at the end of DATA
+        config = setup(tmp_path, fetched_db, server.port, EMAILS)
+        result = digest_cli("send", config=config)
+        assert result.returncode == 0
+        got = Counter(str(m["To"]) for m in server.handler.received)
+        assert got == Counter({"reader0@example.org": 1, "reader2@example.org": 1, "reader4@example.org": 1,
+                               "reader5@example.org": 1})
+        assert "4 sent" in result.stdout and "1 deferred, 1 failed" in result.stdout
+        assert "550 5.1.1 No such user" in result.stdout
+
+        status = json.loads(digest_cli("status", "--format", "json", config=config).stdout)
+        by = {r["subscriber"]: r for r in status}
+        assert by["reader1@example.org"]["last_state"] == "failed" and by["reader1@example.org"]["hard_failures"] == 1
+        assert by["reader3@example.org"]["last_state"] == "pending" and "451" in by["reader3@example.org"]["last_error"]
+        assert by["reader0@example.org"]["last_state"] == "sent" and by["reader0@example.org"]["papers_waiting"] == 0
+
+        script["reader3@example.org"] = []  # the server recovers: the next run sends what was deferred
+        again = digest_cli("send", config=config)
+        assert "1 sent" in again.stdout
+        got = Counter(str(m["To"]) for m in server.handler.received)
+        assert got["reader3@example.org"] == 1 and got["reader1@example.org"] == 0 and sum(got.values()) == 5
+
+
+def test_repeated_hard_failures_suspend(tmp_path, fetched_db):
+    with SmtpServer() as server:
+        server.handler.script["gone@example.org"] = ["550 5.1.1 No such user"] * 5
+        config = setup(tmp_path, fetched_db, server.port, ["gone@example.org", "ok@example.org"],
+                       smtp_extra="  suspend_after: 2\n")
+        moments = iter([datetime(2026, 11, 20, 9, tzinfo=UTC), datetime(2026, 11, 21, 9, tzinfo=UTC),
+                        datetime(2026, 11, 22, 9, tzinfo=UTC)])
+        outcomes = []
+        for moment in moments:
+            d = delivery(config)
+            d.clock = lambda moment=moment: moment
+            outcomes.append({o.subscriber: o for o in d.run(scheduled=False)})
+        assert outcomes[0]["gone@example.org"].status == "failed"
+        assert "suspended" in outcomes[1]["gone@example.org"].detail
+        assert outcomes[2]["gone@example.org"].status == "suspended"
+        assert [o["ok@example.org"].status for o in outcomes] == ["sent", "sent", "sent"]
+        status = digest_cli("status", config=config)
+        assert "suspended" in status.stdout
+
+
+def test_stalled_server_times_out_and_the_rest_go_out(tmp_path, fetched_db):
+    with SmtpServer() as server:
+        server.handler.script["reader0@example.org"] = ["stall 5"] * 5
+        config = setup(tmp_path, fetched_db, server.port, EMAILS[:3], smtp_extra="  retries: 1\n")
+        started = time.monotonic()
+        result = digest_cli("send", config=config)
+        assert time.monotonic() - started < 60
+        assert "2 sent" in result.stdout and "1 deferred" in result.stdout
+        assert {str(m["To"]) for m in server.handler.received} >= {"reader1@example.org", "reader2@example.org"}
+
+
+def test_unreachable_server_and_refused_login_say_what_to_check(tmp_path, fetched_db):
+    config = setup(tmp_path, fetched_db, 9, EMAILS[:1])  # nothing listens on port 9
+    result = digest_cli("send", config=config)
+    assert result.returncode == 1
+    assert "cannot reach SMTP server 127.0.0.1:9" in result.stderr and "smtp.host, smtp.port" in result.stderr
+    with SmtpServer() as server:
+        config = setup(tmp_path, fetched_db, server.port, EMAILS[:1],
+                       smtp_extra="  username: digest\n  password_env: DIGEST_TEST_PASSWORD\n")
+        result = digest_cli("send", config=config)
+        assert result.returncode == 1 and "DIGEST_TEST_PASSWORD" in result.stderr
+    entries = Ledger(Store(load_config(config).database_url())).entries()
+    assert all(e.state == "pending" for e in entries)  # nothing lost: the next run sends them
+
+
+def test_dry_run_and_to_record_nothing(tmp_path, fetched_db):
+    with SmtpServer() as server:
+        config = setup(tmp_path, fetched_db, server.port, EMAILS[:2])
+        dry = digest_cli("send", "--dry-run", config=config)
+        assert dry.returncode == 0 and "2 rendered (dry run)" in dry.stdout and not server.handler.received
+        test = digest_cli("send", "reader1@example.org", "--to", "me@example.org", config=config)
+        assert test.returncode == 0 and "1 sent" in test.stdout
+        assert [str(m["To"]) for m in server.handler.received] == ["me@example.org"]
+        assert Ledger(Store(load_config(config).database_url())).entries() == []
+        real = digest_cli("send", config=config)
+        assert "2 sent" in real.stdout
+        unknown = digest_cli("send", "nobody@example.org", config=config)
+        assert unknown.returncode == 1 and "no subscriber 'nobody@example.org'" in unknown.stderr
+
+
+def test_empty_digests_are_not_sent_unless_asked(tmp_path, fetched_db):
+    with SmtpServer() as server:
+        config = setup(tmp_path, fetched_db, server.port, EMAILS[:1], keywords="[nothing-matches-this-xyz]")
+        result = digest_cli("send", config=config)
+        assert "0 sent, 1 empty" in result.stdout and not server.handler.received
+        config = setup(tmp_path, fetched_db, server.port, EMAILS[:1], keywords="[nothing-matches-this-xyz]",
+                       defaults="  send_empty: true\n")
+        result = digest_cli("send", config=config)
+        assert "1 sent" in result.stdout
+        assert "Nothing new matches your topics" in server.handler.received[0].get_body(("plain",)).get_content()
+
+
+def _run_and_kill(config: Path, server: SmtpServer, after: int) -> None:
+    process = subprocess.Popen([sys.executable, "-m", "digest", "-c", str(config), "send"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server.wait_for(after, timeout=60)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+
+
+@pytest.mark.parametrize("kill_after", [1, 7, 15])
+def test_kill_9_mid_batch_then_rerun_sends_each_digest_exactly_once(tmp_path, fetched_db, kill_after):
+    emails = [f"reader{n:02d}@example.org" for n in range(20)]
+    with SmtpServer() as server:
+        server.handler.delay = 0.05  # a slow server: the batch takes about a second
+        config = setup(tmp_path, fetched_db, server.port, emails)
+        _run_and_kill(config, server, kill_after)
+        killed_at = len(server.handler.received)
+        assert 0 < killed_at < 20
+        result = digest_cli("send", config=config)
+        assert result.returncode == 0, result.stderr
+        got = Counter(str(m["To"]) for m in server.handler.received)
+        assert got == Counter(emails), got
+        assert len({m["Message-ID"] for m in server.handler.received}) == 20
+        final = digest_cli("send", config=config)
+        assert "0 sent" in final.stdout
+
+
+def test_two_runs_at_once_never_send_the_same_digest(tmp_path, fetched_db):
+    emails = [f"reader{n:02d}@example.org" for n in range(16)]
+    with SmtpServer() as server:
+        server.handler.delay = 0.02
+        config = setup(tmp_path, fetched_db, server.port, emails)
+        runs = [subprocess.Popen([sys.executable, "-m", "digest", "-c", str(config), "send"],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+        for run in runs:
+            run.wait(timeout=120)
+        assert Counter(str(m["To"]) for m in server.handler.received) == Counter(emails)
+
+
+def test_sigterm_finishes_the_message_in_flight(tmp_path, fetched_db):
+    emails = [f"reader{n:02d}@example.org" for n in range(12)]
+    now = datetime.now(UTC)
+    with SmtpServer() as server:
+        server.handler.delay = 0.2
+        config = setup(tmp_path, fetched_db, server.port, emails,
+                       defaults=f"  schedule: daily {now:%H}:{now:%M}\n")
+        daemon = subprocess.Popen([sys.executable, "-m", "digest", "-c", str(config), "run", "--no-initial-fetch",
+                                   "--tick", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        server.wait_for(2, timeout=60)
+        daemon.send_signal(signal.SIGTERM)
+        _, log = daemon.communicate(timeout=60)
+        assert daemon.returncode == 0, log
+        assert "stopped" in log
+        sent_before = len(server.handler.received)
+        assert 2 <= sent_before < 12
+        entries = Ledger(Store(load_config(config).database_url())).entries()
+        assert not [e for e in entries if e.state in ("claimed", "sending", "unknown")]
+        assert sum(e.state == "sent" for e in entries) == sent_before
+        rest = digest_cli("send", config=config)
+        assert rest.returncode == 0
+        assert Counter(str(m["To"]) for m in server.handler.received) == Counter(emails)
+
+
+def test_digest_demo_on_a_fresh_machine(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "DIGEST_CONFIG"}
+    result = subprocess.run([sys.executable, "-m", "digest", "demo", "--out", str(tmp_path / "out")],
+                            capture_output=True, text=True, timeout=120, cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr
+    assert "alice@example.org: sent" in result.stdout and "3 messages written to" in result.stdout
+    files = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert len([f for f in files if f.endswith(".eml")]) == 3 and len([f for f in files if f.endswith(".html")]) == 3
+    assert not list(tmp_path.glob("*.db"))  # the state was temporary
