@@ -356,6 +356,25 @@ def run(app: App, tick: float, no_initial_fetch: bool) -> None:
     Daemon(app.config_path, tick=tick, fetch_first=not no_initial_fetch).serve()
 
 
+@cli.command()
+@click.argument("email")
+@click.option("--undo", is_flag=True, help="Subscribe again (also lifts a suspension).")
+@click.pass_obj
+def unsubscribe(app: App, email: str, undo: bool) -> None:
+    """Stop (or with --undo, resume) sending digests to EMAIL, as its unsubscribe link does."""
+    from .ledger import Ledger
+    from .preview import find_subscriber
+
+    subscriber = find_subscriber(app.config, email)
+    ledger = Ledger(app.store())
+    if undo:
+        ledger.resume(subscriber.email)
+        out.print(f"{subscriber.email} gets digests again", highlight=False)
+    else:
+        ledger.unsubscribe(subscriber.email, datetime.now(UTC))
+        out.print(f"{subscriber.email} unsubscribed", highlight=False)
+
+
 def paper_json(paper: Paper) -> dict[str, Any]:
     """The JSON shape of a stored paper: scripts read these field names."""
     return {

@@ -301,6 +301,7 @@ class Config(_Strict):
     base_url: Annotated[str, Field(pattern=r"^https?://\S+$")] | None = None
     templates: str | None = None
     fetch: Annotated[str, BeforeValidator(_fetch_schedule)] = "every 1h"
+    listen: Annotated[str, Field(pattern=r"^[\w.\-\[\]:]*:\d{1,5}$")] | None = None  # the unsubscribe endpoint of `digest run`
     sources: list[Source] = []
     defaults: Defaults = Defaults()
     subscribers: list[Subscriber] = []

@@ -107,6 +107,19 @@ class Daemon:
                                name="send due digests", next_run_time=now + timedelta(seconds=1))
         self.scheduler.start()
         log.info("running: fetch %s, due digests checked every %gs", self.config.fetch, self.tick)
+        if self.config.listen:
+            self._serve_unsubscribe(self.config.listen)
+
+    def _serve_unsubscribe(self, address: str) -> None:
+        from .ledger import Ledger
+        from .preview import signing_secret
+        from .web import unsubscribe_server
+
+        store = Store(self.config.database_url())
+        secret = signing_secret(store)
+        self.web = unsubscribe_server(address, lambda: secret, lambda: Ledger(store))
+        threading.Thread(target=self.web.serve_forever, name="unsubscribe", daemon=True).start()
+        log.info("unsubscribe links answered on http://%s/unsubscribe/…", address)
 
     def serve(self) -> None:
         """Run until SIGTERM/SIGINT; reload on SIGHUP or when the config file changes."""
@@ -123,4 +136,6 @@ class Daemon:
                 self.reload()
         log.info("stopping: finishing the message in flight")
         self.scheduler.shutdown(wait=True)
+        if getattr(self, "web", None) is not None:
+            self.web.shutdown()
         log.info("stopped")
