@@ -82,10 +82,14 @@ class Composer:
                     if config.sender.reply_to or address else ""),
         )
 
+    def unsubscribe_links(self, subscriber: Subscriber) -> tuple[str | None, str]:
+        """The signed HTTPS link (None without base_url) and the mailto: fallback."""
+        return (unsubscribe_url(self.config.base_url, self.secret, subscriber.email),
+                unsubscribe_mailto(self.config.sender.reply_to or self.sender_address, subscriber.email))
+
     def values(self, digest: Digest, subscriber: Subscriber) -> EmailContext:
         timezone = subscriber.timezone or self.config.defaults.timezone
-        link = unsubscribe_url(self.config.base_url, self.secret, subscriber.email)
-        mailto = unsubscribe_mailto(self.config.sender.reply_to or self.sender_address, subscriber.email)
+        link, mailto = self.unsubscribe_links(subscriber)
         return build_context(digest, timezone=timezone, unsubscribe_url=link or mailto, sender=self.sender,
                              topics=[t.name for t in subscriber.topics])
 
@@ -95,8 +99,7 @@ class Composer:
         context = self.values(digest, subscriber)
         values, html, cards = fit(context, self.renderer, self.budget)
         text = self.renderer.text(values)
-        link = unsubscribe_url(self.config.base_url, self.secret, subscriber.email)
-        mailto = unsubscribe_mailto(self.config.sender.reply_to or self.sender_address, subscriber.email)
+        link, mailto = self.unsubscribe_links(subscriber)
         message = build_message(
             sender=self.config.sender.from_, reply_to=self.config.sender.reply_to, to=subscriber.email,
             to_name=subscriber.name, subject=values["subject"], text=text, html=html,
