@@ -38,6 +38,7 @@ class Daemon:
         self.tick = tick
         self.fetch_first = fetch_first
         self.stop = threading.Event()
+        self.fetching = threading.Lock()  # digests wait for a fetch under way (at start-up, say)
         self.reload_requested = threading.Event()
         self.config: Config = load_config(self.config_path)
         self.mtime = self._mtime()
@@ -57,7 +58,8 @@ class Daemon:
         config = self.config
         store = Store(config.database_url())
         try:
-            reports = gather(config, store)
+            with self.fetching:
+                reports = gather(config, store)
             for report in reports:
                 if report.ok:
                     log.info("fetched %s: %d papers, %d new%s", report.source, report.fetched, report.new,
@@ -68,6 +70,8 @@ class Daemon:
             store.close()
 
     def dispatch(self) -> None:
+        with self.fetching:
+            pass
         config = self.config
         store = Store(config.database_url())
         try:
