@@ -2,8 +2,8 @@
 
 Order for each digest: recorded (`pending`) → claimed by this run → rendered → sent over
 SMTP, the ledger marking it `sending` just before the end of the message → `sent`, with its
-papers delivered, when the server accepts it. Transient failures are retried with back-off
-(tenacity), then left `pending` for the next run; permanent ones are recorded, and repeated
+papers delivered, when the server accepts it. Transient failures are retried in later passes
+with back-off, then left `pending` for the next run; permanent ones are recorded, and repeated
 ones suspend the subscriber. One subscriber's failure never stops the others.
 """
 
@@ -17,8 +17,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
-from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
-
 from .compose import Composer, Email
 from .config import Config, Subscriber
 from .ledger import ACTIVE_RUNS, Entry, Ledger, owner_id
@@ -27,7 +25,14 @@ from .message import message_id
 from .models import Digest
 from .preview import signing_secret
 from .schedule import due_slot, last_slot, subscriber_schedule
-from .smtp import PermanentError, RateLimit, SmtpConfigError, SmtpSender, TransientError
+from .smtp import (
+    ConnectionLost,
+    PermanentError,
+    RateLimit,
+    SmtpConfigError,
+    SmtpSender,
+    TransientError,
+)
 from .store import Store
 
 log = logging.getLogger(__name__)
@@ -48,6 +53,8 @@ class Job:
     subscriber: Subscriber
     digest: Digest
     entry: Entry | None  # None for --dry-run and --to
+    claimed: bool = False
+    email: Email | None = None
 
 
 class Delivery:
@@ -179,11 +186,17 @@ class Delivery:
 
     def _send_all(self, jobs: list[Job], now: datetime, owner: str, to: str | None,
                   done: Callable[[Outcome], None]) -> None:
+        """Send in passes: a transient failure waits for the next pass (after a back-off that
+        doubles), so one slow or greylisting recipient never holds up the others; after
+        `smtp.retries` passes what is left waits for the next run. A server that keeps
+        dropping or timing out ends the pass early instead of being tried for every digest."""
         if not jobs:
             return
         local = threading.local()
         senders: list[SmtpSender] = []
         fatal: list[SmtpConfigError] = []
+        lock = threading.Lock()
+        connection_failures = [0]  # in a row, across the connections
 
         def sender() -> SmtpSender:
             if not hasattr(local, "sender"):
@@ -191,56 +204,72 @@ class Delivery:
                 senders.append(local.sender)
             return local.sender
 
-        def work(job: Job) -> None:
+        def work(job: Job) -> TransientError | None:
             if self.stop.is_set() or fatal:
-                return
+                return TransientError("the run was stopped")
+            if connection_failures[0] >= _SERVER_DOWN_AFTER:
+                return TransientError(f"SMTP server {sender().where} keeps failing")
             try:
-                done(self._send_one(job, sender(), now, owner, to))
+                outcome = self._send_one(job, sender(), now, owner, to)
+            except TransientError as exc:
+                with lock:
+                    connection_failures[0] = connection_failures[0] + 1 if isinstance(exc, ConnectionLost) else 0
+                return exc
             except SmtpConfigError as exc:
                 fatal.append(exc)
-                if job.entry is not None:
-                    self.ledger.deferred(job.entry.id, str(exc), self.clock())
+                return exc  # type: ignore[return-value]
             except Exception as exc:  # noqa: BLE001 - one digest's bug never stops the batch
                 log.exception("digest for %s failed", job.subscriber.email)
-                if job.entry is not None:
-                    self.ledger.deferred(job.entry.id, f"{exc.__class__.__name__}: {exc}", self.clock())
-                done(Outcome(job.subscriber.email, "deferred", len(job.digest.papers), f"internal error: {exc}"))
+                return TransientError(f"internal error: {exc.__class__.__name__}: {exc}")
+            with lock:
+                connection_failures[0] = 0
+            done(outcome)
+            return None
 
+        waiting: list[tuple[Job, BaseException]] = []
         try:
-            with ThreadPoolExecutor(max_workers=self.config.smtp.connections) as pool:
-                list(pool.map(work, jobs))
+            remaining = jobs
+            for attempt in range(self.config.smtp.retries + 1):
+                if attempt:
+                    delay = min(60.0, self.config.smtp.retry_wait * 2 ** (attempt - 1))
+                    if self.stop.wait(delay):
+                        break
+                    connection_failures[0] = 0
+                with ThreadPoolExecutor(max_workers=self.config.smtp.connections) as pool:
+                    results = list(pool.map(work, remaining))
+                waiting = [(job, error) for job, error in zip(remaining, results) if error is not None]
+                remaining = [job for job, _ in waiting]
+                if not remaining or fatal or self.stop.is_set():
+                    break
         finally:
             for s in senders:
                 s.close()
+        for job, error in waiting:
+            if job.entry is not None:
+                self.ledger.deferred(job.entry.id, str(error), self.clock())
+            if not isinstance(error, SmtpConfigError):
+                done(Outcome(job.subscriber.email, "deferred", len(job.digest.papers), f"{error} (left for the next run)"))
         if fatal:
             raise fatal[0]
 
     def _send_one(self, job: Job, sender: SmtpSender, now: datetime, owner: str, to: str | None) -> Outcome:
+        """One attempt; TransientError leaves the digest claimed for the next pass."""
         subscriber, entry = job.subscriber, job.entry
-        if entry is not None and not self.ledger.claim(entry.id, self.clock(), owner):
-            return Outcome(subscriber.email, "skipped", detail="another run is sending it")
-        key = entry.period if entry is not None else now.isoformat()
-        email_: Email = self.composer.email(job.digest, subscriber, key=key)
-        message = email_.message
-        if to:
-            del message["To"]
-            message["To"] = to
-        retry = Retrying(stop=stop_after_attempt(self.config.smtp.retries + 1),
-                         wait=wait_exponential(multiplier=self.config.smtp.retry_wait, max=60),
-                         retry=retry_if_exception_type(TransientError), reraise=True)
+        if entry is not None and not job.claimed:
+            if not self.ledger.claim(entry.id, self.clock(), owner):
+                return Outcome(subscriber.email, "skipped", detail="another run is sending it")
+            job.claimed = True
+        if job.email is None:
+            key = entry.period if entry is not None else now.isoformat()
+            job.email = self.composer.email(job.digest, subscriber, key=key)
+            if to:
+                del job.email.message["To"]
+                job.email.message["To"] = to
         mark = (lambda: self.ledger.sending(entry.id, self.clock())) if entry is not None else (lambda: None)
         papers = len(job.digest.papers)
         try:
-            for attempt in retry:
-                with attempt:
-                    if self.stop.is_set() and attempt.retry_state.attempt_number > 1:
-                        raise TransientError("stopping")
-                    self.rate.wait()
-                    sender.send(message, before_end=mark)
-        except TransientError as exc:
-            if entry is not None:
-                self.ledger.deferred(entry.id, str(exc), self.clock())
-            return Outcome(subscriber.email, "deferred", papers, f"{exc} (will retry on the next run)")
+            self.rate.wait()
+            sender.send(job.email.message, before_end=mark)
         except PermanentError as exc:
             if entry is None:
                 return Outcome(subscriber.email, "failed", papers, str(exc))
@@ -248,8 +277,11 @@ class Delivery:
             return Outcome(subscriber.email, "failed", papers, str(exc) + ("; subscriber suspended" if suspended else ""))
         if entry is not None:
             self.ledger.sent(entry, self.clock())
-            return Outcome(subscriber.email, "sent", papers, email_.subject)
+            return Outcome(subscriber.email, "sent", papers, job.email.subject)
         return Outcome(subscriber.email, "test", papers, f"sent to {to}, not recorded")
+
+
+_SERVER_DOWN_AFTER = 3  # connection failures in a row that end a pass
 
 
 def summary(outcomes: Iterable[Outcome]) -> dict[str, int]:

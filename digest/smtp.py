@@ -28,6 +28,10 @@ class TransientError(Exception):
     """Try again later: 4xx, a dropped connection, a time-out."""
 
 
+class ConnectionLost(TransientError):
+    """The connection dropped, timed out or could not be made."""
+
+
 class PermanentError(Exception):
     """The server refused this recipient or message for good (5xx)."""
 
@@ -81,7 +85,7 @@ class SmtpSender:
                                   hint="check smtp.security and smtp.port (465 is ssl, 587 starttls); "
                                        "smtp.verify_certificates: false only for a server you trust") from None
         except smtplib.SMTPConnectError as exc:
-            raise TransientError(f"SMTP server {self.where} refused the connection: {_describe(exc.smtp_code, exc.smtp_error)}") from None
+            raise ConnectionLost(f"SMTP server {self.where} refused the connection: {_describe(exc.smtp_code, exc.smtp_error)}") from None
         except (OSError, smtplib.SMTPServerDisconnected) as exc:
             raise SmtpConfigError(f"cannot reach SMTP server {self.where}: {exc}",
                                   hint="check smtp.host, smtp.port and smtp.security, and that the server runs") from None
@@ -123,7 +127,7 @@ class SmtpSender:
             self._check(code, reply, "end of DATA")
         except (smtplib.SMTPServerDisconnected, OSError) as exc:  # socket.timeout is an OSError
             self._drop()
-            raise TransientError(f"connection to {self.where} lost: {exc or exc.__class__.__name__}") from None
+            raise ConnectionLost(f"connection to {self.where} lost: {exc or exc.__class__.__name__}") from None
         except (TransientError, PermanentError):
             self._reset()
             raise
