@@ -137,6 +137,7 @@ class SmtpSender:
             return
         if code == 421:  # the server is closing the connection
             self._drop()
+            raise ConnectionLost(f"{step}: {_describe(code, reply)}")
         if 400 <= code < 500 or code < 200:
             raise TransientError(f"{step}: {_describe(code, reply)}")
         raise PermanentError(f"{step}: {_describe(code, reply)}")

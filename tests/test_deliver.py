@@ -282,3 +282,22 @@ def test_digest_demo_on_a_fresh_machine(tmp_path):
     files = sorted(p.name for p in (tmp_path / "out").iterdir())
     assert len([f for f in files if f.endswith(".eml")]) == 3 and len([f for f in files if f.endswith(".html")]) == 3
     assert not list(tmp_path.glob("*.db"))  # the state was temporary
+
+
+def test_a_server_that_keeps_dropping_ends_the_run_quickly_and_loses_nothing(tmp_path, fetched_db):
+    emails = [f"reader{n:02d}@example.org" for n in range(10)]
+    with SmtpServer() as server:
+        for e in emails:
+            server.handler.script[e] = ["drop"] * 3
+        config = setup(tmp_path, fetched_db, server.port, emails, smtp_extra="  retries: 1\n")
+        started = time.monotonic()
+        result = digest_cli("send", config=config)
+        assert time.monotonic() - started < 30
+        assert "0 sent" in result.stdout and "10 deferred" in result.stdout
+        attempts = sum(3 - len(server.handler.script[e]) for e in emails)
+        assert attempts <= 6  # three failures in a row end a pass: not 10 × 2 attempts
+        for e in emails:
+            server.handler.script[e] = []
+        again = digest_cli("send", config=config)
+        assert "10 sent" in again.stdout
+        assert Counter(str(m["To"]) for m in server.handler.received) == Counter(emails)
