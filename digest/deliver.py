@@ -158,9 +158,9 @@ class Delivery:
         matcher = Matcher([s for s, *_ in due], self.config.defaults, papers)
         ids = [p.id for p in papers]
         jobs = []
-        for subscriber, period, since, _ in due:
-            delivered = self.ledger.delivered(subscriber.email, ids) if record else set()
-            digest = matcher.digest(subscriber, now, since, delivered)
+        windows = {s.email: (since, self.ledger.delivered(s.email, ids) if record else set()) for s, _, since, _ in due}
+        digests = matcher.digests([s for s, *_ in due], now, window=lambda s: windows[s.email])
+        for (subscriber, period, _, _), digest in zip(due, digests):
             entry = None
             if record:
                 paper_ids = [p.id for p in digest.papers]
