@@ -97,7 +97,7 @@ def make_handler(state: PreviewState) -> type[BaseHTTPRequestHandler]:
             note = "" if stored else "<p class='err'>No papers stored in the look-back window: run <code>digest fetch</code>.</p>"
             body = (f"<p><a href='/'>All subscribers</a> · <b>{html.escape(email_.subject)}</b> · "
                     f"{email_.html_bytes:,} bytes of HTML · <a href='/s/{link}/eml'>.eml</a></p>{note}"
-                    f"<div class='row'><div><h2>Desktop, 600 px</h2><iframe title='desktop' src='/s/{link}/html' width='640'></iframe></div>"
+                    f"<div class='row'><div><h2>Desktop, 600 px</h2><iframe title='desktop' src='/s/{link}/html' width='600'></iframe></div>"
                     f"<div><h2>Phone, 375 px</h2><iframe title='phone' src='/s/{link}/html' width='375'></iframe></div>"
                     f"<div><h2>Text part</h2><pre>{html.escape(email_.text)}</pre></div></div>")
             self._send(_PAGE.format(title=html.escape(subscriber.email), body=body), "text/html")

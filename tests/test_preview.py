@@ -70,7 +70,7 @@ def test_preview_server_shows_every_subscriber_and_follows_template_changes(fetc
     try:
         assert "alice@example.org" in get(base + "/")
         page = get(base + "/s/alice@example.org")
-        assert "width='375'" in page and "width='640'" in page and "Efficient inference (10)" in page
+        assert "width='375'" in page and "width='600'" in page and "Efficient inference (10)" in page
         before = get(base + "/version")
         assert "Custom footer" not in get(base + "/s/alice@example.org/html")
 
