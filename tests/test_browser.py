@@ -1,5 +1,5 @@
 """The e-mail in a real browser (Debian's chromium, headless) at phone and desktop widths:
-no horizontal scrolling, no text too small to read. Screenshots are kept in test-artifacts/."""
+no horizontal scrolling, no text too small to read, text contrast at least 4.5:1. Screenshots are kept in test-artifacts/."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs chromium (apt-get install chromium; .ci/run does)")
 
-PROBE = """<script>
+PROBE = r"""<script>
 (() => {
   const sizes = [];
   for (const el of document.body.querySelectorAll('*')) {
@@ -27,9 +27,23 @@ PROBE = """<script>
     const own = [...el.childNodes].some(n => n.nodeType === 3 && n.textContent.trim());
     if (own) sizes.push([parseFloat(style.fontSize), el.tagName, el.textContent.trim().slice(0, 40)]);
   }
+  const rgb = c => (c.match(/[\d.]+/g) || []).map(Number);
+  const lum = ([r, g, b]) => [r, g, b].map(v => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; })
+                                       .reduce((sum, v, i) => sum + v * [0.2126, 0.7152, 0.0722][i], 0);
+  const background = el => { for (; el; el = el.parentElement) { const c = rgb(getComputedStyle(el).backgroundColor);
+                               if (c.length === 3 || (c.length === 4 && c[3] > 0)) return c.slice(0, 3); } return [255, 255, 255]; };
+  let lowest = [99, ''];
+  for (const el of document.body.querySelectorAll('*')) {
+    if (getComputedStyle(el).display === 'none' || el.closest('.preheader')) continue;
+    if (![...el.childNodes].some(n => n.nodeType === 3 && n.textContent.trim())) continue;
+    const [a, b] = [lum(rgb(getComputedStyle(el).color).slice(0, 3)), lum(background(el))];
+    const ratio = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+    if (ratio < lowest[0]) lowest = [ratio, el.tagName + ' ' + el.textContent.trim().slice(0, 30)];
+  }
   const root = document.documentElement;
   parent.postMessage(JSON.stringify({scrollWidth: root.scrollWidth, clientWidth: root.clientWidth,
-                                     innerWidth: window.innerWidth, smallest: sizes.sort((a, b) => a[0] - b[0])[0]}), '*');
+                                     innerWidth: window.innerWidth, smallest: sizes.sort((a, b) => a[0] - b[0])[0],
+                                     contrast: lowest}), '*');
 })();
 </script>"""
 # Headless windows are at least 500 px wide: the e-mail is measured in an iframe of the width.
@@ -64,6 +78,7 @@ def test_email_fits_the_screen_and_is_readable(tmp_path, width):
     assert result["innerWidth"] == width
     assert result["scrollWidth"] <= result["clientWidth"], f"horizontal overflow at {width}px: {result}"
     assert result["smallest"][0] >= 12, f"text too small at {width}px: {result['smallest']}"
+    assert result["contrast"][0] >= 4.5, f"low contrast: {result['contrast']}"
 
     ARTIFACTS.mkdir(exist_ok=True)
     shot = ARTIFACTS / f"email-{width}px.png"
