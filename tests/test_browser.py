@@ -60,8 +60,8 @@ def chromium(*args: str) -> str:
     return result.stdout
 
 
-@pytest.mark.parametrize("width", [375, 600])
-def test_email_fits_the_screen_and_is_readable(tmp_path, width):
+@pytest.mark.parametrize("width, scheme", [(375, "light"), (600, "light"), (375, "dark")])
+def test_email_fits_the_screen_and_is_readable(tmp_path, width, scheme):
     long_words = "Supercalifragilisticexpialidocious-" * 4
     papers = [paper(n, title=f"Paper {n}: {long_words if n == 1 else 'A readable title about KV caches'}",
                     upvotes=n, hf_url=f"https://huggingface.co/papers/2611.{n:05d}",
@@ -71,7 +71,8 @@ def test_email_fits_the_screen_and_is_readable(tmp_path, width):
     (tmp_path / "email.html").write_text(email_.html.replace("</body>", PROBE + "</body>"), encoding="utf-8")
     host = tmp_path / "host.html"
     host.write_text(HOST.format(width=width, height=900), encoding="utf-8")
-    dom = chromium("--window-size=800,1000", "--virtual-time-budget=5000", "--dump-dom", host.as_uri())
+    dark = ["--force-dark-mode"] if scheme == "dark" else []
+    dom = chromium(*dark, "--window-size=800,1000", "--virtual-time-budget=5000", "--dump-dom", host.as_uri())
     found = re.search(r'<pre id="probe-result">(.*?)</pre>', dom)
     assert found, dom[-500:]
     result = json.loads(found.group(1).replace("&quot;", '"'))
@@ -81,8 +82,9 @@ def test_email_fits_the_screen_and_is_readable(tmp_path, width):
     assert result["contrast"][0] >= 4.5, f"low contrast: {result['contrast']}"
 
     ARTIFACTS.mkdir(exist_ok=True)
-    shot = ARTIFACTS / f"email-{width}px.png"
+    shot = ARTIFACTS / f"email-{width}px-{scheme}.png"
     (ARTIFACTS / "email.html").write_text(email_.html, encoding="utf-8")
     host.write_text(HOST.format(width=width, height=2400), encoding="utf-8")
-    chromium(f"--window-size={max(width, 600)},2400", "--virtual-time-budget=3000", f"--screenshot={shot}", host.as_uri())
+    chromium(*dark, f"--window-size={max(width, 600)},2400", "--virtual-time-budget=3000", f"--screenshot={shot}",
+             host.as_uri())
     assert shot.is_file() and shot.stat().st_size > 10_000
