@@ -173,6 +173,7 @@ class Smtp(_Strict):
     password_env: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     timeout: float = Field(default=30.0, gt=0)
     verify_certificates: bool = True
+    ca_file: str | None = None  # a private CA to trust (PEM), relative to this file
     rate_limit: float | None = Field(default=None, gt=0, description="messages per second")
     connections: int = Field(default=1, ge=1, le=16)
     retries: int = Field(default=3, ge=0, le=10)  # transient failures, per message and run

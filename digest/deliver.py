@@ -70,7 +70,8 @@ class Delivery:
         self.composer = composer or Composer(config, secret=signing_secret(store))
         self.clock = clock
         self.stop = stop or threading.Event()
-        self.sender_factory = sender_factory or (lambda: SmtpSender(config.smtp))
+        ca_file = config.resolve_local(config.smtp.ca_file) if config.smtp.ca_file else None
+        self.sender_factory = sender_factory or (lambda: SmtpSender(config.smtp, ca_file=ca_file))
         self.rate = RateLimit(config.smtp.rate_limit)
 
     # ------------------------------------------------------------ what is due

@@ -44,8 +44,9 @@ def _describe(code: int, reply: bytes | str) -> str:
 class SmtpSender:
     """One connection; `send` opens it when needed."""
 
-    def __init__(self, settings: Smtp, password: str | None = None) -> None:
+    def __init__(self, settings: Smtp, password: str | None = None, ca_file: str | None = None) -> None:
         self.settings = settings
+        self.ca_file = ca_file or settings.ca_file
         self.password = password if password is not None else settings.password()
         self.connection: smtplib.SMTP | None = None
 
@@ -54,7 +55,7 @@ class SmtpSender:
         return f"{self.settings.host}:{self.settings.port}"
 
     def _context(self) -> ssl.SSLContext:
-        context = ssl.create_default_context()
+        context = ssl.create_default_context(cafile=self.ca_file)
         if not self.settings.verify_certificates:
             context.check_hostname = False
             context.verify_mode = ssl.CERT_NONE

@@ -24,12 +24,19 @@ class ScriptedHandler:
         self.script: dict[str, list[str]] = defaultdict(list)
         self.received: list[EmailMessage] = []
         self.delay = 0.0
+        self.peers: set[object] = set()  # client (host, port): one per connection
         self.lock = threading.Lock()
 
     def _next(self, recipient: str) -> str | None:
         with self.lock:
             answers = self.script.get(recipient.lower())
             return answers.pop(0) if answers else None
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):  # noqa: N802, ANN001
+        with self.lock:
+            self.peers.add(session.peer)
+        session.host_name = hostname
+        return responses
 
     async def handle_RCPT(self, server, session, envelope, address, options):  # noqa: N802, ANN001
         answer = self._next(address)
@@ -61,10 +68,10 @@ class ScriptedHandler:
 
 
 class SmtpServer:
-    def __init__(self) -> None:
+    def __init__(self, **server_options) -> None:  # aiosmtpd's: tls_context, ssl_context, authenticator…
         self.handler = ScriptedHandler()
         self.port = free_port()
-        self.controller = Controller(self.handler, hostname="127.0.0.1", port=self.port)
+        self.controller = Controller(self.handler, hostname="127.0.0.1", port=self.port, **server_options)
 
     def __enter__(self) -> SmtpServer:
         self.controller.start()

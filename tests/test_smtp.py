@@ -1,0 +1,111 @@
+"""SMTP security against a real server on loopback: STARTTLS and implicit TLS with a
+certificate check, AUTH, a refused login, one connection for many messages, the rate limit."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import ssl
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from aiosmtpd.smtp import AuthResult, LoginPassword
+
+from digest.config import load_config
+from digest.deliver import Delivery
+from digest.store import Store
+
+from .smtp_server import SmtpServer
+from .test_deliver import fetched_db, setup  # noqa: F401 - the fixture
+
+pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl to make a certificate")
+EMAILS = [f"reader{n}@example.org" for n in range(4)]
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory) -> tuple[Path, Path]:
+    directory = tmp_path_factory.mktemp("tls")
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+                    "-days", "2", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True)
+    return cert, key
+
+
+def server_context(certificate) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(*certificate)
+    return context
+
+
+def authenticator(server, session, envelope, mechanism, auth_data):  # noqa: ANN001
+    ok = isinstance(auth_data, LoginPassword) and auth_data.login == b"digest" and auth_data.password == b"s3cret"
+    return AuthResult(success=ok, handled=False)  # handled=False: aiosmtpd sends the 535 itself
+
+
+def send(config_path: Path, password: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, **({"DIGEST_TEST_PASSWORD": password} if password else {})}
+    result = subprocess.run([sys.executable, "-m", "digest", "-c", str(config_path), "send"],
+                            capture_output=True, text=True, timeout=120, env=env)
+    assert "Traceback" not in result.stderr
+    return result
+
+
+def test_starttls_auth_and_one_connection(tmp_path, fetched_db, certificate):  # noqa: F811
+    options = {"tls_context": server_context(certificate), "require_starttls": True,
+               "authenticator": authenticator, "auth_require_tls": True}
+    with SmtpServer(**options) as server:
+        smtp = (f"  username: digest\n  password_env: DIGEST_TEST_PASSWORD\n"
+                f"  ca_file: {certificate[0]}\n")
+        config = setup(tmp_path, fetched_db, server.port, EMAILS, smtp_extra=smtp, security="starttls")
+        result = send(config, "s3cret")
+        assert result.returncode == 0 and "4 sent" in result.stdout, result.stdout + result.stderr
+        assert Counter(str(m["To"]) for m in server.handler.received) == Counter(EMAILS)
+        assert len(server.handler.peers) == 1  # one connection for the whole batch
+
+
+def test_certificates_are_checked_by_default(tmp_path, fetched_db, certificate):  # noqa: F811
+    with SmtpServer(tls_context=server_context(certificate), require_starttls=True) as server:
+        config = setup(tmp_path, fetched_db, server.port, EMAILS[:1], security="starttls")
+        result = send(config)
+        assert result.returncode == 1
+        assert "TLS with SMTP server 127.0.0.1" in result.stderr and "smtp.verify_certificates" in result.stderr
+        assert not server.handler.received
+        trusting = setup(tmp_path, fetched_db, server.port, EMAILS[:1],
+                         smtp_extra="  verify_certificates: false\n", security="starttls")
+        assert "1 sent" in send(trusting).stdout
+
+
+def test_implicit_tls(tmp_path, fetched_db, certificate):  # noqa: F811
+    with SmtpServer(ssl_context=server_context(certificate)) as server:
+        config = setup(tmp_path, fetched_db, server.port, EMAILS[:2],
+                       smtp_extra=f"  ca_file: {certificate[0]}\n", security="ssl")
+        result = send(config)
+        assert "2 sent" in result.stdout, result.stdout + result.stderr
+
+
+def test_refused_login_names_the_keys_and_loses_nothing(tmp_path, fetched_db, certificate):  # noqa: F811
+    options = {"tls_context": server_context(certificate), "authenticator": authenticator, "auth_require_tls": True}
+    with SmtpServer(**options) as server:
+        smtp = (f"  username: digest\n  password_env: DIGEST_TEST_PASSWORD\n"
+                f"  ca_file: {certificate[0]}\n")
+        config = setup(tmp_path, fetched_db, server.port, EMAILS[:2], smtp_extra=smtp, security="starttls")
+        result = send(config, "wrong")
+        assert result.returncode == 1
+        assert "SMTP login to 127.0.0.1" in result.stderr and "refused" in result.stderr
+        assert "smtp.username" in result.stderr and "smtp.password_env" in result.stderr
+        assert "2 sent" in send(config, "s3cret").stdout
+
+
+def test_rate_limit(tmp_path, fetched_db):  # noqa: F811
+    with SmtpServer() as server:
+        config_path = setup(tmp_path, fetched_db, server.port, EMAILS, smtp_extra="  rate_limit: 8\n")
+        config = load_config(config_path)
+        started = time.monotonic()
+        outcomes = Delivery(config, Store(config.database_url())).run()
+        assert [o.status for o in outcomes] == ["sent"] * 4
+        assert time.monotonic() - started >= 3 / 8
