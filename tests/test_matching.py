@@ -331,3 +331,9 @@ def test_invariant_deterministic_on_the_seeds():
     random.Random(1).shuffle(papers)
     assert digest_for(papers, *topics, trending=3) == first
     assert len(first.papers) == 25 and first.omitted > 0
+
+
+def test_an_abstract_that_keeps_saying_it_ranks_above_a_passing_mention():
+    papers = [paper("once", "Efficient models", "We also try pruning. " + "Other words. " * 20),
+              paper("often", "Efficient models", "Pruning matters. We prune heads. Pruned models are fast. Pruning.")]
+    assert ids(digest_for(papers, {"name": "t", "keywords": ["pruning"]})) == ["often", "once"]
