@@ -41,9 +41,15 @@ class Preview:
 
 def preview_digest(config: Config, store: Store, subscriber: Subscriber, now: datetime,
                    since: datetime | None = None) -> Preview:
-    lookback = subscriber.lookback or config.defaults.lookback
-    papers = store.papers(since=since or now - lookback)
-    digest = matcher_for(config, papers, [subscriber]).digest(subscriber, now, since)
+    """The digest `digest send` would make now: papers first seen since the subscriber's last
+    digest (else the look-back; `since` overrides), minus those already delivered to them."""
+    from .ledger import Ledger
+
+    ledger = Ledger(store)
+    window = since or ledger.window_start(subscriber.email) or now - (subscriber.lookback or config.defaults.lookback)
+    papers = store.papers(since=window)
+    delivered = ledger.delivered(subscriber.email, [p.id for p in papers])
+    digest = matcher_for(config, papers, [subscriber]).digest(subscriber, now, window, delivered)
     return Preview(subscriber, digest, len(papers))
 
 

@@ -85,6 +85,12 @@ def test_send_once_with_the_right_headers(tmp_path, fetched_db):
         assert "6 sent, 0 empty" in first.stdout
         again = digest_cli("send", config=config)
         assert again.returncode == 0 and "0 sent" in again.stdout and "6 skipped" in again.stdout and "already" in again.stdout
+        after = json.loads(digest_cli("preview", "reader0@example.org", "--format", "json", config=config).stdout)
+        assert after["sections"] == []  # what was delivered is not new any more
+        wider = json.loads(digest_cli("preview", "reader0@example.org", "--format", "json", "--since", "30d",
+                                      config=config).stdout)
+        assert wider["sections"] and not {p["id"] for s in wider["sections"] for p in s["papers"]} & \
+            set(Ledger(Store(load_config(config).database_url())).delivered("reader0@example.org"))
         assert Counter(str(m["To"]) for m in server.handler.received) == Counter(EMAILS)
 
     secret = Store(load_config(config).database_url()).secret()
