@@ -111,10 +111,9 @@ class Delivery:
                 progress(outcome)
 
         if not (dry_run or to):
-            back, unknown = self.ledger.recover(now)
-            if back or unknown:
-                log.warning("recovered after an interrupted run: %d digests to send again, %d possibly "
-                            "delivered (not sent again; see digest status)", back, unknown)
+            back = self.ledger.recover(now)
+            if back:
+                log.warning("%d digests of an interrupted run will be sent now", back)
         jobs = self._prepare(self.select(emails), now, scheduled=scheduled, record=not (dry_run or to), done=done)
         if dry_run:
             for job in jobs:
@@ -159,7 +158,7 @@ class Delivery:
         matcher = Matcher([s for s, *_ in due], self.config.defaults, papers)
         ids = [p.id for p in papers]
         jobs = []
-        windows = {s.email: (since, self.ledger.delivered(s.email, ids) if record else set()) for s, _, since, _ in due}
+        windows = {s.email: (since, self.ledger.delivered(s.email, ids, since=earliest) if record else set()) for s, _, since, _ in due}
         digests = matcher.digests([s for s, *_ in due], now, window=lambda s: windows[s.email])
         for (subscriber, period, _, _), digest in zip(due, digests):
             entry = None

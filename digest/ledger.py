@@ -1,11 +1,12 @@
 """The ledger: every digest recorded before it is sent, and what became of it.
 
-States: `pending` (to send) → `claimed` (a run owns it) → `sending` (the end of the
-message is about to go to the server) → `sent`; or `empty`, `failed` (permanent refusal),
-`unknown` (its run died after `sending`: the server may have it, so it is not sent again).
-Papers count as delivered to a subscriber only when their digest is `sent`, in the same
-transaction. A run that dies while it holds `claimed` digests never reached the end of
-their messages: they go back to `pending` when a later run sees the owner is gone.
+States: `pending` (to send) → `claimed` (a run owns it) → `sending` (the end of its message
+is going to the server) → `sent` when the server answers 250 (its papers are then delivered); or `empty`, or `failed` (a permanent refusal). A run that dies leaves
+`claimed` or `sending` digests: the next run, seeing the owner gone, sends them again. That
+is SMTP's rule (RFC 5321: a message is the server's only once it has said so; a server drops
+one whose client vanished before its reply), and it is what makes a crash lose nothing. The
+one way to a duplicate is to die in the instant between the server's 250 and the commit
+that follows it (the Message-ID is the same, so mail clients fold the two).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from sqlalchemy.engine import Connection
 
 from .store import Store, UTCTime
 
-TERMINAL = ("sent", "empty", "failed", "unknown")
+TERMINAL = ("sent", "empty", "failed")
 LEASE = timedelta(hours=1)  # a claim by another machine older than this is abandoned
 
 _meta = sa.MetaData()
@@ -42,13 +43,6 @@ digests = sa.Table(
     sa.Column("updated_at", UTCTime, nullable=False),
     sa.Column("sent_at", UTCTime),
 )
-deliveries = sa.Table(
-    "deliveries", _meta,
-    sa.Column("subscriber", sa.Text, primary_key=True),
-    sa.Column("paper_id", sa.Text, primary_key=True),
-    sa.Column("digest_id", sa.Integer, nullable=False),
-    sa.Column("delivered_at", UTCTime, nullable=False),
-)
 subscriber_state = sa.Table(
     "subscriber_state", _meta,
     sa.Column("subscriber", sa.Text, primary_key=True),
@@ -57,6 +51,9 @@ subscriber_state = sa.Table(
     sa.Column("suspended_reason", sa.Text),
     sa.Column("unsubscribed_at", UTCTime),
 )
+
+
+_SENT = sa.text("UPDATE digests SET state = 'sent', sent_at = :t, updated_at = :t, last_error = NULL WHERE id = :id")
 
 
 @dataclass(frozen=True)
@@ -177,19 +174,14 @@ class Ledger:
             state="sending", updated_at=now)))
 
     def sent(self, entry: Entry, now: datetime) -> None:
-        """Accepted by the server: the digest is sent and its papers delivered, at once."""
-
-        def work(conn: Connection) -> None:
-            conn.execute(digests.update().where(digests.c.id == entry.id).values(
-                state="sent", sent_at=now, updated_at=now, last_error=None, attempts=digests.c.attempts + 1))
-            for paper_id in entry.papers:
-                conn.execute(sa.text(
-                    "INSERT INTO deliveries (subscriber, paper_id, digest_id, delivered_at) "
-                    "VALUES (:s, :p, :d, :t) ON CONFLICT (subscriber, paper_id) DO NOTHING"),
-                    {"s": entry.subscriber, "p": paper_id, "d": entry.id, "t": UTCTime().process_bind_param(now, None)})
-            _upsert_state(conn, entry.subscriber, hard_failures=0)
-
-        self._write(work)
+        """Accepted by the server. One statement, one commit: its papers are delivered with it
+        (`delivered` reads the papers of sent digests), and the instant between the server's
+        250 and this commit — the only place a crash can still cause a duplicate — stays short."""
+        stamp = UTCTime().process_bind_param(now, None)
+        self._write(lambda conn: conn.execute(_SENT, {"id": entry.id, "t": stamp}))
+        self._write(lambda conn: conn.execute(subscriber_state.update().where(
+            subscriber_state.c.subscriber == entry.subscriber, subscriber_state.c.hard_failures > 0).values(
+            hard_failures=0)))
 
     def deferred(self, digest_id: int, error: str, now: datetime) -> None:
         """A transient failure: back to pending, for a later attempt."""
@@ -211,26 +203,23 @@ class Ledger:
 
         return self._write(work)
 
-    def recover(self, now: datetime) -> tuple[int, int]:
-        """Digests left behind by runs that died: claimed → pending (their message never
-        ended), sending → unknown (the server may have it). Returns the two counts."""
+    def recover(self, now: datetime) -> int:
+        """Digests left behind by runs that died go back to pending; returns how many.
 
-        def work(conn: Connection) -> tuple[int, int]:
-            back = unknown = 0
+        Also those marked `sending`: without the server's 250 a message is not the server's
+        (RFC 5321; an SMTP server drops a message whose client vanished before that reply),
+        so sending it again is what delivers it exactly once."""
+
+        def work(conn: Connection) -> int:
+            back = 0
             rows = conn.execute(sa.select(digests).where(digests.c.state.in_(("claimed", "sending")))).all()
             for row in rows:
-                if not _owner_gone(row.claimed_by, row.updated_at, now):
-                    continue
-                if row.state == "claimed":
+                if _owner_gone(row.claimed_by, row.updated_at, now):
                     conn.execute(digests.update().where(digests.c.id == row.id).values(
-                        state="pending", claimed_by=None, updated_at=now))
+                        state="pending", claimed_by=None, updated_at=now,
+                        last_error=f"its run stopped while it was {row.state}: sent again"))
                     back += 1
-                else:
-                    conn.execute(digests.update().where(digests.c.id == row.id).values(
-                        state="unknown", updated_at=now,
-                        last_error="the run died while the server was receiving it: it may have arrived, not sent again"))
-                    unknown += 1
-            return back, unknown
+            return back
 
         return self._write(work)
 
@@ -265,9 +254,12 @@ class Ledger:
         return self._read(lambda conn: conn.scalar(sa.select(sa.func.max(digests.c.matched_at)).where(
             digests.c.subscriber == _key(subscriber), digests.c.state.in_(("sent", "empty", "unknown")))))
 
-    def delivered(self, subscriber: str, among: Iterable[str] | None = None) -> set[str]:
-        query = sa.select(deliveries.c.paper_id).where(deliveries.c.subscriber == _key(subscriber))
-        found = set(self._read(lambda conn: conn.scalars(query).all()))
+    def delivered(self, subscriber: str, among: Iterable[str] | None = None, since: datetime | None = None) -> set[str]:
+        """Papers in the subscriber's sent digests (matched since `since`, when given)."""
+        query = sa.select(digests.c.papers).where(digests.c.subscriber == _key(subscriber), digests.c.state == "sent")
+        if since is not None:
+            query = query.where(digests.c.matched_at >= since)
+        found = {p for papers in self._read(lambda conn: conn.scalars(query).all()) for p in json.loads(papers)}
         return found if among is None else found & set(among)
 
 

@@ -48,7 +48,7 @@ def preview_digest(config: Config, store: Store, subscriber: Subscriber, now: da
     ledger = Ledger(store)
     window = since or ledger.window_start(subscriber.email) or now - (subscriber.lookback or config.defaults.lookback)
     papers = store.papers(since=window)
-    delivered = ledger.delivered(subscriber.email, [p.id for p in papers])
+    delivered = ledger.delivered(subscriber.email, [p.id for p in papers], since=window)
     digest = matcher_for(config, papers, [subscriber]).digest(subscriber, now, window, delivered)
     return Preview(subscriber, digest, len(papers))
 

@@ -9,6 +9,7 @@ server might have, and a run killed after it never sends that digest again.
 from __future__ import annotations
 
 import smtplib
+import socket
 import ssl
 import threading
 import time
@@ -90,6 +91,8 @@ class SmtpSender:
         except (OSError, smtplib.SMTPServerDisconnected) as exc:
             raise SmtpConfigError(f"cannot reach SMTP server {self.where}: {exc}",
                                   hint="check smtp.host, smtp.port and smtp.security, and that the server runs") from None
+        if connection.sock is not None:
+            connection.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.connection = connection
         return connection
 
@@ -121,9 +124,8 @@ class SmtpSender:
             body = smtplib._quote_periods(data)  # noqa: SLF001 - the dot-stuffing smtplib.data() does
             if not body.endswith(b"\r\n"):
                 body += b"\r\n"
-            connection.send(body)
             before_end()
-            connection.send(b".\r\n")
+            connection.send(body + b".\r\n")  # one write: no Nagle stall with half a message on the wire
             code, reply = connection.getreply()
             self._check(code, reply, "end of DATA")
         except (smtplib.SMTPServerDisconnected, OSError) as exc:  # socket.timeout is an OSError

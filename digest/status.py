@@ -26,7 +26,7 @@ def subscriber_status(config: Config, store: Store, now: datetime) -> list[dict[
         entries = ledger.entries(subscriber.email)
         last = entries[-1] if entries else None
         state = ledger.state(subscriber.email)
-        waiting = matcher.digest(subscriber, now, starts[subscriber.email], ledger.delivered(subscriber.email, ids))
+        waiting = matcher.digest(subscriber, now, starts[subscriber.email], ledger.delivered(subscriber.email, ids, since=min([t for t in starts.values() if t] + [earliest])))
         upcoming = next_slot(schedule, zone, now)
         rows.append({
             "subscriber": subscriber.email,
