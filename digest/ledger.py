@@ -252,7 +252,7 @@ class Ledger:
     def window_start(self, subscriber: str) -> datetime | None:
         """When the subscriber's last completed digest was matched (papers first seen since are new)."""
         return self._read(lambda conn: conn.scalar(sa.select(sa.func.max(digests.c.matched_at)).where(
-            digests.c.subscriber == _key(subscriber), digests.c.state.in_(("sent", "empty", "unknown")))))
+            digests.c.subscriber == _key(subscriber), digests.c.state.in_(("sent", "empty")))))
 
     def delivered(self, subscriber: str, among: Iterable[str] | None = None, since: datetime | None = None) -> set[str]:
         """Papers in the subscriber's sent digests (matched since `since`, when given)."""
