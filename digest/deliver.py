@@ -20,9 +20,9 @@ from datetime import UTC, datetime
 from .compose import Composer, Email
 from .config import Config, Subscriber
 from .ledger import ACTIVE_RUNS, Entry, Ledger, owner_id
-from .matching import Matcher
 from .message import message_id
 from .models import Digest
+from .newly_seen import newly_seen
 from .preview import signing_secret
 from .schedule import due_slot, last_slot, subscriber_schedule
 from .smtp import (
@@ -131,7 +131,7 @@ class Delivery:
     def _prepare(self, subscribers: list[Subscriber], now: datetime, *, scheduled: bool, record: bool,
                  done: Callable[[Outcome], None]) -> list[Job]:
         """Match everyone due at once; record each digest in the ledger."""
-        due: list[tuple[Subscriber, str, datetime | None, set[str] | None]] = []
+        due: list[tuple[Subscriber, str]] = []
         for subscriber in subscribers:
             if not subscriber.enabled:
                 continue
@@ -148,19 +148,13 @@ class Delivery:
                 if not scheduled:
                     done(Outcome(subscriber.email, "skipped", detail=f"digest for {period} already {existing.state}"))
                 continue
-            since = self.ledger.window_start(subscriber.email) if record else None
-            due.append((subscriber, period, since, None))
+            due.append((subscriber, period))
         if not due:
             return []
-        lookbacks = [s.lookback or self.config.defaults.lookback for s, *_ in due]
-        earliest = min([since for _, _, since, _ in due if since] + [now - max(lookbacks)])
-        papers = self.store.papers(since=earliest)
-        matcher = Matcher([s for s, *_ in due], self.config.defaults, papers)
-        ids = [p.id for p in papers]
+        _, digests = newly_seen(self.config, self.store, [s for s, _ in due], now,
+                                ledger=self.ledger if record else None)
         jobs = []
-        windows = {s.email: (since, self.ledger.delivered(s.email, ids, since=earliest) if record else set()) for s, _, since, _ in due}
-        digests = matcher.digests([s for s, *_ in due], now, window=lambda s: windows[s.email])
-        for (subscriber, period, _, _), digest in zip(due, digests):
+        for (subscriber, period), digest in zip(due, digests):
             entry = None
             if record:
                 paper_ids = [p.id for p in digest.papers]

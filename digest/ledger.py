@@ -1,7 +1,8 @@
 """The ledger: every digest recorded before it is sent, and what became of it.
 
 States: `pending` (to send) → `claimed` (a run owns it) → `sending` (the end of its message
-is going to the server) → `sent` when the server answers 250 (its papers are then delivered); or `empty`, or `failed` (a permanent refusal). A run that dies leaves
+is going to the server) → `sent` when the server answers 250 (its papers are then
+delivered); or `empty`, or `failed` (a permanent refusal). A run that dies leaves
 `claimed` or `sending` digests: the next run, seeing the owner gone, sends them again. That
 is SMTP's rule (RFC 5321: a message is the server's only once it has said so; a server drops
 one whose client vanished before its reply), and it is what makes a crash lose nothing. The
@@ -16,14 +17,13 @@ import os
 import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from .store import Store, UTCTime
 
-TERMINAL = ("sent", "empty", "failed")
 LEASE = timedelta(hours=1)  # a claim by another machine older than this is abandoned
 
 _meta = sa.MetaData()
@@ -115,7 +115,7 @@ def _key(email: str) -> str:
 
 
 class Ledger:
-    """Digests and deliveries, in the store's database; each change one transaction."""
+    """Digests and subscriber states, in the store's database; each change one transaction."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
@@ -278,6 +278,3 @@ def _upsert_state(conn: Connection, subscriber: str, **values) -> None:  # type:
     else:
         conn.execute(subscriber_state.insert().values(subscriber=key, **{"hard_failures": 0, **values}))
 
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)

@@ -21,7 +21,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from .config import Config, Defaults, Subscriber, Topic
+from .config import Defaults, Subscriber, Topic
 from .models import Digest, DigestEntry, Paper, Section
 from .normalise import raw_words, stem, words, words_with_compounds
 from .query import And, Node, Not, Term, parse_query, terms
@@ -605,7 +605,3 @@ class Matcher:
                 yield self.digest(subscriber, now, since, delivered)
         finally:
             gc.unfreeze()
-
-
-def matcher_for(config: Config, papers: Sequence[Paper], subscribers: Sequence[Subscriber] | None = None) -> Matcher:
-    return Matcher(subscribers if subscribers is not None else config.subscribers, config.defaults, papers)

@@ -1,4 +1,4 @@
-"""A digest as data: its subject line, its JSON shape (scripts read these names), a text listing."""
+"""A digest as data: its subject line and its JSON shape (scripts read these names)."""
 
 from __future__ import annotations
 
@@ -58,25 +58,3 @@ def digest_json(digest: Digest, timezone: str = "UTC") -> dict[str, Any]:
         ],
         "omitted": digest.omitted,
     }
-
-
-def digest_text(digest: Digest, timezone: str = "UTC") -> str:
-    """A quick readable listing for the terminal."""
-    lines = [subject_line(digest, timezone), f"for {digest.subscriber}, papers first seen since "
-             f"{digest.since.astimezone(ZoneInfo(timezone)):%Y-%m-%d %H:%M} ({timezone})", ""]
-    if digest.is_empty:
-        lines.append("Nothing new matches your topics.")
-    for section in digest.sections:
-        lines.append(f"## {section.topic} ({len(section.entries)})")
-        for number, entry in enumerate(section.entries, 1):
-            upvotes = f"  ▲{entry.paper.upvotes}" if entry.paper.upvotes else ""
-            lines.append(f"{number:>3}. {entry.paper.title}{upvotes}")
-            lines.append(f"     {entry.paper.url}")
-            why = entry.why + (f"; also in {', '.join(entry.also_in)}" if entry.also_in else "")
-            lines.append(f"     {why}")
-        if section.omitted:
-            lines.append(f"     … {section.omitted} more not shown (limits)")
-        lines.append("")
-    if digest.omitted:
-        lines.append(f"{digest.omitted} matching papers left out by the limits.")
-    return "\n".join(lines).rstrip() + "\n"

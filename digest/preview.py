@@ -7,11 +7,11 @@ import os
 from dataclasses import dataclass
 from datetime import datetime
 
-from .compose import Composer, Email
 from .config import Config, Subscriber
 from .errors import DigestError
-from .matching import matcher_for
+from .ledger import Ledger
 from .models import Digest
+from .newly_seen import newly_seen
 from .store import Store
 
 SECRET_ENV = "DIGEST_SECRET"
@@ -41,19 +41,6 @@ class Preview:
 
 def preview_digest(config: Config, store: Store, subscriber: Subscriber, now: datetime,
                    since: datetime | None = None) -> Preview:
-    """The digest `digest send` would make now: papers first seen since the subscriber's last
-    digest (else the look-back; `since` overrides), minus those already delivered to them."""
-    from .ledger import Ledger
-
-    ledger = Ledger(store)
-    window = since or ledger.window_start(subscriber.email) or now - (subscriber.lookback or config.defaults.lookback)
-    papers = store.papers(since=window)
-    delivered = ledger.delivered(subscriber.email, [p.id for p in papers], since=window)
-    digest = matcher_for(config, papers, [subscriber]).digest(subscriber, now, window, delivered)
-    return Preview(subscriber, digest, len(papers))
-
-
-def preview_email(config: Config, store: Store, composer: Composer, email: str, now: datetime,
-                  since: datetime | None = None) -> tuple[Preview, Email]:
-    preview = preview_digest(config, store, find_subscriber(config, email), now, since)
-    return preview, composer.email(preview.digest, preview.subscriber)
+    """The digest `digest send` would make now (see digest.newly_seen); `since` overrides."""
+    papers, digests = newly_seen(config, store, [subscriber], now, ledger=Ledger(store), since=since)
+    return Preview(subscriber, next(digests), len(papers))

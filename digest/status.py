@@ -8,25 +8,20 @@ from zoneinfo import ZoneInfo
 
 from .config import Config
 from .ledger import Ledger
-from .matching import Matcher
+from .newly_seen import newly_seen
 from .schedule import next_slot, subscriber_schedule
 from .store import Store
 
 
 def subscriber_status(config: Config, store: Store, now: datetime) -> list[dict[str, Any]]:
     ledger = Ledger(store)
-    earliest = now - config.defaults.lookback
-    starts = {s.email: ledger.window_start(s.email) for s in config.subscribers}
-    papers = store.papers(since=min([t for t in starts.values() if t] + [earliest]))
-    matcher = Matcher(config.subscribers, config.defaults, papers)
-    ids = [p.id for p in papers]
+    _, waiting_digests = newly_seen(config, store, config.subscribers, now, ledger=ledger)
     rows = []
-    for subscriber in config.subscribers:
+    for subscriber, waiting in zip(config.subscribers, waiting_digests):
         schedule, zone = subscriber_schedule(config, subscriber)
         entries = ledger.entries(subscriber.email)
         last = entries[-1] if entries else None
         state = ledger.state(subscriber.email)
-        waiting = matcher.digest(subscriber, now, starts[subscriber.email], ledger.delivered(subscriber.email, ids, since=min([t for t in starts.values() if t] + [earliest])))
         upcoming = next_slot(schedule, zone, now)
         rows.append({
             "subscriber": subscriber.email,
