@@ -87,19 +87,20 @@ class Composer:
         return (unsubscribe_url(self.config.base_url, self.secret, subscriber.email),
                 unsubscribe_mailto(self.config.sender.reply_to or self.sender_address, subscriber.email))
 
-    def values(self, digest: Digest, subscriber: Subscriber) -> EmailContext:
+    def values(self, digest: Digest, subscriber: Subscriber,
+               links: tuple[str | None, str] | None = None) -> EmailContext:
         timezone = subscriber.timezone or self.config.defaults.timezone
-        link, mailto = self.unsubscribe_links(subscriber)
+        link, mailto = links or self.unsubscribe_links(subscriber)
         return build_context(digest, timezone=timezone, unsubscribe_url=link or mailto, sender=self.sender,
                              topics=[t.name for t in subscriber.topics])
 
     def email(self, digest: Digest, subscriber: Subscriber, *, key: str | None = None) -> Email:
         """The finished e-mail. `key` identifies this digest (its Message-ID): the same key
         gives the same Message-ID, so a retried send is recognisably the same message."""
-        context = self.values(digest, subscriber)
+        link, mailto = self.unsubscribe_links(subscriber)
+        context = self.values(digest, subscriber, (link, mailto))
         values, html, cards = fit(context, self.renderer, self.budget)
         text = self.renderer.text(values)
-        link, mailto = self.unsubscribe_links(subscriber)
         message = build_message(
             sender=self.config.sender.from_, reply_to=self.config.sender.reply_to, to=subscriber.email,
             to_name=subscriber.name, subject=values["subject"], text=text, html=html,

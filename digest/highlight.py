@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
-from .normalise import raw_words, stem, words
+from .normalise import joined, raw_words, stem, term_key
 
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 
@@ -38,19 +38,19 @@ def spans(text: str, terms: list[str]) -> list[tuple[int, int]]:
         return []
     tokens = _tokens(text)
     phrases: list[tuple[str, ...]] = []
-    joined: set[str] = set()
+    compounds: set[str] = set()  # phrases written as one word
     prefixes: list[str] = []
     for term in terms:
-        if term.endswith("*"):
-            raw = raw_words(term.rstrip("*"))
-            if len(raw) == 1:
-                prefixes.append(raw[0])
+        key = term_key(term.rstrip("*"), term.endswith("*"))
+        if key is None:
             continue
-        sequence = tuple(words(term))
-        if sequence:
+        sequence, is_prefix = key
+        if is_prefix:
+            prefixes.append(sequence[0])
+        else:
             phrases.append(sequence)
             if len(sequence) > 1:
-                joined.add(stem("".join(raw_words(term))))
+                compounds.add(joined(term))
     flat = _flat(text)
     stems = [s for _, s in flat]
     found: list[tuple[int, int]] = []
@@ -64,9 +64,9 @@ def spans(text: str, terms: list[str]) -> list[tuple[int, int]]:
                 break
             if n == 1 or tuple(stems[position:position + n]) == phrase:
                 found.append((tokens[flat[position][0]][0], tokens[flat[position + n - 1][0]][1]))
-    if joined or prefixes:
+    if compounds or prefixes:
         for start, end, parts, _stems in tokens:
-            if (joined and stem("".join(parts)) in joined) or any(
+            if (compounds and stem("".join(parts)) in compounds) or any(
                     p.startswith(prefix) for p in parts for prefix in prefixes):
                 found.append((start, end))
     # phrases may span a hyphen between tokens: extend across the separators they cover

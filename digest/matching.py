@@ -23,7 +23,7 @@ import numpy as np
 
 from .config import Defaults, Subscriber, Topic
 from .models import Digest, DigestEntry, Paper, Section
-from .normalise import raw_words, stem, words, words_with_compounds
+from .normalise import joined, raw_words, term_key, words_with_compounds
 from .query import And, Node, Not, Term, parse_query, terms
 
 TITLE, ABSTRACT = 1, 2
@@ -73,7 +73,7 @@ class TermTable:
         else:
             self.by_first.setdefault(sequence[0], []).append((sequence, term_id))
             if len(sequence) > 1:  # "KV cache" also matches "KVCache" written as one word
-                self.by_first.setdefault(stem("".join(raw_words(text))), []).append(((sequence[0],), term_id))
+                self.by_first.setdefault(joined(text), []).append(((sequence[0],), term_id))
         return term_id
 
     def id_of(self, text: str, prefix: bool = False) -> int | None:
@@ -83,15 +83,7 @@ class TermTable:
             found = self._lookup[(text, prefix)] = None if key is None else self.ids.get(key)
         return found
 
-    @staticmethod
-    def key(text: str, prefix: bool) -> tuple[tuple[str, ...], bool] | None:
-        if prefix:
-            raw = raw_words(text)
-            if len(raw) != 1:
-                return None
-            return (raw[0],), True
-        sequence = tuple(words(text))
-        return (sequence, False) if sequence else None
+    key = staticmethod(term_key)
 
 
 @lru_cache(maxsize=65_536)

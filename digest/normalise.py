@@ -81,3 +81,18 @@ def words_with_compounds(text: str) -> tuple[list[str], set[str]]:
 def raw_words(text: str) -> list[str]:
     """Folded but unstemmed words: what a prefix wildcard (``quantiz*``) is compared with."""
     return _PARTS.findall(fold(text))
+
+
+def term_key(text: str, prefix: bool) -> tuple[tuple[str, ...], bool] | None:
+    """How a keyword or query term is compared: its stemmed words (a phrase), or for a prefix
+    wildcard its one folded word; None when there is nothing to match."""
+    if prefix:
+        raw = raw_words(text)
+        return ((raw[0],), True) if len(raw) == 1 else None
+    sequence = tuple(words(text))
+    return (sequence, False) if sequence else None
+
+
+def joined(text: str) -> str:
+    """A phrase written as one word (``KV cache`` → ``kvcach``), which also matches it."""
+    return stem("".join(raw_words(text)))
