@@ -67,12 +67,20 @@ class Delivery:
         self.config = config
         self.store = store
         self.ledger = Ledger(store)
-        self.composer = composer or Composer(config, secret=signing_secret(store))
+        self._composer = composer
         self.clock = clock
         self.stop = stop or threading.Event()
         ca_file = config.resolve_local(config.smtp.ca_file) if config.smtp.ca_file else None
         self.sender_factory = sender_factory or (lambda: SmtpSender(config.smtp, ca_file=ca_file))
         self.rate = RateLimit(config.smtp.rate_limit)
+
+    @property
+    def composer(self) -> Composer:
+        """Made when a digest is to be rendered: `digest run` checks every minute, and most
+        minutes nothing is due (compiling the templates takes ~0.1 s)."""
+        if self._composer is None:
+            self._composer = Composer(self.config, secret=signing_secret(self.store))
+        return self._composer
 
     # ------------------------------------------------------------ what is due
 
@@ -186,6 +194,7 @@ class Delivery:
         dropping or timing out ends the pass early instead of being tried for every digest."""
         if not jobs:
             return
+        _ = self.composer  # made here, once, before the threads that render with it
         local = threading.local()
         senders: list[SmtpSender] = []
         fatal: list[SmtpConfigError] = []
