@@ -121,7 +121,7 @@ class Daemon:
 
         store = Store(self.config.database_url())
         secret = signing_secret(store)
-        self.web = unsubscribe_server(address, lambda: secret, lambda: Ledger(store))
+        self.web = unsubscribe_server(address, secret, Ledger(store))
         threading.Thread(target=self.web.serve_forever, name="unsubscribe", daemon=True).start()
         log.info("unsubscribe links answered on http://%s/unsubscribe/…", address)
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import html
 import logging
-from collections.abc import Callable
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
@@ -27,7 +26,7 @@ max-width:32rem;margin:3rem auto;padding:0 1rem;color:#1f2328}}button{{font:inhe
 </head><body><h1>{title}</h1>{body}</body></html>"""
 
 
-def make_handler(secret: Callable[[], str], ledger: Callable[[], Ledger]) -> type[BaseHTTPRequestHandler]:
+def make_handler(secret: str, ledger: Ledger) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def _token(self) -> str | None:
             path = urlsplit(self.path).path
@@ -35,7 +34,7 @@ def make_handler(secret: Callable[[], str], ledger: Callable[[], Ledger]) -> typ
 
         def do_GET(self) -> None:  # noqa: N802 - the http.server API
             token = self._token()
-            email = email_from_token(secret(), token) if token else None
+            email = email_from_token(secret, token) if token else None
             if email is None:
                 return self._page(404 if token is None else 400, "Link not valid",
                                   "<p>This unsubscribe link is not valid. Reply to the digest e-mail instead.</p>")
@@ -46,10 +45,10 @@ def make_handler(secret: Callable[[], str], ledger: Callable[[], Ledger]) -> typ
             length = int(self.headers.get("Content-Length") or 0)
             self.rfile.read(min(length, 4096))
             token = self._token()
-            email = email_from_token(secret(), token) if token else None
+            email = email_from_token(secret, token) if token else None
             if email is None:
                 return self._page(400, "Link not valid", "<p>This unsubscribe link is not valid.</p>")
-            ledger().unsubscribe(email, datetime.now(UTC))
+            ledger.unsubscribe(email, datetime.now(UTC))
             log.info("unsubscribed %s", email)
             self._page(200, "Unsubscribed", f"<p><b>{html.escape(email)}</b> will get no more paper digests.</p>")
 
@@ -67,6 +66,6 @@ def make_handler(secret: Callable[[], str], ledger: Callable[[], Ledger]) -> typ
     return Handler
 
 
-def unsubscribe_server(address: str, secret: Callable[[], str], ledger: Callable[[], Ledger]) -> ThreadingHTTPServer:
+def unsubscribe_server(address: str, secret: str, ledger: Ledger) -> ThreadingHTTPServer:
     host, _, port = address.rpartition(":")
     return ThreadingHTTPServer((host or "127.0.0.1", int(port)), make_handler(secret, ledger))

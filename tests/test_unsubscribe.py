@@ -30,7 +30,7 @@ def test_one_click_unsubscribe_then_no_more_digests(tmp_path, fetched_db):  # no
         config_path = setup(tmp_path, fetched_db, server.port, ["a@example.org", "b@example.org"])
         store = Store(load_config(config_path).database_url())
         secret = store.secret()
-        web = unsubscribe_server("127.0.0.1:0", lambda: secret, lambda: Ledger(store))
+        web = unsubscribe_server("127.0.0.1:0", secret, Ledger(store))
         threading.Thread(target=web.serve_forever, daemon=True).start()
         base = f"http://127.0.0.1:{web.server_address[1]}/unsubscribe/"
         try:
