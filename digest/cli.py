@@ -11,6 +11,7 @@ import logging
 import sys
 import tempfile
 import webbrowser
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -118,17 +119,9 @@ def fetch(app: App, sources: tuple[str, ...]) -> None:
     config = app.config
     selected = select_sources(config, sources)
     store = app.store()
-    reports: list[SourceReport]
-    if err.is_terminal:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
-        with Progress(TextColumn("fetching"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
-                      console=err, transient=True) as progress:
-            task = progress.add_task("", total=len(selected))
-            reports = gather(config, store, names=[s.name for s in selected],
-                             on_report=lambda r: progress.update(task, advance=1, description=r.source))
-    else:
-        reports = gather(config, store, names=[s.name for s in selected])
+    reports: list[SourceReport] = _with_progress("fetching", len(selected), lambda report: report.source,
+                             lambda on_report: gather(config, store, names=[s.name for s in selected],
+                                                      on_report=on_report))
     _print_reports(reports)
     if reports and all(not r.ok for r in reports):
         sys.exit(1)
@@ -257,7 +250,7 @@ def send(app: App, emails: tuple[str, ...], dry_run: bool, to: str | None) -> No
     config, store = app.config, app.store()
     delivery = Delivery(config, store)
     subscribers = delivery.select(emails)
-    outcomes = _with_progress("sending", len(subscribers),
+    outcomes = _with_progress("sending", len(subscribers), lambda outcome: outcome.subscriber,
                               lambda progress: delivery.run(emails, dry_run=dry_run, to=to, progress=progress))
     _print_outcomes(outcomes)
     counts = summary(outcomes)
@@ -269,7 +262,8 @@ def send(app: App, emails: tuple[str, ...], dry_run: bool, to: str | None) -> No
         sys.exit(1)
 
 
-def _with_progress(label: str, total: int, work):  # type: ignore[no-untyped-def]
+def _with_progress(label: str, total: int, name: Callable[[Any], str], work: Callable[[Any], Any]) -> Any:
+    """Run `work(on_item)` with a progress bar on a terminal (`on_item` is None elsewhere)."""
     if not err.is_terminal:
         return work(None)
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
@@ -277,7 +271,7 @@ def _with_progress(label: str, total: int, work):  # type: ignore[no-untyped-def
     with Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
                   console=err, transient=True) as progress:
         task = progress.add_task("", total=total)
-        return work(lambda outcome: progress.update(task, advance=1, description=outcome.subscriber))
+        return work(lambda item: progress.update(task, advance=1, description=name(item)))
 
 
 def _print_outcomes(outcomes) -> None:  # type: ignore[no-untyped-def]
