@@ -109,10 +109,10 @@ class Daemon:
                                next_run_time=now if self.fetch_first else None)
         self.scheduler.add_job(self.dispatch, IntervalTrigger(seconds=self.tick, timezone=UTC), id="send",
                                name="send due digests", next_run_time=now + timedelta(seconds=1))
+        if self.config.listen:  # first: a port in use stops us before anything runs
+            self._serve_unsubscribe(self.config.listen)
         self.scheduler.start()
         log.info("running: fetch %s, due digests checked every %gs", self.config.fetch, self.tick)
-        if self.config.listen:
-            self._serve_unsubscribe(self.config.listen)
 
     def _serve_unsubscribe(self, address: str) -> None:
         from .ledger import Ledger

@@ -18,6 +18,7 @@ from .errors import ConfigError, DigestError
 from .preview import find_subscriber, preview_digest, signing_secret
 from .render import builtin_templates
 from .store import Store
+from .web import http_server
 
 _PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{title}</title>
 <style>body{{font:14px system-ui,sans-serif;margin:16px;background:#f3f4f6;color:#111}}
@@ -131,4 +132,4 @@ def serve(config_path: str | None, port: int = 8025, host: str = "127.0.0.1") ->
     """A server ready to `serve_forever()`; port 0 picks a free one."""
     state = PreviewState(config_path)
     state.current()  # fail now, with the config error, rather than on the first page
-    return ThreadingHTTPServer((host, port), make_handler(state))
+    return http_server(host, port, make_handler(state), hint="choose another --port")
