@@ -46,15 +46,20 @@ def write(tmp_path: Path, port: int, emails: list[str], *, smtp_extra: str = "",
     return path
 
 
-@pytest.fixture(scope="module")
-def fetched_db(tmp_path_factory) -> Path:
-    """The samples fetched once; each test starts from a copy."""
-    directory = tmp_path_factory.mktemp("fetched")
+def fetch_samples(directory: Path, now: datetime | None = None) -> Path:
+    """The samples fetched into directory/digest.db, first seen at `now` (the real time by default)."""
     config = load_config(write(directory, 25, ["x@example.org"]))
     store = Store(config.database_url())
-    gather(config, store)
+    gather(config, store, now=now)
     store.close()
     return directory / "digest.db"
+
+
+@pytest.fixture(scope="module")
+def fetched_db(tmp_path_factory) -> Path:
+    """The samples fetched once, at the real time (these tests run the CLI on the real clock);
+    each test starts from a copy."""
+    return fetch_samples(tmp_path_factory.mktemp("fetched"))
 
 
 def setup(tmp_path: Path, fetched_db: Path, port: int, emails: list[str], **kwargs) -> Path:

@@ -15,7 +15,7 @@ from digest.schedule import due_slot, last_slot, next_slot
 from digest.store import Store
 
 from .smtp_server import SmtpServer
-from .test_deliver import fetched_db, setup  # noqa: F401 - the fixture
+from .test_deliver import fetch_samples, setup
 
 BERLIN = "Europe/Berlin"
 
@@ -59,9 +59,17 @@ def test_due_slot_catch_up_once_within_grace(tmp_path):
     assert due_slot(config, subscriber, utc(2026, 11, 26, 6, 59)) is None  # yesterday's is 24 h old
 
 
-def test_scheduled_delivery_with_a_controlled_clock(tmp_path, fetched_db):  # noqa: F811
+@pytest.fixture(scope="module")
+def fetched_sunday(tmp_path_factory):
+    """The samples fetched on Sunday evening, 2026-11-22, by the test's clock."""
+    return fetch_samples(tmp_path_factory.mktemp("sunday"), utc(2026, 11, 22, 20, 0))
+
+
+def test_scheduled_delivery_with_a_controlled_clock(tmp_path, fetched_sunday):
+    # Every clock the run depends on is the test's: the papers' first-seen times (the fetch),
+    # the schedule and the ledger.
     with SmtpServer() as server:
-        config_path = setup(tmp_path, fetched_db, server.port, ["a@example.org", "b@example.org"],
+        config_path = setup(tmp_path, fetched_sunday, server.port, ["a@example.org", "b@example.org"],
                             defaults="  schedule: daily 08:00\n  timezone: Europe/Berlin\n  lookback: 30d\n  send_empty: true\n")
         config = load_config(config_path)
         store = Store(config.database_url())
