@@ -21,10 +21,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from digest.config import ArxivSource, Defaults, HuggingFaceSource, Subscriber, Topic  # noqa: E402  # noqa: E402
-from digest.matching import Matcher  # noqa: E402
+from digest.gather.adapters import arxiv, feed, huggingface  # noqa: E402,F401
+from digest.match.matcher import Matcher  # noqa: E402
+from digest.match.normalise import words  # noqa: E402
 from digest.models import Paper  # noqa: E402
-from digest.normalise import words  # noqa: E402
-from digest.sources import arxiv, feed, huggingface  # noqa: E402,F401
 
 SAMPLES = Path(__file__).resolve().parents[1] / "digest" / "samples"
 NOW = datetime(2026, 11, 22, 7, 30, tzinfo=UTC)

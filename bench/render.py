@@ -20,11 +20,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from digest.compose import Composer, fit, probe_values  # noqa: E402
 from digest.config import ArxivSource, Config, HuggingFaceSource, Sender, Subscriber, Topic  # noqa: E402
+from digest.gather.adapters import arxiv, huggingface  # noqa: E402
 from digest.models import Digest, DigestEntry, Paper, Section  # noqa: E402
-from digest.render import CompiledRenderer, NaiveRenderer  # noqa: E402
-from digest.sources import arxiv, huggingface  # noqa: E402
+from digest.render.compose import Composer, fit, probe_values  # noqa: E402
+from digest.render.renderer import CompiledRenderer, NaiveRenderer  # noqa: E402
 
 SAMPLES = Path(__file__).resolve().parents[1] / "digest" / "samples"
 NOW = datetime(2026, 11, 22, 7, 30, tzinfo=UTC)

@@ -24,10 +24,10 @@ from rich.table import Table
 from . import __version__
 from .config import Config, load_config, parse_duration
 from .errors import ConfigError, DigestError
-from .gather import gather, select_sources
+from .gather.collect import gather, select_sources
 from .models import Paper, SourceReport
-from .present import digest_json
-from .store import Store
+from .render.present import digest_json
+from .store.database import Store
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -194,7 +194,7 @@ def preview(app: App, email: str | None, fmt: str, since: str | None, out_file: 
     digest preview --serve
     """
     if serve:
-        from .preview_server import serve as make_server
+        from .web.preview import serve as make_server
 
         server = make_server(app.config_path, port)
         host, bound = server.server_address[:2]
@@ -206,8 +206,8 @@ def preview(app: App, email: str | None, fmt: str, since: str | None, out_file: 
         return
     if not email:
         raise click.UsageError("give a subscriber's EMAIL, or --serve")
-    from .compose import Composer
-    from .preview import find_subscriber, preview_digest, signing_secret
+    from .render.compose import Composer
+    from .render.preview import find_subscriber, preview_digest, signing_secret
 
     config, store = app.config, app.store()
     subscriber = find_subscriber(config, email)
@@ -245,7 +245,7 @@ def send(app: App, emails: tuple[str, ...], dry_run: bool, to: str | None) -> No
     Each subscriber gets at most one digest per scheduled slot: running it again sends
     only what is still due. Examples: digest send; digest send alice@example.org --to me@example.org
     """
-    from .deliver import Delivery, summary
+    from .deliver.send_run import Delivery, summary
 
     config, store = app.config, app.store()
     delivery = Delivery(config, store)
@@ -292,7 +292,7 @@ def _print_outcomes(outcomes) -> None:  # type: ignore[no-untyped-def]
 @click.pass_obj
 def status(app: App, fmt: str) -> None:
     """Per subscriber: the last digest, the next one due, papers waiting, failures."""
-    from .status import subscriber_status
+    from .deliver.status import subscriber_status
 
     rows = subscriber_status(app.config, app.store(), datetime.now(UTC))
     if fmt == "json":
@@ -356,8 +356,8 @@ def run(app: App, tick: float, no_initial_fetch: bool) -> None:
 @click.pass_obj
 def unsubscribe(app: App, email: str, undo: bool) -> None:
     """Stop (or with --undo, resume) sending digests to EMAIL, as its unsubscribe link does."""
-    from .ledger import Ledger
-    from .preview import find_subscriber
+    from .render.preview import find_subscriber
+    from .store.ledger import Ledger
 
     subscriber = find_subscriber(app.config, email)
     ledger = Ledger(app.store())

@@ -122,11 +122,15 @@ def _schedule(value: Any) -> str:
 
 
 def _fetch_schedule(value: Any) -> str:
-    from .schedule import fetch_trigger
+    from apscheduler.triggers.cron import CronTrigger
 
     text = " ".join(str(value).split()).lower() if isinstance(value, str) else ""
     try:
-        fetch_trigger(text)
+        if text.startswith("every "):
+            if parse_duration(text.split(None, 1)[1]).total_seconds() <= 0:
+                raise ValueError(text)
+        else:
+            CronTrigger.from_crontab(text)  # APScheduler's own check of the five fields
     except (ValueError, TypeError, IndexError):
         raise _error("fetch", f"expected 'every 30m', 'every 1h' or five cron fields such as '0 * * * *', not {value!r}") from None
     return text

@@ -23,11 +23,11 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from .config import Config, load_config
-from .deliver import Delivery, summary
+from .deliver.schedule import fetch_trigger
+from .deliver.send_run import Delivery, summary
 from .errors import ConfigError, DigestError
-from .gather import gather
-from .schedule import fetch_trigger
-from .store import Store
+from .gather.collect import gather
+from .store.database import Store
 
 log = logging.getLogger("digest.run")
 
@@ -115,9 +115,9 @@ class Daemon:
         log.info("running: fetch %s, due digests checked every %gs", self.config.fetch, self.tick)
 
     def _serve_unsubscribe(self, address: str) -> None:
-        from .ledger import Ledger
-        from .preview import signing_secret
-        from .web import unsubscribe_server
+        from .render.preview import signing_secret
+        from .store.ledger import Ledger
+        from .web.unsubscribe import unsubscribe_server
 
         store = Store(self.config.database_url())
         secret = signing_secret(store)

@@ -18,9 +18,9 @@ from pathlib import Path
 from aiosmtpd.controller import Controller
 
 from .config import load_config
-from .deliver import Delivery, Outcome
-from .gather import gather
-from .store import Store
+from .deliver.send_run import Delivery, Outcome
+from .gather.collect import gather
+from .store.database import Store
 
 SAMPLES = Path(__file__).resolve().parent / "samples"
 

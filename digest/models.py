@@ -82,6 +82,15 @@ def _union(a: tuple[str, ...], b: tuple[str, ...]) -> tuple[str, ...]:
 
 
 @dataclass(frozen=True)
+class Validators:
+    """What a server said of a document last time (HTTP ETag, Last-Modified), sent back so an
+    unchanged feed costs a 304."""
+
+    etag: str | None = None
+    last_modified: str | None = None
+
+
+@dataclass(frozen=True)
 class Listing:
     """What one source's document held: its papers, and anything worth a warning."""
 

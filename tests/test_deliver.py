@@ -20,9 +20,9 @@ import pytest
 from digest.config import load_config
 from digest.deliver import Delivery
 from digest.gather import gather
-from digest.ledger import Ledger
-from digest.links import email_from_token
+from digest.render.links import email_from_token
 from digest.store import Store
+from digest.store.ledger import Ledger
 
 from .smtp_server import SmtpServer
 

@@ -11,7 +11,8 @@ import pytest
 from digest import load_config
 from digest.errors import FetchError
 from digest.gather import gather
-from digest.sources.http import Fetcher, Validators
+from digest.gather.http import Fetcher
+from digest.models import Validators
 from digest.store import Store
 
 from .conftest import Reply, realworld, write_config

@@ -13,10 +13,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from digest.config import ArxivSource, Defaults, HuggingFaceSource, Subscriber, Topic
-from digest.matching import Matcher
+from digest.gather.adapters import arxiv, huggingface
+from digest.match.matcher import Matcher
+from digest.match.normalise import words
 from digest.models import Digest, Paper
-from digest.normalise import words
-from digest.sources import arxiv, huggingface
 
 SAMPLES = Path(__file__).resolve().parents[1] / "digest" / "samples"
 NOW = datetime(2026, 11, 22, 7, 30, tzinfo=UTC)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from digest.preview_server import serve
+from digest.web.preview import serve
 
 from .conftest import write_config
 from .test_cli import SAMPLES, digest

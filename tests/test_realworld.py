@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 import pytest
 
 from digest.config import ArxivApiSource, ArxivSource, FeedSource, HuggingFaceSource
-from digest.sources import arxiv, arxiv_api, feed, huggingface
+from digest.gather.adapters import arxiv, arxiv_api, feed, huggingface
 
 from .conftest import REALWORLD
 

@@ -14,11 +14,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from digest.compose import HTML_BUDGET, Composer, probe_values
 from digest.config import Config, Sender, Subscriber, Topic
-from digest.links import email_from_token, unsubscribe_token
 from digest.models import Digest, DigestEntry, Paper, Section
-from digest.render import CompiledRenderer, NaiveRenderer, TemplateError, builtin_templates
+from digest.render.compose import HTML_BUDGET, Composer, probe_values
+from digest.render.links import email_from_token, unsubscribe_token
+from digest.render.renderer import CompiledRenderer, NaiveRenderer, TemplateError, builtin_templates
 
 NOW = datetime(2026, 11, 22, 7, 30, tzinfo=UTC)
 HOSTILE = [

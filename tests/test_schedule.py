@@ -10,9 +10,9 @@ import pytest
 
 from digest.config import load_config
 from digest.deliver import Delivery
-from digest.ledger import Ledger
-from digest.schedule import due_slot, last_slot, next_slot
+from digest.deliver.schedule import due_slot, last_slot, next_slot
 from digest.store import Store
+from digest.store.ledger import Ledger
 
 from .smtp_server import SmtpServer
 from .test_deliver import fetch_samples, setup

@@ -13,7 +13,8 @@ import sqlalchemy as sa
 from digest import load_config
 from digest.gather import gather
 from digest.models import Listing, Paper
-from digest.store import MIGRATIONS, Store
+from digest.store import Store
+from digest.store.database import MIGRATIONS
 
 from .conftest import REALWORLD, write_config
 

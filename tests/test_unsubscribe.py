@@ -8,10 +8,10 @@ import urllib.request
 from collections import Counter
 
 from digest.config import load_config
-from digest.ledger import Ledger
-from digest.links import unsubscribe_token
+from digest.render.links import unsubscribe_token
 from digest.store import Store
-from digest.web import unsubscribe_server
+from digest.store.ledger import Ledger
+from digest.web.unsubscribe import unsubscribe_server
 
 from .smtp_server import SmtpServer
 from .test_deliver import digest_cli, fetched_db, setup  # noqa: F401 - the fixture

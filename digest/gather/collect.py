@@ -8,12 +8,12 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from datetime import UTC, datetime
 from typing import Any
 
-from .config import Config
-from .errors import DigestError, SourceError
-from .models import SourceReport
-from .sources import adapter
-from .sources.http import Fetcher, default_user_agent, is_local
-from .store import Store
+from ..config import Config
+from ..errors import DigestError, SourceError
+from ..models import SourceReport
+from ..store.database import Store
+from .adapters import adapter
+from .http import Fetcher, default_user_agent, is_local
 
 log = logging.getLogger(__name__)
 

@@ -20,9 +20,8 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.types import TypeDecorator
 
-from .errors import StoreError
-from .models import Listing, Paper
-from .sources.http import Validators
+from ..errors import StoreError
+from ..models import Listing, Paper, Validators
 
 
 class UTCTime(TypeDecorator[datetime]):

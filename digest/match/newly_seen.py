@@ -10,11 +10,11 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from datetime import datetime
 
-from .config import Config, Subscriber
-from .ledger import Ledger
-from .matching import Matcher
-from .models import Digest, Paper
-from .store import Store
+from ..config import Config, Subscriber
+from ..models import Digest, Paper
+from ..store.database import Store
+from ..store.ledger import Ledger
+from .matcher import Matcher
 
 
 def newly_seen(config: Config, store: Store, subscribers: Sequence[Subscriber], now: datetime, *,

@@ -15,9 +15,9 @@ from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
-from .errors import DigestError
-from .ledger import Ledger
-from .links import email_from_token
+from ..errors import DigestError
+from ..render.links import email_from_token
+from ..store.ledger import Ledger
 
 log = logging.getLogger("digest.web")
 

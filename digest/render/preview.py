@@ -7,12 +7,12 @@ import os
 from dataclasses import dataclass
 from datetime import datetime
 
-from .config import Config, Subscriber
-from .errors import DigestError
-from .ledger import Ledger
-from .models import Digest
-from .newly_seen import newly_seen
-from .store import Store
+from ..config import Config, Subscriber
+from ..errors import DigestError
+from ..match.newly_seen import newly_seen
+from ..models import Digest
+from ..store.database import Store
+from ..store.ledger import Ledger
 
 SECRET_ENV = "DIGEST_SECRET"
 

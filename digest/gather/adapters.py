@@ -8,7 +8,7 @@ from types import ModuleType
 from typing import Any
 
 from . import arxiv, arxiv_api, feed, huggingface
-from .http import Document, Fetcher, Validators
+from .http import Document, Fetcher
 
 ADAPTERS: dict[str, ModuleType] = {
     "arxiv": arxiv,
@@ -24,4 +24,4 @@ def adapter(source: Any) -> ModuleType:
 
 Parse = Callable[[Any, bytes, datetime], Any]
 
-__all__ = ["ADAPTERS", "Document", "Fetcher", "Validators", "adapter"]
+__all__ = ["ADAPTERS", "Document", "Fetcher", "adapter"]

@@ -6,11 +6,11 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from .config import Config
-from .ledger import Ledger
-from .newly_seen import newly_seen
+from ..config import Config
+from ..match.newly_seen import newly_seen
+from ..store.database import Store
+from ..store.ledger import Ledger
 from .schedule import next_slot, subscriber_schedule
-from .store import Store
 
 
 def subscriber_status(config: Config, store: Store, now: datetime) -> list[dict[str, Any]]:

@@ -10,12 +10,12 @@ from email.utils import parseaddr
 from pathlib import Path
 from typing import Any
 
-from .config import Config, Subscriber
+from ..config import Config, Subscriber
+from ..models import Digest, DigestEntry, Paper, Section
 from .email_context import EmailContext, Sender, build_context, with_kept
 from .links import unsubscribe_mailto, unsubscribe_url
 from .message import build_message, message_id
-from .models import Digest, DigestEntry, Paper, Section
-from .render import CompiledRenderer, NaiveRenderer
+from .renderer import CompiledRenderer, NaiveRenderer
 
 # Gmail clips HTML bodies over ~102 KB, hiding what follows (the unsubscribe link).
 HTML_BUDGET = 90_000

@@ -17,13 +17,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
-from .compose import Composer, Email
-from .config import Config, Subscriber
-from .ledger import ACTIVE_RUNS, Entry, Ledger, owner_id
-from .message import message_id
-from .models import Digest
-from .newly_seen import newly_seen
-from .preview import signing_secret
+from ..config import Config, Subscriber
+from ..match.newly_seen import newly_seen
+from ..models import Digest
+from ..render.compose import Composer, Email
+from ..render.message import message_id
+from ..render.preview import signing_secret
+from ..store.database import Store
+from ..store.ledger import ACTIVE_RUNS, Entry, Ledger, owner_id
 from .schedule import due_slot, last_slot, subscriber_schedule
 from .smtp import (
     ConnectionLost,
@@ -33,7 +34,6 @@ from .smtp import (
     SmtpSender,
     TransientError,
 )
-from .store import Store
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +99,7 @@ class Delivery:
         chosen = [s for s in self.config.subscribers if not wanted or s.email.lower() in wanted]
         missing = wanted - {s.email.lower() for s in chosen}
         if missing:
-            from .preview import find_subscriber
+            from ..render.preview import find_subscriber
 
             find_subscriber(self.config, sorted(missing)[0])  # raises with a did-you-mean
         return chosen

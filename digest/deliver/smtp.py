@@ -17,8 +17,8 @@ from collections.abc import Callable
 from email.message import EmailMessage
 from email.utils import parseaddr
 
-from .config import Smtp
-from .errors import DigestError
+from ..config import Smtp
+from ..errors import DigestError
 
 
 class SmtpConfigError(DigestError):

@@ -17,8 +17,8 @@ from zoneinfo import ZoneInfo
 
 from markupsafe import Markup
 
+from ..models import Digest, DigestEntry, Paper
 from .highlight import spans
-from .models import Digest, DigestEntry, Paper
 from .present import SUBJECT_PREFIX, local_date, subject_line
 
 TLDR_CHARS = 320

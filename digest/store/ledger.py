@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from .store import Store, UTCTime
+from .database import Store, UTCTime
 
 LEASE = timedelta(hours=1)  # a claim by another machine older than this is abandoned
 

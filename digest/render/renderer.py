@@ -27,8 +27,8 @@ from urllib.parse import unquote
 import jinja2
 from markupsafe import Markup
 
+from ..errors import DigestError
 from .email_context import escape_attribute, escape_text
-from .errors import DigestError
 
 HTML_TEMPLATE = "digest.mjml.j2"
 TEXT_TEMPLATE = "digest.txt.j2"
@@ -47,8 +47,9 @@ class TemplateError(DigestError):
 
 def builtin_templates() -> Path:
     """The shipped templates: installed as digest/templates; in a checkout, templates/."""
-    installed = Path(__file__).resolve().parent / "templates"
-    return installed if (installed / HTML_TEMPLATE).is_file() else Path(__file__).resolve().parents[1] / "templates"
+    package = Path(__file__).resolve().parents[1]
+    installed = package / "templates"
+    return installed if (installed / HTML_TEMPLATE).is_file() else package.parent / "templates"
 
 
 def _finalize(value: Any) -> Any:

@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from .models import Digest
+from ..models import Digest
 
 SUBJECT_PREFIX = "Paper digest"
 

@@ -12,13 +12,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import quote, unquote, urlsplit
 
-from .compose import Composer
-from .config import Config, load_config
-from .errors import ConfigError, DigestError
-from .preview import find_subscriber, preview_digest, signing_secret
-from .render import builtin_templates
-from .store import Store
-from .web import http_server
+from ..config import Config, load_config
+from ..errors import ConfigError, DigestError
+from ..render.compose import Composer
+from ..render.preview import find_subscriber, preview_digest, signing_secret
+from ..render.renderer import builtin_templates
+from ..store.database import Store
+from .unsubscribe import http_server
 
 _PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{title}</title>
 <style>body{{font:14px system-ui,sans-serif;margin:16px;background:#f3f4f6;color:#111}}

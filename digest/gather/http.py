@@ -19,16 +19,9 @@ from urllib3.util import Retry, Timeout
 
 from .. import __version__
 from ..errors import FetchError
+from ..models import Validators
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
-
-
-@dataclass(frozen=True)
-class Validators:
-    """What the server told us last time, sent back so an unchanged feed costs a 304."""
-
-    etag: str | None = None
-    last_modified: str | None = None
 
 
 @dataclass(frozen=True)

@@ -21,10 +21,10 @@ from functools import lru_cache
 
 import numpy as np
 
-from .config import Defaults, Subscriber, Topic
-from .models import Digest, DigestEntry, Paper, Section
+from ..config import Defaults, Subscriber, Topic
+from ..models import Digest, DigestEntry, Paper, Section
+from ..query import And, Node, Not, Term, parse_query, terms
 from .normalise import joined, raw_words, term_key, words_with_compounds
-from .query import And, Node, Not, Term, parse_query, terms
 
 TITLE, ABSTRACT = 1, 2
 TRENDING = "Trending"

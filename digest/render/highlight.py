@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
-from .normalise import joined, raw_words, stem, term_key
+from ..match.normalise import joined, raw_words, stem, term_key
 
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 
