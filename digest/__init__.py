@@ -3,16 +3,26 @@
 The public API; everything else is private to the package.
 """
 
-__version__ = "0.1.0"
-
-from .config import Config, load_config  # noqa: E402
-from .errors import ConfigError, DigestError, FetchError, ParseError, SourceError, StoreError  # noqa: E402
-from .gather import gather  # noqa: E402
-from .match import Matcher  # noqa: E402
-from .models import Digest, DigestEntry, Listing, Paper, Section, SourceReport  # noqa: E402
-from .store import Store  # noqa: E402
+from .config import Config, load_config
+from .deliver import Delivery
+from .errors import (
+    ConfigError,
+    DigestError,
+    FetchError,
+    ParseError,
+    SourceError,
+    StoreError,
+    UnknownSubscriber,
+)
+from .gather import gather
+from .match import Matcher
+from .models import VERSION as __version__
+from .models import Digest, DigestEntry, Listing, Paper, Section, SourceReport
+from .render import Composer
+from .store import Store
 
 __all__ = [
-    "Config", "ConfigError", "Digest", "DigestEntry", "DigestError", "FetchError", "Listing", "Matcher",
-    "Paper", "ParseError", "Section", "SourceError", "SourceReport", "Store", "StoreError", "gather", "load_config", "__version__",
+    "Composer", "Config", "ConfigError", "Delivery", "Digest", "DigestEntry", "DigestError", "FetchError",
+    "Listing", "Matcher", "Paper", "ParseError", "Section", "SourceError", "SourceReport", "Store",
+    "StoreError", "UnknownSubscriber", "__version__", "gather", "load_config",
 ]

@@ -22,7 +22,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from . import __version__
-from .config import Config, load_config, parse_duration
+from .config import Config, find_subscriber, load_config, parse_duration
 from .errors import ConfigError, DigestError
 from .gather.collect import gather, select_sources
 from .models import Paper, SourceReport
@@ -207,7 +207,7 @@ def preview(app: App, email: str | None, fmt: str, since: str | None, out_file: 
     if not email:
         raise click.UsageError("give a subscriber's EMAIL, or --serve")
     from .render.compose import Composer
-    from .render.preview import find_subscriber, preview_digest, signing_secret
+    from .render.preview import preview_digest
 
     config, store = app.config, app.store()
     subscriber = find_subscriber(config, email)
@@ -217,7 +217,7 @@ def preview(app: App, email: str | None, fmt: str, since: str | None, out_file: 
     if fmt == "json":
         data: str | bytes = json.dumps(digest_json(shown.digest, zone), ensure_ascii=False, indent=2) + "\n"
     else:
-        composed = Composer(config, secret=signing_secret(store)).email(shown.digest, subscriber)
+        composed = Composer(config, secret=store.signing_secret()).email(shown.digest, subscriber)
         data = {"text": composed.text, "html": composed.html, "eml": composed.message.as_bytes()}[fmt]
     payload = data if isinstance(data, bytes) else data.encode("utf-8")
     if out_file or open_browser:
@@ -356,7 +356,6 @@ def run(app: App, tick: float, no_initial_fetch: bool) -> None:
 @click.pass_obj
 def unsubscribe(app: App, email: str, undo: bool) -> None:
     """Stop (or with --undo, resume) sending digests to EMAIL, as its unsubscribe link does."""
-    from .render.preview import find_subscriber
     from .store.ledger import Ledger
 
     subscriber = find_subscriber(app.config, email)

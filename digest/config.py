@@ -343,6 +343,19 @@ class Config(_Strict):
         return str(self.directory / Path(location).expanduser())
 
 
+def find_subscriber(config: Config, email: str) -> Subscriber:
+    """The subscriber with this address (any case); a user error with a suggestion if none."""
+    from .errors import UnknownSubscriber
+
+    for subscriber in config.subscribers:
+        if subscriber.email.lower() == email.strip().lower():
+            return subscriber
+    known = [s.email for s in config.subscribers]
+    close = difflib.get_close_matches(email, known, n=1)
+    raise UnknownSubscriber(f"no subscriber {email!r} in {config.path}",
+                            hint=f"did you mean {close[0]!r}?" if close else f"subscribers: {', '.join(known[:5]) or 'none'}")
+
+
 # ---------------------------------------------------------------- loading
 
 

@@ -115,12 +115,11 @@ class Daemon:
         log.info("running: fetch %s, due digests checked every %gs", self.config.fetch, self.tick)
 
     def _serve_unsubscribe(self, address: str) -> None:
-        from .render.preview import signing_secret
         from .store.ledger import Ledger
         from .web.unsubscribe import unsubscribe_server
 
         store = Store(self.config.database_url())
-        secret = signing_secret(store)
+        secret = store.signing_secret()
         self.web = unsubscribe_server(address, secret, Ledger(store))
         threading.Thread(target=self.web.serve_forever, name="unsubscribe", daemon=True).start()
         log.info("unsubscribe links answered on http://%s/unsubscribe/…", address)

@@ -2,6 +2,7 @@
 
     DigestError
      ├── ConfigError(ValueError)      the configuration file is wrong (every problem, located)
+     ├── UnknownSubscriber(LookupError)  a command named a subscriber that is not configured
      ├── SourceError                  one source could not be fetched or read
      │    ├── FetchError(OSError)     the network or the file system said no
      │    └── ParseError(ValueError)  the document is not what the source type expects
@@ -53,6 +54,10 @@ class ConfigError(DigestError, ValueError):
         first = str(problems[0]) if problems else "invalid configuration"
         message = first if count == 1 else f"{first} (and {count - 1} more problems)"
         super().__init__(message)
+
+
+class UnknownSubscriber(DigestError, LookupError):
+    """A command named a subscriber the configuration does not have."""
 
 
 class SourceError(DigestError):

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
+VERSION = "0.1.0"  # the package's version, also in every request's User-Agent
+
 
 @dataclass(frozen=True)
 class Paper:

@@ -17,12 +17,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
-from ..config import Config, Subscriber
+from ..config import Config, Subscriber, find_subscriber
 from ..match.newly_seen import newly_seen
 from ..models import Digest
 from ..render.compose import Composer, Email
 from ..render.message import message_id
-from ..render.preview import signing_secret
 from ..store.database import Store
 from ..store.ledger import ACTIVE_RUNS, Entry, Ledger, owner_id
 from .schedule import due_slot, last_slot, subscriber_schedule
@@ -79,7 +78,7 @@ class Delivery:
         """Made when a digest is to be rendered: `digest run` checks every minute, and most
         minutes nothing is due (compiling the templates takes ~0.1 s)."""
         if self._composer is None:
-            self._composer = Composer(self.config, secret=signing_secret(self.store))
+            self._composer = Composer(self.config, secret=self.store.signing_secret())
         return self._composer
 
     # ------------------------------------------------------------ what is due
@@ -99,8 +98,6 @@ class Delivery:
         chosen = [s for s in self.config.subscribers if not wanted or s.email.lower() in wanted]
         missing = wanted - {s.email.lower() for s in chosen}
         if missing:
-            from ..render.preview import find_subscriber
-
             find_subscriber(self.config, sorted(missing)[0])  # raises with a did-you-mean
         return chosen
 

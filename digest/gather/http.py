@@ -17,9 +17,8 @@ import urllib3
 from urllib3.exceptions import HTTPError, MaxRetryError, ProtocolError, TimeoutError
 from urllib3.util import Retry, Timeout
 
-from .. import __version__
 from ..errors import FetchError
-from ..models import Validators
+from ..models import VERSION, Validators
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 
@@ -204,7 +203,7 @@ class Fetcher:
 
 def default_user_agent(contact: str | None = None) -> str:
     contact_part = f"; mailto:{contact}" if contact else ""
-    return f"paper-digest/{__version__} (self-hosted research paper digest{contact_part})"
+    return f"paper-digest/{VERSION} (self-hosted research paper digest{contact_part})"
 
 
 def _reason(exc: BaseException | None) -> str:

@@ -8,6 +8,7 @@ changes are numbered migrations recorded in `schema_migrations`.
 from __future__ import annotations
 
 import json
+import os
 import secrets
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, fields
@@ -22,6 +23,7 @@ from sqlalchemy.types import TypeDecorator
 
 from ..errors import StoreError
 from ..models import Listing, Paper, Validators
+from .migrations import MIGRATIONS
 
 
 class UTCTime(TypeDecorator[datetime]):
@@ -114,56 +116,6 @@ migrations_table = sa.Table(
 )
 
 
-# ---------------------------------------------------------------- migrations
-# Each migration is plain SQL that runs on SQLite and PostgreSQL alike, applied once, in order.
-# Never edit a released one: add the next.
-
-
-def _m1_papers_and_fetch_state(conn: Connection) -> None:
-    for ddl in (
-        """CREATE TABLE papers (
-            id TEXT PRIMARY KEY, title TEXT NOT NULL, url TEXT NOT NULL, authors TEXT NOT NULL,
-            abstract TEXT NOT NULL, categories TEXT NOT NULL, published TEXT,
-            first_seen_at TEXT NOT NULL, updated_at TEXT NOT NULL, pdf_url TEXT, hf_url TEXT,
-            code_url TEXT, license TEXT, doi TEXT, version INTEGER, announce_type TEXT,
-            upvotes INTEGER, comments INTEGER, ai_summary TEXT, ai_keywords TEXT NOT NULL,
-            thumbnail TEXT)""",
-        "CREATE INDEX papers_first_seen_at ON papers (first_seen_at)",
-        """CREATE TABLE paper_sources (
-            paper_id TEXT NOT NULL REFERENCES papers (id), source TEXT NOT NULL,
-            first_seen_at TEXT NOT NULL, last_seen_at TEXT NOT NULL,
-            PRIMARY KEY (paper_id, source))""",
-        "CREATE INDEX paper_sources_source ON paper_sources (source)",
-        """CREATE TABLE fetch_state (
-            source TEXT PRIMARY KEY, location TEXT, etag TEXT, last_modified TEXT,
-            last_attempt_at TEXT, last_success_at TEXT, last_error TEXT, last_count INTEGER)""",
-    ):
-        conn.exec_driver_sql(ddl)
-
-
-def _m2_settings(conn: Connection) -> None:
-    conn.exec_driver_sql("CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-
-
-def _m3_ledger(conn: Connection) -> None:
-    for ddl in (
-        """CREATE TABLE digests (
-            id INTEGER PRIMARY KEY, subscriber TEXT NOT NULL, period TEXT NOT NULL,
-            message_id TEXT NOT NULL, papers TEXT NOT NULL, state TEXT NOT NULL,
-            attempts INTEGER NOT NULL DEFAULT 0, last_error TEXT, claimed_by TEXT,
-            created_at TEXT NOT NULL, matched_at TEXT NOT NULL, updated_at TEXT NOT NULL, sent_at TEXT,
-            UNIQUE (subscriber, period))""",
-        "CREATE INDEX digests_state ON digests (state)",
-        "CREATE INDEX digests_subscriber ON digests (subscriber, state, matched_at)",
-        """CREATE TABLE subscriber_state (
-            subscriber TEXT PRIMARY KEY, hard_failures INTEGER NOT NULL DEFAULT 0,
-            suspended_at TEXT, suspended_reason TEXT, unsubscribed_at TEXT)""",
-    ):
-        conn.exec_driver_sql(ddl)
-
-
-MIGRATIONS: list[Callable[[Connection], None]] = [_m1_papers_and_fetch_state, _m2_settings, _m3_ledger]
-
 
 # ---------------------------------------------------------------- the store
 
@@ -195,6 +147,7 @@ class FetchState:
 
 
 _PAPER_FIELDS = [f.name for f in fields(Paper) if f.name != "sources"]
+SECRET_ENV = "DIGEST_SECRET"
 _CHUNK = 500  # stay under SQLite's bound-parameter limit
 
 
@@ -262,6 +215,11 @@ class Store:
 
     def close(self) -> None:
         self.engine.dispose()
+
+    def signing_secret(self) -> str:
+        """The key that signs links: $DIGEST_SECRET if set (several machines sharing one key),
+        else this installation's own."""
+        return os.environ.get(SECRET_ENV) or self.secret()
 
     def secret(self) -> str:
         """This installation's signing key (unsubscribe links), made on first use and kept."""

@@ -12,13 +12,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import quote, unquote, urlsplit
 
-from ..config import Config, load_config
+from ..config import Config, find_subscriber, load_config
 from ..errors import ConfigError, DigestError
 from ..render.compose import Composer
-from ..render.preview import find_subscriber, preview_digest, signing_secret
+from ..render.preview import preview_digest
 from ..render.renderer import builtin_templates
 from ..store.database import Store
-from .unsubscribe import http_server
+from .server import http_server
 
 _PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{title}</title>
 <style>body{{font:14px system-ui,sans-serif;margin:16px;background:#f3f4f6;color:#111}}
@@ -60,7 +60,7 @@ class PreviewState:
             if self._built is None or version != self._version:
                 config = load_config(self.config_path)
                 store = Store(config.database_url())
-                self._built = (config, Composer(config, secret=signing_secret(store)), store)
+                self._built = (config, Composer(config, secret=store.signing_secret()), store)
                 self._version = self.version()
             return self._built
 

@@ -15,9 +15,9 @@ from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
-from ..errors import DigestError
 from ..render.links import email_from_token
 from ..store.ledger import Ledger
+from .server import http_server
 
 log = logging.getLogger("digest.web")
 
@@ -70,11 +70,3 @@ def make_handler(secret: str, ledger: Ledger) -> type[BaseHTTPRequestHandler]:
 def unsubscribe_server(address: str, secret: str, ledger: Ledger) -> ThreadingHTTPServer:
     host, _, port = address.rpartition(":")
     return http_server(host or "127.0.0.1", int(port), make_handler(secret, ledger), hint="change `listen:`")
-
-
-def http_server(host: str, port: int, handler: type[BaseHTTPRequestHandler], *, hint: str) -> ThreadingHTTPServer:
-    """A server on host:port; a port in use (or not allowed) is the user's to fix, not a bug."""
-    try:
-        return ThreadingHTTPServer((host, port), handler)
-    except OSError as exc:
-        raise DigestError(f"cannot listen on {host}:{port}: {exc.strerror or exc}", hint=hint) from None

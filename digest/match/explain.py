@@ -1,0 +1,23 @@
+"""Why a paper is in a digest, in one line: `matched "KV cache" in title; 42 upvotes`."""
+
+from __future__ import annotations
+
+from ..models import Paper
+from .topics import Found
+from .weights import TITLE
+
+
+def explain(found: Found, paper: Paper) -> str:
+    parts: list[str] = []
+    distinct = list(dict.fromkeys(found.terms))
+    ordered = [t for t in distinct if t[1] & TITLE] + [t for t in distinct if not t[1] & TITLE]
+    shown = [f'"{text}" in {"title" if bits & TITLE else "abstract"}' for text, bits in ordered[:3]]
+    if shown:
+        parts.append("matched " + ", ".join(shown) + (f" (+{len(ordered) - 3} more)" if len(ordered) > 3 else ""))
+    if found.authors:
+        parts.append("by " + ", ".join(dict.fromkeys(found.authors)))
+    if found.categories and not shown and not found.authors:
+        parts.append("in " + ", ".join(dict.fromkeys(found.categories)))
+    if paper.upvotes:
+        parts.append(f"{paper.upvotes} upvote{'s' * (paper.upvotes != 1)}")
+    return "; ".join(parts)

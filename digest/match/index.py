@@ -1,0 +1,184 @@
+"""The papers scanned once against the term table: postings, author and category indexes, per-paper arrays."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..models import Paper
+from .normalise import raw_words, words_with_compounds
+from .terms import TermTable
+from .weights import (
+    _COUNT_CAP,
+    _FIELD_BITS,
+    _ONE_MORE,
+    ABSTRACT,
+    ABSTRACT_WEIGHT,
+    PHRASE_WEIGHT,
+    REPEAT_WEIGHT,
+    TITLE,
+    TITLE_WEIGHT,
+)
+
+
+@dataclass(frozen=True)
+class AuthorName:
+    last: str
+    initial: str
+    first: str | None  # None when only an initial is known
+
+    @classmethod
+    def parse(cls, name: str) -> AuthorName | None:
+        if "," in name:  # "Dao, Tri"
+            last_part, _, first_part = name.partition(",")
+            name = f"{first_part} {last_part}"
+        parts = raw_words(name)
+        if not parts:
+            return None
+        first = parts[0] if len(parts) > 1 else ""
+        return cls(parts[-1], first[:1], first if len(first) > 1 else None)
+
+    def same_person(self, other: AuthorName) -> bool:
+        """"Tri Dao" = "T. Dao" = "Dao, Tri"; "Tri Dao" ≠ "Tom Dao"."""
+        if self.last != other.last or self.initial != other.initial:
+            return False
+        return self.first is None or other.first is None or self.first == other.first
+
+
+def _category_ok(category: str, pattern: str) -> bool:
+    """`pattern` is lower-case: ``cs.cl``, or a whole archive ``cs.*`` / ``cs``."""
+    if pattern.endswith("*") or "." not in pattern:
+        return category.startswith(pattern.rstrip("*").rstrip(".") + ".")
+    return category == pattern
+
+
+class PaperIndex:
+    """The papers scanned once against a term table: postings, author and category indexes,
+    and per-paper arrays (upvotes, first seen, id order) for ranking."""
+
+    def __init__(self, papers: Sequence[Paper], table: TermTable) -> None:
+        self.papers = list(papers)
+        self.size = size = len(self.papers)
+        self.position = {p.id: i for i, p in enumerate(self.papers)}
+        self.hits: dict[int, dict[int, int]] = {}  # term id -> paper index -> TITLE|ABSTRACT bits
+        self.by_category: dict[str, list[int]] = {}
+        self.by_author: dict[str, list[tuple[int, AuthorName]]] = {}
+        for index, paper in enumerate(self.papers):
+            self._scan(index, paper, table)
+        self.upvotes = np.array([p.upvotes or 0 for p in self.papers], dtype=np.float64)
+        self.seen = np.array([p.first_seen_at.timestamp() if p.first_seen_at else np.nan for p in self.papers])
+        self.id_rank = np.empty(size, dtype=np.int64)
+        self.id_rank[sorted(range(size), key=lambda i: self.papers[i].id)] = np.arange(size)
+        self.by_upvotes = sorted((i for i in range(size) if self.papers[i].upvotes),
+                                 key=lambda i: (-self.upvotes[i], self.papers[i].id))
+        self.nothing = np.zeros(size, dtype=bool)
+        self.nothing.flags.writeable = False
+        # Dense arrays are made on demand and kept within a fixed budget (about 64 MiB, emptied
+        # when full), never per subscriber.
+        self._capacity = max(256, (64 << 20) // max(1, 8 * size))
+        self._dense: dict[object, np.ndarray] = {}
+
+    def _scan(self, index: int, paper: Paper, table: TermTable) -> None:
+        hits, by_first, prefixes, longest = self.hits, table.by_first, table.prefixes, table.longest_prefix
+
+        def hit(term_id: int, bit: int) -> None:
+            postings = hits.setdefault(term_id, {})
+            value = postings.get(index, 0) | bit
+            if bit == ABSTRACT and value < _COUNT_CAP:
+                value += _ONE_MORE  # how often the abstract says it, in the bits above
+            postings[index] = value
+
+        for bit, text in ((TITLE, paper.title), (ABSTRACT, paper.abstract)):
+            sequence, joined = words_with_compounds(text)
+            size = len(sequence)
+            for position, word in enumerate(sequence):
+                for phrase, term_id in by_first.get(word, ()):
+                    length = len(phrase)
+                    if length == 1 or (position + length <= size and tuple(sequence[position:position + length]) == phrase):
+                        hit(term_id, bit)
+            for word in joined:
+                for phrase, term_id in by_first.get(word, ()):
+                    if len(phrase) == 1:
+                        hit(term_id, bit)
+            if prefixes:
+                for word in set(raw_words(text)):
+                    for length in range(3, min(len(word), longest) + 1):
+                        for term_id in prefixes.get(word[:length], ()):
+                            hit(term_id, bit)
+        for category in paper.categories:
+            self.by_category.setdefault(category.lower(), []).append(index)
+        for name in paper.authors:
+            author = AuthorName.parse(name)
+            if author:
+                self.by_author.setdefault(author.last, []).append((index, author))
+
+    def _cached(self, key: object, make: Callable[[], np.ndarray]) -> np.ndarray:
+        dense = self._dense.get(key)
+        if dense is None:
+            if len(self._dense) >= self._capacity:
+                self._dense.clear()
+            dense = self._dense[key] = make()
+            dense.flags.writeable = False
+        return dense
+
+    def term_bits(self, term_id: int | None) -> np.ndarray | None:
+        """TITLE|ABSTRACT bits of one term in every paper; None when it occurs in none."""
+        postings = self.hits.get(term_id) if term_id is not None else None
+        if not postings:
+            return None
+
+        def make() -> np.ndarray:
+            dense = np.zeros(self.size, dtype=np.uint8)
+            dense[list(postings)] = list(postings.values())
+            return dense
+
+        return self._cached(("term", term_id), make)
+
+    def term_weights(self, term_id: int | None, field: str | None, phrase: bool) -> np.ndarray | None:
+        """What one term adds to the relevance of every paper (None when it occurs in none)."""
+        bits = self.term_bits(term_id)
+        if bits is None:
+            return None
+        factor = PHRASE_WEIGHT if phrase else 1.0
+
+        def make() -> np.ndarray:
+            title = (bits & TITLE) != 0 if field in (None, "title") else self.nothing
+            mentions = np.minimum(bits >> 2, 4).astype(np.float64) if field in (None, "abstract") else 0.0
+            abstract = np.where(mentions > 0, ABSTRACT_WEIGHT + REPEAT_WEIGHT * (mentions - 1), 0.0)
+            return np.maximum(np.where(title, TITLE_WEIGHT, 0.0), abstract) * factor
+
+        return self._cached(("weights", term_id, field), make)
+
+    def term_present(self, term_id: int | None, field: str | None = None) -> np.ndarray:
+        """Papers in which the term occurs (in the field, if given)."""
+        bits = self.term_bits(term_id)
+        if bits is None:
+            return self.nothing
+        return self._cached(("present", term_id, field), lambda: (bits & _FIELD_BITS[field]) != 0)
+
+    def rank_keys(self, scores: np.ndarray, which: np.ndarray) -> np.ndarray:
+        """One int64 per paper that sorts like (score desc, upvotes desc, id asc), for scores
+        already rounded to 4 decimals: argpartition can then pick the best few."""
+        score = np.rint(scores[which] * 10_000).astype(np.int64)  # 0 .. 10,000
+        upvotes = np.minimum(self.upvotes[which], (1 << 20) - 1).astype(np.int64)
+        return ((20_000 - score) << 41) | (((1 << 20) - 1 - upvotes) << 21) | self.id_rank[which]
+
+    def category_mask(self, pattern: str) -> np.ndarray:
+        def make() -> np.ndarray:
+            mask = np.zeros(self.size, dtype=bool)
+            for category, papers in self.by_category.items():
+                if _category_ok(category, pattern):
+                    mask[papers] = True
+            return mask
+
+        return self._cached(("category", pattern), make)
+
+    def author_mask(self, wanted: AuthorName) -> np.ndarray:
+        def make() -> np.ndarray:
+            mask = np.zeros(self.size, dtype=bool)
+            mask[[i for i, a in self.by_author.get(wanted.last, ()) if a.same_person(wanted)]] = True
+            return mask
+
+        return self._cached(("author", wanted), make)

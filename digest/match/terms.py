@@ -1,0 +1,78 @@
+"""The term table: every distinct keyword, phrase and wildcard of every topic, each with one id."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+from ..config import Subscriber, Topic
+from ..query import Node, parse_query, terms
+from .normalise import joined, term_key
+
+
+@dataclass
+class TermTable:
+    """Every distinct keyword, phrase and wildcard of every topic, each with one id."""
+
+    ids: dict[tuple[tuple[str, ...], bool], int] = field(default_factory=dict)
+    by_first: dict[str, list[tuple[tuple[str, ...], int]]] = field(default_factory=dict)
+    prefixes: dict[str, list[int]] = field(default_factory=dict)
+    longest_prefix: int = 0
+    phrase: list[bool] = field(default_factory=list)  # term id -> several words
+    _lookup: dict[tuple[str, bool], int | None] = field(default_factory=dict)
+
+    def add(self, text: str, prefix: bool = False) -> int | None:
+        known = self._lookup.get((text, prefix), -1)
+        if known != -1 and known is not None:
+            return known
+        key = self.key(text, prefix)
+        if key is None:
+            return None
+        if key in self.ids:
+            self._lookup[(text, prefix)] = self.ids[key]
+            return self.ids[key]
+        term_id = self.ids[key] = self._lookup[(text, prefix)] = len(self.ids)
+        sequence, is_prefix = key
+        self.phrase.append(len(sequence) > 1)
+        if is_prefix:
+            self.prefixes.setdefault(sequence[0], []).append(term_id)
+            self.longest_prefix = max(self.longest_prefix, len(sequence[0]))
+        else:
+            self.by_first.setdefault(sequence[0], []).append((sequence, term_id))
+            if len(sequence) > 1:  # "KV cache" also matches "KVCache" written as one word
+                self.by_first.setdefault(joined(text), []).append(((sequence[0],), term_id))
+        return term_id
+
+    def id_of(self, text: str, prefix: bool = False) -> int | None:
+        found = self._lookup.get((text, prefix), -1)
+        if found == -1:
+            key = self.key(text, prefix)
+            found = self._lookup[(text, prefix)] = None if key is None else self.ids.get(key)
+        return found
+
+    key = staticmethod(term_key)
+
+
+@lru_cache(maxsize=65_536)
+def _parsed(query: str) -> Node:
+    return parse_query(query)
+
+
+def _topic_terms(topic: Topic) -> Iterator[tuple[str, bool]]:
+    for keyword in (*topic.keywords, *topic.exclude):
+        yield keyword.rstrip("*"), keyword.endswith("*")
+    if topic.query:
+        for term in terms(_parsed(topic.query)):
+            if term.field in (None, "title", "abstract"):
+                yield term.text, term.prefix
+
+
+def compile_terms(subscribers: Iterable[Subscriber]) -> TermTable:
+    """One table for the topics of all subscribers (distinct terms only)."""
+    table = TermTable()
+    for subscriber in subscribers:
+        for topic in subscriber.topics:
+            for text, prefix in _topic_terms(topic):
+                table.add(text, prefix)
+    return table

@@ -1,0 +1,175 @@
+"""One topic compiled against the term table, evaluated on all papers at once; what a paper matched."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+import numpy as np
+
+from ..config import Defaults, Subscriber, Topic
+from ..query import And, Node, Not, Term
+from .index import AuthorName, PaperIndex, _category_ok
+from .terms import TermTable, _parsed
+from .weights import _FIELD_BITS, ABSTRACT, AUTHOR_WEIGHT, CATEGORY_WEIGHT, SATURATION, TITLE
+
+
+@dataclass(frozen=True)
+class Settings:
+    """A subscriber's effective limits (their own value, else the defaults)."""
+
+    max_papers: int
+    max_per_topic: int | None
+    trending: int
+    lookback: timedelta
+
+    @classmethod
+    def of(cls, subscriber: Subscriber, defaults: Defaults) -> Settings:
+        def pick(name: str):  # type: ignore[no-untyped-def]
+            own = getattr(subscriber, name)
+            return own if own is not None else getattr(defaults, name)
+
+        return cls(pick("max_papers"), pick("max_per_topic"), pick("trending"), pick("lookback"))
+
+
+@dataclass
+class Found:
+    """How one paper satisfied one topic: what the explanation says."""
+
+    terms: list[tuple[str, int]] = field(default_factory=list)  # display text, TITLE|ABSTRACT bits
+    authors: list[str] = field(default_factory=list)
+    categories: list[str] = field(default_factory=list)
+
+
+def _polarity(node: Node, positive: bool = True) -> Iterator[tuple[Term, bool]]:
+    """Each term of a query with whether it counts for the paper (not under an odd number of NOTs)."""
+    if isinstance(node, Term):
+        yield node, positive
+    elif isinstance(node, Not):
+        yield from _polarity(node.operand, not positive)
+    else:
+        for child in node.operands:
+            yield from _polarity(child, positive)
+
+
+class TopicPlan:
+    """One topic compiled against the term table: evaluated on all papers at once."""
+
+    def __init__(self, topic: Topic, table: TermTable) -> None:
+        self.name = topic.name
+        self.keywords = [(k, table.id_of(k.rstrip("*"), k.endswith("*"))) for k in topic.keywords]
+        self.excludes = [t for k in topic.exclude if (t := table.id_of(k.rstrip("*"), k.endswith("*"))) is not None]
+        self.authors = [(n, a) for n in topic.authors if (a := AuthorName.parse(n))]
+        self.categories = [c.lower() for c in topic.categories]
+        self.min_upvotes = topic.min_upvotes
+        self.query = _parsed(topic.query) if topic.query else None
+        self.table = table
+        self.counted = [t for t, positive in _polarity(self.query) if positive] if self.query else []
+        # What an explanation shows: the keywords and counted query terms, authors and categories.
+        self.shown_terms = [(k, t, TITLE | ABSTRACT) for k, t in self.keywords if t is not None]
+        self.shown_authors = [a for _, a in self.authors]
+        self.shown_categories = list(self.categories)
+        for term in self.counted:
+            if term.field == "author":
+                if author := AuthorName.parse(term.text):
+                    self.shown_authors.append(author)
+            elif term.field == "category":
+                self.shown_categories.append(term.text.lower() + ("*" if term.prefix else ""))
+            elif (term_id := table.id_of(term.text, term.prefix)) is not None:
+                self.shown_terms.append((term.text + ("*" if term.prefix else ""), term_id, _FIELD_BITS[term.field]))
+
+    # -- all papers at once
+
+    def evaluate(self, index: PaperIndex) -> tuple[np.ndarray, np.ndarray]:
+        """(mask of the papers that satisfy every criterion, their relevance 0..1)."""
+        raw = np.zeros(index.size)
+        mask: np.ndarray | None = None
+        by_author: np.ndarray | None = None
+        in_category: np.ndarray | None = None
+        phrase = self.table.phrase
+        if self.keywords:
+            for _, term_id in self.keywords:
+                weights = index.term_weights(term_id, None, term_id is not None and phrase[term_id])
+                if weights is not None:
+                    raw += weights
+            mask = raw > 0  # any keyword, anywhere
+        if self.query is not None:
+            leaves: dict[Term, np.ndarray] = {}
+            satisfied = self._truth(self.query, index, leaves)
+            mask = satisfied if mask is None else mask & satisfied
+            for term in self.counted:
+                if term.field == "author":
+                    by_author = leaves[term] if by_author is None else by_author | leaves[term]
+                elif term.field == "category":
+                    in_category = leaves[term] if in_category is None else in_category | leaves[term]
+                else:
+                    term_id = self.table.id_of(term.text, term.prefix)
+                    weights = index.term_weights(term_id, term.field, term_id is not None and phrase[term_id])
+                    if weights is not None:
+                        raw += weights
+        if self.categories:
+            wanted = index.nothing
+            for pattern in self.categories:
+                wanted = wanted | index.category_mask(pattern)
+            mask = wanted if mask is None else mask & wanted
+            in_category = wanted if in_category is None else in_category | wanted
+        if self.authors:
+            wanted = index.nothing
+            for _, author in self.authors:
+                wanted = wanted | index.author_mask(author)
+            mask = wanted if mask is None else mask & wanted
+            by_author = wanted if by_author is None else by_author | wanted
+        if self.min_upvotes is not None:
+            enough = index.upvotes >= self.min_upvotes
+            mask = enough if mask is None else mask & enough
+        assert mask is not None  # a topic always has a criterion (config validation)
+        for term_id in self.excludes:
+            mask = mask & ~index.term_present(term_id)
+        if by_author is not None:
+            raw += AUTHOR_WEIGHT * by_author
+        if in_category is not None:
+            raw += CATEGORY_WEIGHT * in_category
+        return mask, 1.0 - np.exp(-raw / SATURATION)
+
+    def _truth(self, node: Node, index: PaperIndex, leaves: dict[Term, np.ndarray]) -> np.ndarray:
+        if isinstance(node, Term):
+            if node not in leaves:
+                leaves[node] = self._leaf(node, index)
+            return leaves[node]
+        if isinstance(node, Not):
+            return ~self._truth(node.operand, index, leaves)
+        parts = [self._truth(child, index, leaves) for child in node.operands]
+        combine = np.logical_and if isinstance(node, And) else np.logical_or
+        return combine.reduce(parts)
+
+    def _leaf(self, term: Term, index: PaperIndex) -> np.ndarray:
+        if term.field == "author":
+            wanted = AuthorName.parse(term.text)
+            return index.author_mask(wanted) if wanted else index.nothing
+        if term.field == "category":
+            return index.category_mask(term.text.lower() + ("*" if term.prefix else ""))
+        return index.term_present(self.table.id_of(term.text, term.prefix), term.field)
+
+    # -- one paper, for its explanation
+
+    def found(self, index: PaperIndex, i: int) -> Found:
+        paper, hits = index.papers[i], index.hits
+        found = Found()
+        found.terms = [(text, bits) for text, term_id, field_bits in self.shown_terms
+                       if (bits := hits.get(term_id, _NO_HITS).get(i, 0) & field_bits)]
+        if self.shown_authors:
+            found.authors = [n for n in paper.authors
+                             if (a := AuthorName.parse(n)) and any(a.same_person(w) for w in self.shown_authors)]
+        if self.shown_categories:
+            found.categories = [c for c in paper.categories
+                                if any(_category_ok(c.lower(), p) for p in self.shown_categories)]
+        return found
+
+
+_NO_HITS: dict[int, int] = {}
+
+
+def _topic_key(topic: Topic) -> tuple:
+    return (topic.name, tuple(topic.keywords), topic.query, tuple(topic.exclude), tuple(topic.categories),
+            tuple(topic.authors), topic.min_upvotes)
