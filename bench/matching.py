@@ -26,7 +26,7 @@ from digest.match.matcher import Matcher  # noqa: E402
 from digest.match.normalise import words  # noqa: E402
 from digest.models import Paper  # noqa: E402
 
-SAMPLES = Path(__file__).resolve().parents[1] / "digest" / "samples"
+SAMPLES = Path(__file__).resolve().parents[1] / "tests" / "data" / "samples"  # real titles, made-up ids
 NOW = datetime(2026, 11, 22, 7, 30, tzinfo=UTC)
 
 VOCABULARY = [

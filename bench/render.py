@@ -26,7 +26,7 @@ from digest.models import Digest, DigestEntry, Paper, Section  # noqa: E402
 from digest.render.compose import Composer, fit, probe_values  # noqa: E402
 from digest.render.renderer import CompiledRenderer, NaiveRenderer  # noqa: E402
 
-SAMPLES = Path(__file__).resolve().parents[1] / "digest" / "samples"
+SAMPLES = Path(__file__).resolve().parents[1] / "tests" / "data" / "samples"  # real titles, made-up ids
 NOW = datetime(2026, 11, 22, 7, 30, tzinfo=UTC)
 TERMS = ["KV cache", "quantization", "reasoning", "diffusion", "agent", "benchmark", "scaling law", "attention"]
 

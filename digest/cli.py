@@ -12,6 +12,7 @@ import sys
 import tempfile
 import webbrowser
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from rich.table import Table
 
 from . import __version__
 from .config import Config, find_subscriber, load_config, parse_duration
-from .errors import ConfigError, DigestError
+from .errors import ConfigError, DigestError, UnknownSubscriber
 from .gather.collect import gather, select_sources
 from .models import Paper, SourceReport
 from .render.present import digest_json
@@ -51,8 +52,25 @@ class App:
         return Store(self.config.database_url())
 
 
+def _config_after_command(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    if value:
+        ctx.ensure_object(App).config_path = value
+
+
+class DigestCommand(click.Command):
+    """Every command also takes -c/--config after its name (`digest validate -c x.yaml`)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.params.append(click.Option(
+            ["-c", "--config"], metavar="PATH", expose_value=False, callback=_config_after_command,
+            help="Configuration file (also accepted before the command)."))
+
+
 class DigestGroup(click.Group):
     """Turns errors into one clear line and an exit code; a traceback only with --debug."""
+
+    command_class = DigestCommand
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -62,6 +80,9 @@ class DigestGroup(click.Group):
                 err.print(f"[red]error:[/] {escape(str(problem))}", highlight=False)
             if len(exc.problems) > 1:
                 err.print(f"{len(exc.problems)} problems in the configuration", highlight=False)
+            sys.exit(2)
+        except UnknownSubscriber as exc:  # a wrong argument: the user's to fix
+            err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
             sys.exit(2)
         except DigestError as exc:
             err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
@@ -88,12 +109,37 @@ class DigestGroup(click.Group):
 @click.pass_context
 def cli(ctx: click.Context, config_path: str | None, verbose: int, debug: bool) -> None:
     """Personalised e-mail digests of new research papers."""
-    level = logging.WARNING - 10 * verbose
+    level = logging.DEBUG if debug else logging.WARNING - 10 * verbose
     logging.basicConfig(level=max(level, logging.DEBUG), format="%(levelname)s %(name)s: %(message)s")
-    # Per-source warnings are shown in the fetch summary; keep the log for -v.
-    if not verbose:
+    # Per-source warnings are shown in the fetch summary; keep the log for -v. Libraries'
+    # own chatter (urllib3's retries and pool notes) only with --debug or -vv: the one-line
+    # errors we print say what happened.
+    if not verbose and not debug:
         logging.getLogger("digest").setLevel(logging.CRITICAL)
+    if not debug and verbose < 2:
+        logging.getLogger("urllib3").setLevel(logging.CRITICAL)
     ctx.obj = App(config_path, debug)
+
+
+STARTER = Path(__file__).resolve().parent / "starter" / "subscribers.yaml"
+
+
+@cli.command()
+@click.argument("directory", default=".", type=click.Path(file_okay=False))
+@click.option("--force", is_flag=True, help="Overwrite an existing subscribers.yaml.")
+def init(directory: str, force: bool) -> None:
+    """Write a commented, working subscribers.yaml into DIRECTORY (default: here) to start from.
+
+    Example: digest init ~/paper-digest && cd ~/paper-digest && digest validate
+    """
+    target = Path(directory) / "subscribers.yaml"
+    if target.exists() and not force:
+        err.print(f"[red]error:[/] {escape(str(target))} exists; keeping it (--force to overwrite)", highlight=False)
+        sys.exit(2)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(STARTER.read_text(encoding="utf-8"), encoding="utf-8")
+    out.print(f"wrote {target}\nnext: edit sender, smtp and subscribers in it; export DIGEST_SMTP_PASSWORD=…; "
+              f"then `digest validate`, `digest fetch`, `digest preview EMAIL`", highlight=False)
 
 
 @cli.command()
@@ -103,18 +149,32 @@ def validate(app: App) -> None:
 
     Example: digest -c subscribers.yaml validate
     """
+    from .checks import check_setup
+
     config = app.config
+    findings = check_setup(config)
+    for finding in findings:
+        label = "[red]error:[/]" if finding.fatal else "[yellow]warning:[/]"
+        err.print(f"{label} {escape(str(finding))}", highlight=False)
+    errors = sum(f.fatal for f in findings)
+    if errors:
+        err.print(f"{errors} problem{'s' * (errors > 1)} to fix before `digest send` or `digest run` can work",
+                  highlight=False)
+        sys.exit(2)
     out.print(f"{config.path}: OK — {len(config.sources)} sources, {len(config.subscribers)} subscribers, "
-              f"{sum(len(s.topics) for s in config.subscribers)} topics", highlight=False)
+              f"{sum(len(s.topics) for s in config.subscribers)} topics"
+              + (f", {len(findings)} warning{'s' * (len(findings) > 1)}" if findings else ""), highlight=False)
 
 
 @cli.command()
 @click.argument("sources", nargs=-1)
+@click.option("--strict", is_flag=True, help="Exit 1 if any source failed (for cron), not only if all did.")
 @click.pass_obj
-def fetch(app: App, sources: tuple[str, ...]) -> None:
+def fetch(app: App, sources: tuple[str, ...], strict: bool) -> None:
     """Fetch the sources (all, or those named) and store new papers.
 
-    Example: digest fetch arxiv-ml hf-trending
+    Exits 0 when some sources failed (they are listed, and the others were stored), 1 when
+    all did, or with --strict when any did. Example: digest fetch arxiv-ml hf-trending
     """
     config = app.config
     selected = select_sources(config, sources)
@@ -123,7 +183,8 @@ def fetch(app: App, sources: tuple[str, ...]) -> None:
                              lambda on_report: gather(config, store, names=[s.name for s in selected],
                                                       on_report=on_report))
     _print_reports(reports)
-    if reports and all(not r.ok for r in reports):
+    failed = sum(not r.ok for r in reports)
+    if failed and (strict or failed == len(reports)):
         sys.exit(1)
 
 
@@ -145,6 +206,8 @@ def _print_reports(reports: list[SourceReport]) -> None:
     failed = sum(1 for r in reports if not r.ok)
     out.print(f"{sum(r.new for r in reports)} new papers from {len(reports) - failed} of {len(reports)} sources",
               highlight=False)
+    if failed:
+        err.print(f"{failed} of {len(reports)} sources failed", highlight=False)
 
 
 @cli.command()
@@ -165,14 +228,15 @@ def papers(app: App, since: str | None, source: str | None, fmt: str, limit: int
     if fmt == "json":
         click.echo(json.dumps([paper_json(p) for p in found], ensure_ascii=False, indent=2))
         return
-    table = Table(box=None, pad_edge=False, header_style="bold")
-    for column in ("id", "title", "first seen", "▲", "sources"):
-        table.add_column(column, overflow="ellipsis", no_wrap=column != "title")
-    for p in found:
-        table.add_row(p.id, escape(p.title), _local(p.first_seen_at), "" if p.upvotes is None else str(p.upvotes),
-                      ", ".join(p.sources))
-    out.print(table)
-    out.print(f"{len(found)} papers", highlight=False)
+    columns = [Column("id", max_width=16), Column("title", wrap=True, min_width=24), Column("first seen"),
+               Column("▲", right=True), Column("categories", max_width=12), Column("sources", max_width=14)]
+    rows = [[p.id, p.title, _local(p.first_seen_at), "" if p.upvotes is None else str(p.upvotes),
+             " ".join(p.categories) or "unknown", ", ".join(p.sources)] for p in found]
+    print_table(columns, rows)
+    unknown = sum(not p.categories for p in found)
+    out.print(f"{len(found)} papers" + (f"; {unknown} with categories unknown (not from arXiv, or the arXiv API "
+                                        "was not reached yet: the next fetch asks again)" if unknown else ""),
+              highlight=False)
 
 
 @cli.command()
@@ -214,8 +278,15 @@ def preview(app: App, email: str | None, fmt: str, since: str | None, out_file: 
     now = datetime.now(UTC)
     shown = preview_digest(config, store, subscriber, now, _since(since) if since else None)
     zone = subscriber.timezone or config.defaults.timezone
+    if shown.digest.is_empty and not config.setting(subscriber, "send_empty") and fmt != "json":
+        err.print(f"nothing new for {subscriber.email} since {_local(shown.digest.since)}: no e-mail would be "
+                  "sent (send_empty is false; `--format json` shows the empty digest, `--since 7d` looks further back)",
+                  highlight=False)
+        if not shown.stored:
+            err.print("note: no papers stored in this window; run `digest fetch` first", highlight=False)
+        return
     if fmt == "json":
-        data: str | bytes = json.dumps(digest_json(shown.digest, zone), ensure_ascii=False, indent=2) + "\n"
+        data: str | bytes = json.dumps(digest_json(shown.digest, zone, config.sender.list_name), ensure_ascii=False, indent=2) + "\n"
     else:
         composed = Composer(config, secret=store.signing_secret()).email(shown.digest, subscriber)
         data = {"text": composed.text, "html": composed.html, "eml": composed.message.as_bytes()}[fmt]
@@ -262,6 +333,33 @@ def send(app: App, emails: tuple[str, ...], dry_run: bool, to: str | None) -> No
         sys.exit(1)
 
 
+@dataclass(frozen=True)
+class Column:
+    name: str
+    wrap: bool = False  # may take several lines (titles); others stay on one
+    whole: bool = False  # never shortened (addresses): folds onto the next line if it must
+    right: bool = False
+    max_width: int | None = None
+    min_width: int | None = None
+
+
+def print_table(columns: list[Column], rows: list[list[str]]) -> None:
+    """A table that fits the terminal (80 columns included); in a pipe, plain tab-separated
+    lines with a header, nothing shortened, for scripts and `cut`/`sort`."""
+    if not out.is_terminal:
+        clean = [[" ".join(str(v).split()) for v in row] for row in rows]
+        click.echo("\n".join("\t".join(r) for r in [[c.name for c in columns], *clean]))
+        return
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for c in columns:
+        table.add_column(c.name, justify="right" if c.right else "left", no_wrap=not c.wrap,
+                         overflow="fold" if c.whole or c.wrap else "ellipsis",
+                         max_width=c.max_width, min_width=c.min_width)
+    for row in rows:
+        table.add_row(*(escape(v) for v in row))
+    out.print(table)
+
+
 def _with_progress(label: str, total: int, name: Callable[[Any], str], work: Callable[[Any], Any]) -> Any:
     """Run `work(on_item)` with a progress bar on a terminal (`on_item` is None elsewhere)."""
     if not err.is_terminal:
@@ -298,15 +396,12 @@ def status(app: App, fmt: str) -> None:
     if fmt == "json":
         click.echo(json.dumps(rows, ensure_ascii=False, indent=2))
         return
-    table = Table(box=None, pad_edge=False)
-    for column in ("subscriber", "last digest", "state", "next due", "waiting", "failures"):
-        table.add_column(column)
-    for r in rows:
-        failures = str(r["hard_failures"]) + (" [red]suspended[/]" if r["suspended"] else "") + \
-            (" unsubscribed" if r["unsubscribed"] else "")
-        table.add_row(escape(r["subscriber"]), r["last_digest_local"] or "never", r["last_state"] or "",
-                      r["next_due_local"] or "", str(r["papers_waiting"]), failures)
-    out.print(table)
+    columns = [Column("subscriber", whole=True), Column("status"), Column("last digest", wrap=True),
+               Column("next due", wrap=True), Column("waiting", right=True), Column("failures", right=True)]
+    print_table(columns, [[r["subscriber"], r["status"], r["last_digest_local"] or "never"
+                           + (f" ({r['last_state']})" if r["last_state"] and r["last_state"] != "sent" else ""),
+                           r["next_due_local"] if r["status"] == "active" else "",
+                           str(r["papers_waiting"]), str(r["hard_failures"])] for r in rows])
     for r in rows:
         if r["last_error"]:
             out.print(f"{escape(r['subscriber'])}: {escape(r['last_error'])}", highlight=False)

@@ -167,6 +167,9 @@ class _Strict(BaseModel):
 class Sender(_Strict):
     from_: Mailbox = Field(alias="from")
     reply_to: Email | None = None
+    # The list's name: in every subject, the e-mail's heading and footer, and List-Id (so
+    # subscribers can filter on it).
+    list_name: Annotated[str, Field(min_length=1, max_length=60, pattern=r"^[^\r\n<>]+$")] = "Paper digest"
 
 
 class Smtp(_Strict):
@@ -176,6 +179,7 @@ class Smtp(_Strict):
     username: str | None = None
     password_env: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     timeout: float = Field(default=30.0, gt=0)
+    greeting_timeout: float = Field(default=5.0, gt=0)  # a port that does not speak SMTP fails this fast
     verify_certificates: bool = True
     ca_file: str | None = None  # a private CA to trust (PEM), relative to this file
     rate_limit: float | None = Field(default=None, gt=0, description="messages per second")
@@ -197,21 +201,36 @@ class _SourceBase(_Strict):
 
 
 class ArxivSource(_SourceBase):
-    """arXiv's daily RSS/Atom listing of one or more categories."""
+    """arXiv's daily RSS/Atom listing of one or more categories (or the listing at `url`)."""
 
     type: Literal["arxiv"]
-    categories: Categories = Field(min_length=1)
+    categories: Categories = []
     announce_types: list[Literal["new", "cross", "replace", "replace-cross"]] = ["new", "cross"]
     format: Literal["rss", "atom"] = "rss"
+    # A listing older than the day arXiv should have announced is reported as stale; off for
+    # a saved capture (the demo's samples, an archive).
+    warn_stale: bool = True
+
+    @model_validator(mode="after")
+    def _categories_or_url(self) -> ArxivSource:
+        if not self.categories and not self.url:
+            raise _error("arxiv", "an arxiv source needs `categories` (e.g. [cs.CL, cs.LG]) or a `url`")
+        return self
 
 
 class ArxivApiSource(_SourceBase):
     """An arXiv API search (export.arxiv.org/api/query), newest first."""
 
     type: Literal["arxiv-api"]
-    query: str = Field(min_length=1)
+    query: str | None = Field(default=None, min_length=1)
     max_results: int = Field(default=100, ge=1, le=2000)
     request_interval: float = Field(default=3.0, ge=0, description="arXiv asks for 3 s between requests")
+
+    @model_validator(mode="after")
+    def _query_or_url(self) -> ArxivApiSource:
+        if not self.query and not self.url:
+            raise _error("arxiv-api", "an arxiv-api source needs a `query` (e.g. 'abs:\"KV cache\"') or a `url`")
+        return self
 
 
 class HuggingFaceSource(_SourceBase):
@@ -219,6 +238,10 @@ class HuggingFaceSource(_SourceBase):
 
     type: Literal["huggingface"]
     limit: int = Field(default=100, ge=1, le=1000)
+    # Hugging Face gives no arXiv categories: ask the arXiv API for them (one request per
+    # 100 papers, 3 s apart; once per paper, the answer kept in the store).
+    fill_categories: bool = True
+    categories_url: str = "https://export.arxiv.org/api/query"
 
 
 class FeedSource(_SourceBase):
@@ -312,6 +335,7 @@ class Config(_Strict):
     subscribers: list[Subscriber] = []
     # Where the file was read from: relative paths (state, templates, local feeds) resolve against it.
     _path: Path = PrivateAttr(default=Path(DEFAULT_CONFIG))
+    _raw: Any = PrivateAttr(default=None)  # the YAML as read, to locate later findings by line
 
     @property
     def path(self) -> Path:
@@ -329,6 +353,15 @@ class Config(_Strict):
             if rest and rest != ":memory:":
                 return prefix + str(self.directory / rest)
         return self.state
+
+    def setting(self, subscriber: Subscriber, name: str) -> Any:
+        """A subscriber's own value of a setting they may override (send_empty, trending…), else the default."""
+        own = getattr(subscriber, name)
+        return own if own is not None else getattr(self.defaults, name)
+
+    def line_of(self, *path: str | int) -> int | None:
+        """The line in the file of a key path such as ("smtp", "password_env"), when read from a file."""
+        return _line(self._raw, path) if self._raw is not None else None
 
     def source(self, name: str) -> Source:
         for source in self.sources:
@@ -371,8 +404,8 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
     try:
         text = file.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError([Problem(shown, None, "", "file not found (create it from the example "
-                                   "subscribers.yaml, or pass -c PATH / set $DIGEST_CONFIG)")]) from None
+        raise ConfigError([Problem(shown, None, "", "file not found (`digest init` writes a commented "
+                                   "example to start from; or pass -c PATH / set $DIGEST_CONFIG)")]) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError([Problem(shown, None, "", f"cannot read the file: {exc}")]) from None
     return parse_config(text, file, shown=shown)
@@ -398,6 +431,7 @@ def parse_config(text: str, path: Path, *, shown: str | None = None) -> Config:
     try:
         config = Config.model_validate(raw)
         config._path = path
+        config._raw = raw
     except ValidationError as exc:
         problems += [_locate(err, raw, shown) for err in exc.errors()]
         config = None
@@ -430,6 +464,26 @@ def _cross_checks(raw: Any, shown: str) -> list[Problem]:
 
     duplicates("subscribers", "email", True, "subscriber")
     duplicates("sources", "name", False, "source name")
+
+    # A subscriber with nothing to match would never get a digest.
+    defaults = raw.get("defaults") if isinstance(raw.get("defaults"), dict) else {}
+    for index, item in enumerate(raw.get("subscribers") or []):
+        if not isinstance(item, dict) or item.get("topics"):
+            continue
+        trending = item.get("trending", defaults.get("trending"))
+        if not (isinstance(trending, int) and trending > 0):
+            key = (("subscribers", index, "topics") if "topics" in item else ("subscribers", index))
+            problems.append(Problem(
+                shown, _line(raw, key), _dotted(key),
+                "no topics: add at least one topic (a name and keywords), or `trending: N` for the "
+                "trending list alone; otherwise this subscriber never gets a digest"))
+
+    smtp = raw.get("smtp")
+    if isinstance(smtp, dict) and smtp.get("username") and not smtp.get("password_env"):
+        problems.append(Problem(
+            shown, _line(raw, ("smtp", "username")), "smtp.username",
+            "a username needs a password: add `password_env: DIGEST_SMTP_PASSWORD` (the name of the "
+            "environment variable that holds it), or remove `username` for a server without login"))
     return problems
 
 

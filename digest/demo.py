@@ -1,6 +1,10 @@
 """`digest demo`: the whole cycle offline. A capture SMTP server on 127.0.0.1, a temporary
 state database, the sample feeds shipped in the package and three demo subscribers: fetch,
-match, render, send; the received messages are written as .eml and .html files."""
+match, render, send; the received messages are written as .eml and .html files.
+
+The samples are real: a Hugging Face /api/daily_papers response and an arXiv Atom listing,
+captured from the services (real ids, authors, links), and the titles and abstracts of ~425
+papers from captures of the Daily Papers page (no ids there: those link to an arXiv search)."""
 
 from __future__ import annotations
 
@@ -43,8 +47,8 @@ subscribers:
     topics:
       - name: Alignment
         query: '(RLHF OR "preference optimization" OR DPO OR "reward model*") AND NOT title:survey'
-      - name: Vision
-        categories: [cs.CV]
+      - name: Agents
+        keywords: [LLM agent, agentic, web agent, tool use]
   - email: chen@example.org
     name: Chen
     timezone: Asia/Shanghai
@@ -90,10 +94,10 @@ def run_demo(folder: Path | None = None) -> DemoResult:
         with tempfile.TemporaryDirectory(prefix="digest-demo-state-") as work:
             config_path = Path(work) / "subscribers.yaml"
             sources = [
-                {"name": "arxiv", "type": "arxiv", "categories": ["cs.CL", "cs.LG", "cs.CV", "cs.AI"],
-                 "url": str(SAMPLES / "arxiv-listing.rss.xml")},
-                {"name": "hf-trending", "type": "huggingface", "url": str(SAMPLES / "hf-daily-papers.json")},
-                {"name": "journal", "type": "feed", "url": str(SAMPLES / "journal.atom.xml")},
+                {"name": "arxiv", "type": "arxiv", "format": "atom", "warn_stale": False,
+                 "url": str(SAMPLES / "arxiv-atom-2025-08-20.xml")},
+                {"name": "hf-trending", "type": "huggingface", "url": str(SAMPLES / "hf-daily-papers-2026-06-12.json")},
+                {"name": "daily-papers-pages", "type": "feed", "url": str(SAMPLES / "daily-papers-pages.atom.xml")},
             ]
             config_path.write_text(
                 'sender:\n  from: "Paper Digest <digest@example.org>"\n  reply_to: admin@example.org\n'

@@ -1,11 +1,15 @@
-"""Build the sample feeds shipped in digest/samples/ from the Hugging Face page captures.
+"""Build feeds from the captures of the Hugging Face Daily Papers page (../shared/seeds).
 
     python scripts/build_samples.py [../shared/seeds]
 
-The captures hold real titles, abstracts, author counts, dates and upvotes, but no arXiv
-ids, author names or categories: those are made up here, deterministically, and marked as
-samples. The output is an arXiv-style RSS listing, a Hugging Face /api/daily_papers JSON
-that shares most of its papers with the listing (to show merging), and a journal Atom feed.
+The captures hold real titles, abstracts, author counts and upvotes, but no arXiv ids,
+author names or categories. Two outputs:
+
+- digest/samples/daily-papers-pages.atom.xml (shipped, read by `digest demo`): only what is
+  real, as an Atom feed; each entry links to an arXiv title search, never to a made-up id.
+- tests/data/samples/ (test fixtures): an arXiv-style RSS listing, a Hugging Face JSON that
+  shares most of its papers with it (merging) and a journal Atom feed, with ids, authors and
+  categories made up here, deterministically, and marked as samples. Never shown to users.
 """
 
 from __future__ import annotations
@@ -17,10 +21,13 @@ import sys
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from pathlib import Path
+from urllib.parse import urlencode
 from xml.sax.saxutils import escape
 
 SEEDS = Path(sys.argv[1] if len(sys.argv) > 1 else "../shared/seeds")
-OUT = Path(__file__).resolve().parents[1] / "digest" / "samples"
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "tests" / "data" / "samples"
+SHIPPED = ROOT / "digest" / "samples"
 LISTING_DATE = datetime(2026, 11, 20, 5, 0, tzinfo=UTC)  # a Friday, 00:00 US Eastern
 
 FOOTER = re.compile(r"^\s*•\s*(\d+)\s+authors?\s*\n·\s*\n([A-Z][a-z]{2} \d{1,2}(?:, \d{4})?)(?:\s+(\d+))?\s*$", re.M)
@@ -159,8 +166,34 @@ def atom(papers: list[dict]) -> str:
 """
 
 
+def pages_feed(papers: list[dict]) -> str:
+    """Only what the captures hold: title and abstract; the link searches arXiv for the title."""
+    entries = []
+    for p in papers:
+        key = hashlib.sha256(p["title"].encode()).hexdigest()[:16]
+        search = "https://arxiv.org/search/?" + urlencode({"query": p["title"], "searchtype": "title"})
+        entries.append(f"""  <entry>
+    <id>tag:paper-digest.example,2026:daily-papers-page:{key}</id>
+    <title>{escape(p['title'])}</title>
+    <link href="{escape(search)}"/>
+    <summary>{escape(p['abstract'])}</summary>
+  </entry>""")
+    return f"""<?xml version="1.0" encoding="utf-8"?>
+<!-- Real titles and abstracts from captures of the Hugging Face Daily Papers page; no ids or
+     authors (the captures have none). Each link searches arXiv for the title. -->
+<feed xmlns="http://www.w3.org/2005/Atom">
+  <id>tag:paper-digest.example,2026:daily-papers-page</id>
+  <title>Hugging Face Daily Papers, captured pages</title>
+{chr(10).join(entries)}
+</feed>
+"""
+
+
 def main() -> None:
-    papers = [decorate(i, p) for i, p in enumerate(seed_papers())]
+    seeds = seed_papers()
+    SHIPPED.mkdir(parents=True, exist_ok=True)
+    (SHIPPED / "daily-papers-pages.atom.xml").write_text(pages_feed(seeds), encoding="utf-8")
+    papers = [decorate(i, dict(p)) for i, p in enumerate(seeds)]
     with_votes = [p for p in papers if p["upvotes"] is not None]
     without = [p for p in papers if p["upvotes"] is None]
     # The listing: all but 20 voted papers (HF-only) and 15 others (journal-only); HF: all voted ones.

@@ -87,7 +87,8 @@ def write_config(directory: Path, sources: list[dict], *, extra: str = "") -> Pa
 
     lines = ['sender:', '  from: "Paper Digest <digest@example.org>"', "sources:"]
     lines += [f"  - {json.dumps(source)}" for source in sources] or ["  []"]
-    lines += ["subscribers:", "  - email: alice@example.org", extra]
+    lines += ["subscribers:", "  - email: alice@example.org",
+              extra or "    topics: [{name: Language models, keywords: [language model, LLM]}]"]
     path = directory / "subscribers.yaml"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path

@@ -98,6 +98,8 @@ def test_config_mistakes_exit_2_with_every_problem(tmp_path):
     assert result.returncode == 2
     lines = [l for l in result.stderr.splitlines() if l.startswith("error:")]
     assert lines == [
+        "error: subscribers.yaml:4 subscribers[0]: no topics: add at least one topic (a name and keywords), "
+        "or `trending: N` for the trending list alone; otherwise this subscriber never gets a digest",
         "error: subscribers.yaml:4 subscribers[0].email: invalid e-mail address 'nope': "
         "An email address must have an @-sign.",
         "error: subscribers.yaml:5 subscribers[0].timezone: unknown time zone 'Mars/Base' "
@@ -123,7 +125,7 @@ def test_unwritable_state_is_a_clear_error(tmp_path):
     assert result.returncode == 1 and "state database" in result.stderr and "state:" in result.stderr
 
 
-SAMPLES = ROOT / "digest" / "samples"
+SAMPLES = ROOT / "tests" / "data" / "samples"  # real titles, made-up ids and authors
 
 
 def test_preview_json_on_the_shipped_samples(tmp_path):
@@ -163,7 +165,7 @@ def test_preview_json_on_the_shipped_samples(tmp_path):
     text = digest("-c", str(config), "preview", "alice@example.org", "--since", "1h")
     assert text.returncode == 0 and "## Efficient inference" in text.stdout
     nobody = digest("-c", str(config), "preview", "alise@example.org")
-    assert nobody.returncode == 1 and "did you mean 'alice@example.org'" in nobody.stderr
+    assert nobody.returncode == 2 and "did you mean 'alice@example.org'" in nobody.stderr  # the user's to fix
 
 
 def test_validate_reports_query_syntax_errors_with_positions(tmp_path):

@@ -10,7 +10,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "digest"
 STAGES = ["gather", "match", "render", "deliver", "web"]
 BASE = {"models", "errors", "config", "query", "store"}
-TOP = {"cli", "daemon", "demo", "__main__", "__init__"}
+TOP = {"cli", "checks", "daemon", "demo", "__main__", "__init__"}
 
 
 def module_name(path: Path) -> str:

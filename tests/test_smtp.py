@@ -97,7 +97,7 @@ def test_refused_login_names_the_keys_and_loses_nothing(tmp_path, fetched_db, ce
         result = send(config, "wrong")
         assert result.returncode == 1
         assert "SMTP login to 127.0.0.1" in result.stderr and "refused" in result.stderr
-        assert "smtp.username" in result.stderr and "smtp.password_env" in result.stderr
+        assert "smtp.username" in result.stderr and "$DIGEST_TEST_PASSWORD" in result.stderr  # the actual variable
         assert "2 sent" in send(config, "s3cret").stdout
 
 

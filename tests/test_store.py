@@ -19,7 +19,7 @@ from digest.store.database import MIGRATIONS
 from .conftest import REALWORLD, write_config
 
 T0 = datetime(2026, 11, 20, 6, 0, tzinfo=UTC)
-SAMPLES = Path(__file__).resolve().parents[1] / "digest" / "samples"
+SAMPLES = Path(__file__).resolve().parents[1] / "tests" / "data" / "samples"  # real titles, made-up ids
 
 
 def paper(**kw) -> Paper:

@@ -179,7 +179,7 @@ class Delivery:
         return jobs
 
     def _send_empty(self, subscriber: Subscriber) -> bool:
-        return subscriber.send_empty if subscriber.send_empty is not None else self.config.defaults.send_empty
+        return bool(self.config.setting(subscriber, "send_empty"))
 
     # ------------------------------------------------------------ sending
 

@@ -64,37 +64,67 @@ class SmtpSender:
 
     def open(self) -> smtplib.SMTP:
         s = self.settings
+        greeting = min(s.greeting_timeout, s.timeout)
+        greeted = False
         try:
+            # Connect and wait for the 220 greeting briefly: a port that speaks something other
+            # than SMTP (HTTP, IMAP's wrong side) stays silent, and that should fail in seconds.
             if s.security == "ssl":
-                connection: smtplib.SMTP = smtplib.SMTP_SSL(s.host, s.port, timeout=s.timeout, context=self._context())
+                connection: smtplib.SMTP = smtplib.SMTP_SSL(s.host, s.port, timeout=greeting, context=self._context())
             else:
-                connection = smtplib.SMTP(s.host, s.port, timeout=s.timeout)
-                if s.security == "starttls":
+                connection = smtplib.SMTP(s.host, s.port, timeout=greeting)
+            greeted = True
+            connection.timeout = s.timeout
+            if connection.sock is not None:
+                connection.sock.settimeout(s.timeout)
+            if s.security == "starttls":
+                try:
                     connection.starttls(context=self._context())
+                except smtplib.SMTPNotSupportedError:
+                    raise SmtpConfigError(f"SMTP server {self.where} does not offer STARTTLS",
+                                          hint="port 465 wants smtp.security: ssl; a local relay without TLS "
+                                               "smtp.security: none") from None
             if s.username:
-                if self.password is None:
-                    raise SmtpConfigError(f"SMTP server {self.where} needs a password for {s.username!r}",
-                                          hint=f"set the environment variable {s.password_env or '(smtp.password_env)'}")
-                connection.login(s.username, self.password)
-        except smtplib.SMTPAuthenticationError as exc:
-            raise SmtpConfigError(f"SMTP login to {self.where} refused: {_describe(exc.smtp_code, exc.smtp_error)}",
-                                  hint="check smtp.username and the password in the variable smtp.password_env names") from None
-        except smtplib.SMTPNotSupportedError as exc:
-            raise SmtpConfigError(f"SMTP server {self.where}: {exc}",
-                                  hint="check smtp.security (starttls | ssl | none) and smtp.port") from None
+                self._login(connection)
+        except smtplib.SMTPConnectError as exc:
+            raise ConnectionLost(f"SMTP server {self.where} refused the connection: {_describe(exc.smtp_code, exc.smtp_error)}") from None
+        except TimeoutError:
+            if greeted:
+                raise ConnectionLost(f"SMTP server {self.where} stopped answering (after {s.timeout:g} s)") from None
+            raise SmtpConfigError(f"no SMTP greeting from {self.where} within {greeting:g} s (unreachable, or not "
+                                  "an SMTP port)", hint="check smtp.host, smtp.port (587 starttls, 465 ssl, 25 or "
+                                                        "a relay's own) and smtp.security") from None
+        except smtplib.SMTPServerDisconnected as exc:
+            raise SmtpConfigError(f"{self.where} closed the connection without speaking SMTP ({exc})",
+                                  hint="check smtp.port and smtp.security (465 is ssl, 587 starttls)") from None
         except ssl.SSLError as exc:
             raise SmtpConfigError(f"TLS with SMTP server {self.where} failed: {exc.reason or exc}",
                                   hint="check smtp.security and smtp.port (465 is ssl, 587 starttls); "
                                        "smtp.verify_certificates: false only for a server you trust") from None
-        except smtplib.SMTPConnectError as exc:
-            raise ConnectionLost(f"SMTP server {self.where} refused the connection: {_describe(exc.smtp_code, exc.smtp_error)}") from None
-        except (OSError, smtplib.SMTPServerDisconnected) as exc:
+        except OSError as exc:
             raise SmtpConfigError(f"cannot reach SMTP server {self.where}: {exc}",
                                   hint="check smtp.host, smtp.port and smtp.security, and that the server runs") from None
         if connection.sock is not None:
             connection.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.connection = connection
         return connection
+
+    def _login(self, connection: smtplib.SMTP) -> None:
+        s = self.settings
+        variable = s.password_env or "smtp.password_env"
+        if self.password is None:
+            raise SmtpConfigError(f"SMTP server {self.where} needs a password for {s.username!r}",
+                                  hint=f"export {variable}=… (the variable smtp.password_env names)")
+        try:
+            connection.login(s.username or "", self.password)
+        except smtplib.SMTPNotSupportedError:
+            raise SmtpConfigError(f"SMTP server {self.where} offers no login (no AUTH)",
+                                  hint="remove smtp.username (and smtp.password_env) for a relay that takes mail "
+                                       "without one; or, if it wants a login after STARTTLS, set smtp.security: starttls") from None
+        except smtplib.SMTPAuthenticationError as exc:
+            raise SmtpConfigError(f"SMTP login to {self.where} as {s.username!r} refused: "
+                                  f"{_describe(exc.smtp_code, exc.smtp_error)}",
+                                  hint=f"check smtp.username and the password in ${variable}") from None
 
     def close(self) -> None:
         if self.connection is not None:

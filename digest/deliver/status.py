@@ -39,9 +39,11 @@ def subscriber_status(config: Config, store: Store, now: datetime) -> list[dict[
             "suspended_reason": state.suspended_reason,
             "unsubscribed": state.unsubscribed_at is not None,
             "enabled": subscriber.enabled,
+            "status": ("paused" if not subscriber.enabled else "unsubscribed" if state.unsubscribed_at
+                       else "suspended" if state.suspended_at else "active"),
         })
     return rows
 
 
 def _local(moment: datetime, zone: str) -> str:
-    return moment.astimezone(ZoneInfo(zone)).strftime("%a %Y-%m-%d %H:%M %Z")
+    return moment.astimezone(ZoneInfo(zone)).strftime("%a %d %b %H:%M %Z")

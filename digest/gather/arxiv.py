@@ -67,7 +67,7 @@ def parse(source: ArxivSource, body: bytes, now: datetime) -> Listing:
         ))
     require_papers(source.name, feed, papers)
     listing_date = _listing_date(feed)
-    stale = staleness(listing_date, _skip_days(body), now)
+    stale = staleness(listing_date, _skip_days(body), now) if source.warn_stale else None
     if stale:
         warnings.append(stale)
     if skipped:

@@ -13,6 +13,7 @@ from ..errors import DigestError, SourceError
 from ..models import SourceReport
 from ..store.database import Store
 from .adapters import adapter
+from .categories import fill_categories
 from .http import Fetcher, default_user_agent, is_local
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,9 @@ def fetch_one(config: Config, store: Store, fetcher: Fetcher, source: Any, now: 
             store.record_fetch(source.name, now, location=location, validators=document.validators)
             return SourceReport(source.name, not_modified=True)
         listing = adapter(source).parse(source, document.body, now)
+        if getattr(source, "fill_categories", False) and not is_local(location):
+            listing = fill_categories(listing, name=source.name, url=source.categories_url, store=store,
+                                      fetcher=fetcher, timeout=source.timeout, now=now)
         saved = store.save_listing(source.name, listing, now, location=location, validators=document.validators)
         for warning in listing.warnings:
             log.warning("%s: %s", source.name, warning)

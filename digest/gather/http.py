@@ -59,6 +59,11 @@ def is_local(location: str) -> bool:
     return "://" not in location or location.startswith("file://")
 
 
+def local_path(location: str) -> Path:
+    """The file a local location (a path, or a file:// URL) names."""
+    return Path(unquote(urlsplit(location).path)) if location.startswith("file://") else Path(location)
+
+
 class Fetcher:
     """Fetches documents for sources; one shared connection pool, safe to use from threads."""
 
@@ -74,7 +79,7 @@ class Fetcher:
         self.retries = retries
         self.backoff = backoff
         self.max_retry_after = max_retry_after
-        self._pool = urllib3.PoolManager(num_pools=16, maxsize=2)
+        self._pool = urllib3.PoolManager(num_pools=16, maxsize=8)  # one per gather thread: none discarded
         self._last_request: dict[str, float] = {}
         self._host_locks: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
@@ -171,7 +176,7 @@ class Fetcher:
 
     @staticmethod
     def _read_file(source: str, location: str, max_bytes: int) -> Document:
-        path = Path(unquote(urlsplit(location).path)) if location.startswith("file://") else Path(location)
+        path = local_path(location)
         try:
             size = path.stat().st_size
             if size > max_bytes:

@@ -12,6 +12,8 @@ from pylatexenc.latex2text import LatexNodes2Text
 _SPACE = re.compile(r"\s+")
 # A bare % starts a TeX comment and a bare & is an alignment tab: in feed text both are literal.
 _BARE_TEX_SPECIAL = re.compile(r"(?<!\\)([%&#])")
+_EM_DASH = re.compile(r"(?<![-\w])---(?![-\w])|(?<=\w)---(?=\w)")
+_EN_DASH = re.compile(r"(?<![-\w])--(?![-\w])|(?<=\w)--(?=\w)")
 
 
 def squash(text: str | None) -> str:
@@ -31,6 +33,8 @@ def untex(text: str | None) -> str:
     text is never altered by it.
     """
     text = squash(text)
+    if "--" in text:  # TeX's dashes: -- an en dash (ranges, "A -- B"), --- an em dash
+        text = _EN_DASH.sub("–", _EM_DASH.sub("—", text))
     if "\\" not in text and "$" not in text:
         return text
     try:

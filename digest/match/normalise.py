@@ -93,6 +93,13 @@ def term_key(text: str, prefix: bool) -> tuple[tuple[str, ...], bool] | None:
     return (sequence, False) if sequence else None
 
 
+def shown_term_key(shown: str) -> tuple[tuple[str, ...], bool] | None:
+    """The key of a term as an explanation shows it: ``quantiz*`` is a prefix wildcard; a
+    phrase ending in ``*`` (``"reward model*"`` in a query) is matched as the phrase."""
+    text = shown.rstrip("*")
+    return term_key(text, shown.endswith("*") and len(raw_words(text)) == 1)
+
+
 def joined(text: str) -> str:
     """A phrase written as one word (``KV cache`` → ``kvcach``), which also matches it."""
     return stem("".join(raw_words(text)))

@@ -77,7 +77,8 @@ class Composer:
         name, address = parseaddr(config.sender.from_)
         self.sender_address = address
         self.sender = Sender(
-            name=name or "Paper digest",
+            name=name or config.sender.list_name,
+            list_name=config.sender.list_name,
             manage=("To change your topics or limits, reply to this e-mail."
                     if config.sender.reply_to or address else ""),
         )
@@ -106,7 +107,7 @@ class Composer:
             to_name=subscriber.name, subject=values["subject"], text=text, html=html,
             date=digest.generated_at, msg_id=message_id(self.config.sender.from_, subscriber.email,
                                                        key or digest.generated_at.isoformat()),
-            unsubscribe_url=link, unsubscribe_mailto=mailto, lang=values["lang"],
+            unsubscribe_url=link, unsubscribe_mailto=mailto, lang=values["lang"], list_name=values["list_name"],
         )
         return Email(subscriber.email, values["subject"], values["preheader"], html, text, cards,
                      len(values["more"]), message)

@@ -19,7 +19,7 @@ from markupsafe import Markup
 
 from ..models import Digest, DigestEntry, Paper
 from .highlight import spans
-from .present import SUBJECT_PREFIX, local_date, subject_line
+from .present import LIST_NAME, local_date, subject_line
 
 TLDR_CHARS = 320
 HIGHLIGHT_STYLE = "background-color:#fff3b0;color:inherit;padding:0 1px"
@@ -167,7 +167,8 @@ def paper_values(entry: DigestEntry) -> dict[str, Any]:
 class Sender:
     """Who the e-mail says it is from, and how a reader changes their topics."""
 
-    name: str = SUBJECT_PREFIX
+    name: str = LIST_NAME
+    list_name: str = LIST_NAME
     manage: str = ""
     lang: str = "en"
 
@@ -197,7 +198,9 @@ def build_context(digest: Digest, *, timezone: str = "UTC", unsubscribe_url: str
                     key=lambda si: (-sections[si[0]]["papers"][si[1]]["score"], si[0], si[1]))
     values = {
         "lang": sender.lang,
-        "subject": clean(subject_line(digest, timezone)),
+        "subject": clean(subject_line(digest, timezone, list_name=sender.list_name)),
+        "list_name": clean(sender.list_name),
+        "list_label": clean_attribute(sender.list_name),  # MJML also writes the title into an attribute
         "preheader": "",
         "date_label": _date_label(digest, timezone),
         "name": clean(digest.name),

@@ -10,9 +10,10 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
-from ..match.normalise import joined, raw_words, stem, term_key
+from ..match.normalise import joined, raw_words, shown_term_key, stem
 
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
+_SEPARATORS = re.compile(r"[\s\-‐‑–/]*")
 
 
 @lru_cache(maxsize=16_384)
@@ -41,7 +42,7 @@ def spans(text: str, terms: list[str]) -> list[tuple[int, int]]:
     compounds: set[str] = set()  # phrases written as one word
     prefixes: list[str] = []
     for term in terms:
-        key = term_key(term.rstrip("*"), term.endswith("*"))
+        key = shown_term_key(term)
         if key is None:
             continue
         sequence, is_prefix = key
@@ -63,17 +64,18 @@ def spans(text: str, terms: list[str]) -> list[tuple[int, int]]:
             except ValueError:
                 break
             if n == 1 or tuple(stems[position:position + n]) == phrase:
-                found.append((tokens[flat[position][0]][0], tokens[flat[position + n - 1][0]][1]))
+                # each word on its own: what lies between them ("(KV) cache") is not the term
+                found += [tokens[flat[p][0]][:2] for p in range(position, position + n)]
     if compounds or prefixes:
         for start, end, parts, _stems in tokens:
             if (compounds and stem("".join(parts)) in compounds) or any(
                     p.startswith(prefix) for p in parts for prefix in prefixes):
                 found.append((start, end))
-    # phrases may span a hyphen between tokens: extend across the separators they cover
+    # words of a phrase written with a space, hyphen or slash between them light up as one
     found.sort()
     merged: list[tuple[int, int]] = []
     for start, end in found:
-        if merged and start <= merged[-1][1]:
+        if merged and (start <= merged[-1][1] or _SEPARATORS.fullmatch(text, merged[-1][1], start)):
             merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
         else:
             merged.append((start, end))

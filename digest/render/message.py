@@ -4,6 +4,8 @@ providers expect of a bulk sender (List-Unsubscribe with one-click, Message-ID, 
 from __future__ import annotations
 
 import hashlib
+import re
+import unicodedata
 from datetime import datetime
 from email import policy
 from email.message import EmailMessage
@@ -24,9 +26,20 @@ def message_id(sender: str, subscriber: str, key: str) -> str:
     return f"<digest.{digest}@{domain_of(sender)}>"
 
 
+def list_id(list_name: str, sender: str) -> str:
+    """RFC 2919: `NLP Lab Papers <nlp-lab-papers.example.org>`, the label made from the name."""
+    label = re.sub(r"[^a-z0-9]+", "-", fold_ascii(list_name).lower()).strip("-") or "digest"
+    phrase = '"' + list_name.replace("\\", "").replace('"', "") + '"' if re.search(r'[^\w .-]', list_name) else list_name
+    return f"{phrase} <{label}.{domain_of(sender)}>"
+
+
+def fold_ascii(text: str) -> str:
+    return unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
+
+
 def build_message(*, sender: str, reply_to: str | None, to: str, to_name: str | None, subject: str,
                   text: str, html: str, date: datetime, msg_id: str, unsubscribe_url: str | None,
-                  unsubscribe_mailto: str | None, lang: str = "en") -> EmailMessage:
+                  unsubscribe_mailto: str | None, lang: str = "en", list_name: str = "Paper digest") -> EmailMessage:
     message = EmailMessage(policy=policy.SMTP)  # bodies encoded in lines of 76
     message["From"] = sender
     message["To"] = formataddr((to_name or "", to))
@@ -35,7 +48,7 @@ def build_message(*, sender: str, reply_to: str | None, to: str, to_name: str | 
     message["Subject"] = subject
     message["Date"] = format_datetime(date)
     message["Message-ID"] = msg_id
-    message["List-Id"] = f"Paper digest <digest.{domain_of(sender)}>"
+    message["List-Id"] = list_id(list_name, sender)
     targets = [f"<{u}>" for u in (unsubscribe_url, unsubscribe_mailto) if u]
     if targets:
         message["List-Unsubscribe"] = ", ".join(targets)

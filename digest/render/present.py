@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 from ..models import Digest
 
-SUBJECT_PREFIX = "Paper digest"
+LIST_NAME = "Paper digest"  # the default of sender.list_name
 
 
 def local_date(moment: datetime, timezone: str) -> str:
@@ -16,9 +16,9 @@ def local_date(moment: datetime, timezone: str) -> str:
     return f"{local:%b} {local.day}"
 
 
-def subject_line(digest: Digest, timezone: str = "UTC", *, max_topics: int = 3) -> str:
-    """`Paper digest · Nov 22 · 8 new: Efficient inference (5), Data selection (3)`."""
-    head = f"{SUBJECT_PREFIX} · {local_date(digest.generated_at, timezone)}"
+def subject_line(digest: Digest, timezone: str = "UTC", *, list_name: str = LIST_NAME, max_topics: int = 3) -> str:
+    """`Paper digest · Nov 22 · 8 new: Efficient inference (5), Data selection (3)`, the list's name first."""
+    head = f"{list_name} · {local_date(digest.generated_at, timezone)}"
     total = len(digest.papers)
     if not total:
         return f"{head} · nothing new"
@@ -27,10 +27,10 @@ def subject_line(digest: Digest, timezone: str = "UTC", *, max_topics: int = 3) 
     return f"{head} · {total} new: {listed}"
 
 
-def digest_json(digest: Digest, timezone: str = "UTC") -> dict[str, Any]:
+def digest_json(digest: Digest, timezone: str = "UTC", list_name: str = LIST_NAME) -> dict[str, Any]:
     return {
         "subscriber": digest.subscriber,
-        "subject": subject_line(digest, timezone),
+        "subject": subject_line(digest, timezone, list_name=list_name),
         "generated_at": digest.generated_at.isoformat(),
         "since": digest.since.isoformat(),
         "sections": [

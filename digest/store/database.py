@@ -333,6 +333,19 @@ class Store:
 
         return self._guard(read)
 
+    def known_categories(self, ids: Sequence[str]) -> dict[str, tuple[str, ...]]:
+        """The stored categories of those of these papers that have some."""
+
+        def read() -> dict[str, tuple[str, ...]]:
+            found: dict[str, tuple[str, ...]] = {}
+            with self.engine.connect() as conn:
+                for start in range(0, len(ids), _CHUNK):
+                    query = sa.select(papers.c.id, papers.c.categories).where(papers.c.id.in_(ids[start:start + _CHUNK]))
+                    found.update({i: tuple(c) for i, c in conn.execute(query) if c})
+            return found
+
+        return self._guard(read)
+
     def count(self) -> int:
         def read() -> int:
             with self.engine.connect() as conn:

@@ -228,6 +228,10 @@ class Ledger:
     def unsubscribe(self, subscriber: str, now: datetime) -> None:
         self._write(lambda conn: _upsert_state(conn, subscriber, unsubscribed_at=now))
 
+    def resubscribe(self, subscriber: str) -> None:
+        """Undo an unsubscription (the reader's own request); a suspension for bounces stays."""
+        self._write(lambda conn: _upsert_state(conn, subscriber, unsubscribed_at=None))
+
     def resume(self, subscriber: str) -> None:
         """Lift a suspension (and an unsubscription): the subscriber gets digests again."""
         self._write(lambda conn: _upsert_state(conn, subscriber, hard_failures=0, suspended_at=None,

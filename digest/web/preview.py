@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import html
 import threading
-from collections.abc import Callable
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import quote, unquote, urlsplit
 
 from ..config import Config, find_subscriber, load_config
-from ..errors import ConfigError, DigestError
+from ..errors import ConfigError, DigestError, UnknownSubscriber
 from ..render.compose import Composer
 from ..render.preview import preview_digest
 from ..render.renderer import builtin_templates
@@ -23,7 +22,7 @@ from .server import http_server
 _PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{title}</title>
 <style>body{{font:14px system-ui,sans-serif;margin:16px;background:#f3f4f6;color:#111}}
 .row{{display:flex;gap:16px;align-items:flex-start;flex-wrap:wrap}} iframe{{border:1px solid #ccc;background:#fff;height:85vh}}
-pre{{background:#fff;border:1px solid #ccc;padding:12px;width:560px;height:85vh;overflow:auto;white-space:pre-wrap;margin:0}}
+pre{{background:#fff;border:1px solid #ccc;padding:12px;width:80ch;height:85vh;overflow:auto;white-space:pre;margin:0}}
 h2{{font-size:13px;margin:4px 0}} .err{{color:#b00020;white-space:pre-wrap}}</style></head><body>{body}
 <script>let v=null;setInterval(async()=>{{try{{const r=await fetch('/version');const t=await r.text();
 if(v!==null&&t!==v)location.reload();v=t;}}catch(e){{}}}},1000);</script></body></html>"""
@@ -79,6 +78,9 @@ def make_handler(state: PreviewState) -> type[BaseHTTPRequestHandler]:
                 if len(parts) >= 2 and parts[0] == "s":
                     return self._subscriber(config, composer, store, parts[1], parts[2] if len(parts) > 2 else "")
                 self.send_error(404)
+            except UnknownSubscriber as exc:
+                self._send(_PAGE.format(title="not found", body=f'<p class="err">{html.escape(str(exc))}</p>'
+                                        "<p><a href='/'>All subscribers</a></p>"), "text/html", status=404)
             except (ConfigError, DigestError) as exc:
                 problems = "\n".join(str(p) for p in getattr(exc, "problems", [])) or str(exc)
                 self._send(_PAGE.format(title="error", body=f'<p class="err">{html.escape(problems)}</p>'),
@@ -86,15 +88,19 @@ def make_handler(state: PreviewState) -> type[BaseHTTPRequestHandler]:
 
         def _subscriber(self, config: Config, composer: Composer, store: Store, email: str, part: str) -> None:
             subscriber = find_subscriber(config, email)
-            render: Callable[[], tuple] = lambda: _render(config, composer, store, subscriber)  # noqa: E731
-            if part == "html":
-                return self._send(render()[0].html, "text/html")
-            if part == "text":
-                return self._send(render()[0].text, "text/plain")
-            if part == "eml":
-                return self._send(render()[0].message.as_bytes(), "message/rfc822")
-            email_, stored = render()
+            email_, stored = _render(config, composer, store, subscriber)
+            if part in ("html", "text", "eml"):
+                if email_ is None:
+                    return self._send("nothing would be sent now", "text/plain", status=404)
+                body = {"html": email_.html, "text": email_.text, "eml": email_.message.as_bytes()}[part]
+                return self._send(body, {"html": "text/html", "text": "text/plain", "eml": "message/rfc822"}[part])
             link = quote(subscriber.email)
+            if email_ is None:
+                note = ("<p class='err'>Nothing new matches this subscriber's topics: with <code>send_empty: false</code> "
+                        "no e-mail would be sent." + ("" if stored else " No papers are stored in the window: run "
+                                                      "<code>digest fetch</code>.") + "</p>")
+                return self._send(_PAGE.format(title=html.escape(subscriber.email),
+                                               body=f"<p><a href='/'>All subscribers</a></p>{note}"), "text/html")
             note = "" if stored else "<p class='err'>No papers stored in the look-back window: run <code>digest fetch</code>.</p>"
             body = (f"<p><a href='/'>All subscribers</a> · <b>{html.escape(email_.subject)}</b> · "
                     f"{email_.html_bytes:,} bytes of HTML · <a href='/s/{link}/eml'>.eml</a></p>{note}"
@@ -124,7 +130,10 @@ def make_handler(state: PreviewState) -> type[BaseHTTPRequestHandler]:
 
 
 def _render(config: Config, composer: Composer, store: Store, subscriber) -> tuple:  # type: ignore[no-untyped-def]
+    """The e-mail `digest send` would send now (None: nothing, as send_empty is false), and the papers stored."""
     preview = preview_digest(config, store, subscriber, datetime.now(UTC))
+    if preview.digest.is_empty and not config.setting(subscriber, "send_empty"):
+        return None, preview.stored
     return composer.email(preview.digest, subscriber), preview.stored
 
 

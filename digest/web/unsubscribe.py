@@ -13,7 +13,7 @@ import html
 import logging
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from ..render.links import email_from_token
 from ..store.ledger import Ledger
@@ -39,19 +39,39 @@ def make_handler(secret: str, ledger: Ledger) -> type[BaseHTTPRequestHandler]:
             if email is None:
                 return self._page(404 if token is None else 400, "Link not valid",
                                   "<p>This unsubscribe link is not valid. Reply to the digest e-mail instead.</p>")
+            since = ledger.state(email).unsubscribed_at
+            if since is not None:  # a second visit: say so, never ask again
+                return self._unsubscribed(email, since, already=True)
             self._page(200, "Unsubscribe", f"<p>Stop sending paper digests to <b>{html.escape(email)}</b>?</p>"
                        f'<form method="post"><button type="submit">Unsubscribe</button></form>')
 
         def do_POST(self) -> None:  # noqa: N802
             length = int(self.headers.get("Content-Length") or 0)
-            self.rfile.read(min(length, 4096))
+            form = parse_qs(self.rfile.read(min(length, 4096)).decode("utf-8", "replace"))
             token = self._token()
             email = email_from_token(secret, token) if token else None
             if email is None:
                 return self._page(400, "Link not valid", "<p>This unsubscribe link is not valid.</p>")
-            ledger.unsubscribe(email, datetime.now(UTC))
+            if form.get("action") == ["resubscribe"]:
+                ledger.resubscribe(email)
+                log.info("resubscribed %s", email)
+                return self._page(200, "Subscribed again", f"<p><b>{html.escape(email)}</b> will get paper digests "
+                                  "again, from the next one on.</p>")
+            # The button, or a mail client's one-click request (RFC 8058: List-Unsubscribe=One-Click).
+            state = ledger.state(email)
+            if state.unsubscribed_at is not None:
+                return self._unsubscribed(email, state.unsubscribed_at, already=True)
+            now = datetime.now(UTC)
+            ledger.unsubscribe(email, now)
             log.info("unsubscribed %s", email)
-            self._page(200, "Unsubscribed", f"<p><b>{html.escape(email)}</b> will get no more paper digests.</p>")
+            self._unsubscribed(email, now, already=False)
+
+        def _unsubscribed(self, email: str, since: datetime, *, already: bool) -> None:
+            when = f" since {since:%Y-%m-%d}" if already else ""
+            self._page(200, "Already unsubscribed" if already else "Unsubscribed",
+                       f"<p><b>{html.escape(email)}</b> is unsubscribed{when}: it will get no more paper digests.</p>"
+                       '<form method="post"><input type="hidden" name="action" value="resubscribe">'
+                       "<button type=\"submit\">Resubscribe</button></form>")
 
         def _page(self, status: int, title: str, body: str) -> None:
             data = _PAGE.format(title=title, body=body).encode("utf-8")

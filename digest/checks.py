@@ -1,0 +1,69 @@
+"""`digest validate` beyond the file itself: what would make a later command fail in this
+environment (an unset password variable, a custom template that does not compile, a local
+feed file that is not there). Each finding is located in the configuration file."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from .config import Config
+from .errors import Problem
+from .gather.collect import source_location
+from .gather.http import is_local, local_path
+from .render.compose import probe_values
+from .render.renderer import CompiledRenderer, TemplateError
+
+
+@dataclass(frozen=True)
+class Finding:
+    problem: Problem
+    fatal: bool  # an error (the setup cannot work) or a warning (part of it will not)
+
+    def __str__(self) -> str:
+        return str(self.problem)
+
+
+def check_setup(config: Config) -> list[Finding]:
+    """Every finding, errors first, each in file order."""
+    shown = str(config.path)
+    findings: list[Finding] = []
+
+    def add(fatal: bool, path: tuple[str | int, ...], message: str) -> None:
+        dotted = ""
+        for part in path:
+            dotted += f"[{part}]" if isinstance(part, int) else (f".{part}" if dotted else str(part))
+        findings.append(Finding(Problem(shown, config.line_of(*path), dotted, message), fatal))
+
+    smtp = config.smtp
+    if smtp.username and smtp.password_env and os.environ.get(smtp.password_env) is None:
+        add(True, ("smtp", "password_env"),
+            f"${smtp.password_env} is not set in this environment, so the SMTP login would fail: "
+            f"`export {smtp.password_env}=…` (or put it in the service's EnvironmentFile)")
+    if smtp.ca_file and not Path(config.resolve_local(smtp.ca_file)).is_file():
+        add(True, ("smtp", "ca_file"), f"no such file: {config.resolve_local(smtp.ca_file)}")
+
+    if config.templates:
+        folder = Path(config.resolve_local(config.templates))
+        if not folder.is_dir():
+            add(True, ("templates",), f"no such folder: {folder} (copy the built-in templates/ folder there)")
+        else:
+            try:
+                renderer = CompiledRenderer(folder, probes=probe_values())
+                if renderer.fallback_reason:
+                    add(False, ("templates",), f"renders with the slower full chain: {renderer.fallback_reason}")
+            except TemplateError as exc:
+                add(True, ("templates",), str(exc))
+
+    for index, source in enumerate(config.sources):
+        if not source.enabled:
+            continue
+        location = source_location(config, source)
+        if is_local(location):
+            path = local_path(location)
+            if not path.is_file():
+                add(False, ("sources", index, "url"),
+                    f"no such file: {path} (source {source.name!r} will fail; the others are still fetched)")
+
+    return sorted(findings, key=lambda f: (not f.fatal, f.problem.line or 0))
