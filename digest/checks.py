@@ -49,12 +49,17 @@ def check_setup(config: Config) -> list[Finding]:
         if not folder.is_dir():
             add(True, ("templates",), f"no such folder: {folder} (copy the built-in templates/ folder there)")
         else:
+            probes = probe_values()
             try:
-                renderer = CompiledRenderer(folder, probes=probe_values())
-                if renderer.fallback_reason:
-                    add(False, ("templates",), f"renders with the slower full chain: {renderer.fallback_reason}")
+                renderer = CompiledRenderer(folder, probes=probes)
+                for values in probes:  # every branch, through the chain digests will take
+                    renderer.html(values)
+                    renderer.text(values)
             except TemplateError as exc:
                 add(True, ("templates",), str(exc))
+            else:
+                if renderer.fallback_reason:
+                    add(False, ("templates",), f"renders with the slower full chain: {renderer.fallback_reason}")
 
     for index, source in enumerate(config.sources):
         if not source.enabled:

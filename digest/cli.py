@@ -228,15 +228,14 @@ def papers(app: App, since: str | None, source: str | None, fmt: str, limit: int
     if fmt == "json":
         click.echo(json.dumps([paper_json(p) for p in found], ensure_ascii=False, indent=2))
         return
-    columns = [Column("id", max_width=16), Column("title", wrap=True, min_width=24), Column("first seen"),
-               Column("▲", right=True), Column("categories", max_width=12), Column("sources", max_width=14)]
-    rows = [[p.id, p.title, _local(p.first_seen_at), "" if p.upvotes is None else str(p.upvotes),
+    columns = [Column("id", max_width=16), Column("title", wrap=True, min_width=20), Column("first seen"),
+               Column("▲", right=True), Column("categories", max_width=10), Column("sources", max_width=10)]
+    seen_format = "%m-%d %H:%M" if out.is_terminal else "%Y-%m-%d %H:%M"  # a terminal's 80 columns are few
+    rows = [[p.id, p.title, _local(p.first_seen_at, seen_format), "" if p.upvotes is None else str(p.upvotes),
              " ".join(p.categories) or "unknown", ", ".join(p.sources)] for p in found]
     print_table(columns, rows)
     unknown = sum(not p.categories for p in found)
-    out.print(f"{len(found)} papers" + (f"; {unknown} with categories unknown (not from arXiv, or the arXiv API "
-                                        "was not reached yet: the next fetch asks again)" if unknown else ""),
-              highlight=False)
+    out.print(f"{len(found)} papers" + (f" ({unknown} with categories unknown)" if unknown else ""), highlight=False)
 
 
 @cli.command()
@@ -505,8 +504,8 @@ def _iso(moment: datetime | None) -> str | None:
     return moment.isoformat() if moment else None
 
 
-def _local(moment: datetime | None) -> str:
-    return moment.astimezone().strftime("%Y-%m-%d %H:%M") if moment else ""
+def _local(moment: datetime | None, form: str = "%Y-%m-%d %H:%M") -> str:
+    return moment.astimezone().strftime(form) if moment else ""
 
 
 def main() -> None:

@@ -8,7 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from .conftest import REALWORLD, write_config
+
+pytestmark = pytest.mark.clock  # also run under faketime at other dates (.ci/run)
 
 ROOT = Path(__file__).resolve().parents[1]
 ARXIV_FILES = ["arxiv-rss-cs.AI-2026-04-27.xml", "arxiv-rss-cs.CL-2026-04-27.xml",

@@ -9,8 +9,12 @@ import sys
 import time
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from .smtp_server import SmtpServer
 from .test_deliver import fetched_db, setup  # noqa: F401 - the fixture
+
+pytestmark = pytest.mark.clock  # also run under faketime at other dates (.ci/run)
 
 
 def test_run_fetches_reloads_and_stops(tmp_path, fetched_db):  # noqa: F811

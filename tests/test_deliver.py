@@ -25,6 +25,8 @@ from digest.store.ledger import Ledger
 
 from .smtp_server import SmtpServer
 
+pytestmark = pytest.mark.clock  # also run under faketime at other dates (.ci/run)
+
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "tests" / "data" / "samples"  # real titles, made-up ids and authors
 SOURCES = [{"name": "arxiv", "type": "arxiv", "categories": ["cs.LG"], "url": str(SAMPLES / "arxiv-listing.rss.xml")},

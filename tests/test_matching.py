@@ -18,6 +18,8 @@ from digest.match.matcher import Matcher
 from digest.match.normalise import words
 from digest.models import Digest, Paper
 
+pytestmark = pytest.mark.clock  # also run under faketime at other dates (.ci/run)
+
 SAMPLES = Path(__file__).resolve().parents[1] / "tests" / "data" / "samples"  # real titles, made-up ids
 NOW = datetime(2026, 11, 22, 7, 30, tzinfo=UTC)
 

@@ -17,6 +17,8 @@ from digest.web.preview import serve
 from .conftest import write_config
 from .test_cli import SAMPLES, digest
 
+pytestmark = pytest.mark.clock  # also run under faketime at other dates (.ci/run)
+
 TOPICS = """    name: Alice
     max_papers: 10
     topics:

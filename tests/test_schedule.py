@@ -17,6 +17,8 @@ from digest.store.ledger import Ledger
 from .smtp_server import SmtpServer
 from .test_deliver import fetch_samples, setup
 
+pytestmark = pytest.mark.clock  # also run under faketime at other dates (.ci/run)
+
 BERLIN = "Europe/Berlin"
 
 

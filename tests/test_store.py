@@ -8,6 +8,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 
 from digest import load_config
@@ -17,6 +18,8 @@ from digest.store import Store
 from digest.store.database import MIGRATIONS
 
 from .conftest import REALWORLD, write_config
+
+pytestmark = pytest.mark.clock  # also run under faketime at other dates (.ci/run)
 
 T0 = datetime(2026, 11, 20, 6, 0, tzinfo=UTC)
 SAMPLES = Path(__file__).resolve().parents[1] / "tests" / "data" / "samples"  # real titles, made-up ids

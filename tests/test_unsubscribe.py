@@ -7,6 +7,8 @@ import urllib.error
 import urllib.request
 from collections import Counter
 
+import pytest
+
 from digest.config import load_config
 from digest.render.links import unsubscribe_token
 from digest.store import Store
@@ -15,6 +17,8 @@ from digest.web.unsubscribe import unsubscribe_server
 
 from .smtp_server import SmtpServer
 from .test_deliver import digest_cli, fetched_db, setup  # noqa: F401 - the fixture
+
+pytestmark = pytest.mark.clock  # also run under faketime at other dates (.ci/run)
 
 
 def request(url: str, data: bytes | None = None) -> tuple[int, str]:

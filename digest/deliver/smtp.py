@@ -88,15 +88,15 @@ class SmtpSender:
                 self._login(connection)
         except smtplib.SMTPConnectError as exc:
             raise ConnectionLost(f"SMTP server {self.where} refused the connection: {_describe(exc.smtp_code, exc.smtp_error)}") from None
-        except TimeoutError:
+        except (TimeoutError, smtplib.SMTPServerDisconnected) as exc:
+            if isinstance(exc, smtplib.SMTPServerDisconnected) and "timed out" not in str(exc):
+                raise SmtpConfigError(f"{self.where} closed the connection without speaking SMTP ({exc})",
+                                      hint="check smtp.port and smtp.security (465 is ssl, 587 starttls)") from None
             if greeted:
                 raise ConnectionLost(f"SMTP server {self.where} stopped answering (after {s.timeout:g} s)") from None
             raise SmtpConfigError(f"no SMTP greeting from {self.where} within {greeting:g} s (unreachable, or not "
                                   "an SMTP port)", hint="check smtp.host, smtp.port (587 starttls, 465 ssl, 25 or "
                                                         "a relay's own) and smtp.security") from None
-        except smtplib.SMTPServerDisconnected as exc:
-            raise SmtpConfigError(f"{self.where} closed the connection without speaking SMTP ({exc})",
-                                  hint="check smtp.port and smtp.security (465 is ssl, 587 starttls)") from None
         except ssl.SSLError as exc:
             raise SmtpConfigError(f"TLS with SMTP server {self.where} failed: {exc.reason or exc}",
                                   hint="check smtp.security and smtp.port (465 is ssl, 587 starttls); "
