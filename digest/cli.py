@@ -37,9 +37,10 @@ err = Console(stderr=True, soft_wrap=True)
 class App:
     """What every command needs: the config path, loaded lazily so `--help` never reads it."""
 
-    def __init__(self, config_path: str | None, debug: bool) -> None:
+    def __init__(self, config_path: str | None, debug: bool, verbose: int = 0) -> None:
         self.config_path = config_path
         self.debug = debug
+        self.verbose = verbose
         self._config: Config | None = None
 
     @property
@@ -118,7 +119,7 @@ def cli(ctx: click.Context, config_path: str | None, verbose: int, debug: bool) 
         logging.getLogger("digest").setLevel(logging.CRITICAL)
     if not debug and verbose < 2:
         logging.getLogger("urllib3").setLevel(logging.CRITICAL)
-    ctx.obj = App(config_path, debug)
+    ctx.obj = App(config_path, debug, verbose)
 
 
 STARTER = Path(__file__).resolve().parent / "starter" / "subscribers.yaml"
@@ -438,9 +439,13 @@ def run(app: App, tick: float, no_initial_fetch: bool) -> None:
     """
     from .daemon import Daemon
 
-    logging.basicConfig(force=True, level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s")
-    logging.getLogger("digest").setLevel(logging.INFO)
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    debug = app.debug or app.verbose >= 2  # the log at debug level: the libraries' own lines too
+    logging.basicConfig(force=True, level=logging.DEBUG if debug else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s" if debug
+                        else "%(asctime)s %(levelname)s %(message)s")
+    logging.getLogger("digest").setLevel(logging.DEBUG if debug else logging.INFO)
+    logging.getLogger("apscheduler").setLevel(logging.DEBUG if debug else logging.WARNING)
+    logging.getLogger("urllib3").setLevel(logging.DEBUG if debug else logging.CRITICAL)
     Daemon(app.config_path, tick=tick, fetch_first=not no_initial_fetch).serve()
 
 

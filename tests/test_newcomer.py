@@ -13,8 +13,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -36,6 +34,7 @@ from .conftest import REALWORLD, FeedServer, Reply, write_config
 from .smtp_server import SmtpServer
 from .test_cli import SAMPLES, digest
 from .test_deliver import fetched_db, setup  # noqa: F401 - the fixture
+from .test_unsubscribe import request
 
 ROOT = Path(__file__).resolve().parents[1]
 NOW = datetime(2026, 11, 22, 7, 30, tzinfo=UTC)
@@ -413,14 +412,6 @@ def test_a_port_that_is_not_smtp_fails_in_seconds(tmp_path, fetched_db):  # noqa
 
 
 # ---------------------------------------------------------------- 11. the unsubscribe page, twice
-
-
-def request(url: str, data: bytes | None = None) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(urllib.request.Request(url, data=data), timeout=10) as response:  # noqa: S310
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
 
 
 def test_a_second_visit_says_already_unsubscribed_and_offers_resubscribe(tmp_path):

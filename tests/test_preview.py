@@ -73,6 +73,10 @@ def test_preview_server_shows_every_subscriber_and_follows_template_changes(fetc
         assert "alice@example.org" in get(base + "/")
         page = get(base + "/s/alice@example.org")
         assert "width='375'" in page and "width='600'" in page and "Efficient inference (10)" in page
+        assert "<pre>" in page and "white-space:pre;" in page  # the text part as it is sent, not re-wrapped
+        with pytest.raises(urllib.error.HTTPError) as unknown:
+            get(base + "/s/nobody@example.org")
+        assert unknown.value.code == 404 and "no subscriber" in unknown.value.read().decode()
         before = get(base + "/version")
         assert "Custom footer" not in get(base + "/s/alice@example.org/html")
 
