@@ -71,10 +71,16 @@ class CaptureHandler:
         return "250 Message accepted for delivery"
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+class LoopbackController(Controller):
+    """aiosmtpd's controller on a port of 127.0.0.1 bound once, here, and handed to the server:
+    never a port picked, released and bound again (another process could take it between)."""
+
+    def __init__(self, handler: object, **options: object) -> None:
+        self.socket = socket.create_server(("127.0.0.1", 0))
+        super().__init__(handler, hostname="127.0.0.1", port=self.socket.getsockname()[1], **options)
+
+    def _create_server(self):  # type: ignore[no-untyped-def]
+        return self.loop.create_server(self._factory_invoker, sock=self.socket, ssl=self.ssl_context)
 
 
 @dataclass
@@ -87,9 +93,9 @@ class DemoResult:
 
 def run_demo(folder: Path | None = None) -> DemoResult:
     handler = CaptureHandler()
-    port = free_port()
-    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller = LoopbackController(handler)
     controller.start()
+    port = controller.port
     try:
         with tempfile.TemporaryDirectory(prefix="digest-demo-state-") as work:
             config_path = Path(work) / "subscribers.yaml"

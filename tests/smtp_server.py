@@ -10,9 +10,7 @@ import time
 from collections import defaultdict
 from email.message import EmailMessage
 
-from aiosmtpd.controller import Controller
-
-from digest.demo import free_port
+from digest.demo import LoopbackController
 
 
 class ScriptedHandler:
@@ -26,6 +24,11 @@ class ScriptedHandler:
         self.delay = 0.0
         self.peers: set[object] = set()  # client (host, port): one per connection
         self.lock = threading.Lock()
+        # A gate: with hold_after = N, the message after the N-th waits at the end of DATA
+        # (`holding` is set) until `release` is set: a test can act while a message is in flight.
+        self.hold_after: int | None = None
+        self.holding = threading.Event()
+        self.release = threading.Event()
 
     def _next(self, recipient: str) -> str | None:
         with self.lock:
@@ -57,6 +60,10 @@ class ScriptedHandler:
             await asyncio.sleep(float(answer.split()[1]))
         if self.delay:
             await asyncio.sleep(self.delay)
+        if self.hold_after is not None and len(self.received) >= self.hold_after and not self.release.is_set():
+            self.holding.set()
+            while not self.release.is_set():
+                await asyncio.sleep(0.01)
         message = email.message_from_bytes(envelope.original_content or envelope.content, policy=email.policy.default)
         with self.lock:
             self.received.append(message)
@@ -70,8 +77,8 @@ class ScriptedHandler:
 class SmtpServer:
     def __init__(self, **server_options) -> None:  # aiosmtpd's: tls_context, ssl_context, authenticator…
         self.handler = ScriptedHandler()
-        self.port = free_port()
-        self.controller = Controller(self.handler, hostname="127.0.0.1", port=self.port, **server_options)
+        self.controller = LoopbackController(self.handler, **server_options)
+        self.port = self.controller.port
 
     def __enter__(self) -> SmtpServer:
         self.controller.start()

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
 import sys
 import time
 from collections import Counter
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -33,6 +34,13 @@ SOURCES = [{"name": "arxiv", "type": "arxiv", "categories": ["cs.LG"], "url": st
            {"name": "hf", "type": "huggingface", "url": str(SAMPLES / "hf-daily-papers.json")}]
 
 
+def safe_schedule(now: datetime | None = None) -> str:
+    """A daily slot 12 hours from now, either way: a test that sends on the real clock can
+    never see the slot change under it (a manual send is for the latest slot)."""
+    slot = (now or datetime.now(UTC)) - timedelta(hours=12)
+    return f"  schedule: daily {slot:%H}:{slot:%M}\n"
+
+
 def write(tmp_path: Path, port: int, emails: list[str], *, smtp_extra: str = "", defaults: str = "",
           keywords: str = "[language model, LLM]", security: str = "none") -> Path:
     subscribers = "".join(f"  - email: {e}\n    topics:\n      - name: LLMs\n        keywords: {keywords}\n" for e in emails)
@@ -41,7 +49,7 @@ def write(tmp_path: Path, port: int, emails: list[str], *, smtp_extra: str = "",
         'sender:\n  from: "Paper Digest <digest@example.org>"\n'
         f"smtp:\n  host: 127.0.0.1\n  port: {port}\n  security: {security}\n  timeout: 2\n  retry_wait: 0.05\n{smtp_extra}"
         "base_url: https://digest.example.org\n"
-        f"defaults:\n  max_papers: 5\n{defaults}"
+        f"defaults:\n  max_papers: 5\n{defaults}{'' if 'schedule:' in defaults else safe_schedule()}"
         "sources:\n" + "".join(f"  - {json.dumps(s)}\n" for s in SOURCES) + "subscribers:\n" + subscribers,
         encoding="utf-8")
     return path
@@ -192,7 +200,7 @@ def test_unreachable_server_and_refused_login_say_what_to_check(tmp_path, fetche
         result = digest_cli("send", config=config)
         assert result.returncode == 1 and "DIGEST_TEST_PASSWORD" in result.stderr
     entries = Ledger(Store(load_config(config).database_url())).entries()
-    assert all(e.state == "pending" for e in entries)  # nothing lost: the next run sends them
+    assert entries and all(e.state == "pending" for e in entries)  # nothing lost: the next run sends them
 
 
 def test_dry_run_and_to_record_nothing(tmp_path, fetched_db):
@@ -257,31 +265,41 @@ def test_kill_9_mid_batch_then_rerun_sends_each_digest_exactly_once(tmp_path, fe
 def test_two_runs_at_once_never_send_the_same_digest(tmp_path, fetched_db):
     emails = [f"reader{n:02d}@example.org" for n in range(16)]
     with SmtpServer() as server:
-        server.handler.delay = 0.02
+        server.handler.delay = 0.2  # 16 messages: over 3 s of sending, so the runs overlap
         config = setup(tmp_path, fetched_db, server.port, emails)
         runs = [subprocess.Popen([sys.executable, "-m", "digest", "-c", str(config), "send"],
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
-        for run in runs:
-            run.wait(timeout=120)
+        results = [run.communicate(timeout=120) for run in runs]
+        assert [run.returncode for run in runs] == [0, 0], results
+        sent = [int(re.search(r"^(\d+) sent", out, re.M).group(1)) for out, _ in results]
+        assert sum(sent) == 16 and min(sent) >= 1, sent  # both sent: they ran at the same time
+        assert len(server.handler.peers) >= 2  # from two processes' connections
         assert Counter(str(m["To"]) for m in server.handler.received) == Counter(emails)
 
 
 def test_sigterm_finishes_the_message_in_flight(tmp_path, fetched_db):
     emails = [f"reader{n:02d}@example.org" for n in range(12)]
-    now = datetime.now(UTC)
+    due = datetime.now(UTC) - timedelta(hours=1)  # the latest slot, an hour ago: due now
     with SmtpServer() as server:
-        server.handler.delay = 0.2
+        server.handler.hold_after = 2  # the third message waits at the end of DATA
         config = setup(tmp_path, fetched_db, server.port, emails,
-                       defaults=f"  schedule: daily {now:%H}:{now:%M}\n")
-        daemon = subprocess.Popen([sys.executable, "-m", "digest", "-c", str(config), "run", "--no-initial-fetch",
-                                   "--tick", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        server.wait_for(2, timeout=60)
-        daemon.send_signal(signal.SIGTERM)
-        _, log = daemon.communicate(timeout=60)
+                       defaults=f"  schedule: daily {due:%H}:{due:%M}\n")
+        log_file = tmp_path / "run.log"
+        with log_file.open("w") as log_out:
+            daemon = subprocess.Popen([sys.executable, "-m", "digest", "-c", str(config), "run", "--no-initial-fetch",
+                                       "--tick", "1"], stdout=log_out, stderr=subprocess.STDOUT)
+            assert server.handler.holding.wait(timeout=60)  # two sent, the third in flight
+            daemon.send_signal(signal.SIGTERM)
+            deadline = time.monotonic() + 60  # the daemon has taken the signal while the message is held
+            while "stopping" not in log_file.read_text() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            server.handler.release.set()
+            daemon.wait(timeout=60)
+        log = log_file.read_text()
         assert daemon.returncode == 0, log
         assert "stopped" in log
         sent_before = len(server.handler.received)
-        assert 2 <= sent_before < 12
+        assert sent_before == 3  # the one in flight was finished, no other begun
         entries = Ledger(Store(load_config(config).database_url())).entries()
         assert not [e for e in entries if e.state in ("claimed", "sending", "unknown")]
         assert sum(e.state == "sent" for e in entries) == sent_before

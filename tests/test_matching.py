@@ -339,3 +339,28 @@ def test_an_abstract_that_keeps_saying_it_ranks_above_a_passing_mention():
     papers = [paper("once", "Efficient models", "We also try pruning. " + "Other words. " * 20),
               paper("often", "Efficient models", "Pruning matters. We prune heads. Pruned models are fast. Pruning.")]
     assert ids(digest_for(papers, {"name": "t", "keywords": ["pruning"]})) == ["often", "once"]
+
+
+# ---------------------------------------------------------------- criteria combine with AND
+
+
+def test_keywords_and_query_must_both_hold():
+    papers = [paper("both", "A KV cache for speculative decoding"),
+              paper("keyword-only", "A KV cache for retrieval"),
+              paper("query-only", "Speculative decoding with drafts")]
+    topic = {"name": "t", "keywords": ["KV cache"], "query": '"speculative decoding"'}
+    assert ids(digest_for(papers, topic)) == ["both"]
+
+
+@pytest.mark.parametrize("criterion", [
+    {"categories": ["cs.CL"]}, {"authors": ["Tri Dao"]}, {"min_upvotes": 10}, {"exclude": ["retrieval"]}])
+def test_every_other_criterion_narrows_a_query(criterion):
+    fit = paper("fit", "Speculative decoding", categories=("cs.CL",), authors=("Tri Dao",), upvotes=10)
+    unfit = paper("unfit", "Speculative decoding for retrieval", categories=("cs.CV",), authors=("Tom Dao",), upvotes=9)
+    assert ids(digest_for([fit, unfit], {"name": "t", "query": '"speculative decoding"', **criterion})) == ["fit"]
+
+
+def test_min_upvotes_is_at_least():
+    papers = [paper(str(n), f"KV cache part {n}", upvotes=n) for n in (4, 5, 6)]
+    assert sorted(ids(digest_for(papers, {"name": "t", "keywords": ["KV cache"], "min_upvotes": 5}))) == ["5", "6"]
+    assert ids(digest_for(papers, {"name": "t", "min_upvotes": 6})) == ["6"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import email
 import email.policy
 import json
+import os
 import threading
 import time
 import urllib.request
@@ -80,9 +81,10 @@ def test_preview_server_shows_every_subscriber_and_follows_template_changes(fetc
         before = get(base + "/version")
         assert "Custom footer" not in get(base + "/s/alice@example.org/html")
 
-        time.sleep(0.05)  # a new modification time
-        (templates / "_footer.html.j2").write_text('<div class="rule">Custom footer for {{ email }}. '
-                                                   '<a href="{{ unsubscribe_url }}">Unsubscribe</a></div>\n', encoding="utf-8")
+        footer = templates / "_footer.html.j2"
+        footer.write_text('<div class="rule">Custom footer for {{ email }}. '
+                          '<a href="{{ unsubscribe_url }}">Unsubscribe</a></div>\n', encoding="utf-8")
+        os.utime(footer, ns=(time.time_ns(), time.time_ns() + 10**9))  # a modification time surely new
         assert get(base + "/version") != before
         assert "Custom footer for alice@example.org" in get(base + "/s/alice@example.org/html")
         assert get(base + "/s/alice@example.org/text").startswith("Paper digest ·")

@@ -282,3 +282,49 @@ def test_config_templates_directory_is_used(tmp_path):
     email_ = Composer(cfg, secret="s").email(make_digest([paper(1)]), subscriber())
     assert email_.text == "Custom text for alice@example.org\n"
     assert 'class="card"' in email_.html  # the HTML template is still the built-in one
+
+
+def test_html_stays_under_gmails_clipping_with_a_margin():
+    # Gmail clips an HTML body over ~102 KB; the budget is 90,000 bytes, written here on purpose
+    # rather than read from the code under test.
+    assert HTML_BUDGET == 90_000
+    many = [paper(n, abstract=f"Paper {n} about the KV cache. " + "Long words here again. " * 60) for n in range(1, 201)]
+    email_ = Composer(config(), secret="k").email(make_digest(many), subscriber())
+    assert 80_000 < email_.html_bytes <= 90_000  # full up to the budget, never over
+    assert email_.cards < 200 and email_.linked == 200 - email_.cards  # the rest are links, none lost
+
+
+@pytest.mark.parametrize("tamper", [
+    lambda t: "", lambda t: t[:-1], lambda t: t[:10], lambda t: t + "A", lambda t: t + "==", lambda t: "A" + t,
+    lambda t: t[:-2] + ("AA" if t[-2:] != "AA" else "BB"), lambda t: t.upper(), lambda t: t + ".", lambda t: "." + t,
+])
+def test_tampered_tokens_are_refused(tamper):
+    token = unsubscribe_token("secret", "alice@example.org")
+    assert email_from_token("secret", tamper(token)) is None
+
+
+def test_legacy_tokens_need_their_whole_signature():
+    import hashlib
+    import hmac
+
+    def legacy(email: str, secret: str = "secret") -> str:
+        sig = base64.urlsafe_b64encode(hmac.new(secret.encode(), email.encode(), hashlib.sha256).digest()[:18])
+        return base64.urlsafe_b64encode(email.encode()).decode().rstrip("=") + "." + sig.decode().rstrip("=")
+
+    good = legacy("alice@example.org")
+    assert email_from_token("secret", good) == "alice@example.org"
+    address, signature = good.split(".")
+    for bad in ("", signature[:1], signature[:-1], signature + "A", "A" + signature, signature[::-1]):
+        assert email_from_token("secret", f"{address}.{bad}") is None, bad
+    other = base64.urlsafe_b64encode(b"bob@example.org").decode().rstrip("=")
+    assert email_from_token("secret", f"{other}.{signature}") is None  # alice's signature, bob's address
+    assert email_from_token("secret", legacy("alice@example.org", "other-key")) is None
+
+
+def test_a_token_is_for_one_purpose():
+    from digest.render.links import seal, unseal
+
+    token = seal("secret", "unsubscribe", "alice@example.org")
+    assert unseal("secret", "unsubscribe", token) == "alice@example.org"
+    assert unseal("secret", "manage", token) is None
+    assert seal("secret", "manage", "alice@example.org") != token

@@ -31,13 +31,21 @@ def test_daily_slot_follows_the_local_clock_across_dst():
     assert next_slot("daily 07:30", BERLIN, utc(2026, 3, 28, 12)) == utc(2026, 3, 29, 5, 30)
     assert next_slot("daily 07:30", BERLIN, utc(2026, 3, 27, 12)) == utc(2026, 3, 28, 6, 30)
     assert next_slot("daily 07:30", BERLIN, utc(2026, 10, 24, 12)) == utc(2026, 10, 25, 6, 30)
-    # A slot inside the skipped hour (02:30 on the spring-forward night) still happens, once.
+    # A slot inside the skipped hour (02:30 on the spring-forward night) still happens, once:
+    # at 03:30 CEST, the first instant after the gap.
     slots = []
     moment = utc(2026, 3, 27, 0)
     for _ in range(4):
         moment = next_slot("daily 02:30", BERLIN, moment)
         slots.append(moment)
-    assert len(set(s.date() for s in slots)) == 4
+    assert slots == [utc(2026, 3, 27, 1, 30), utc(2026, 3, 28, 1, 30), utc(2026, 3, 29, 1, 30), utc(2026, 3, 30, 0, 30)]
+    # A slot inside the repeated hour (02:30 on the fall-back night) happens once, not twice.
+    slots, moment = [], utc(2026, 10, 23, 0)
+    for _ in range(4):
+        moment = next_slot("daily 02:30", BERLIN, moment)
+        slots.append(moment)
+    assert slots == [utc(2026, 10, 23, 0, 30), utc(2026, 10, 24, 0, 30), utc(2026, 10, 25, 0, 30), utc(2026, 10, 26, 1, 30)]
+    assert last_slot("daily 02:30", BERLIN, utc(2026, 10, 25, 1, 45)) == utc(2026, 10, 25, 0, 30)
 
 
 def test_weekdays_and_weekly():

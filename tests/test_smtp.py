@@ -109,3 +109,16 @@ def test_rate_limit(tmp_path, fetched_db):  # noqa: F811
         outcomes = Delivery(config, Store(config.database_url())).run()
         assert [o.status for o in outcomes] == ["sent"] * 4
         assert time.monotonic() - started >= 3 / 8
+
+
+def test_several_connections_each_digest_once(tmp_path, fetched_db):  # noqa: F811
+    # The README: `connections` (default 1) parallel SMTP connections pace the batch.
+    emails = [f"reader{n:02d}@example.org" for n in range(9)]
+    with SmtpServer() as server:
+        server.handler.delay = 0.3  # slow enough that one connection could not take them all at once
+        config_path = setup(tmp_path, fetched_db, server.port, emails, smtp_extra="  connections: 3\n")
+        config = load_config(config_path)
+        outcomes = Delivery(config, Store(config.database_url())).run()
+        assert sorted(o.status for o in outcomes) == ["sent"] * 9
+        assert len(server.handler.peers) == 3  # three connections really opened, and no more
+        assert Counter(str(m["To"]) for m in server.handler.received) == Counter(emails)

@@ -4,7 +4,7 @@ daylight-saving arithmetic). A slot is identified by its UTC instant."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
@@ -32,10 +32,17 @@ def trigger(schedule: str, timezone: str) -> CronTrigger:
 
 
 def next_slot(schedule: str, timezone: str, after: datetime) -> datetime:
-    """The first slot strictly after `after`."""
-    fire = trigger(schedule, timezone).get_next_fire_time(None, after + timedelta(microseconds=1))
+    """The first slot strictly after `after`. When clocks go back, a wall-clock time happens
+    twice (02:30 CEST, then 02:30 CET): the slot is the first of the two, never both."""
+    cron = trigger(schedule, timezone)
+    fire = cron.get_next_fire_time(None, after + timedelta(microseconds=1))
     assert fire is not None
-    return fire
+    if fire.fold:  # the second 02:30 of the night
+        fire = cron.get_next_fire_time(None, fire.astimezone(UTC) + timedelta(microseconds=1))
+        assert fire is not None
+    # In UTC: a wall-clock time inside the spring-forward gap compares unequal to every
+    # instant (PEP 495), and a slot is an instant.
+    return fire.astimezone(UTC)
 
 
 def last_slot(schedule: str, timezone: str, now: datetime) -> datetime | None:

@@ -110,13 +110,9 @@ class Fetcher:
 
     # ------------------------------------------------------------------ HTTP
 
-    def _http_get(self, source: str, url: str, timeout: float, max_bytes: int,
-                  validators: Validators | None, min_backoff: float) -> Document:
-        headers = {"User-Agent": self.user_agent, "Accept-Encoding": "gzip, deflate"}
-        if validators and validators.etag:
-            headers["If-None-Match"] = validators.etag
-        if validators and validators.last_modified:
-            headers["If-Modified-Since"] = validators.last_modified
+    def retry_policy(self, min_backoff: float = 0.0) -> Retry:
+        """How a request is retried: 429 and 5xx, time-outs and resets, with back-off that
+        doubles (never under `min_backoff`), honouring Retry-After up to `max_retry_after`."""
         retry = _Retry(
             total=self.retries, connect=self.retries, read=self.retries, status=self.retries,
             backoff_factor=self.backoff, backoff_max=60, status_forcelist=RETRY_STATUSES,
@@ -124,6 +120,16 @@ class Fetcher:
             redirect=5,
         )
         retry.min_backoff, retry.max_retry_after = min_backoff, self.max_retry_after
+        return retry
+
+    def _http_get(self, source: str, url: str, timeout: float, max_bytes: int,
+                  validators: Validators | None, min_backoff: float) -> Document:
+        headers = {"User-Agent": self.user_agent, "Accept-Encoding": "gzip, deflate"}
+        if validators and validators.etag:
+            headers["If-None-Match"] = validators.etag
+        if validators and validators.last_modified:
+            headers["If-Modified-Since"] = validators.last_modified
+        retry = self.retry_policy(min_backoff)
         try:
             response = self._pool.request(
                 "GET", url, headers=headers, retries=retry, preload_content=False,

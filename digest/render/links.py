@@ -50,7 +50,10 @@ def unseal(secret: str, purpose: str, token: str) -> str | None:
     if not token or len(token) > 2048 or not token.isascii():
         return None
     try:
-        return _cipher(secret).decrypt(_unb64(token), [purpose.encode()]).decode("utf-8")
+        raw = _unb64(token)
+        if _b64(raw) != token:  # one spelling per token: no padding, no stray characters
+            return None
+        return _cipher(secret).decrypt(raw, [purpose.encode()]).decode("utf-8")
     except (InvalidTag, binascii.Error, ValueError, UnicodeDecodeError):
         return None
 
