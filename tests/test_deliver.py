@@ -8,6 +8,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -190,10 +191,13 @@ def test_stalled_server_times_out_and_the_rest_go_out(tmp_path, fetched_db):
 
 
 def test_unreachable_server_and_refused_login_say_what_to_check(tmp_path, fetched_db):
-    config = setup(tmp_path, fetched_db, 9, EMAILS[:1])  # nothing listens on port 9
-    result = digest_cli("send", config=config)
+    with socket.socket() as closed:  # bound, never listening: the connection is refused
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+        config = setup(tmp_path, fetched_db, port, EMAILS[:1])
+        result = digest_cli("send", config=config)
     assert result.returncode == 1
-    assert "cannot reach SMTP server 127.0.0.1:9" in result.stderr and "smtp.host, smtp.port" in result.stderr
+    assert f"cannot reach SMTP server 127.0.0.1:{port}" in result.stderr and "smtp.host, smtp.port" in result.stderr
     with SmtpServer() as server:
         config = setup(tmp_path, fetched_db, server.port, EMAILS[:1],
                        smtp_extra="  username: digest\n  password_env: DIGEST_TEST_PASSWORD\n")

@@ -115,12 +115,11 @@ def test_gzip_is_decoded(feed_server):
 
 
 def test_connection_refused_is_one_line():
-    closed = socket.socket()
-    closed.bind(("127.0.0.1", 0))
-    port = closed.getsockname()[1]
-    closed.close()
-    with pytest.raises(FetchError, match="cannot reach .*connection refused") as info:
-        fast_fetcher(retries=0).get("s", f"http://127.0.0.1:{port}/feed")
+    with socket.socket() as closed:  # bound, never listening: refused, and no one else can take it
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+        with pytest.raises(FetchError, match="cannot reach .*connection refused") as info:
+            fast_fetcher(retries=0).get("s", f"http://127.0.0.1:{port}/feed")
     assert "\n" not in str(info.value)
 
 

@@ -1,0 +1,340 @@
+"""The ledger and the send loop in-process, on a controlled clock: every state change, each
+rule of recovery and suspension, each outcome of a run, against real SQLite and a real SMTP
+server on loopback. (The kill -9 and concurrent-process tests are in test_deliver.)"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from digest.config import load_config
+from digest.deliver import Delivery
+from digest.deliver.smtp import SmtpConfigError
+from digest.store import Ledger, Store
+from digest.store.ledger import ACTIVE_RUNS, LEASE, owner_id
+
+from .smtp_server import SmtpServer
+from .test_deliver import fetch_samples, setup
+
+pytestmark = pytest.mark.clock
+
+T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)  # a Monday, after everyone's 07:30 slot
+
+
+@pytest.fixture(scope="module")
+def fetched(tmp_path_factory):
+    return fetch_samples(tmp_path_factory.mktemp("ledger"), T0 - timedelta(hours=10))
+
+
+@pytest.fixture
+def ledger(tmp_path) -> Ledger:
+    return Ledger(Store(f"sqlite:///{tmp_path / 'state.db'}"))
+
+
+# ---------------------------------------------------------------- the ledger's states
+
+
+def test_record_once_per_subscriber_and_period(ledger):
+    entry, created = ledger.record("A@Example.org", "p1", "<m1>", ["x", "y"], T0)
+    assert created and entry.state == "pending" and entry.papers == ("x", "y") and entry.attempts == 0
+    assert entry.subscriber == "a@example.org" and entry.message_id == "<m1>" and entry.created_at == T0
+    again, created = ledger.record("a@example.org", "p1", "<m2>", ["z"], T0 + timedelta(hours=1))
+    assert not created and again == entry  # as it was recorded
+    other, created = ledger.record("a@example.org", "p2", "<m3>", ["z"], T0)
+    assert created and other.id != entry.id
+    assert [e.period for e in ledger.entries("a@example.org")] == ["p1", "p2"]
+    assert ledger.entry("a@example.org", "p1") == entry and ledger.entry("a@example.org", "p3") is None
+
+
+def test_claim_send_sent(ledger):
+    entry, _ = ledger.record("a@example.org", "p1", "<m>", ["x", "y"], T0)
+    assert ledger.claim(entry.id, T0, "me")
+    assert not ledger.claim(entry.id, T0, "someone-else")  # claimed: nobody else gets it
+    assert ledger.entry("a@example.org", "p1").state == "claimed"
+    ledger.sending(entry.id, T0)
+    assert ledger.entry("a@example.org", "p1").state == "sending"
+    assert ledger.delivered("a@example.org") == set()  # not before the server said 250
+    ledger.sent(entry, T0 + timedelta(seconds=1))
+    done = ledger.entry("a@example.org", "p1")
+    assert done.state == "sent" and done.sent_at == T0 + timedelta(seconds=1) and done.last_error is None
+    assert ledger.delivered("a@example.org") == {"x", "y"}
+    assert ledger.delivered("a@example.org", among=["y", "z"]) == {"y"}
+    assert not ledger.claim(entry.id, T0, "me")  # sent: never claimed again
+
+
+def test_deferred_goes_back_to_pending_with_the_error(ledger):
+    entry, _ = ledger.record("a@example.org", "p1", "<m>", ["x"], T0)
+    ledger.claim(entry.id, T0, "me")
+    ledger.deferred(entry.id, "451 busy", T0)
+    ledger.claim(entry.id, T0, "me")
+    ledger.deferred(entry.id, "451 still busy", T0)
+    back = ledger.entry("a@example.org", "p1")
+    assert back.state == "pending" and back.attempts == 2 and back.last_error == "451 still busy"
+    assert ledger.claim(entry.id, T0, "another run")  # free to take again
+
+
+def test_permanent_failures_suspend_after_the_limit_and_a_success_resets(ledger):
+    def fail(period: str) -> bool:
+        entry, _ = ledger.record("a@example.org", period, "<m>", ["x"], T0)
+        return ledger.failed(entry, "550 no such user", T0, suspend_after=3)
+
+    assert [fail("p1"), fail("p2")] == [False, False]
+    assert ledger.state("a@example.org").hard_failures == 2 and ledger.state("a@example.org").active
+    good, _ = ledger.record("a@example.org", "p3", "<m>", ["x"], T0)
+    ledger.sent(good, T0)
+    assert ledger.state("a@example.org").hard_failures == 0  # failures count in a row
+    assert [fail("p4"), fail("p5"), fail("p6")] == [False, False, True]
+    state = ledger.state("a@example.org")
+    assert state.suspended_at == T0 and state.suspended_reason == "550 no such user" and not state.active
+    failed = ledger.entry("a@example.org", "p6")
+    assert failed.state == "failed" and failed.attempts == 1 and failed.last_error == "550 no such user"
+    assert fail("p7") is False  # already suspended: not suspended again
+    ledger.resume("a@example.org")
+    assert ledger.state("a@example.org").active and ledger.state("a@example.org").hard_failures == 0
+
+
+def test_unsubscribe_resubscribe_and_resume(ledger):
+    ledger.unsubscribe("A@example.org", T0)
+    assert ledger.state("a@example.org").unsubscribed_at == T0 and not ledger.state("a@example.org").active
+    ledger.resubscribe("a@example.org")
+    assert ledger.state("a@example.org").active
+    for period in ("p1", "p2"):
+        entry, _ = ledger.record("a@example.org", period, "<m>", ["x"], T0)
+        ledger.failed(entry, "550", T0, suspend_after=2)
+    ledger.unsubscribe("a@example.org", T0)
+    ledger.resubscribe("a@example.org")  # the reader's own undo lifts an unsubscription only
+    assert ledger.state("a@example.org").suspended_at is not None
+    ledger.resume("a@example.org")  # the admin's lifts both
+    assert ledger.state("a@example.org").active
+    assert ledger.state("b@example.org").active and ledger.state("b@example.org").hard_failures == 0
+
+
+def test_the_window_starts_at_the_last_completed_digest(ledger):
+    assert ledger.window_start("a@example.org") is None
+    sent, _ = ledger.record("a@example.org", "p1", "<m>", ["x"], T0)
+    ledger.sent(sent, T0)
+    ledger.record("a@example.org", "p2", "<m>", ["y"], T0 + timedelta(days=1))  # pending: not completed
+    failed, _ = ledger.record("a@example.org", "p3", "<m>", ["y"], T0 + timedelta(days=2))
+    ledger.failed(failed, "550", T0, suspend_after=9)
+    assert ledger.window_start("a@example.org") == T0
+    empty, _ = ledger.record("a@example.org", "p4", "<m>", [], T0 + timedelta(days=3), state="empty")
+    assert ledger.window_start("a@example.org") == T0 + timedelta(days=3)  # an empty digest completes too
+    assert ledger.window_start("b@example.org") is None
+
+
+def test_delivered_since(ledger):
+    old, _ = ledger.record("a@example.org", "p1", "<m>", ["old"], T0 - timedelta(days=10))
+    new, _ = ledger.record("a@example.org", "p2", "<m>", ["new"], T0)
+    ledger.sent(old, T0)
+    ledger.sent(new, T0)
+    assert ledger.delivered("a@example.org", since=T0 - timedelta(days=1)) == {"new"}
+    assert ledger.delivered("a@example.org", since=T0) == {"new"}  # at the instant: included
+    assert ledger.delivered("a@example.org") == {"old", "new"}
+
+
+def test_rematch_changes_only_a_pending_digest(ledger):
+    entry, _ = ledger.record("a@example.org", "p1", "<m>", ["x"], T0)
+    ledger.rematch(entry.id, ["x", "y"], T0 + timedelta(hours=1))
+    again = ledger.entry("a@example.org", "p1")
+    assert again.papers == ("x", "y") and again.matched_at == T0 + timedelta(hours=1) and again.state == "pending"
+    ledger.rematch(entry.id, [], T0 + timedelta(hours=2), state="empty")
+    assert ledger.entry("a@example.org", "p1").state == "empty"
+    ledger.rematch(entry.id, ["z"], T0 + timedelta(hours=3))  # no longer pending: unchanged
+    assert ledger.entry("a@example.org", "p1").papers == ()
+
+
+def test_recovery_sends_again_what_a_dead_run_left(ledger):
+    dead = subprocess_pid_that_exited()
+    here = socket.gethostname()
+    entries = {}
+    for name, owner, state, age in [
+        ("dead-claimed", f"{here}:{dead}:r", "claimed", timedelta(0)),
+        ("dead-sending", f"{here}:{dead}:r", "sending", timedelta(0)),
+        ("live-run", owner_id("live"), "sending", timedelta(0)),
+        ("ended-run", owner_id("ended"), "claimed", timedelta(0)),
+        ("far-fresh", "elsewhere:123:r", "claimed", LEASE - timedelta(minutes=1)),
+        ("far-stale", "elsewhere:123:r", "sending", LEASE + timedelta(minutes=1)),
+        ("pending", None, "pending", timedelta(0)),
+    ]:
+        entry, _ = ledger.record(f"{name}@example.org", "p", "<m>", ["x"], T0 - age)
+        if state != "pending":
+            ledger.claim(entry.id, T0 - age, owner)
+            if state == "sending":
+                ledger.sending(entry.id, T0 - age)
+        entries[name] = entry
+    ACTIVE_RUNS.add("live")
+    try:
+        assert ledger.recover(T0) == 4
+    finally:
+        ACTIVE_RUNS.discard("live")
+    states = {name: ledger.entry(f"{name}@example.org", "p").state for name in entries}
+    assert states == {"dead-claimed": "pending", "dead-sending": "pending", "live-run": "sending",
+                      "ended-run": "pending", "far-fresh": "claimed", "far-stale": "pending", "pending": "pending"}
+    assert "sent again" in ledger.entry("dead-sending@example.org", "p").last_error
+
+
+def subprocess_pid_that_exited() -> int:
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    os.waitpid(pid, 0)
+    return pid
+
+
+# ---------------------------------------------------------------- the send run
+
+
+def delivery(config_path, clock=T0, **kwargs) -> Delivery:
+    config = load_config(config_path)
+    return Delivery(config, Store(config.database_url()), clock=lambda: clock, **kwargs)
+
+
+EMAILS = ["a@example.org", "b@example.org", "c@example.org"]
+
+
+def test_a_run_sends_records_and_counts(tmp_path, fetched):
+    with SmtpServer() as server:
+        config = setup(tmp_path, fetched, server.port, EMAILS, defaults="  schedule: daily 07:30\n")
+        run = delivery(config)
+        outcomes = run.run()
+        assert [(o.subscriber, o.status, o.papers) for o in outcomes] == [(e, "sent", 5) for e in EMAILS]
+        assert all(o.detail.startswith("Paper digest · Nov 23 · 5 new") for o in outcomes)
+        entries = run.ledger.entries()
+        assert [(e.subscriber, e.state, e.period, len(e.papers)) for e in entries] == \
+            [(e, "sent", "2026-11-23T07:30+00:00", 5) for e in EMAILS]
+        ids = {str(m["To"]): m["Message-ID"] for m in server.handler.received}
+        assert ids == {e.subscriber: e.message_id for e in entries}
+        again = delivery(config).run()  # a manual run again: already sent
+        assert [(o.status, o.detail) for o in again] == [("skipped", "digest for 2026-11-23T07:30+00:00 already sent")] * 3
+        assert delivery(config).run(scheduled=True) == []  # the scheduler says nothing at all
+        assert len(server.handler.received) == 3
+
+
+def test_scheduled_runs_send_only_what_is_due(tmp_path, fetched):
+    with SmtpServer() as server:
+        config = setup(tmp_path, fetched, server.port, EMAILS[:1], defaults="  schedule: daily 10:00\n")
+        # 09:00: today's 10:00 is not yet; yesterday's is 23 h old, past the 12 h grace
+        assert delivery(config, T0).run(scheduled=True) == []
+        assert not server.handler.received
+        assert [o.status for o in delivery(config, T0 + timedelta(hours=1)).run(scheduled=True)] == ["sent"]
+
+
+def test_empty_digests_are_recorded_not_sent_unless_asked(tmp_path, fetched):
+    with SmtpServer() as server:
+        config = setup(tmp_path, fetched, server.port, EMAILS[:1], keywords="[no-such-term-xyz]",
+                       defaults="  schedule: daily 07:30\n")
+        run = delivery(config)
+        assert [(o.status, o.detail) for o in run.run()] == [("empty", "nothing new matched")]
+        assert [e.state for e in run.ledger.entries()] == ["empty"] and not server.handler.received
+        config.write_text(config.read_text().replace("defaults:\n", "defaults:\n  send_empty: true\n"))
+        later = delivery(config, T0 + timedelta(days=1))
+        assert [o.status for o in later.run()] == ["sent"] and len(server.handler.received) == 1
+
+
+def test_dry_run_and_to_record_nothing(tmp_path, fetched):
+    with SmtpServer() as server:
+        config = setup(tmp_path, fetched, server.port, EMAILS[:2], defaults="  schedule: daily 07:30\n")
+        dry = delivery(config).run(dry_run=True)
+        assert [o.status for o in dry] == ["dry-run"] * 2 and "bytes of HTML" in dry[0].detail
+        test = delivery(config).run(["b@example.org"], to="me@example.org")
+        assert [(o.subscriber, o.status) for o in test] == [("b@example.org", "test")]
+        assert [str(m["To"]) for m in server.handler.received] == ["me@example.org"]
+        assert delivery(config).ledger.entries() == []
+
+
+def test_transient_failures_retry_in_the_run_then_wait_for_the_next(tmp_path, fetched):
+    with SmtpServer() as server:
+        server.handler.script["a@example.org"] = ["451 try later"]  # once
+        server.handler.script["b@example.org"] = ["451 busy"] * 9  # every attempt of this run
+        config = setup(tmp_path, fetched, server.port, EMAILS, smtp_extra="  retries: 2\n",
+                       defaults="  schedule: daily 07:30\n")
+        run = delivery(config)
+        outcomes = {o.subscriber: o for o in run.run()}
+        assert outcomes["a@example.org"].status == "sent" and outcomes["c@example.org"].status == "sent"
+        assert outcomes["b@example.org"].status == "deferred" and "451 busy" in outcomes["b@example.org"].detail
+        b = run.ledger.entry("b@example.org", "2026-11-23T07:30+00:00")
+        assert b.state == "pending" and b.attempts == 1 and "451" in b.last_error
+        assert 9 - len(server.handler.script["b@example.org"]) == 3  # tried once + 2 retries
+        server.handler.script["b@example.org"] = []
+        assert {o.subscriber: o.status for o in delivery(config).run()} == {
+            "a@example.org": "skipped", "b@example.org": "sent", "c@example.org": "skipped"}
+        assert Counter(str(m["To"]) for m in server.handler.received) == Counter(EMAILS)
+
+
+def test_a_bad_recipient_never_stops_the_batch_and_repeated_ones_suspend(tmp_path, fetched):
+    with SmtpServer() as server:
+        server.handler.script["b@example.org"] = ["550 no such user"] * 9
+        config = setup(tmp_path, fetched, server.port, EMAILS, smtp_extra="  suspend_after: 2\n",
+                       defaults="  schedule: daily 07:30\n  lookback: 7d\n")
+        first = {o.subscriber: o for o in delivery(config).run()}
+        assert first["b@example.org"].status == "failed" and "550 no such user" in first["b@example.org"].detail
+        assert "suspended" not in first["b@example.org"].detail
+        assert [first[e].status for e in ("a@example.org", "c@example.org")] == ["sent", "sent"]
+        second = {o.subscriber: o for o in delivery(config, T0 + timedelta(days=1)).run()}
+        assert second["b@example.org"].detail.endswith("; subscriber suspended")
+        third = {o.subscriber: o for o in delivery(config, T0 + timedelta(days=2)).run()}
+        assert third["b@example.org"].status == "suspended" and "550 no such user" in third["b@example.org"].detail
+        assert 9 - len(server.handler.script["b@example.org"]) == 2  # no third attempt
+
+
+def test_unsubscribed_and_paused_subscribers_get_nothing(tmp_path, fetched):
+    with SmtpServer() as server:
+        config = setup(tmp_path, fetched, server.port, EMAILS, defaults="  schedule: daily 07:30\n")
+        config.write_text(config.read_text().replace("  - email: c@example.org\n",
+                                                     "  - email: c@example.org\n    enabled: false\n"))
+        run = delivery(config)
+        run.ledger.unsubscribe("b@example.org", T0)
+        outcomes = {o.subscriber: (o.status, o.detail) for o in run.run()}
+        assert outcomes.keys() == {"a@example.org", "b@example.org"}  # c, paused: not even mentioned
+        assert outcomes["a@example.org"][0] == "sent" and outcomes["b@example.org"] == ("skipped", "unsubscribed")
+        assert [str(m["To"]) for m in server.handler.received] == ["a@example.org"]
+
+
+def test_a_server_that_keeps_dropping_ends_the_pass(tmp_path, fetched):
+    emails = [f"r{n}@example.org" for n in range(8)]
+    with SmtpServer() as server:
+        for e in emails:
+            server.handler.script[e] = ["drop"] * 5
+        config = setup(tmp_path, fetched, server.port, emails, smtp_extra="  retries: 0\n",
+                       defaults="  schedule: daily 07:30\n")
+        outcomes = delivery(config).run()
+        assert sorted(o.status for o in outcomes) == ["deferred"] * 8
+        tried = sum(5 - len(server.handler.script[e]) for e in emails)
+        assert tried == 3  # three dropped connections in a row end the pass
+        assert any("keeps failing" in o.detail for o in outcomes)
+
+
+def test_an_unreachable_server_stops_the_run_and_loses_nothing(tmp_path, fetched):
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        config = setup(tmp_path, fetched, closed.getsockname()[1], EMAILS, defaults="  schedule: daily 07:30\n")
+        run = delivery(config)
+        with pytest.raises(SmtpConfigError, match="cannot reach SMTP server"):
+            run.run()
+    entries = run.ledger.entries()
+    assert len(entries) == 3 and all(e.state == "pending" for e in entries)
+
+
+def test_a_stopped_run_finishes_the_message_in_flight_only(tmp_path, fetched):
+    emails = [f"r{n}@example.org" for n in range(6)]
+    with SmtpServer() as server:
+        server.handler.hold_after = 1
+        config = setup(tmp_path, fetched, server.port, emails, defaults="  schedule: daily 07:30\n")
+        stop = threading.Event()
+        run = delivery(config, stop=stop)
+        worker = threading.Thread(target=lambda: setattr(run, "outcomes", run.run()))
+        worker.start()
+        assert server.handler.holding.wait(timeout=30)  # one sent, the second in flight
+        stop.set()
+        server.handler.release.set()
+        worker.join(timeout=60)
+        statuses = Counter(o.status for o in run.outcomes)
+        assert statuses == Counter({"sent": 2, "deferred": 4}) and len(server.handler.received) == 2
+        assert all("stopped" in o.detail for o in run.outcomes if o.status == "deferred")
+        states = Counter(e.state for e in run.ledger.entries())
+        assert states == Counter({"sent": 2, "pending": 4})  # the rest wait for the next run
