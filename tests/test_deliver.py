@@ -58,6 +58,7 @@ def write(tmp_path: Path, port: int, emails: list[str], *, smtp_extra: str = "",
 
 def fetch_samples(directory: Path, now: datetime | None = None) -> Path:
     """The samples fetched into directory/digest.db, first seen at `now` (the real time by default)."""
+    directory.mkdir(parents=True, exist_ok=True)
     config = load_config(write(directory, 25, ["x@example.org"]))
     store = Store(config.database_url())
     gather(config, store, now=now)
@@ -159,13 +160,14 @@ def test_failures_never_stop_the_batch_and_are_recorded(tmp_path, fetched_db):
         assert got["reader3@example.org"] == 1 and got["reader1@example.org"] == 0 and sum(got.values()) == 5
 
 
-def test_repeated_hard_failures_suspend(tmp_path, fetched_db):
+def test_repeated_hard_failures_suspend(tmp_path):
+    moments = [datetime(2026, 11, 20, 9, tzinfo=UTC), datetime(2026, 11, 21, 9, tzinfo=UTC),
+               datetime(2026, 11, 22, 9, tzinfo=UTC)]
+    fetched = fetch_samples(tmp_path / "fetched", moments[0] - timedelta(hours=10))  # on the test's clock too
     with SmtpServer() as server:
         server.handler.script["gone@example.org"] = ["550 5.1.1 No such user"] * 5
-        config = setup(tmp_path, fetched_db, server.port, ["gone@example.org", "ok@example.org"],
-                       smtp_extra="  suspend_after: 2\n")
-        moments = iter([datetime(2026, 11, 20, 9, tzinfo=UTC), datetime(2026, 11, 21, 9, tzinfo=UTC),
-                        datetime(2026, 11, 22, 9, tzinfo=UTC)])
+        config = setup(tmp_path, fetched, server.port, ["gone@example.org", "ok@example.org"],
+                       smtp_extra="  suspend_after: 2\n", defaults="  send_empty: true\n")
         outcomes = []
         for moment in moments:
             d = delivery(config)
