@@ -5,12 +5,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from datetime import UTC, datetime
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from ..config import Config
 from ..errors import DigestError, SourceError
-from ..models import SourceReport
+from ..models import Listing, SourceReport
 from ..store.database import Store
 from .adapters import adapter
 from .categories import fill_categories
@@ -39,6 +40,24 @@ def select_sources(config: Config, names: Sequence[str] = ()) -> list[Any]:
     return [known[n] for n in names]
 
 
+EARLIEST = datetime(1990, 1, 1, tzinfo=UTC)  # before any preprint server; "0001-01-01" is a placeholder
+LATEST_AHEAD = timedelta(days=3)  # time zones and early announcements, not more
+
+
+def plausible_dates(listing: Listing, now: datetime) -> Listing:
+    """Publication dates outside [1990, now + 3 days] are placeholders or mistakes (undated
+    pages say "Mon, 01 Jan 0001"): kept as unknown, with a warning, never stored as dates."""
+    odd = {i for i, p in enumerate(listing.papers)
+           if p.published is not None and not EARLIEST <= p.published <= now + LATEST_AHEAD}
+    if not odd:
+        return listing
+    sample = listing.papers[min(odd)].published.date().isoformat()  # type: ignore[union-attr]
+    warning = (f"{len(odd)} item{'s' * (len(odd) > 1)} with an impossible date (such as {sample}): "
+               "stored without a date")
+    papers = tuple(replace(p, published=None) if i in odd else p for i, p in enumerate(listing.papers))
+    return replace(listing, papers=papers, warnings=(*listing.warnings, warning))
+
+
 def fetch_one(config: Config, store: Store, fetcher: Fetcher, source: Any, now: datetime) -> SourceReport:
     location = source_location(config, source)
     try:
@@ -51,7 +70,7 @@ def fetch_one(config: Config, store: Store, fetcher: Fetcher, source: Any, now: 
         if document.not_modified:
             store.record_fetch(source.name, now, location=location, validators=document.validators)
             return SourceReport(source.name, not_modified=True)
-        listing = adapter(source).parse(source, document.body, now)
+        listing = plausible_dates(adapter(source).parse(source, document.body, now), now)
         if getattr(source, "fill_categories", False) and not is_local(location):
             listing = fill_categories(listing, name=source.name, url=source.categories_url, store=store,
                                       fetcher=fetcher, timeout=source.timeout, now=now)

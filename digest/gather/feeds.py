@@ -41,7 +41,10 @@ def entry_time(entry: Any, *keys: str) -> datetime | None:
     for key in keys:
         value = entry.get(f"{key}_parsed")
         if value:
-            return datetime.fromtimestamp(calendar.timegm(value), tz=UTC)
+            try:
+                return datetime.fromtimestamp(calendar.timegm(value), tz=UTC)
+            except (ValueError, OverflowError, OSError):  # a date no calendar holds: unknown
+                return None
     return None
 
 

@@ -8,6 +8,7 @@ changes are numbered migrations recorded in `schema_migrations`.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import secrets
 from collections.abc import Callable, Iterable, Sequence
@@ -25,6 +26,8 @@ from ..errors import StoreError
 from ..models import Listing, Paper, Validators
 from .migrations import MIGRATIONS
 
+log = logging.getLogger(__name__)
+
 
 class UTCTime(TypeDecorator[datetime]):
     """Aware datetimes stored as fixed-width UTC ISO text, so text order is time order everywhere."""
@@ -37,10 +40,30 @@ class UTCTime(TypeDecorator[datetime]):
             return None
         if value.tzinfo is None:
             raise ValueError("naive datetime given to the store")
-        return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        utc = value.astimezone(UTC)
+        # Written field by field: strftime's %Y gives "1", not "0001", for the year 1.
+        return (f"{utc.year:04d}-{utc.month:02d}-{utc.day:02d}T{utc.hour:02d}:{utc.minute:02d}:"
+                f"{utc.second:02d}.{utc.microsecond:06d}Z")
 
     def process_result_value(self, value: str | None, dialect: Any) -> datetime | None:
-        return None if value is None else datetime.fromisoformat(value.replace("Z", "+00:00"))
+        return None if value is None else read_time(value)
+
+
+def read_time(text: str) -> datetime | None:
+    """A stored time, also as older versions wrote it ("1-01-01T…" for the year 1); None, with
+    a warning, for one that cannot be read: one bad row never stops a whole run."""
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        pass
+    year, dash, rest = text.partition("-")
+    if dash and year.isdigit() and len(year) < 4:
+        try:
+            return datetime.fromisoformat(f"{int(year):04d}-{rest}".replace("Z", "+00:00"))
+        except ValueError:
+            pass
+    log.warning("state database: unreadable time %r, taken as unknown", text)
+    return None
 
 
 class JSONText(TypeDecorator[Any]):

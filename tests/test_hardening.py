@@ -1,0 +1,61 @@
+"""Attacks on a running installation (issue 10): hostile feeds, poisoned rows, and the
+product still gathering, matching and sending for everyone else."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+import pytest
+
+from .conftest import Reply, write_config
+from .test_cli import digest
+
+pytestmark = pytest.mark.clock
+
+YEAR_ONE = b"""<?xml version="1.0"?><rss version="2.0"><channel><title>A Hugo site</title>
+<link>https://blog.example.org/</link>
+<item><title>About us</title><link>https://blog.example.org/about/</link>
+<pubDate>Mon, 01 Jan 0001 00:00:00 +0000</pubDate><description>An undated page about LLM work.</description></item>
+<item><title>Far future</title><link>https://blog.example.org/future/</link>
+<pubDate>Fri, 01 Jan 2100 00:00:00 +0000</pubDate><description>More LLM work.</description></item>
+<item><title>A post on language models</title><link>https://blog.example.org/post/</link>
+<pubDate>Fri, 20 Nov 2026 10:00:00 +0000</pubDate><description>LLM things.</description></item>
+</channel></rss>"""
+
+TOPICS = "    topics: [{name: LLMs, keywords: [language model, LLM]}]\n"
+
+
+def test_a_feed_dated_year_one_never_poisons_the_store(tmp_path, feed_server):
+    url = feed_server.serve("/hugo.xml", Reply(200, YEAR_ONE, {"Content-Type": "application/rss+xml"}))
+    config = write_config(tmp_path, [{"name": "hugo", "type": "feed", "url": url}], extra=TOPICS)
+    fetched = digest("-c", str(config), "fetch")
+    assert fetched.returncode == 0 and "3 new papers" in fetched.stdout
+    assert "2 items with an impossible date (such as 0001-01-01): stored without a date" in fetched.stderr
+    papers = {p["title"]: p for p in json.loads(digest("-c", str(config), "papers", "--format", "json").stdout)}
+    assert papers["About us"]["published"] is None and papers["Far future"]["published"] is None
+    assert papers["A post on language models"]["published"] == "2026-11-20T10:00:00+00:00"
+    for command in (["papers"], ["status"], ["preview", "alice@example.org"], ["send", "--dry-run"]):
+        result = digest("-c", str(config), *command)
+        assert result.returncode == 0, (command, result.stderr)
+        assert "isoformat" not in result.stderr and "internal error" not in result.stderr
+
+
+def test_rows_written_by_older_versions_are_read(tmp_path):
+    config = write_config(tmp_path, [], extra=TOPICS)
+    assert digest("-c", str(config), "papers").returncode == 0  # creates the database
+    with sqlite3.connect(tmp_path / "digest.db") as db:
+        row = ("title, url, authors, abstract, categories, ai_keywords, published, first_seen_at, updated_at",
+               "?, ?, '[]', ?, '[]', '[]', ?, ?, ?")
+        db.execute(f"INSERT INTO papers (id, {row[0]}) VALUES (?, {row[1]})",  # noqa: S608 - fixed text
+                   ("url:https://blog.example.org/old", "An LLM page from an older version", "https://blog.example.org/old",
+                    "About LLM.", "1-01-01T00:00:00.000000Z", "2099-01-01T00:00:00.000000Z", "2099-01-01T00:00:00.000000Z"))
+        db.execute(f"INSERT INTO papers (id, {row[0]}) VALUES (?, {row[1]})",  # noqa: S608
+                   ("url:https://blog.example.org/bad", "An LLM row with a broken time", "https://blog.example.org/bad",
+                    "About LLM.", "yesterday", "2099-01-01T00:00:00.000000Z", "2099-01-01T00:00:00.000000Z"))
+    listed = json.loads(digest("-c", str(config), "papers", "--format", "json").stdout)
+    by_title = {p["title"]: p for p in listed}
+    assert by_title["An LLM page from an older version"]["published"] == "0001-01-01T00:00:00+00:00"
+    assert by_title["An LLM row with a broken time"]["published"] is None
+    preview = digest("-c", str(config), "preview", "alice@example.org", "--format", "json", "--since", "30d")
+    assert preview.returncode == 0 and "LLM" in preview.stdout
