@@ -8,7 +8,7 @@ import sqlite3
 
 import pytest
 
-from .conftest import Reply, write_config
+from .conftest import REALWORLD, Reply, write_config
 from .test_cli import digest
 
 pytestmark = pytest.mark.clock
@@ -59,3 +59,22 @@ def test_rows_written_by_older_versions_are_read(tmp_path):
     assert by_title["An LLM row with a broken time"]["published"] is None
     preview = digest("-c", str(config), "preview", "alice@example.org", "--format", "json", "--since", "30d")
     assert preview.returncode == 0 and "LLM" in preview.stdout
+
+
+def test_one_bad_hugging_face_item_never_loses_the_source(tmp_path, feed_server):
+    items = json.loads((REALWORLD / "hf-daily-papers-2026-06-12.json").read_text())
+    items[0]["paper"]["upvotes"] = 10**30  # out of range for any database integer
+    body = json.dumps(items[:-1])[:-1]
+    body += ', {"paper": {"id": "2606.99999", "title": "Long", "upvotes": ' + "9" * 4400 + "}}"  # past Python's limit
+    body += ", " + "[" * 100_000 + "]" * 100_000  # nested past the decoder's recursion limit
+    body += ", " + json.dumps(items[-1]) + "]"
+    url = feed_server.serve("/daily_papers", Reply(200, body.encode(), {"Content-Type": "application/json"}))
+    config = write_config(tmp_path, [{"name": "hf", "type": "huggingface", "url": url, "fill_categories": False}],
+                          extra=TOPICS)
+    result = digest("-c", str(config), "fetch")
+    assert result.returncode == 0, result.stderr
+    assert "31 new papers" in result.stdout and "unexpected error" not in result.stderr
+    assert "hf: 31 papers, 1 item skipped: item 31: too deeply nested" in result.stderr
+    stored = {p["id"]: p for p in json.loads(digest("-c", str(config), "papers", "--format", "json").stdout)}
+    assert stored[items[0]["paper"]["id"]]["upvotes"] is None  # kept, its count unknown
+    assert stored["2606.99999"]["upvotes"] is None and stored[items[-1]["paper"]["id"]]["upvotes"] == items[-1]["paper"]["upvotes"]
