@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import sys
 import tempfile
+import threading
 import webbrowser
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -319,11 +322,16 @@ def send(app: App, emails: tuple[str, ...], dry_run: bool, to: str | None) -> No
     from .deliver.send_run import Delivery, summary
 
     config, store = app.config, app.store()
-    delivery = Delivery(config, store)
+    stop = threading.Event()
+    delivery = Delivery(config, store, stop=stop)
     subscribers = delivery.select(emails)
-    outcomes = _with_progress("sending", len(subscribers), lambda outcome: outcome.subscriber,
-                              lambda progress: delivery.run(emails, dry_run=dry_run, to=to, progress=progress))
+    with _stop_on_signals(stop):
+        outcomes = _with_progress("sending", len(subscribers), lambda outcome: outcome.subscriber,
+                                  lambda progress: delivery.run(emails, dry_run=dry_run, to=to, progress=progress))
     _print_outcomes(outcomes)
+    if stop.is_set():
+        err.print("stopped by a signal: the message in flight was finished; the rest waits for the next run",
+                  highlight=False)
     counts = summary(outcomes)
     sent = counts.get("sent", 0) + counts.get("test", 0)
     out.print(f"{sent} sent, {counts.get('empty', 0)} empty (not sent), {counts.get('skipped', 0)} skipped, "
@@ -358,6 +366,25 @@ def print_table(columns: list[Column], rows: list[list[str]]) -> None:
     for row in rows:
         table.add_row(*(escape(v) for v in row))
     out.print(table)
+
+
+@contextmanager
+def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
+    """SIGTERM or Ctrl-C: finish the message in flight, record, summarise, exit (a second one
+    stops at once)."""
+
+    def handle(signum: int, _frame: object) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        err.print(f"{signal.Signals(signum).name}: finishing the message in flight…", highlight=False)
+
+    previous = {s: signal.signal(s, handle) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
 def _with_progress(label: str, total: int, name: Callable[[Any], str], work: Callable[[Any], Any]) -> Any:

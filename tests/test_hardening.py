@@ -4,12 +4,22 @@ product still gathering, matching and sending for everyone else."""
 from __future__ import annotations
 
 import json
+import signal
 import sqlite3
+import subprocess
+import sys
+import time
+from collections import Counter
 
 import pytest
 
+from digest.config import load_config
+from digest.store import Ledger, Store
+
 from .conftest import REALWORLD, Reply, write_config
+from .smtp_server import SmtpServer
 from .test_cli import digest
+from .test_deliver import fetched_db, setup  # noqa: F401 - the fixture
 
 pytestmark = pytest.mark.clock
 
@@ -78,3 +88,27 @@ def test_one_bad_hugging_face_item_never_loses_the_source(tmp_path, feed_server)
     stored = {p["id"]: p for p in json.loads(digest("-c", str(config), "papers", "--format", "json").stdout)}
     assert stored[items[0]["paper"]["id"]]["upvotes"] is None  # kept, its count unknown
     assert stored["2606.99999"]["upvotes"] is None and stored[items[-1]["paper"]["id"]]["upvotes"] == items[-1]["paper"]["upvotes"]
+
+
+def test_sigterm_to_send_finishes_the_message_in_flight_and_summarises(tmp_path, fetched_db):  # noqa: F811
+    emails = [f"reader{n}@example.org" for n in range(6)]
+    with SmtpServer() as server:
+        server.handler.hold_after = 1  # the second message waits at the end of DATA
+        config = setup(tmp_path, fetched_db, server.port, emails)
+        errors = tmp_path / "stderr.txt"
+        with errors.open("w") as err_file:
+            process = subprocess.Popen([sys.executable, "-m", "digest", "-c", str(config), "send"],
+                                       stdout=subprocess.PIPE, stderr=err_file, text=True)
+            assert server.handler.holding.wait(timeout=60)
+            process.send_signal(signal.SIGTERM)
+            deadline = time.monotonic() + 60  # the signal taken while the message is held
+            while "finishing the message in flight" not in errors.read_text() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            server.handler.release.set()
+            out, _ = process.communicate(timeout=60)
+        err = errors.read_text()
+    assert process.returncode == 0, err
+    assert "Traceback" not in err and "SIGTERM: finishing the message in flight" in err
+    assert "2 sent" in out and "4 deferred" in out and "left for the next run" in out
+    states = Counter(e.state for e in Ledger(Store(load_config(config).database_url())).entries())
+    assert states == Counter({"sent": 2, "pending": 4})
