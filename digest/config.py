@@ -8,6 +8,7 @@ from __future__ import annotations
 import difflib
 import os
 import re
+import unicodedata
 from datetime import timedelta
 from email.utils import parseaddr
 from functools import lru_cache
@@ -17,6 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from email_validator import EmailNotValidError, validate_email
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -54,9 +56,13 @@ def _email(value: Any) -> str:
     if not isinstance(value, str):
         raise PydanticCustomError("email", "expected an e-mail address")
     try:
-        return validate_email(value, check_deliverability=False).normalized
+        checked = validate_email(value, check_deliverability=False)
     except EmailNotValidError as exc:
         raise _error("email", f"invalid e-mail address {value!r}: {exc}") from None
+    if checked.ascii_email is None:  # a non-ASCII local part: only SMTPUTF8 could carry it
+        raise _error("email", f"{value!r}: addresses with non-ASCII characters before the @ cannot be sent "
+                     "yet (they need SMTPUTF8); a non-ASCII domain is fine")
+    return checked.ascii_email  # a non-ASCII domain in its IDNA (xn--) form, as SMTP needs it
 
 
 def _mailbox(value: Any) -> str:
@@ -81,10 +87,30 @@ def _timezone(value: Any) -> str:
     return value
 
 
+def _one_line(value: Any) -> str:
+    """Text that ends up in a header (a name, the list's name): no line breaks or control characters."""
+    if not isinstance(value, str):
+        raise PydanticCustomError("string_type", "expected a string")
+    if any(unicodedata.category(ch) == "Cc" for ch in value):
+        raise _error("one_line", f"{value!r} has a line break or control character; write it on one line")
+    return value
+
+
 def _strings(value: Any) -> list[str]:
     if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
         raise PydanticCustomError("list_of_strings", "expected a list of strings")
     return [v.strip() for v in value]
+
+
+MAX_LOOKBACK = timedelta(days=365)  # how far back a first digest may reach
+MAX_GRACE = timedelta(days=7)  # a missed slot is looked for within the last eight days
+
+
+def _listen(value: Any) -> str:
+    match = re.fullmatch(r"([\w.\-\[\]:]*):(\d{1,5})", value) if isinstance(value, str) else None
+    if not match or not 0 < int(match.group(2)) <= 65535:
+        raise _error("listen", f"expected host:port with a port from 1 to 65535, such as 127.0.0.1:8081, not {value!r}")
+    return value
 
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(m|min|h|d|w)\s*$", re.IGNORECASE)
@@ -96,7 +122,10 @@ def parse_duration(value: str) -> timedelta:
     match = _DURATION.match(value)
     if not match:
         raise ValueError(f"expected a duration such as 12h, 1d or 2w, not {value!r}")
-    return timedelta(**{_UNITS[match.group(2).lower()]: float(match.group(1))})
+    amount = float(match.group(1))
+    if amount > 100_000:  # beyond any calendar arithmetic (timedelta overflows)
+        raise ValueError(f"{value!r} is far too long")
+    return timedelta(**{_UNITS[match.group(2).lower()]: amount})
 
 
 def _duration(value: Any) -> timedelta:
@@ -148,17 +177,32 @@ def _categories(value: Any) -> list[str]:
 
 
 Email = Annotated[str, BeforeValidator(_email)]
+OneLine = Annotated[str, BeforeValidator(_one_line)]
 Mailbox = Annotated[str, BeforeValidator(_mailbox)]
 TimeZoneName = Annotated[str, BeforeValidator(_timezone)]
 Strings = Annotated[list[str], BeforeValidator(_strings)]
 Categories = Annotated[list[str], BeforeValidator(_categories)]
 Duration = Annotated[timedelta, BeforeValidator(_duration)]
+
+
+def _at_most(limit: timedelta) -> AfterValidator:
+    def check(value: timedelta) -> timedelta:
+        if value > limit:
+            raise _error("duration", f"should be at most {limit.days} days")
+        return value
+
+    return AfterValidator(check)
+
+
+Lookback = Annotated[Duration, _at_most(MAX_LOOKBACK)]
+Grace = Annotated[Duration, _at_most(MAX_GRACE)]
 Schedule = Annotated[str, BeforeValidator(_schedule)]
 SourceName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$", max_length=64)]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    # No .inf or .nan anywhere: a time-out or a rate must be a number a clock can reach.
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, allow_inf_nan=False)
 
 
 # ---------------------------------------------------------------- sections
@@ -169,7 +213,7 @@ class Sender(_Strict):
     reply_to: Email | None = None
     # The list's name: in every subject, the e-mail's heading and footer, and List-Id (so
     # subscribers can filter on it).
-    list_name: Annotated[str, Field(min_length=1, max_length=60, pattern=r"^[^\r\n<>]+$")] = "Paper digest"
+    list_name: Annotated[OneLine, Field(min_length=1, max_length=60, pattern=r"^[^<>]+$")] = "Paper digest"
 
 
 class Smtp(_Strict):
@@ -178,14 +222,14 @@ class Smtp(_Strict):
     security: Literal["starttls", "ssl", "none"] = "starttls"
     username: str | None = None
     password_env: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
-    timeout: float = Field(default=30.0, gt=0)
-    greeting_timeout: float = Field(default=5.0, gt=0)  # a port that does not speak SMTP fails this fast
+    timeout: float = Field(default=30.0, gt=0, le=3600)
+    greeting_timeout: float = Field(default=5.0, gt=0, le=600)  # a port that does not speak SMTP fails this fast
     verify_certificates: bool = True
     ca_file: str | None = None  # a private CA to trust (PEM), relative to this file
-    rate_limit: float | None = Field(default=None, gt=0, description="messages per second")
+    rate_limit: float | None = Field(default=None, gt=0, le=100_000, description="messages per second")
     connections: int = Field(default=1, ge=1, le=16)
     retries: int = Field(default=3, ge=0, le=10)  # transient failures, per message and run
-    retry_wait: float = Field(default=2.0, ge=0)  # first back-off, doubling, in seconds
+    retry_wait: float = Field(default=2.0, ge=0, le=3600)  # first back-off, doubling, in seconds
     suspend_after: int = Field(default=3, ge=1)  # consecutive permanent failures
 
     def password(self) -> str | None:
@@ -282,7 +326,7 @@ Keywords = Annotated[list[str], BeforeValidator(_keywords)]
 
 
 class Topic(_Strict):
-    name: str = Field(min_length=1)
+    name: Annotated[OneLine, Field(min_length=1, max_length=200)]
     keywords: Keywords = []
     query: Annotated[str, BeforeValidator(_query)] | None = None
     exclude: Keywords = []
@@ -303,21 +347,21 @@ class Defaults(_Strict):
     max_papers: int = Field(default=25, ge=1, le=500)
     max_per_topic: int | None = Field(default=None, ge=1)
     trending: int = Field(default=0, ge=0, le=100)
-    lookback: Duration = timedelta(days=1)
+    lookback: Lookback = timedelta(days=1)
     send_empty: bool = False
-    grace: Duration = timedelta(hours=12)  # a digest missed by more than this is skipped
+    grace: Grace = timedelta(hours=12)  # a digest missed by more is skipped
 
 
 class Subscriber(_Strict):
     email: Email
-    name: str | None = None
+    name: Annotated[OneLine, Field(max_length=200)] | None = None
     timezone: TimeZoneName | None = None
     schedule: Schedule | None = None
     topics: list[Topic] = []
     max_papers: int | None = Field(default=None, ge=1, le=500)
     max_per_topic: int | None = Field(default=None, ge=1)
     trending: int | None = Field(default=None, ge=0, le=100)
-    lookback: Duration | None = None
+    lookback: Lookback | None = None
     send_empty: bool | None = None
     enabled: bool = True
 
@@ -329,7 +373,7 @@ class Config(_Strict):
     base_url: Annotated[str, Field(pattern=r"^https?://\S+$")] | None = None
     templates: str | None = None
     fetch: Annotated[str, BeforeValidator(_fetch_schedule)] = "every 1h"
-    listen: Annotated[str, Field(pattern=r"^[\w.\-\[\]:]*:\d{1,5}$")] | None = None  # the unsubscribe endpoint of `digest run`
+    listen: Annotated[str, BeforeValidator(_listen)] | None = None  # the unsubscribe endpoint of `digest run`
     sources: list[Source] = []
     defaults: Defaults = Defaults()
     subscribers: list[Subscriber] = []

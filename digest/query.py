@@ -14,11 +14,15 @@ Examples: ``"speculative decoding" OR (draft AND verif*)``,
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from .errors import DigestError
 
 FIELDS = ("title", "abstract", "author", "category")
+MAX_DEPTH = 32  # parentheses and NOTs within one another
+MAX_LENGTH = 2000  # characters
 
 
 class QuerySyntaxError(DigestError, ValueError):
@@ -95,9 +99,21 @@ class _Parser:
         self.query = query
         self.tokens = _tokens(query)
         self.at = 0
+        self.depth = 0
 
     def peek(self) -> _Token | None:
         return self.tokens[self.at] if self.at < len(self.tokens) else None
+
+    @contextmanager
+    def nested(self, position: int) -> Iterator[None]:
+        """One level deeper (parentheses, NOT): a bounded depth, so no query can exhaust the stack."""
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise QuerySyntaxError(f"nested more than {MAX_DEPTH} levels deep", position)
+        try:
+            yield
+        finally:
+            self.depth -= 1
 
     def take(self) -> _Token:
         token = self.tokens[self.at]
@@ -110,6 +126,8 @@ class _Parser:
     def parse(self) -> Node:
         if not self.tokens:
             raise QuerySyntaxError("empty query", 1)
+        if len(self.query) > MAX_LENGTH:
+            raise QuerySyntaxError(f"the query is longer than {MAX_LENGTH} characters", MAX_LENGTH + 1)
         node = self.parse_or()
         token = self.peek()
         if token is not None:
@@ -138,7 +156,8 @@ class _Parser:
             raise QuerySyntaxError("expected a term", self.end_position())
         if token.kind == "word" and (token.text == "NOT" or token.text == "-"):
             self.take()
-            return Not(self.parse_unary())
+            with self.nested(token.position):
+                return Not(self.parse_unary())
         if token.kind == "word" and token.text.startswith("-") and len(token.text) > 1:
             self.take()
             return Not(self.term(token.text[1:], token.position + 1))
@@ -149,7 +168,8 @@ class _Parser:
         if token.kind == "(":
             if (after := self.peek()) is not None and after.kind == ")":
                 raise QuerySyntaxError("empty parentheses", after.position)
-            node = self.parse_or()
+            with self.nested(token.position):
+                node = self.parse_or()
             closing = self.peek()
             if closing is None or closing.kind != ")":
                 raise QuerySyntaxError("missing ')' for the '(' at position " + str(token.position),
