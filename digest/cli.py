@@ -31,7 +31,7 @@ from .errors import ConfigError, DigestError, UnknownSubscriber
 from .gather.collect import gather, select_sources
 from .models import Paper, SourceReport
 from .render.present import digest_json
-from .store.database import Store
+from .store.database import Store, open_store
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -53,7 +53,7 @@ class App:
         return self._config
 
     def store(self) -> Store:
-        return Store(self.config.database_url())
+        return open_store(self.config)
 
 
 def _config_after_command(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
@@ -312,8 +312,10 @@ def preview(app: App, email: str | None, fmt: str, since: str | None, out_file: 
 @click.argument("emails", nargs=-1, metavar="[EMAIL]...")
 @click.option("--dry-run", is_flag=True, help="Match and render everything, send and record nothing.")
 @click.option("--to", "to", metavar="ADDRESS", help="Send the digests to ADDRESS instead (testing); nothing is recorded.")
+@click.option("--fresh-state", is_flag=True,
+              help="Send although the state database is new and this configuration has sent before.")
 @click.pass_obj
-def send(app: App, emails: tuple[str, ...], dry_run: bool, to: str | None) -> None:
+def send(app: App, emails: tuple[str, ...], dry_run: bool, to: str | None, fresh_state: bool) -> None:
     """Send the due digests now (all subscribers, or those named).
 
     Each subscriber gets at most one digest per scheduled slot: running it again sends
@@ -327,7 +329,8 @@ def send(app: App, emails: tuple[str, ...], dry_run: bool, to: str | None) -> No
     subscribers = delivery.select(emails)
     with _stop_on_signals(stop):
         outcomes = _with_progress("sending", len(subscribers), lambda outcome: outcome.subscriber,
-                                  lambda progress: delivery.run(emails, dry_run=dry_run, to=to, progress=progress))
+                                  lambda progress: delivery.run(emails, dry_run=dry_run, to=to, progress=progress,
+                                                                    fresh_state=fresh_state))
     _print_outcomes(outcomes)
     if stop.is_set():
         err.print("stopped by a signal: the message in flight was finished; the rest waits for the next run",
@@ -339,6 +342,23 @@ def send(app: App, emails: tuple[str, ...], dry_run: bool, to: str | None) -> No
               + (f", {counts['dry-run']} rendered (dry run)" if "dry-run" in counts else ""), highlight=False)
     if (counts.get("failed", 0) or counts.get("deferred", 0)) and not sent:
         sys.exit(1)
+
+
+@cli.command()
+@click.argument("file", required=False, type=click.Path(dir_okay=False))
+@click.pass_obj
+def backup(app: App, file: str | None) -> None:
+    """Copy the state database, safely, even while `digest run` is writing to it.
+
+    Default: backups/digest-YYYYmmdd-HHMMSS.db beside the config (`backups.folder`). To
+    restore, stop everything and copy the backup over the database. PostgreSQL: use pg_dump.
+    Example: digest backup /mnt/safe/digest.db
+    """
+    from .store.files import backup_name
+
+    target = Path(file) if file else app.config.backup_folder() / backup_name(datetime.now(UTC))
+    size = app.store().backup(target)
+    out.print(f"backed up {app.store().file} to {target} ({size:,} bytes)", highlight=False)
 
 
 @dataclass(frozen=True)

@@ -341,6 +341,13 @@ class Topic(_Strict):
         return self
 
 
+class Backups(_Strict):
+    """`digest run` copies the SQLite state once a day into `folder` (relative to this file)."""
+
+    folder: str = "backups"
+    keep: int = Field(default=7, ge=0, le=1000)  # 0: no daily backups
+
+
 class Defaults(_Strict):
     schedule: Schedule = "daily 07:30"
     timezone: TimeZoneName = "UTC"
@@ -372,6 +379,12 @@ class Config(_Strict):
     state: str = "sqlite:///digest.db"
     base_url: Annotated[str, Field(pattern=r"^https?://\S+$")] | None = None
     templates: str | None = None
+    # The signing key's file (0600), kept apart from the database so that a restored or rebuilt
+    # database keeps every link already mailed valid. Default with SQLite: digest.key beside
+    # this file; with PostgreSQL the database keeps it (shared by every machine). $DIGEST_SECRET
+    # overrides both.
+    key_file: str | None = None
+    backups: Backups = Backups()
     fetch: Annotated[str, BeforeValidator(_fetch_schedule)] = "every 1h"
     listen: Annotated[str, BeforeValidator(_listen)] | None = None  # the unsubscribe endpoint of `digest run`
     sources: list[Source] = []
@@ -397,6 +410,19 @@ class Config(_Strict):
             if rest and rest != ":memory:":
                 return prefix + str(self.directory / rest)
         return self.state
+
+    def key_path(self) -> Path | None:
+        if self.key_file:
+            return Path(self.resolve_local(self.key_file))
+        return self.directory / "digest.key" if self.database_url().startswith("sqlite:///") else None
+
+    def marker_path(self) -> Path | None:
+        """Beside the key: says this configuration has sent digests (a lost database is noticed)."""
+        key = self.key_path()
+        return key.with_name(key.name + ".sent") if key is not None else None
+
+    def backup_folder(self) -> Path:
+        return Path(self.resolve_local(self.backups.folder))
 
     def setting(self, subscriber: Subscriber, name: str) -> Any:
         """A subscriber's own value of a setting they may override (send_empty, trending…), else the default."""
@@ -615,7 +641,7 @@ def _line(raw: Any, loc: tuple[Any, ...]) -> int | None:
 
 _SECTION_MODELS: dict[str, type[BaseModel]] = {
     "sender": Sender, "smtp": Smtp, "defaults": Defaults, "subscribers": Subscriber,
-    "topics": Topic,
+    "topics": Topic, "backups": Backups,
 }
 _SOURCE_MODELS: dict[str, type[BaseModel]] = {
     "arxiv": ArxivSource, "arxiv-api": ArxivApiSource, "huggingface": HuggingFaceSource, "feed": FeedSource,

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from .config import Config, load_config
@@ -27,7 +28,8 @@ from .deliver.schedule import fetch_trigger
 from .deliver.send_run import Delivery, summary
 from .errors import ConfigError, DigestError
 from .gather.collect import gather
-from .store.database import Store
+from .store.database import open_store
+from .store.files import backup_name, prune_backups
 
 log = logging.getLogger("digest.run")
 
@@ -56,7 +58,7 @@ class Daemon:
 
     def fetch(self) -> None:
         config = self.config
-        store = Store(config.database_url())
+        store = open_store(config)
         try:
             with self.fetching:
                 reports = gather(config, store)
@@ -73,7 +75,7 @@ class Daemon:
         with self.fetching:
             pass
         config = self.config
-        store = Store(config.database_url())
+        store = open_store(config)
         try:
             outcomes = Delivery(config, store, stop=self.stop).run(scheduled=True)
             if outcomes:
@@ -85,6 +87,27 @@ class Daemon:
             log.error("sending stopped: %s", exc)
         finally:
             store.close()
+
+    def backup(self) -> None:
+        """The daily copy of the state (SQLite), the oldest beyond `backups.keep` deleted."""
+        config = self.config
+        store = open_store(config)
+        try:
+            folder = config.backup_folder()
+            target = folder / backup_name(datetime.now(UTC))
+            size = store.backup(target)
+            gone = prune_backups(folder, "digest-*.db", config.backups.keep)
+            log.info("state backed up to %s (%d bytes)%s", target, size,
+                     f"; {len(gone)} old backup{'s' * (len(gone) > 1)} removed" if gone else "")
+        except DigestError as exc:
+            log.error("backup failed: %s", exc)
+        finally:
+            store.close()
+
+    def _backup_due_now(self) -> bool:
+        folder = self.config.backup_folder()
+        newest = max((p.stat().st_mtime for p in folder.glob("digest-*.db")), default=None) if folder.is_dir() else None
+        return newest is None or datetime.now(UTC).timestamp() - newest > 24 * 3600
 
     # -- configuration
 
@@ -105,10 +128,14 @@ class Daemon:
 
     def start(self) -> None:
         now = datetime.now(UTC)
+        # next_run_time=None would add the job paused (APScheduler 3): leave it out to keep the trigger's
         self.scheduler.add_job(self.fetch, fetch_trigger(self.config.fetch), id="fetch", name="fetch",
-                               next_run_time=now if self.fetch_first else None)
+                               **({"next_run_time": now} if self.fetch_first else {}))
         self.scheduler.add_job(self.dispatch, IntervalTrigger(seconds=self.tick, timezone=UTC), id="send",
                                name="send due digests", next_run_time=now + timedelta(seconds=1))
+        if self.config.backups.keep and self.config.database_url().startswith("sqlite:///"):
+            self.scheduler.add_job(self.backup, CronTrigger(hour=3, minute=17, timezone=UTC), id="backup",
+                                   name="back up the state", **({"next_run_time": now} if self._backup_due_now() else {}))
         if self.config.listen:  # first: a port in use stops us before anything runs
             self._serve_unsubscribe(self.config.listen)
         self.scheduler.start()
@@ -118,7 +145,7 @@ class Daemon:
         from .store.ledger import Ledger
         from .web.unsubscribe import unsubscribe_server
 
-        store = Store(self.config.database_url())
+        store = open_store(self.config)
         secret = store.signing_secret()
         self.web = unsubscribe_server(address, secret, Ledger(store))
         threading.Thread(target=self.web.serve_forever, name="unsubscribe", daemon=True).start()

@@ -24,7 +24,7 @@ from aiosmtpd.controller import Controller
 from .config import load_config
 from .deliver.send_run import Delivery, Outcome
 from .gather.collect import gather
-from .store.database import Store
+from .store.database import open_store
 
 SAMPLES = Path(__file__).resolve().parent / "samples"
 
@@ -113,7 +113,7 @@ def run_demo(folder: Path | None = None) -> DemoResult:
                 "sources:\n" + "".join(f"  - {json.dumps(s)}\n" for s in sources) + DEMO_SUBSCRIBERS,
                 encoding="utf-8")
             config = load_config(config_path)
-            store = Store(config.database_url())
+            store = open_store(config)
             reports = gather(config, store)
             outcomes = Delivery(config, store).run()
             store.close()

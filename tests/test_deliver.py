@@ -22,7 +22,7 @@ from digest.config import load_config
 from digest.deliver import Delivery
 from digest.gather import gather
 from digest.render.links import email_from_token
-from digest.store import Store
+from digest.store import Store, open_store
 from digest.store.ledger import Ledger
 
 from .smtp_server import SmtpServer
@@ -109,7 +109,7 @@ def test_send_once_with_the_right_headers(tmp_path, fetched_db):
             set(Ledger(Store(load_config(config).database_url())).delivered("reader0@example.org"))
         assert Counter(str(m["To"]) for m in server.handler.received) == Counter(EMAILS)
 
-    secret = Store(load_config(config).database_url()).secret()
+    secret = open_store(load_config(config)).signing_secret()  # the key file beside the config
     ids = set()
     for message in server.handler.received:
         for name in ("From", "To", "Subject", "Date", "Message-ID", "List-Id", "List-Unsubscribe",

@@ -4,17 +4,20 @@ product still gathering, matching and sending for everyone else."""
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
+from datetime import UTC, datetime
 
 import pytest
 
 from digest.config import load_config
-from digest.store import Ledger, Store
+from digest.store import Ledger, Store, open_store
 
 from .conftest import REALWORLD, Reply, write_config
 from .smtp_server import SmtpServer
@@ -112,3 +115,104 @@ def test_sigterm_to_send_finishes_the_message_in_flight_and_summarises(tmp_path,
     assert "2 sent" in out and "4 deferred" in out and "left for the next run" in out
     states = Counter(e.state for e in Ledger(Store(load_config(config).database_url())).entries())
     assert states == Counter({"sent": 2, "pending": 4})
+
+
+# ---------------------------------------------------------------- state that survives, secrets that stay secret
+
+
+def mode(path) -> int:  # noqa: ANN001
+    return path.stat().st_mode & 0o777
+
+
+def test_state_files_are_private_and_the_key_lives_apart(tmp_path, fetched_db):  # noqa: F811
+    with SmtpServer() as server:
+        config = setup(tmp_path, fetched_db, server.port, ["a@example.org"])
+        (tmp_path / "digest.db").chmod(0o644)  # as older versions left it
+        assert digest("-c", str(config), "send").returncode == 0
+        for name in ("digest.db", "digest.key", "digest.key.sent"):
+            assert (tmp_path / name).exists() and mode(tmp_path / name) == 0o600, name
+        open_store(load_config(config)).secret()  # a connection open: the -wal and -shm files exist
+        for name in ("digest.db-wal", "digest.db-shm"):
+            assert (tmp_path / name).exists() and mode(tmp_path / name) == 0o600, name
+        key = (tmp_path / "digest.key").read_text().strip()
+        assert key and key not in (tmp_path / "digest.db").read_bytes().decode("latin-1")  # not in the database
+        link = server.handler.received[0]["List-Unsubscribe"].split(",")[0].strip("<>")
+        token = link.rsplit("/", 1)[1]
+        from digest.render.links import email_from_token
+
+        assert email_from_token(key, token) == "a@example.org"
+
+
+def test_an_older_database_key_moves_to_the_key_file(tmp_path):
+    config = write_config(tmp_path, [], extra=TOPICS)
+    old = Store(f"sqlite:///{tmp_path / 'digest.db'}")  # as an older version: the key in the database
+    stored = old.secret()
+    assert not (tmp_path / "digest.key").exists()
+    new = open_store(load_config(config))
+    assert new.signing_secret() == stored  # links already mailed stay valid
+    assert (tmp_path / "digest.key").read_text().strip() == stored and mode(tmp_path / "digest.key") == 0o600
+
+
+def test_a_lost_database_is_noticed_not_resent_to_everyone(tmp_path, fetched_db):  # noqa: F811
+    with SmtpServer() as server:
+        config = setup(tmp_path, fetched_db, server.port, ["a@example.org", "gone@example.org"])
+        assert digest("-c", str(config), "unsubscribe", "gone@example.org").returncode == 0
+        assert "1 sent" in digest("-c", str(config), "send").stdout
+        backup = digest("-c", str(config), "backup")
+        assert backup.returncode == 0 and "backed up" in backup.stdout
+        saved = sorted((tmp_path / "backups").glob("digest-*.db"))
+        assert len(saved) == 1 and mode(saved[0]) == 0o600
+        for name in ("digest.db", "digest.db-wal", "digest.db-shm"):
+            (tmp_path / name).unlink(missing_ok=True)
+        shutil.copy(fetched_db, tmp_path / "digest.db")  # a fresh database with the papers, no ledger
+        refused = digest("-c", str(config), "send")
+        assert refused.returncode == 1 and len(server.handler.received) == 1
+        assert "holds no digests, but this configuration has sent digests" in refused.stderr
+        assert str(saved[0]) in refused.stderr and "--fresh-state" in refused.stderr
+        shutil.copy(saved[0], tmp_path / "digest.db")  # the restore the message describes
+        again = digest("-c", str(config), "send")
+        assert again.returncode == 0 and "0 sent" in again.stdout and "unsubscribed" in again.stdout
+        assert len(server.handler.received) == 1  # nobody got today's digest twice
+        for name in ("digest.db", "digest.db-wal", "digest.db-shm"):
+            (tmp_path / name).unlink(missing_ok=True)
+        shutil.copy(fetched_db, tmp_path / "digest.db")
+        fresh = digest("-c", str(config), "send", "--fresh-state")  # on purpose
+        assert fresh.returncode == 0 and "2 sent" in fresh.stdout
+
+
+def test_backup_while_the_database_is_being_written(tmp_path, fetched_db):  # noqa: F811
+    shutil.copy(fetched_db, tmp_path / "digest.db")
+    config = write_config(tmp_path, [], extra=TOPICS)
+    store = open_store(load_config(config))
+    ledger = Ledger(store)
+    writing = threading.Event()
+
+    def write_many() -> None:
+        for n in range(400):
+            ledger.record(f"r{n}@example.org", "p", "<m>", ["x"], datetime(2026, 11, 23, tzinfo=UTC))
+            writing.set()
+
+    writer = threading.Thread(target=write_many)
+    writer.start()
+    writing.wait(timeout=30)
+    target = tmp_path / "copy.db"
+    result = digest("-c", str(config), "backup", str(target))
+    writer.join(timeout=60)
+    assert result.returncode == 0, result.stderr
+    with sqlite3.connect(target) as copy:
+        assert copy.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        assert 0 < copy.execute("SELECT count(*) FROM papers").fetchone()[0]
+        copied = copy.execute("SELECT count(*) FROM digests").fetchone()[0]
+    assert 0 <= copied <= 400  # a consistent moment of a live database
+
+
+def test_backup_of_postgresql_says_pg_dump(tmp_path):
+    config = write_config(tmp_path, [], extra=TOPICS)
+    result = digest("-c", str(config), "backup")  # SQLite: works
+    assert result.returncode == 0
+    from digest.errors import StoreError
+
+    store = Store(f"sqlite:///{tmp_path / 'x.db'}")
+    store.file = None  # as for a PostgreSQL URL
+    with pytest.raises(StoreError, match="pg_dump"):
+        store.backup(tmp_path / "y.db")

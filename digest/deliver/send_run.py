@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from ..config import Config, Subscriber, find_subscriber
+from ..errors import DigestError
 from ..match.newly_seen import newly_seen
 from ..models import Digest
 from ..render.compose import Composer, Email
@@ -104,8 +105,11 @@ class Delivery:
     # ------------------------------------------------------------ the run
 
     def run(self, emails: Sequence[str] = (), *, scheduled: bool = False, dry_run: bool = False,
-            to: str | None = None, progress: Callable[[Outcome], None] | None = None) -> list[Outcome]:
+            to: str | None = None, progress: Callable[[Outcome], None] | None = None,
+            fresh_state: bool = False) -> list[Outcome]:
         now = self.clock()
+        if not (dry_run or to or fresh_state):
+            self._refuse_a_lost_state()
         run_id = uuid.uuid4().hex[:12]
         outcomes: list[Outcome] = []
 
@@ -132,6 +136,23 @@ class Delivery:
         finally:
             ACTIVE_RUNS.discard(run_id)
         return outcomes
+
+    def _refuse_a_lost_state(self) -> None:
+        """A database with no digest at all, beside a configuration that has sent before, is a
+        lost or replaced one: sending now would send today's digests again to everyone, people
+        who unsubscribed included. Stop and say how to restore."""
+        marker = self.store.sent_before()
+        if marker is None or self.ledger.entries_exist():
+            return
+        folder = self.config.backup_folder()
+        backups = sorted(folder.glob("digest-*.db"), reverse=True) if folder.is_dir() else []
+        restore = (f"restore the latest backup ({backups[0]}: copy it over {self.store.file} with nothing "
+                   "running)" if backups else "restore the database from your backups")
+        raise FreshStateError(
+            f"the state database {self.store.file or self.store.url} holds no digests, but this configuration "
+            f"has sent digests since {marker.get('first_sent', 'earlier')}: the database was lost or replaced, "
+            "and sending now would repeat today's digests to everyone, unsubscribed people included",
+            hint=f"{restore}; or, to start afresh on purpose, `digest send --fresh-state`")
 
     def _prepare(self, subscribers: list[Subscriber], now: datetime, *, scheduled: bool, record: bool,
                  done: Callable[[Outcome], None]) -> list[Job]:
@@ -277,11 +298,16 @@ class Delivery:
             return Outcome(subscriber.email, "failed", papers, str(exc) + ("; subscriber suspended" if suspended else ""))
         if entry is not None:
             self.ledger.sent(entry, self.clock())
+            self.store.mark_sent(self.clock())
             return Outcome(subscriber.email, "sent", papers, job.email.subject)
         return Outcome(subscriber.email, "test", papers, f"sent to {to}, not recorded")
 
 
 _SERVER_DOWN_AFTER = 3  # connection failures in a row that end a pass
+
+
+class FreshStateError(DigestError):
+    """The state database is empty but the configuration has sent before: it was lost."""
 
 
 def summary(outcomes: Iterable[Outcome]) -> dict[str, int]:

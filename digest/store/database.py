@@ -11,9 +11,11 @@ import json
 import logging
 import os
 import secrets
+import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -22,8 +24,17 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.types import TypeDecorator
 
+from ..config import Config
 from ..errors import StoreError
 from ..models import Listing, Paper, Validators
+from .files import (
+    backup_sqlite,
+    make_private,
+    read_marker,
+    read_or_create_key,
+    sqlite_file,
+    write_marker,
+)
 from .migrations import MIGRATIONS
 
 log = logging.getLogger(__name__)
@@ -208,8 +219,13 @@ def _serialise_sqlite_writers(engine: Engine) -> None:
 class Store:
     """Papers and fetch state in one database; every write is one transaction."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, key_file: Path | None = None, marker: Path | None = None) -> None:
         self.url = url
+        self.file = sqlite_file(url)
+        if self.file is not None:
+            make_private(self.file)
+        self.key_file = key_file
+        self.marker = marker
         self.engine = create_engine(url)
         self._guard(self.migrate)
 
@@ -241,8 +257,41 @@ class Store:
 
     def signing_secret(self) -> str:
         """The key that signs links: $DIGEST_SECRET if set (several machines sharing one key),
-        else this installation's own."""
-        return os.environ.get(SECRET_ENV) or self.secret()
+        else the key file (kept apart from the database: a restored or rebuilt database keeps
+        every link already mailed valid), else the database's own (PostgreSQL, shared by all)."""
+        if os.environ.get(SECRET_ENV):
+            return os.environ[SECRET_ENV]
+        if self.key_file is not None:
+            return read_or_create_key(self.key_file, seed=self._stored_secret)
+        return self.secret()
+
+    def _stored_secret(self) -> str | None:
+        return self._guard(lambda: self._read_setting("secret"))
+
+    def _read_setting(self, key: str) -> str | None:
+        with self.engine.connect() as conn:
+            return conn.scalar(sa.select(settings_table.c.value).where(settings_table.c.key == key))
+
+    # ------------------------------------------------------------ safety of the state
+
+    def sent_before(self) -> dict | None:
+        """The marker's content when this configuration has sent digests with some database."""
+        return read_marker(self.marker) if self.marker is not None else None
+
+    def mark_sent(self, now: datetime) -> None:
+        if self.marker is not None:
+            write_marker(self.marker, self.engine.url.render_as_string(hide_password=True), now)
+
+    def backup(self, target: Path) -> int:
+        """A consistent copy of the database (safe while it is in use); its size in bytes."""
+        if self.file is None:
+            raise StoreError(f"`digest backup` copies SQLite databases; {self._shown()} is not one",
+                             hint="back PostgreSQL up with pg_dump (e.g. pg_dump -Fc DBNAME > digest.dump)")
+        try:
+            return backup_sqlite(self.file, target)
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(f"cannot back up {self.file} to {target}: {exc}",
+                             hint="check that the backup folder exists and is writable") from None
 
     def secret(self) -> str:
         """This installation's signing key (unsubscribe links), made on first use and kept."""
@@ -395,6 +444,11 @@ class Store:
             for paper_id, source in conn.execute(query):
                 by_id[paper_id].append(source)
         return [_paper(r._mapping, by_id[r.id]) for r in rows]
+
+
+def open_store(config: Config) -> Store:
+    """The store of a configuration: its database, its key file and its marker."""
+    return Store(config.database_url(), key_file=config.key_path(), marker=config.marker_path())
 
 
 def _dialect_insert(conn: Connection) -> Any:

@@ -247,6 +247,9 @@ class Ledger:
             digests.c.subscriber == _key(subscriber), digests.c.period == period)).first())
         return _entry(row) if row is not None else None
 
+    def entries_exist(self) -> bool:
+        return self._read(lambda conn: conn.scalar(sa.select(digests.c.id).limit(1))) is not None
+
     def entries(self, subscriber: str | None = None) -> list[Entry]:
         query = sa.select(digests).order_by(digests.c.created_at, digests.c.id)
         if subscriber:

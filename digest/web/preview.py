@@ -16,7 +16,7 @@ from ..errors import ConfigError, DigestError, UnknownSubscriber
 from ..render.compose import Composer
 from ..render.preview import preview_digest
 from ..render.renderer import builtin_templates
-from ..store.database import Store
+from ..store.database import Store, open_store
 from .server import http_server
 
 _PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{title}</title>
@@ -58,7 +58,7 @@ class PreviewState:
             version = self.version()
             if self._built is None or version != self._version:
                 config = load_config(self.config_path)
-                store = Store(config.database_url())
+                store = open_store(config)
                 self._built = (config, Composer(config, secret=store.signing_secret()), store)
                 self._version = self.version()
             return self._built

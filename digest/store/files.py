@@ -1,0 +1,136 @@
+"""The state's files on disk: a SQLite database created private (0600, its -wal and -shm
+follow), the signing key kept in its own file apart from the database, the marker that says
+this configuration has sent digests before, and backups (SQLite's online backup)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import sqlite3
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+from ..errors import StoreError
+
+log = logging.getLogger(__name__)
+
+PRIVATE = 0o600
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The database file of a sqlite:/// URL (None for :memory: and other databases)."""
+    prefix = "sqlite:///"
+    if not url.startswith(prefix):
+        return None
+    rest = url[len(prefix):].split("?", 1)[0]
+    return Path(rest) if rest and rest != ":memory:" else None
+
+
+def make_private(path: Path) -> None:
+    """Create `path` readable by its owner only, or make an existing one so (with the -wal and
+    -shm files beside it): the state holds every address, and any local user who could read
+    it could read them all."""
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_WRONLY, PRIVATE)
+        os.close(fd)
+        for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+            if file.exists() and file.stat().st_mode & 0o077:
+                os.chmod(file, PRIVATE)
+    except FileNotFoundError:
+        raise StoreError(f"cannot create the state database {path}: its folder does not exist",
+                         hint="check `state:` in the config") from None
+    except PermissionError as exc:
+        raise StoreError(f"cannot create the state database {path}: {exc.strerror}",
+                         hint="check `state:` in the config and that the folder is writable") from None
+
+
+def read_or_create_key(path: Path, seed: Callable[[], str | None]) -> str:
+    """The signing key kept in `path` (0600); made on first use from `seed()` (the key an older
+    version kept in the database, so links already mailed stay valid) or at random."""
+    try:
+        return _read_key(path)
+    except FileNotFoundError:
+        pass
+    key = seed() or secrets.token_urlsafe(32)
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, PRIVATE)
+    except FileExistsError:  # another process made it first: use theirs
+        return _read_key(path)
+    except OSError as exc:
+        raise StoreError(f"cannot write the signing key to {path}: {exc.strerror}",
+                         hint="check `key_file:` in the config, or set $DIGEST_SECRET") from None
+    with os.fdopen(fd, "w", encoding="utf-8") as file:
+        file.write(key + "\n")
+    log.info("signing key written to %s", path)
+    return key
+
+
+def _read_key(path: Path) -> str:
+    key = path.read_text(encoding="utf-8").strip()
+    if len(key) < 16:
+        raise StoreError(f"the signing key in {path} is too short or empty",
+                         hint="restore it from a backup (links already mailed need it), or delete it to make a new one")
+    if path.stat().st_mode & 0o077:
+        os.chmod(path, PRIVATE)
+    return key
+
+
+# ---------------------------------------------------------------- has this configuration sent before?
+
+
+def read_marker(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):
+        return {"first_sent": "unknown"}
+
+
+def write_marker(path: Path, database: str, now: datetime) -> None:
+    if path.exists():
+        return
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, PRIVATE)
+    except FileExistsError:
+        return
+    with os.fdopen(fd, "w", encoding="utf-8") as file:
+        json.dump({"database": database, "first_sent": now.isoformat()}, file)
+
+
+# ---------------------------------------------------------------- backups
+
+
+def backup_sqlite(database: Path, target: Path) -> int:
+    """A consistent copy of a live database (SQLite's online backup: safe while `digest run`
+    writes); returns its size in bytes."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(target.name + ".partial")
+    make_private(partial)
+    source = sqlite3.connect(f"file:{database}?mode=ro", uri=True)
+    try:
+        copy = sqlite3.connect(partial)
+        try:
+            source.backup(copy)
+        finally:
+            copy.close()
+    finally:
+        source.close()
+    partial.replace(target)
+    return target.stat().st_size
+
+
+def prune_backups(folder: Path, pattern: str, keep: int) -> list[Path]:
+    """Delete all but the newest `keep` backups in `folder`; returns what was deleted."""
+    found = sorted(folder.glob(pattern), key=lambda p: p.name, reverse=True)
+    gone = found[keep:]
+    for path in gone:
+        path.unlink(missing_ok=True)
+    return gone
+
+
+def backup_name(now: datetime) -> str:
+    return f"digest-{now.astimezone(UTC):%Y%m%d-%H%M%S}.db"
