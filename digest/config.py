@@ -150,6 +150,47 @@ def _schedule(value: Any) -> str:
     return " ".join(str(value).split()).lower()
 
 
+_CRON_DAYS = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"]
+
+
+def crontab_fields(spec: str) -> dict[str, str]:
+    """Five cron fields as APScheduler's CronTrigger arguments. The day of the week is read as
+    cron reads it (0 or 7 Sunday, 1 Monday … 6 Saturday; `1-5` Monday to Friday) and written
+    out as names: APScheduler 3 numbers the days from Monday, so `1-5` would mean Tuesday to
+    Saturday there. ValueError when the spec is not five fields."""
+    fields = spec.split()
+    if len(fields) != 5:
+        raise ValueError(f"expected five cron fields, not {len(fields)}")
+    minute, hour, day, month, weekday = fields
+    return {"minute": minute, "hour": hour, "day": day, "month": month, "day_of_week": _cron_weekdays(weekday)}
+
+
+def _cron_weekdays(field: str) -> str:
+    if not any(ch.isdigit() for ch in field):
+        return field  # *, names: the same in both
+    days: set[int] = set()
+    for item in field.split(","):
+        span, _, step = item.partition("/")
+        if span == "*":
+            first, last = 0, 6
+        else:
+            low, _, high = span.partition("-")
+            first = _cron_day(low)
+            last = _cron_day(high) if high else (6 if step else first)
+        if last < first:
+            raise ValueError(f"day-of-week range {span!r} runs backwards")
+        days.update(range(first, last + 1, int(step) if step else 1))
+    return ",".join(_CRON_DAYS[d % 7] for d in sorted(days))
+
+
+def _cron_day(text: str) -> int:
+    if text.isdigit() and int(text) <= 7:
+        return int(text) % 7 if int(text) != 7 else 7
+    if text[:3].lower() in _CRON_DAYS:
+        return _CRON_DAYS.index(text[:3].lower())
+    raise ValueError(f"{text!r} is not a day of the week (0-7 or mon…sun)")
+
+
 def _fetch_schedule(value: Any) -> str:
     from apscheduler.triggers.cron import CronTrigger
 
@@ -159,7 +200,7 @@ def _fetch_schedule(value: Any) -> str:
             if parse_duration(text.split(None, 1)[1]).total_seconds() <= 0:
                 raise ValueError(text)
         else:
-            CronTrigger.from_crontab(text)  # APScheduler's own check of the five fields
+            CronTrigger(**crontab_fields(text))  # APScheduler's own check of each field
     except (ValueError, TypeError, IndexError):
         raise _error("fetch", f"expected 'every 30m', 'every 1h' or five cron fields such as '0 * * * *', not {value!r}") from None
     return text

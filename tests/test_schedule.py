@@ -10,7 +10,7 @@ import pytest
 
 from digest.config import load_config
 from digest.deliver import Delivery
-from digest.deliver.schedule import due_slot, last_slot, next_slot
+from digest.deliver.schedule import due_slot, fetch_trigger, last_slot, next_slot
 from digest.store import Store
 from digest.store.ledger import Ledger
 
@@ -114,3 +114,35 @@ def test_scheduled_delivery_with_a_controlled_clock(tmp_path, fetched_sunday):
 ])
 def test_last_slot_examples(schedule, now, due):
     assert last_slot(schedule, BERLIN, now) == due
+
+
+@pytest.mark.parametrize("spec, after, fires", [
+    ("every 30m", utc(2026, 11, 23, 7, 0), [utc(2026, 11, 23, 7, 30), utc(2026, 11, 23, 8, 0)]),
+    ("every 1h", utc(2026, 11, 23, 7, 0), [utc(2026, 11, 23, 8, 0), utc(2026, 11, 23, 9, 0)]),
+    ("every 1.5h", utc(2026, 11, 23, 7, 0), [utc(2026, 11, 23, 8, 30), utc(2026, 11, 23, 10, 0)]),
+    ("0 * * * *", utc(2026, 11, 23, 7, 10), [utc(2026, 11, 23, 8, 0), utc(2026, 11, 23, 9, 0)]),
+    ("15 6 * * 1-5", utc(2026, 11, 20, 7, 0), [utc(2026, 11, 23, 6, 15), utc(2026, 11, 24, 6, 15)]),  # Friday → Monday
+])
+def test_fetch_schedules(spec, after, fires):
+    trigger = fetch_trigger(spec)
+    if spec.startswith("every"):  # an interval counts from its start
+        trigger.start_date = after
+    first = trigger.get_next_fire_time(None, after + timedelta(seconds=1))
+    second = trigger.get_next_fire_time(first, first + timedelta(seconds=1))
+    assert [first, second] == fires
+
+
+@pytest.mark.parametrize("days, expected", [
+    ("1-5", "mon,tue,wed,thu,fri"), ("0", "sun"), ("7", "sun"), ("0-6", "sun,mon,tue,wed,thu,fri,sat"),
+    ("5-7", "fri,sat,sun"), ("1,3,5", "mon,wed,fri"), ("*/2", "sun,tue,thu,sat"), ("mon-fri", "mon-fri"), ("*", "*"),
+])
+def test_cron_days_of_the_week_are_crons_not_apschedulers(days, expected):
+    from digest.config import crontab_fields
+
+    assert crontab_fields(f"0 6 * * {days}")["day_of_week"] == expected
+
+
+def test_fetch_schedule_in_a_time_zone():
+    # five cron fields read in the given zone: 06:00 in Berlin is 05:00 UTC in winter
+    trigger = fetch_trigger("0 6 * * *", "Europe/Berlin")
+    assert trigger.get_next_fire_time(None, utc(2026, 11, 23, 0)) == utc(2026, 11, 23, 5, 0)

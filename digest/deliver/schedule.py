@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from ..config import Config, Subscriber, parse_duration
+from ..config import Config, Subscriber, crontab_fields, parse_duration
 
 _DAYS = {"monday": "mon", "tuesday": "tue", "wednesday": "wed", "thursday": "thu", "friday": "fri",
          "saturday": "sat", "sunday": "sun"}
@@ -74,4 +74,4 @@ def fetch_trigger(spec: str, timezone: str = "UTC") -> CronTrigger | IntervalTri
     if spec.startswith("every "):
         return IntervalTrigger(seconds=parse_duration(spec.split(None, 1)[1]).total_seconds(),
                                timezone=ZoneInfo(timezone))
-    return CronTrigger.from_crontab(spec, timezone=ZoneInfo(timezone))
+    return CronTrigger(**crontab_fields(spec), timezone=ZoneInfo(timezone))
