@@ -338,3 +338,67 @@ def test_a_stopped_run_finishes_the_message_in_flight_only(tmp_path, fetched):
         assert all("stopped" in o.detail for o in run.outcomes if o.status == "deferred")
         states = Counter(e.state for e in run.ledger.entries())
         assert states == Counter({"sent": 2, "pending": 4})  # the rest wait for the next run
+
+
+def test_a_dry_run_changes_nothing_not_even_recovery(tmp_path, fetched):
+    with SmtpServer() as server:
+        config = setup(tmp_path, fetched, server.port, EMAILS[:1], defaults="  schedule: daily 07:30\n")
+        run = delivery(config)
+        entry, _ = run.ledger.record("a@example.org", "2026-11-23T07:30+00:00", "<m>", ["x"], T0)
+        run.ledger.claim(entry.id, T0, f"{socket.gethostname()}:{subprocess_pid_that_exited()}:r")  # a dead run's
+        before = run.ledger.entries()
+        assert [o.status for o in delivery(config).run(dry_run=True)] == ["dry-run"]
+        assert delivery(config).ledger.entries() == before and not server.handler.received
+
+
+def test_the_first_subscriber_paused_or_gone_never_stops_the_others(tmp_path, fetched):
+    with SmtpServer() as server:
+        config = setup(tmp_path, fetched, server.port, EMAILS, defaults="  schedule: daily 07:30\n")
+        config.write_text(config.read_text().replace("  - email: a@example.org\n",
+                                                     "  - email: a@example.org\n    enabled: false\n"))
+        run = delivery(config)
+        run.ledger.unsubscribe("b@example.org", T0)
+        statuses = {o.subscriber: o.status for o in run.run()}
+        assert statuses == {"b@example.org": "skipped", "c@example.org": "sent"}
+
+
+def test_selecting_subscribers(tmp_path, fetched):
+    from digest.errors import UnknownSubscriber
+
+    config = setup(tmp_path, fetched, 25, EMAILS, defaults="  schedule: daily 07:30\n")
+    run = delivery(config)
+    assert [s.email for s in run.select()] == EMAILS
+    assert [s.email for s in run.select(["C@Example.org ", "a@example.org"])] == ["a@example.org", "c@example.org"]
+    with pytest.raises(UnknownSubscriber, match="no subscriber 'nobody@example.org'"):
+        run.select(["a@example.org", "nobody@example.org"])
+
+
+def test_two_runs_in_one_process_never_send_the_same_digest(tmp_path, fetched):
+    emails = [f"r{n}@example.org" for n in range(6)]
+    with SmtpServer() as server:
+        server.handler.hold_after = 1  # the first run's second message is held
+        config = setup(tmp_path, fetched, server.port, emails, defaults="  schedule: daily 07:30\n")
+        first = delivery(config)
+        results = {}
+        worker = threading.Thread(target=lambda: results.setdefault("first", first.run()))
+        worker.start()
+        assert server.handler.holding.wait(timeout=30)
+        # meanwhile a second run in the same process: it must not take the first run's claims back
+        server.handler.hold_after = None
+        results["second"] = delivery(config).run()
+        server.handler.release.set()
+        worker.join(timeout=60)
+        assert Counter(str(m["To"]) for m in server.handler.received) == Counter(emails)
+        sent = [o for o in results["first"] + results["second"] if o.status == "sent"]
+        assert sorted(o.subscriber for o in sent) == emails
+
+
+def test_each_outcome_is_logged(tmp_path, fetched, caplog):
+    with SmtpServer() as server:
+        server.handler.script["b@example.org"] = ["550 no such user"]
+        config = setup(tmp_path, fetched, server.port, EMAILS[:2], defaults="  schedule: daily 07:30\n")
+        with caplog.at_level("INFO", logger="digest.deliver.send_run"):
+            delivery(config).run()
+    lines = [r.getMessage() for r in caplog.records if r.name == "digest.deliver.send_run"]
+    assert any(line.startswith("a@example.org: sent Paper digest · Nov 23 · 5 new") for line in lines), lines
+    assert any(line.startswith("b@example.org: failed RCPT TO b@example.org: 550 no such user") for line in lines), lines

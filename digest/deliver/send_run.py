@@ -14,7 +14,7 @@ import threading
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from ..config import Config, Subscriber, find_subscriber
@@ -186,9 +186,8 @@ class Delivery:
                 paper_ids = [p.id for p in digest.papers]
                 msg_id = message_id(self.config.sender.from_, subscriber.email, period)
                 entry, created = self.ledger.record(subscriber.email, period, msg_id, paper_ids, now)
-                if not created and entry.state == "pending":
+                if not created and entry.state == "pending":  # left by an earlier run: matched anew
                     self.ledger.rematch(entry.id, paper_ids, now)
-                    entry = replace(entry, papers=tuple(paper_ids))
                 if digest.is_empty and not self._send_empty(subscriber):
                     self.ledger.rematch(entry.id, [], now, state="empty")
                     done(Outcome(subscriber.email, "empty", detail="nothing new matched"))
