@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from digest.config import Config, Sender, Subscriber, Topic
 from digest.models import Digest, DigestEntry, Paper, Section
 from digest.render.compose import HTML_BUDGET, Composer, probe_values
+from digest.render.email_context import with_kept
 from digest.render.links import email_from_token, unsubscribe_token
 from digest.render.renderer import CompiledRenderer, NaiveRenderer, TemplateError, builtin_templates
 
@@ -328,3 +329,38 @@ def test_a_token_is_for_one_purpose():
     assert unseal("secret", "unsubscribe", token) == "alice@example.org"
     assert unseal("secret", "manage", token) is None
     assert seal("secret", "manage", "alice@example.org") != token
+
+
+def test_unsubscribe_links_exactly():
+    from digest.render.links import unsubscribe_mailto, unsubscribe_url
+
+    token = unsubscribe_token("k", "alice@example.org")
+    assert unsubscribe_url("https://digest.example.org", "k", "Alice@Example.org") == \
+        f"https://digest.example.org/unsubscribe/{token}"
+    assert unsubscribe_url("https://digest.example.org/lab/", "k", "alice@example.org") == \
+        f"https://digest.example.org/lab/unsubscribe/{token}"
+    assert unsubscribe_url(None, "k", "alice@example.org") is None
+    assert unsubscribe_url("", "k", "alice@example.org") is None
+    assert unsubscribe_mailto("admin@example.org", "alice+x@example.org") == \
+        "mailto:admin@example.org?subject=unsubscribe%20alice%2Bx%40example.org"
+
+
+def test_fit_keeps_the_best_cards_that_fit():
+    from digest.render.compose import fit
+    from digest.render.email_context import build_context
+
+    papers = [paper(n, abstract=f"Paper {n} about the KV cache. " + "Words. " * 200) for n in range(1, 31)]
+    context = build_context(make_digest(papers))
+    renderer = renderers()[1]
+    everything = renderer.html(context.values)
+    size = len(everything.encode())
+    values, html, cards = fit(context, renderer, budget=size)  # exactly enough: all cards
+    assert cards == 30 and values["more"] == [] and html == everything
+    values, html, cards = fit(context, renderer, budget=size - 1)  # one byte less: one card fewer at least
+    assert cards < 30 and len(html.encode()) <= size - 1 and len(values["more"]) == 30 - cards
+    kept = [p["title"] for s in values["sections"] for p in s["papers"]]
+    assert kept == [p.title for p in papers[:cards]]  # the best-ranked ones (ranked by score here)
+    one_more = fit(context, renderer, budget=len(renderer.html(with_kept(context, cards + 1)).encode()))
+    assert one_more[2] == cards + 1  # the largest count that fits, not merely one that does
+    values, html, cards = fit(context, renderer, budget=9_000)  # links alone are too many: fewer links
+    assert cards == 0 and len(html.encode()) <= 9_000 and 0 < len(values["more"]) < 30
