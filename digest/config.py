@@ -281,7 +281,8 @@ class _SourceBase(_Strict):
     name: SourceName
     url: str | None = None
     enabled: bool = True
-    timeout: float = Field(default=30.0, gt=0, le=600)
+    timeout: float = Field(default=30.0, gt=0, le=600)  # one connection or read
+    deadline: float = Field(default=120.0, gt=0, le=3600)  # the whole download and the parse
     max_bytes: int = Field(default=20_000_000, gt=0)
 
 

@@ -33,6 +33,8 @@ from .store.files import backup_name, prune_backups
 
 log = logging.getLogger("digest.run")
 
+FETCH_WAIT = 30  # seconds due digests wait for a fetch under way
+
 
 class Daemon:
     def __init__(self, config_path: str | None, *, tick: float = 60.0, fetch_first: bool = True) -> None:
@@ -45,7 +47,7 @@ class Daemon:
         self.config: Config = load_config(self.config_path)
         self.mtime = self._mtime()
         self.scheduler = BackgroundScheduler(
-            timezone=UTC, executors={"default": ThreadPoolExecutor(2)},
+            timezone=UTC, executors={"default": ThreadPoolExecutor(4)},  # fetch, send and backup never wait for each other
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 3600})
 
     def _mtime(self) -> float:
@@ -61,7 +63,7 @@ class Daemon:
         store = open_store(config)
         try:
             with self.fetching:
-                reports = gather(config, store)
+                reports = gather(config, store, stop=self.stop)
             for report in reports:
                 if report.ok:
                     log.info("fetched %s: %d papers, %d new%s", report.source, report.fetched, report.new,
@@ -72,8 +74,12 @@ class Daemon:
             store.close()
 
     def dispatch(self) -> None:
-        with self.fetching:
-            pass
+        # A fetch under way (at start-up, say) may bring papers for the digests due now: wait for
+        # it a little, never longer: a slow or hostile feed must not hold the digests back.
+        if self.fetching.acquire(timeout=FETCH_WAIT):
+            self.fetching.release()
+        else:
+            log.warning("a fetch is still under way after %ds: sending with the papers stored so far", FETCH_WAIT)
         config = self.config
         store = open_store(config)
         try:

@@ -12,19 +12,17 @@ import sys
 import threading
 import time
 from collections import Counter
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from digest.config import load_config
 from digest.store import Ledger, Store, open_store
 
-from .conftest import REALWORLD, Reply, write_config
+from .conftest import REALWORLD, FeedServer, Reply, write_config
 from .smtp_server import SmtpServer
 from .test_cli import digest
 from .test_deliver import fetched_db, setup  # noqa: F401 - the fixture
-
-pytestmark = pytest.mark.clock
 
 YEAR_ONE = b"""<?xml version="1.0"?><rss version="2.0"><channel><title>A Hugo site</title>
 <link>https://blog.example.org/</link>
@@ -216,3 +214,64 @@ def test_backup_of_postgresql_says_pg_dump(tmp_path):
     store.file = None  # as for a PostgreSQL URL
     with pytest.raises(StoreError, match="pg_dump"):
         store.backup(tmp_path / "y.db")
+
+
+# ---------------------------------------------------------------- slow-drip and parser bombs
+
+
+def attribute_bomb(count: int) -> bytes:
+    attributes = " ".join(f'a{n}="{n}"' for n in range(count))
+    return (f'<?xml version="1.0"?><rss version="2.0"><channel><title>x</title>'
+            f"<item {attributes}><title>bomb</title><link>https://e.org/x</link></item></channel></rss>").encode()
+
+
+def test_slow_drip_and_attribute_bombs_end_at_the_deadline_and_the_others_are_stored(tmp_path, feed_server):
+    good = REALWORLD.joinpath("hf-blog-rss.xml").read_bytes()
+    sources = [
+        {"name": "drip", "type": "feed", "url": feed_server.serve("/drip", Reply(200, good, drip=0.5)), "deadline": 3},
+        {"name": "bomb", "type": "feed", "url": feed_server.serve("/bomb", Reply(200, attribute_bomb(100_000))),
+         "deadline": 3},
+        {"name": "good", "type": "feed", "url": feed_server.serve("/good", Reply(200, good))},
+    ]
+    config = write_config(tmp_path, sources, extra=TOPICS)
+    started = time.monotonic()
+    result = digest("-c", str(config), "fetch")
+    elapsed = time.monotonic() - started
+    assert result.returncode == 0 and "2 of 3 sources failed" in result.stderr
+    assert "drip: the server sent too slowly to finish within the deadline" in result.stderr
+    assert "bomb: reading the document took longer than the source's deadline; abandoned" in result.stderr
+    assert "from 1 of 3 sources" in result.stdout
+    assert elapsed < 30  # both deadlines of 3 s, side by side; not the 400 s the bomb takes to parse
+
+
+def test_a_stuck_feed_never_holds_the_digests_back_and_sigterm_stops_in_seconds(tmp_path, fetched_db):  # noqa: F811
+    good = REALWORLD.joinpath("hf-blog-rss.xml").read_bytes()
+    server = FeedServer()
+    server.thread.start()
+    due = datetime.now(UTC) - timedelta(hours=1)
+    try:
+        with SmtpServer() as smtp:
+            config = setup(tmp_path, fetched_db, smtp.port, ["a@example.org"],
+                           defaults=f"  schedule: daily {due:%H}:{due:%M}\n")
+            drip = {"name": "drip", "type": "feed", "url": server.serve("/drip", Reply(200, good * 50, drip=0.5)),
+                    "deadline": 600}  # a download that would take hours
+            config.write_text(config.read_text().replace("sources:\n", f"sources:\n  - {json.dumps(drip)}\n"))
+            log_file = tmp_path / "run.log"
+            with log_file.open("w") as log:
+                daemon = subprocess.Popen([sys.executable, "-m", "digest", "-c", str(config), "run", "--tick", "1"],
+                                          stdout=log, stderr=subprocess.STDOUT)
+                try:
+                    smtp.wait_for(1, timeout=90)  # the due digest goes out while the drip goes on
+                    assert [str(m["To"]) for m in smtp.handler.received] == ["a@example.org"], log_file.read_text()
+                finally:
+                    stopping = time.monotonic()
+                    daemon.send_signal(signal.SIGTERM)
+                    daemon.wait(timeout=60)
+                    stopped_in = time.monotonic() - stopping
+            output = log_file.read_text()
+            assert daemon.returncode == 0, output
+            assert stopped_in < 15, output  # the drip and its parse abandoned at once
+            assert "a fetch is still under way" in output and "Traceback" not in output
+    finally:
+        server.httpd.shutdown()
+        server.httpd.server_close()

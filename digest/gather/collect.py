@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import replace
@@ -16,6 +18,7 @@ from ..store.database import Store
 from .adapters import adapter
 from .categories import fill_categories
 from .http import Fetcher, default_user_agent, is_local
+from .parse_worker import parse_isolated
 
 log = logging.getLogger(__name__)
 
@@ -60,17 +63,19 @@ def plausible_dates(listing: Listing, now: datetime) -> Listing:
 
 def fetch_one(config: Config, store: Store, fetcher: Fetcher, source: Any, now: datetime) -> SourceReport:
     location = source_location(config, source)
+    deadline = time.monotonic() + source.deadline  # the whole download and the parse
     try:
         state = store.fetch_state(source.name)
         document = fetcher.get(
             source.name, location, timeout=source.timeout, max_bytes=source.max_bytes,
             validators=state.validators_for(location),
-            min_interval=getattr(source, "request_interval", 0.0),
+            min_interval=getattr(source, "request_interval", 0.0), deadline=deadline,
         )
         if document.not_modified:
             store.record_fetch(source.name, now, location=location, validators=document.validators)
             return SourceReport(source.name, not_modified=True)
-        listing = plausible_dates(adapter(source).parse(source, document.body, now), now)
+        parsed = parse_isolated(source, document.body or b"", now, deadline=deadline, stop=fetcher.stop)
+        listing = plausible_dates(parsed, now)
         if getattr(source, "fill_categories", False) and not is_local(location):
             listing = fill_categories(listing, name=source.name, url=source.categories_url, store=store,
                                       fetcher=fetcher, timeout=source.timeout, now=now)
@@ -103,12 +108,14 @@ def gather(
     now: datetime | None = None,
     on_report: Progress | None = None,
     workers: int = 4,
+    stop: threading.Event | None = None,
 ) -> list[SourceReport]:
-    """Fetch the sources (in parallel threads) and store what they hold; one report per source."""
+    """Fetch the sources (in parallel threads) and store what they hold; one report per source.
+    `stop` set (SIGTERM) ends every download and parse under way at once."""
     sources = select_sources(config, names)
     now = now or datetime.now(UTC)
     own_fetcher = fetcher is None
-    fetcher = fetcher or Fetcher(user_agent=default_user_agent(config.sender.reply_to))
+    fetcher = fetcher or Fetcher(user_agent=default_user_agent(config.sender.reply_to), stop=stop)
     reports: dict[str, SourceReport] = {}
     try:
         with ThreadPoolExecutor(max_workers=max(1, min(workers, len(sources) or 1))) as pool:

@@ -74,8 +74,10 @@ class Fetcher:
         retries: int = 3,
         backoff: float = 1.0,
         max_retry_after: float = 120.0,
+        stop: threading.Event | None = None,
     ) -> None:
         self.user_agent = user_agent or default_user_agent()
+        self.stop = stop or threading.Event()  # set: every download under way ends now
         self.retries = retries
         self.backoff = backoff
         self.max_retry_after = max_retry_after
@@ -93,20 +95,23 @@ class Fetcher:
         max_bytes: int = 20_000_000,
         validators: Validators | None = None,
         min_interval: float = 0.0,
+        deadline: float | None = None,
     ) -> Document:
-        """The document at `location` (URL or local path); FetchError if it cannot be had."""
+        """The document at `location` (URL or local path); FetchError if it cannot be had.
+        `deadline` (time.monotonic()) ends the download however the server trickles it."""
         if is_local(location):
             return self._read_file(source, location, max_bytes)
+        deadline = deadline if deadline is not None else time.monotonic() + 3 * timeout
         host = urlsplit(location).netloc
         if min_interval > 0:
             # One request at a time per host, spaced by min_interval (arXiv's terms of use).
             with self._host_lock(host):
                 self._wait_turn(host, min_interval)
                 try:
-                    return self._http_get(source, location, timeout, max_bytes, validators, min_interval)
+                    return self._http_get(source, location, timeout, max_bytes, validators, min_interval, deadline)
                 finally:
                     self._last_request[host] = time.monotonic()
-        return self._http_get(source, location, timeout, max_bytes, validators, 0.0)
+        return self._http_get(source, location, timeout, max_bytes, validators, 0.0, deadline)
 
     # ------------------------------------------------------------------ HTTP
 
@@ -123,17 +128,19 @@ class Fetcher:
         return retry
 
     def _http_get(self, source: str, url: str, timeout: float, max_bytes: int,
-                  validators: Validators | None, min_backoff: float) -> Document:
+                  validators: Validators | None, min_backoff: float, deadline: float) -> Document:
         headers = {"User-Agent": self.user_agent, "Accept-Encoding": "gzip, deflate"}
         if validators and validators.etag:
             headers["If-None-Match"] = validators.etag
         if validators and validators.last_modified:
             headers["If-Modified-Since"] = validators.last_modified
         retry = self.retry_policy(min_backoff)
+        retry.max_retry_after = max(0.0, min(retry.max_retry_after, deadline - time.monotonic()))
+        wait = max(0.1, min(timeout, deadline - time.monotonic()))  # no single wait past the deadline
         try:
             response = self._pool.request(
                 "GET", url, headers=headers, retries=retry, preload_content=False,
-                timeout=Timeout(connect=min(timeout, 10.0), read=timeout),
+                timeout=Timeout(connect=min(wait, 10.0), read=wait),
             )
         except MaxRetryError as exc:
             raise FetchError(source, f"cannot reach {url}: {_reason(exc.reason)}",
@@ -152,7 +159,7 @@ class Fetcher:
             if length and length.isdigit() and int(length) > max_bytes:
                 raise FetchError(source, f"response of {int(length):,} bytes exceeds max_bytes ({max_bytes:,})",
                                  hint="raise max_bytes for this source if the feed is really that large")
-            body = self._read_limited(source, response, max_bytes, deadline=time.monotonic() + 3 * timeout)
+            body = self._read_limited(source, response, max_bytes, deadline)
             return Document(
                 url, body, status,
                 Validators(response.headers.get("ETag"), response.headers.get("Last-Modified")),
@@ -161,18 +168,21 @@ class Fetcher:
         finally:
             response.release_conn()
 
-    @staticmethod
-    def _read_limited(source: str, response, max_bytes: int, deadline: float) -> bytes:  # type: ignore[no-untyped-def]
+    def _read_limited(self, source: str, response, max_bytes: int, deadline: float) -> bytes:  # type: ignore[no-untyped-def]
+        """The body, whatever arrives as it arrives (read1: a server that sends a byte every half
+        second is seen at once), within max_bytes and the deadline, unless stopped."""
         chunks, size = [], 0
         try:
-            for chunk in response.stream(64 * 1024, decode_content=True):
+            while chunk := response.read1(64 * 1024, decode_content=True):
                 size += len(chunk)
                 if size > max_bytes:
                     raise FetchError(source, f"response exceeds max_bytes ({max_bytes:,} bytes)",
                                      hint="raise max_bytes for this source if the feed is really that large")
                 if time.monotonic() > deadline:
-                    raise FetchError(source, "the server is sending too slowly; gave up",
-                                     hint="raise timeout for this source")
+                    raise FetchError(source, "the server sent too slowly to finish within the deadline; gave up",
+                                     hint="raise `deadline` for this source if it is just slow")
+                if self.stop.is_set():
+                    raise FetchError(source, "stopped")
                 chunks.append(chunk)
         except (TimeoutError, ProtocolError, HTTPError) as exc:
             raise FetchError(source, f"the response was cut off: {_reason(exc)}") from None
