@@ -339,6 +339,8 @@ def send(app: App, emails: tuple[str, ...], dry_run: bool, to: str | None, fresh
     sent = counts.get("sent", 0) + counts.get("test", 0)
     out.print(f"{sent} sent, {counts.get('empty', 0)} empty (not sent), {counts.get('skipped', 0)} skipped, "
               f"{counts.get('deferred', 0)} deferred, {counts.get('failed', 0)} failed"
+              + (f", {counts['uncertain']} uncertain (no reply after the end of the message)"
+                 if "uncertain" in counts else "")
               + (f", {counts['dry-run']} rendered (dry run)" if "dry-run" in counts else ""), highlight=False)
     if (counts.get("failed", 0) or counts.get("deferred", 0)) and not sent:
         sys.exit(1)
@@ -425,7 +427,8 @@ def _print_outcomes(outcomes) -> None:  # type: ignore[no-untyped-def]
         out.print("nothing due", highlight=False)
         return
     width = max(len(o.subscriber) for o in outcomes)
-    colours = {"sent": "green", "test": "green", "failed": "red", "deferred": "yellow", "suspended": "red"}
+    colours = {"sent": "green", "test": "green", "failed": "red", "deferred": "yellow", "uncertain": "yellow",
+               "suspended": "red"}
     for o in outcomes:
         colour = colours.get(o.status, "default")
         out.print(f"{escape(o.subscriber):<{width}}  [{colour}]{o.status:<9}[/] {o.papers:>3} papers  {escape(o.detail)}",

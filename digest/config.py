@@ -265,6 +265,12 @@ class Smtp(_Strict):
     password_env: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     timeout: float = Field(default=30.0, gt=0, le=3600)
     greeting_timeout: float = Field(default=5.0, gt=0, le=600)  # a port that does not speak SMTP fails this fast
+    # The wait for the server's reply to the end of a message (RFC 5321 4.5.3.2.6: 10 minutes).
+    data_timeout: float = Field(default=600.0, gt=0, le=3600)
+    # A message whose end went out but whose reply never came is uncertain: the server may have
+    # it. `once`: sent once more, on a later run, with the same Message-ID (nothing is lost; at
+    # most one duplicate, which mail clients fold); `never`: never again (nothing twice).
+    resend_uncertain: Literal["once", "never"] = "once"
     verify_certificates: bool = True
     ca_file: str | None = None  # a private CA to trust (PEM), relative to this file
     rate_limit: float | None = Field(default=None, gt=0, le=100_000, description="messages per second")

@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 
 from ..config import Config, Subscriber, find_subscriber
 from ..errors import DigestError
+from ..match.matcher import Matcher
 from ..match.newly_seen import newly_seen
 from ..models import Digest
 from ..render.compose import Composer, Email
@@ -33,6 +34,7 @@ from .smtp import (
     SmtpConfigError,
     SmtpSender,
     TransientError,
+    Uncertain,
 )
 
 log = logging.getLogger(__name__)
@@ -43,7 +45,7 @@ class Outcome:
     """What happened to one subscriber's digest in this run."""
 
     subscriber: str
-    status: str  # sent | empty | failed | deferred | suspended | skipped | dry-run | test
+    status: str  # sent | empty | failed | deferred | uncertain | suspended | skipped | dry-run | test
     papers: int = 0
     detail: str = ""
 
@@ -55,6 +57,7 @@ class Job:
     entry: Entry | None  # None for --dry-run and --to
     claimed: bool = False
     email: Email | None = None
+    resend: bool = False  # an uncertain digest sent once more
 
 
 class Delivery:
@@ -158,6 +161,7 @@ class Delivery:
                  done: Callable[[Outcome], None]) -> list[Job]:
         """Match everyone due at once; record each digest in the ledger."""
         due: list[tuple[Subscriber, str]] = []
+        resends: list[tuple[Subscriber, Entry]] = []
         for subscriber in subscribers:
             if not subscriber.enabled:
                 continue
@@ -170,16 +174,19 @@ class Delivery:
             if period is None:
                 continue
             existing = self.ledger.entry(subscriber.email, period) if record else None
+            if existing is not None and existing.state == "uncertain" and self._resend(existing):
+                resends.append((subscriber, existing))
+                continue
             if existing is not None and existing.state != "pending":
                 if not scheduled:
                     done(Outcome(subscriber.email, "skipped", detail=f"digest for {period} already {existing.state}"))
                 continue
             due.append((subscriber, period))
+        jobs = [self._resend_job(subscriber, entry, now) for subscriber, entry in resends]
         if not due:
-            return []
+            return jobs
         _, digests = newly_seen(self.config, self.store, [s for s, _ in due], now,
                                 ledger=self.ledger if record else None)
-        jobs = []
         for (subscriber, period), digest in zip(due, digests):
             entry = None
             if record:
@@ -197,6 +204,17 @@ class Delivery:
                 continue
             jobs.append(Job(subscriber, digest, entry))
         return jobs
+
+    def _resend(self, entry: Entry) -> bool:
+        """Whether an uncertain digest goes out once more (smtp.resend_uncertain)."""
+        return self.config.smtp.resend_uncertain == "once" and entry.uncertain_resends < 1
+
+    def _resend_job(self, subscriber: Subscriber, entry: Entry, now: datetime) -> Job:
+        """The same digest again: its recorded papers, the same Message-ID (the period's)."""
+        papers = self.store.papers(ids=list(entry.papers))
+        earliest = min((p.first_seen_at for p in papers if p.first_seen_at), default=now)
+        digest = Matcher([subscriber], self.config.defaults, papers).digest(subscriber, now, since=earliest)
+        return Job(subscriber, digest, entry, resend=True)
 
     def _send_empty(self, subscriber: Subscriber) -> bool:
         return bool(self.config.setting(subscriber, "send_empty"))
@@ -241,8 +259,8 @@ class Delivery:
             except Exception as exc:  # noqa: BLE001 - one digest's bug never stops the batch
                 log.exception("digest for %s failed", job.subscriber.email)
                 return TransientError(f"internal error: {exc.__class__.__name__}: {exc}")
-            with lock:
-                connection_failures[0] = 0
+            with lock:  # no reply after the end of a message is a failing connection too
+                connection_failures[0] = connection_failures[0] + 1 if outcome.status == "uncertain" else 0
             done(outcome)
             return None
 
@@ -276,7 +294,9 @@ class Delivery:
         """One attempt; TransientError leaves the digest claimed for the next pass."""
         subscriber, entry = job.subscriber, job.entry
         if entry is not None and not job.claimed:
-            if not self.ledger.claim(entry.id, self.clock(), owner):
+            claimed = (self.ledger.claim_uncertain(entry.id, self.clock(), owner, limit=1) if job.resend
+                       else self.ledger.claim(entry.id, self.clock(), owner))
+            if not claimed:
                 return Outcome(subscriber.email, "skipped", detail="another run is sending it")
             job.claimed = True
         if job.email is None:
@@ -290,6 +310,17 @@ class Delivery:
         try:
             self.rate.wait()
             sender.send(job.email.message, before_end=mark)
+        except Uncertain as exc:
+            if entry is None:
+                return Outcome(subscriber.email, "uncertain", papers, str(exc))
+            self.ledger.uncertain(entry.id, str(exc), self.clock())
+            if job.resend:
+                again = "not sent again (it was already sent once more)"
+            elif self.config.smtp.resend_uncertain == "never":
+                again = "not sent again (smtp.resend_uncertain: never)"
+            else:
+                again = "sent once more on the next run"
+            return Outcome(subscriber.email, "uncertain", papers, f"{exc}; {again}")
         except PermanentError as exc:
             if entry is None:
                 return Outcome(subscriber.email, "failed", papers, str(exc))
@@ -298,7 +329,8 @@ class Delivery:
         if entry is not None:
             self.ledger.sent(entry, self.clock())
             self.store.mark_sent(self.clock())
-            return Outcome(subscriber.email, "sent", papers, job.email.subject)
+            return Outcome(subscriber.email, "sent", papers,
+                           job.email.subject + (" (sent again: the first try's reply never came)" if job.resend else ""))
         return Outcome(subscriber.email, "test", papers, f"sent to {to}, not recorded")
 
 

@@ -37,6 +37,11 @@ class PermanentError(Exception):
     """The server refused this recipient or message for good (5xx)."""
 
 
+class Uncertain(Exception):
+    """The end of the message went to the server and no final reply came (the connection was
+    lost, or `smtp.data_timeout` passed): the server may have it. Never retried in the run."""
+
+
 def _describe(code: int, reply: bytes | str) -> str:
     text = reply.decode("utf-8", "replace") if isinstance(reply, bytes) else str(reply)
     return f"{code} {' '.join(text.split())}"
@@ -140,6 +145,7 @@ class SmtpSender:
         recipients = [parseaddr(str(message["To"]))[1]]
         data = message.as_bytes()
         connection = self.connection or self.open()
+        ended = False
         try:
             connection.ehlo_or_helo_if_needed()
             code, reply = connection.mail(sender, ["SMTPUTF8"] if _needs_utf8(sender, recipients) else [])
@@ -155,12 +161,21 @@ class SmtpSender:
             if not body.endswith(b"\r\n"):
                 body += b"\r\n"
             before_end()
+            ended = True  # from here the server may have the whole message
             connection.send(body + b".\r\n")  # one write: no Nagle stall with half a message on the wire
+            if connection.sock is not None:  # RFC 5321 4.5.3.2.6: wait up to 10 minutes for this reply
+                connection.sock.settimeout(self.settings.data_timeout)
             code, reply = connection.getreply()
+            if connection.sock is not None:
+                connection.sock.settimeout(self.settings.timeout)
             self._check(code, reply, "end of DATA")
         except (smtplib.SMTPServerDisconnected, OSError) as exc:  # socket.timeout is an OSError
             self._drop()
-            raise ConnectionLost(f"connection to {self.where} lost: {exc or exc.__class__.__name__}") from None
+            reason = f"{exc or exc.__class__.__name__}"
+            if ended:
+                raise Uncertain(f"no reply from {self.where} after the end of the message ({reason}): "
+                                "the server may have it") from None
+            raise ConnectionLost(f"connection to {self.where} lost: {reason}") from None
         except (TransientError, PermanentError):
             self._reset()
             raise

@@ -25,6 +25,9 @@ from sqlalchemy.engine import Connection
 from .database import Store, UTCTime
 
 LEASE = timedelta(hours=1)  # a claim by another machine older than this is abandoned
+# A digest the server accepted, or may have (uncertain), or that had nothing to send: its papers
+# are not offered again and the next window starts after it.
+COMPLETED = ("sent", "empty", "uncertain")
 
 _meta = sa.MetaData()
 digests = sa.Table(
@@ -42,6 +45,7 @@ digests = sa.Table(
     sa.Column("matched_at", UTCTime, nullable=False),
     sa.Column("updated_at", UTCTime, nullable=False),
     sa.Column("sent_at", UTCTime),
+    sa.Column("uncertain_resends", sa.Integer, nullable=False, server_default="0"),
 )
 subscriber_state = sa.Table(
     "subscriber_state", _meta,
@@ -69,6 +73,7 @@ class Entry:
     created_at: datetime
     matched_at: datetime
     sent_at: datetime | None
+    uncertain_resends: int = 0
 
 
 @dataclass(frozen=True)
@@ -107,7 +112,7 @@ def _owner_gone(owner: str | None, claimed_at: datetime, now: datetime) -> bool:
 
 def _entry(row: sa.Row) -> Entry:
     return Entry(row.id, row.subscriber, row.period, row.message_id, tuple(json.loads(row.papers)), row.state,
-                 row.attempts, row.last_error, row.created_at, row.matched_at, row.sent_at)
+                 row.attempts, row.last_error, row.created_at, row.matched_at, row.sent_at, row.uncertain_resends)
 
 
 def _key(email: str) -> str:
@@ -169,6 +174,18 @@ class Ledger:
             state="claimed", claimed_by=owner or owner_id(), updated_at=now)))
         return result.rowcount == 1
 
+    def claim_uncertain(self, digest_id: int, now: datetime, owner: str, limit: int) -> bool:
+        """Take an uncertain digest to send once more, if it has been sent again fewer than `limit` times."""
+        result = self._write(lambda conn: conn.execute(digests.update().where(
+            digests.c.id == digest_id, digests.c.state == "uncertain", digests.c.uncertain_resends < limit).values(
+            state="claimed", claimed_by=owner, updated_at=now, uncertain_resends=digests.c.uncertain_resends + 1)))
+        return result.rowcount == 1
+
+    def uncertain(self, digest_id: int, error: str, now: datetime) -> None:
+        """The end of the message went out and no reply came: the server may have it."""
+        self._write(lambda conn: conn.execute(digests.update().where(digests.c.id == digest_id).values(
+            state="uncertain", claimed_by=None, last_error=error, attempts=digests.c.attempts + 1, updated_at=now)))
+
     def sending(self, digest_id: int, now: datetime) -> None:
         self._write(lambda conn: conn.execute(digests.update().where(digests.c.id == digest_id).values(
             state="sending", updated_at=now)))
@@ -204,20 +221,25 @@ class Ledger:
         return self._write(work)
 
     def recover(self, now: datetime) -> int:
-        """Digests left behind by runs that died go back to pending; returns how many.
+        """Digests left behind by runs that died; returns how many.
 
-        Also those marked `sending`: without the server's 250 a message is not the server's
-        (RFC 5321; an SMTP server drops a message whose client vanished before that reply),
-        so sending it again is what delivers it exactly once."""
+        `claimed` ones go back to pending: the end of their message never went out, and a
+        server discards a message that never ended. `sending` ones become uncertain: the end of
+        the message may have reached the server, which then delivers it (measured with
+        postfix), so they are sent again only under `smtp.resend_uncertain`."""
 
         def work(conn: Connection) -> int:
             back = 0
             rows = conn.execute(sa.select(digests).where(digests.c.state.in_(("claimed", "sending")))).all()
             for row in rows:
                 if _owner_gone(row.claimed_by, row.updated_at, now):
+                    if row.state == "claimed":
+                        values = {"state": "pending", "last_error": "its run stopped before sending it: sent again"}
+                    else:
+                        values = {"state": "uncertain", "last_error": "its run stopped after the end of the message "
+                                  "went to the server, before its reply: the server may have it"}
                     conn.execute(digests.update().where(digests.c.id == row.id).values(
-                        state="pending", claimed_by=None, updated_at=now,
-                        last_error=f"its run stopped while it was {row.state}: sent again"))
+                        claimed_by=None, updated_at=now, **values))
                     back += 1
             return back
 
@@ -259,11 +281,12 @@ class Ledger:
     def window_start(self, subscriber: str) -> datetime | None:
         """When the subscriber's last completed digest was matched (papers first seen since are new)."""
         return self._read(lambda conn: conn.scalar(sa.select(sa.func.max(digests.c.matched_at)).where(
-            digests.c.subscriber == _key(subscriber), digests.c.state.in_(("sent", "empty")))))
+            digests.c.subscriber == _key(subscriber), digests.c.state.in_(COMPLETED))))
 
     def delivered(self, subscriber: str, among: Iterable[str] | None = None, since: datetime | None = None) -> set[str]:
         """Papers in the subscriber's sent digests (matched since `since`, when given)."""
-        query = sa.select(digests.c.papers).where(digests.c.subscriber == _key(subscriber), digests.c.state == "sent")
+        query = sa.select(digests.c.papers).where(digests.c.subscriber == _key(subscriber),
+                                                  digests.c.state.in_(("sent", "uncertain")))
         if since is not None:
             query = query.where(digests.c.matched_at >= since)
         found = {p for papers in self._read(lambda conn: conn.scalars(query).all()) for p in json.loads(papers)}

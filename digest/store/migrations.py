@@ -51,4 +51,9 @@ def _m3_ledger(conn: Connection) -> None:
         conn.exec_driver_sql(ddl)
 
 
-MIGRATIONS: list[Callable[[Connection], None]] = [_m1_papers_and_fetch_state, _m2_settings, _m3_ledger]
+def _m4_uncertain_resends(conn: Connection) -> None:
+    conn.exec_driver_sql("ALTER TABLE digests ADD COLUMN uncertain_resends INTEGER NOT NULL DEFAULT 0")
+
+
+MIGRATIONS: list[Callable[[Connection], None]] = [
+    _m1_papers_and_fetch_state, _m2_settings, _m3_ledger, _m4_uncertain_resends]
