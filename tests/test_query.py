@@ -51,6 +51,7 @@ T = Term
     ("-title:survey", Not(T("survey", "title"))),
     ('"reward model*"', T("reward model*")),  # a phrase keeps its text; the matcher reads it as the phrase
     ("title:a:b", T("a:b", "title")),
+    ("TAX*", T("TAX", prefix=True)),  # only the * is the wildcard
 ])
 def test_the_tree_of_a_query(query, tree):
     assert parse_query(query) == tree
@@ -90,6 +91,11 @@ def test_the_tree_of_a_query(query, tree):
     ('""', "empty phrase", 1),
     ('title:""', "empty phrase", 7),
     ('x "  "', "empty phrase", 3),
+    ("a OR )", "unexpected ')'", 6),
+    ("NOT )", "unexpected ')'", 5),
+    ("-foo:bar", "unknown field 'foo' (use title, abstract, author, category)", 2),
+    ("a*b*c", "a wildcard may only end a word (quantiz*)", 2),  # the first misplaced *
+    ("category:*", "expected a term", 10),
 ])
 def test_each_mistake_has_its_message_and_position(query, message, position):
     with pytest.raises(QuerySyntaxError) as info:
@@ -105,8 +111,9 @@ def test_nesting_and_length_are_bounded():
         parse_query("(" + deep + ")")
     nots = "NOT " * MAX_DEPTH + "a"
     assert isinstance(parse_query(nots), Not)
-    with pytest.raises(QuerySyntaxError, match="nested more than"):
-        parse_query("NOT " + nots)
+    with pytest.raises(QuerySyntaxError, match=f"nested more than {MAX_DEPTH} levels deep at position "
+                                               f"{4 * MAX_DEPTH + 1}"):
+        parse_query("NOT " + nots)  # the NOT that goes one level too deep
     assert parse_query("(a) (b) (c)") == And((T("a"), T("b"), T("c")))  # siblings are not depth
     wide = " OR ".join(["(a)"] * 100)
     assert len(parse_query(wide).operands) == 100  # type: ignore[union-attr]

@@ -7,6 +7,7 @@ import base64
 import email
 import email.policy
 import logging
+import re
 from datetime import UTC, datetime, timedelta
 from functools import cache
 
@@ -293,6 +294,12 @@ def test_html_stays_under_gmails_clipping_with_a_margin():
     email_ = Composer(config(), secret="k").email(make_digest(many), subscriber())
     assert 80_000 < email_.html_bytes <= 90_000  # full up to the budget, never over
     assert email_.cards < 200 and email_.linked == 200 - email_.cards  # the rest are links, none lost
+
+
+def test_tokens_are_url_safe_without_padding():
+    for address in ("a@b.c", "alice@example.org", "a.much.longer.address@subdomain.example.org", "x" * 60 + "@e.org"):
+        token = unsubscribe_token("secret", address)
+        assert re.fullmatch(r"[A-Za-z0-9_-]+", token), token  # nothing a URL or a mail client could mangle
 
 
 @pytest.mark.parametrize("tamper", [
