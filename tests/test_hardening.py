@@ -275,3 +275,31 @@ def test_a_stuck_feed_never_holds_the_digests_back_and_sigterm_stops_in_seconds(
     finally:
         server.httpd.shutdown()
         server.httpd.server_close()
+
+
+# ---------------------------------------------------------------- kill -9 against a real MTA
+
+
+@pytest.fixture(scope="module")
+def mta():
+    from .postfix import Postfix, available
+
+    why = available()
+    if why:
+        pytest.skip(why)
+    server = Postfix().start()
+    yield server
+    server.stop()
+
+
+def test_kill_9_against_postfix_loses_nothing_and_duplicates_only_the_message_in_flight(tmp_path, fetched_db, mta):  # noqa: F811
+    from .postfix import kill_trials
+    from .test_deliver import write
+
+    emails = [f"reader{n:02d}@example.org" for n in range(20)]
+    config_text = write(tmp_path, mta.port, emails).read_text()
+    totals = kill_trials(tmp_path / "trials", mta, fetched_db, config_text, emails, trials=6, seed=9)
+    assert totals["killed_mid_run"] >= 3, totals  # the kills landed while sending
+    assert totals["lost"] == 0 and totals["left_unsent"] == 0, totals
+    assert totals["duplicated"] <= totals["killed_mid_run"], totals  # at most the one message in flight per kill
+    assert totals["duplicates_with_other_message_id"] == 0, totals
