@@ -39,15 +39,18 @@ def main() -> None:
             fetched = fetch_samples(Path(work) / "fetched")
             emails = [f"reader{n:02d}@example.org" for n in range(args.subscribers)]
             print(f"{args.trials} trials, {args.subscribers} digests each, postfix on 127.0.0.1:{mta.port}")
-            for policy in ("once", "never"):
-                text = write(Path(work), mta.port, emails, smtp_extra=f"  resend_uncertain: {policy}\n").read_text()
-                started = time.monotonic()
-                totals = kill_trials(Path(work) / policy, mta, fetched, text, emails, trials=args.trials, seed=args.seed)
-                print(f"resend_uncertain: {policy:5}  killed mid-run {totals['killed_mid_run']:>3}/{args.trials}  "
-                      f"digests {totals['digests']}  lost {totals['lost']}  duplicated {totals['duplicated']}  "
-                      f"uncertain sent again {totals['uncertain']}  left unsent {totals['left_unsent']}  "
-                      f"other Message-ID {totals['duplicates_with_other_message_id']}  "
-                      f"({time.monotonic() - started:.0f} s)")
+            for aim in ("random", "sending"):
+                for policy in ("once", "never"):
+                    text = write(Path(work), mta.port, emails, smtp_extra=f"  resend_uncertain: {policy}\n").read_text()
+                    started = time.monotonic()
+                    totals = kill_trials(Path(work) / f"{aim}-{policy}", mta, fetched, text, emails,
+                                         trials=args.trials, seed=args.seed, aim=aim)
+                    print(f"kill at {aim:7} resend_uncertain: {policy:5}  killed mid-run "
+                          f"{totals['killed_mid_run']:>3}/{args.trials}  "
+                          f"digests {totals['digests']}  lost {totals['lost']}  duplicated {totals['duplicated']}  "
+                          f"uncertain sent again {totals['uncertain']}  left unsent {totals['left_unsent']}  "
+                          f"other Message-ID {totals['duplicates_with_other_message_id']}  "
+                          f"({time.monotonic() - started:.0f} s)")
     finally:
         mta.stop()
 

@@ -114,10 +114,30 @@ smtputf8_enable = no
         return found
 
 
+def _wait_for_sending(database: Path, process: subprocess.Popen, skip: int) -> None:
+    """Return the instant a digest is in the `sending` state (after `skip` others), or when the run ends."""
+    import sqlite3
+
+    deadline = time.monotonic() + 60
+    seen: set[int] = set()
+    while process.poll() is None and time.monotonic() < deadline:
+        try:
+            with sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=0.1) as db:
+                while process.poll() is None and time.monotonic() < deadline:
+                    rows = db.execute("SELECT id FROM digests WHERE state = 'sending'").fetchall()
+                    seen |= {r[0] for r in rows}
+                    if rows and len(seen) > skip:
+                        return
+        except sqlite3.OperationalError:  # not created yet, or busy
+            time.sleep(0.001)
+
+
 def kill_trials(work: Path, mta: Postfix, fetched_db: Path, config_text: str, emails: list[str], *, trials: int,
-                seed: int = 1) -> dict:
-    """`digest send` killed (-9) at a random moment, then run again to the end, `trials` times,
-    each on a fresh copy of the state; what the MTA delivered, counted per trial."""
+                seed: int = 1, aim: str = "random") -> dict:
+    """`digest send` killed (-9), then run again to the end, `trials` times, each on a fresh copy
+    of the state; what the MTA delivered, counted per trial. `aim`: "random", a random moment
+    of the run; "sending", the instant the ledger says the end of a message is going out (the
+    state database watched from here), the worst moment there is."""
     import random
     import sqlite3
     import sys
@@ -135,7 +155,10 @@ def kill_trials(work: Path, mta: Postfix, fetched_db: Path, config_text: str, em
             shutil.rmtree(mta.maildir / box, ignore_errors=True)
         process = subprocess.Popen([sys.executable, "-m", "digest", "-c", str(config), "send"],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(rng.uniform(0.6, 2.5))  # matching takes ~0.6 s; sending the batch about as long again
+        if aim == "sending":
+            _wait_for_sending(folder / "digest.db", process, skip=rng.randrange(len(emails)))
+        else:
+            time.sleep(rng.uniform(0.6, 2.5))  # matching takes ~0.6 s; sending the batch about as long again
         if process.poll() is None:
             totals["killed_mid_run"] += 1
         process.kill()
