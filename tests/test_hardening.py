@@ -300,7 +300,7 @@ def test_kill_9_against_postfix_loses_nothing_and_duplicates_only_the_message_in
     config_text = write(tmp_path, mta.port, emails).read_text()
     for aim in ("random", "sending"):  # anywhere in the run; the instant the end of a message goes out
         totals = kill_trials(tmp_path / aim, mta, fetched_db, config_text, emails, trials=4, seed=9, aim=aim)
-        assert totals["killed_mid_run"] >= 2, totals  # the kills landed while sending
+        assert totals["killed_mid_run"] >= (3 if aim == "sending" else 1), totals  # the kills landed while sending
         assert totals["lost"] == 0 and totals["left_unsent"] == 0, totals
         assert totals["duplicated"] <= totals["killed_mid_run"], totals  # at most the message in flight, per kill
         assert totals["duplicates_with_other_message_id"] == 0, totals
