@@ -64,8 +64,11 @@ def test_rows_written_by_older_versions_are_read(tmp_path):
         db.execute(f"INSERT INTO papers (id, {row[0]}) VALUES (?, {row[1]})",  # noqa: S608
                    ("url:https://blog.example.org/bad", "An LLM row with a broken time", "https://blog.example.org/bad",
                     "About LLM.", "yesterday", "2099-01-01T00:00:00.000000Z", "2099-01-01T00:00:00.000000Z"))
+        db.execute("UPDATE papers SET authors = 'not json', categories = '[' WHERE id = ?",
+                   ("url:https://blog.example.org/bad",))
     listed = json.loads(digest("-c", str(config), "papers", "--format", "json").stdout)
     by_title = {p["title"]: p for p in listed}
+    assert by_title["An LLM row with a broken time"]["authors"] == []
     assert by_title["An LLM page from an older version"]["published"] == "0001-01-01T00:00:00+00:00"
     assert by_title["An LLM row with a broken time"]["published"] is None
     preview = digest("-c", str(config), "preview", "alice@example.org", "--format", "json", "--since", "30d")

@@ -86,7 +86,13 @@ class JSONText(TypeDecorator[Any]):
                                                      ensure_ascii=False)
 
     def process_result_value(self, value: str | None, dialect: Any) -> Any:
-        return None if value is None else json.loads(value)
+        if value is None:
+            return None
+        try:
+            return json.loads(value)
+        except ValueError:  # a row damaged outside the product: read as empty, never a failed run
+            log.warning("state database: unreadable list %r, taken as empty", value[:80])
+            return None
 
 
 metadata = sa.MetaData()
