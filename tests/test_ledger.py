@@ -460,3 +460,23 @@ def test_never_resend_uncertain_when_asked(tmp_path, fetched):
                        defaults="  schedule: daily 07:30\n")
         assert delivery(config).run()[0].detail.endswith("not sent again (smtp.resend_uncertain: never)")
         assert [o.status for o in delivery(config).run()] == ["skipped"] and not server.handler.received
+
+
+def test_resume_clears_everything_and_entries_exist(ledger):
+    assert not ledger.entries_exist()
+    for period in ("p1", "p2"):
+        entry, _ = ledger.record("a@example.org", period, "<m>", ["x"], T0)
+        ledger.failed(entry, "550", T0, suspend_after=2)
+    assert ledger.entries_exist()
+    ledger.unsubscribe("a@example.org", T0)
+    ledger.resume("a@example.org")
+    state = ledger.state("a@example.org")
+    assert state == type(state)()  # no failures, no suspension and its reason, no unsubscription
+
+
+def test_summary_counts_outcomes():
+    from digest.deliver import Outcome, summary
+
+    outcomes = [Outcome("a", "sent"), Outcome("b", "sent"), Outcome("c", "failed"), Outcome("d", "uncertain")]
+    assert summary(outcomes) == {"sent": 2, "failed": 1, "uncertain": 1}
+    assert summary([]) == {}

@@ -364,3 +364,38 @@ def test_min_upvotes_is_at_least():
     papers = [paper(str(n), f"KV cache part {n}", upvotes=n) for n in (4, 5, 6)]
     assert sorted(ids(digest_for(papers, {"name": "t", "keywords": ["KV cache"], "min_upvotes": 5}))) == ["5", "6"]
     assert ids(digest_for(papers, {"name": "t", "min_upvotes": 6})) == ["6"]
+
+
+def test_an_initial_never_joins_two_surnames():
+    papers = [paper("smith", "A paper", authors=("T. Smith",)), paper("dao", "A paper", authors=("T. Dao",))]
+    assert ids(digest_for(papers, {"name": "t", "authors": ["T. Dao"]})) == ["dao"]
+    assert ids(digest_for(papers, {"name": "t", "authors": ["Tri Dao"]})) == ["dao"]
+
+
+def test_each_topic_keeps_its_own_categories_and_authors():
+    papers = [paper("cl", "A paper", categories=("cs.CL",), authors=("Ann Lee",)),
+              paper("cv", "A paper", categories=("cs.CV",), authors=("Bo Chen",))]
+    digest = digest_for(papers, {"name": "Language", "categories": ["cs.CL"]}, {"name": "Vision", "categories": ["cs.CV"]},
+                        {"name": "Lee", "authors": ["Ann Lee"]}, {"name": "Chen", "authors": ["Bo Chen"]})
+    by_topic = {s.topic: [e.paper.id for e in s.entries] for s in digest.sections}
+    assert by_topic == {"Lee": ["cl"], "Chen": ["cv"]}  # an author (3) outweighs a category (0.5)
+    also = {e.paper.id: e.also_in for s in digest.sections for e in s.entries}
+    assert also == {"cl": ("Language",), "cv": ("Vision",)}
+
+
+@pytest.mark.parametrize("query, expected", [
+    ("category:cs*", ["cl", "cv"]), ("category:cs.*", ["cl", "cv"]), ("category:cs.CL", ["cl"]),
+    ('LLM OR author:"!!"', ["cl"]),  # a name with no letters finds nobody, and breaks nothing
+])
+def test_query_categories_and_odd_authors(query, expected):
+    papers = [paper("cl", "An LLM paper", categories=("cs.CL",)), paper("cv", "A paper", categories=("cs.CV",)),
+              paper("math", "A paper", categories=("math.OC",))]
+    assert sorted(ids(digest_for(papers, {"name": "t", "query": query}))) == expected
+
+
+def test_only_terms_that_count_for_the_paper_add_relevance():
+    # survey sits under one NOT (it counts against), review under two (it counts for)
+    query = "LLM AND NOT (survey AND NOT review)"
+    digest = digest_for([paper("a", "LLM survey review")], {"name": "t", "query": query})
+    entry = digest.sections[0].entries[0]
+    assert set(entry.matched_terms) == {"LLM", "review"}  # never "survey"
