@@ -102,3 +102,8 @@ def test_rank_ties_break_by_upvotes_then_id():
     subscriber = Subscriber(email="a@example.org", topics=[Topic(name="t", keywords=["LLM"])])
     digest = Matcher([subscriber], Defaults(), papers).digest(subscriber, NOW)
     assert [p.id for p in digest.papers] == ["2611.00002", "2611.00001", "2611.00003"]
+
+
+def test_the_explanation_names_only_the_followed_author():
+    p = paper("A paper", authors=("T. Dao", "T. Smith", "Ann Dao"))
+    assert entry(p, authors=["Tri Dao"]).why == "by T. Dao"
