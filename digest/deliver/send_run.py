@@ -2,9 +2,11 @@
 
 Order for each digest: recorded (`pending`) → claimed by this run → rendered → sent over
 SMTP, the ledger marking it `sending` just before the end of the message → `sent`, with its
-papers delivered, when the server accepts it. Transient failures are retried in later passes
-with back-off, then left `pending` for the next run; permanent ones are recorded, and repeated
-ones suspend the subscriber. One subscriber's failure never stops the others.
+papers delivered, when the server accepts it; `uncertain` when the end went out and no reply
+came (never retried in the run; sent once more on a later one under smtp.resend_uncertain).
+Transient failures are retried in later passes with back-off, then left `pending` for the
+next run; permanent ones are recorded, and repeated ones suspend the subscriber. One
+subscriber's failure never stops the others.
 """
 
 from __future__ import annotations
@@ -125,7 +127,7 @@ class Delivery:
         if not (dry_run or to):
             back = self.ledger.recover(now)
             if back:
-                log.warning("%d digests of an interrupted run will be sent now", back)
+                log.warning("%d digests of an interrupted run recovered (to send again, or uncertain)", back)
         jobs = self._prepare(self.select(emails), now, scheduled=scheduled, record=not (dry_run or to), done=done)
         if dry_run:
             for job in jobs:

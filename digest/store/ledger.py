@@ -2,12 +2,12 @@
 
 States: `pending` (to send) → `claimed` (a run owns it) → `sending` (the end of its message
 is going to the server) → `sent` when the server answers 250 (its papers are then
-delivered); or `empty`, or `failed` (a permanent refusal). A run that dies leaves
-`claimed` or `sending` digests: the next run, seeing the owner gone, sends them again. That
-is SMTP's rule (RFC 5321: a message is the server's only once it has said so; a server drops
-one whose client vanished before its reply), and it is what makes a crash lose nothing. The
-one way to a duplicate is to die in the instant between the server's 250 and the commit
-that follows it (the Message-ID is the same, so mail clients fold the two).
+delivered); or `empty`; or `failed` (a permanent refusal); or `uncertain`: the end of the
+message went out and no reply came, so the server may have it (postfix keeps most such
+messages: see bench/kill_postfix.py). A run that dies leaves `claimed` digests, which go back
+to pending (the server cannot have them), and `sending` ones, which become uncertain. An
+uncertain digest counts as delivered for the next window, is never retried in its run, and
+is sent once more at most, on a later run, with the same Message-ID (smtp.resend_uncertain).
 """
 
 from __future__ import annotations
