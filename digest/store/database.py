@@ -12,6 +12,7 @@ import logging
 import os
 import secrets
 import sqlite3
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
@@ -21,7 +22,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.types import TypeDecorator
 
 from ..config import Config
@@ -188,13 +189,20 @@ class FetchState:
 
 _PAPER_FIELDS = [f.name for f in fields(Paper) if f.name != "sources"]
 SECRET_ENV = "DIGEST_SECRET"
+_MIGRATION_LOCK = 7_351_184_220  # the advisory lock key of digest's migrations (PostgreSQL)
+_RETRIED = {"40P01", "40001"}  # PostgreSQL: deadlock detected, serialization failure
 _CHUNK = 500  # stay under SQLite's bound-parameter limit
 
 
 def create_engine(url: str) -> Engine:
+    if url.startswith(("postgresql://", "postgres://")):  # as a user writes it: psycopg 3
+        url = "postgresql+psycopg://" + url.split("://", 1)[1]
     try:
         engine = sa.create_engine(url, future=True)
-    except (SQLAlchemyError, ValueError, ImportError) as exc:
+    except ImportError:
+        raise StoreError(f"cannot use the state database {url!r}: the PostgreSQL driver is not installed",
+                         hint="pip install 'paper-digest[postgres]' (psycopg 3)") from None
+    except (SQLAlchemyError, ValueError) as exc:
         raise StoreError(f"cannot use the state database {url!r}: {exc}",
                          hint="check `state:` in the config (e.g. sqlite:///digest.db)") from None
     if engine.dialect.name == "sqlite":
@@ -247,8 +255,12 @@ class Store:
         return self.engine.url.render_as_string(hide_password=True)
 
     def migrate(self) -> int:
-        """Apply pending migrations; returns the schema version."""
+        """Apply pending migrations; returns the schema version. Any number of processes may
+        start at once: the migrations run under a lock (SQLite: BEGIN IMMEDIATE; PostgreSQL: an
+        advisory lock held until the commit), so one applies them and the others see them done."""
         with self.engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK})")
             migrations_table.create(conn, checkfirst=True)
             applied = set(conn.scalars(sa.select(migrations_table.c.version)))
             for version, migration in enumerate(MIGRATIONS, start=1):
@@ -260,6 +272,19 @@ class Store:
 
     def close(self) -> None:
         self.engine.dispose()
+
+    @staticmethod
+    def _retrying(work: Callable[[], Any], attempts: int = 5) -> Any:
+        """`work` again when PostgreSQL chose it as a deadlock's victim (it is safe: the
+        transaction was rolled back whole)."""
+        for attempt in range(attempts):
+            try:
+                return work()
+            except DBAPIError as exc:
+                if getattr(exc.orig, "sqlstate", None) not in _RETRIED or attempt == attempts - 1:
+                    raise
+                time.sleep(0.05 * (attempt + 1))
+        raise AssertionError("unreachable")
 
     def signing_secret(self) -> str:
         """The key that signs links: $DIGEST_SECRET if set (several machines sharing one key),
@@ -303,12 +328,11 @@ class Store:
         """This installation's signing key (unsubscribe links), made on first use and kept."""
 
         def get_or_make() -> str:
-            with self.engine.begin() as conn:
-                value = conn.scalar(sa.select(settings_table.c.value).where(settings_table.c.key == "secret"))
-                if value is None:
-                    value = secrets.token_urlsafe(32)
-                    conn.execute(settings_table.insert().values(key="secret", value=value))
-                return value
+            with self.engine.begin() as conn:  # never check-then-insert: the first to insert wins
+                conn.execute(dialect_insert(conn)(settings_table).values(
+                    key="secret", value=secrets.token_urlsafe(32)).on_conflict_do_nothing(
+                    index_elements=[settings_table.c.key]))
+                return conn.scalar(sa.select(settings_table.c.value).where(settings_table.c.key == "secret"))
 
         return self._guard(get_or_make)
 
@@ -327,29 +351,32 @@ class Store:
             incoming[paper.id] = incoming[paper.id].merged_with(paper) if paper.id in incoming else paper
 
         def write() -> SaveResult:
-            new = merged = updated = 0
+            merged = updated = 0
             with self.engine.begin() as conn:
-                ids = list(incoming)
-                existing = {p.id: p for p in self._load(conn, ids)}
-                for ident, paper in incoming.items():
-                    old = existing.get(ident)
-                    if old is None:
-                        conn.execute(papers.insert().values(_row(paper, first_seen_at=now, updated_at=now)))
-                        new += 1
-                    else:
-                        combined = old.merged_with(paper)
-                        if source not in old.sources:
-                            merged += 1
-                        if _row(combined) != _row(old):
-                            conn.execute(papers.update().where(papers.c.id == ident)
-                                         .values(_row(combined, updated_at=now)))
-                            updated += 1
+                ids = sorted(incoming)  # one order for every writer: no deadlock between them
+                # Insert what is new, never check-then-insert: a paper another source inserted
+                # meanwhile is a conflict skipped here and merged below.
+                inserted: set[str] = set()
+                for start in range(0, len(ids), _CHUNK):
+                    rows = [_row(incoming[i], first_seen_at=now, updated_at=now) for i in ids[start:start + _CHUNK]]
+                    statement = dialect_insert(conn)(papers).values(rows).on_conflict_do_nothing(
+                        index_elements=[papers.c.id]).returning(papers.c.id)
+                    inserted |= set(conn.scalars(statement))
+                # The others, locked while merged (PostgreSQL: FOR UPDATE): no last writer wins.
+                for old in self._load(conn, [i for i in ids if i not in inserted], lock=True):
+                    combined = old.merged_with(incoming[old.id])
+                    if source not in old.sources:
+                        merged += 1
+                    if _row(combined) != _row(old):
+                        conn.execute(papers.update().where(papers.c.id == old.id).values(_row(combined, updated_at=now)))
+                        updated += 1
+                for ident in ids:
                     self._seen_in(conn, ident, source, now)
                 self._record_fetch(conn, source, now, location=location, validators=validators,
                                    count=len(incoming), error=None)
-            return SaveResult(len(listing.papers), new, merged, updated)
+            return SaveResult(len(listing.papers), len(inserted), merged, updated)
 
-        return self._guard(write)
+        return self._guard(lambda: self._retrying(write))
 
     def record_fetch(self, source: str, now: datetime, *, location: str | None = None,
                      validators: Validators | None = None, error: str | None = None) -> None:
@@ -363,7 +390,7 @@ class Store:
         self._guard(write)
 
     def _seen_in(self, conn: Connection, paper_id: str, source: str, now: datetime) -> None:
-        insert = _dialect_insert(conn)(paper_sources).values(
+        insert = dialect_insert(conn)(paper_sources).values(
             paper_id=paper_id, source=source, first_seen_at=now, last_seen_at=now)
         conn.execute(insert.on_conflict_do_update(
             index_elements=[paper_sources.c.paper_id, paper_sources.c.source],
@@ -379,7 +406,7 @@ class Store:
                 values["etag"], values["last_modified"] = validators.etag, validators.last_modified
             if count is not None:
                 values["last_count"] = count
-        insert = _dialect_insert(conn)(fetch_state).values(source=source, **values)
+        insert = dialect_insert(conn)(fetch_state).values(source=source, **values)
         conn.execute(insert.on_conflict_do_update(index_elements=[fetch_state.c.source], set_=values))
 
     # ------------------------------------------------------------ reading
@@ -431,11 +458,14 @@ class Store:
 
         return self._guard(read)
 
-    def _load(self, conn: Connection, ids: list[str]) -> list[Paper]:
+    def _load(self, conn: Connection, ids: list[str], *, lock: bool = False) -> list[Paper]:
         out: list[Paper] = []
         for start in range(0, len(ids), _CHUNK):
             chunk = ids[start:start + _CHUNK]
-            rows = conn.execute(sa.select(papers).where(papers.c.id.in_(chunk))).all()
+            query = sa.select(papers).where(papers.c.id.in_(chunk)).order_by(papers.c.id)
+            if lock and conn.dialect.name == "postgresql":
+                query = query.with_for_update()
+            rows = conn.execute(query).all()
             out += self._with_sources(conn, rows)
         return out
 
@@ -457,7 +487,8 @@ def open_store(config: Config) -> Store:
     return Store(config.database_url(), key_file=config.key_path(), marker=config.marker_path())
 
 
-def _dialect_insert(conn: Connection) -> Any:
+def dialect_insert(conn: Connection) -> Any:
+    """INSERT with ON CONFLICT, in the connection's dialect."""
     if conn.dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
     else:

@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from .database import Store, UTCTime
+from .database import Store, UTCTime, dialect_insert
 
 LEASE = timedelta(hours=1)  # a claim by another machine older than this is abandoned
 # A digest the server accepted, or may have (uncertain), or that had nothing to send: its papers
@@ -147,16 +147,16 @@ class Ledger:
         ids = json.dumps(list(papers))
 
         def work(conn: Connection) -> tuple[Entry, bool]:
-            existing = conn.execute(sa.select(digests).where(
-                digests.c.subscriber == _key(subscriber), digests.c.period == period)).first()
-            if existing is not None:
-                return _entry(existing), False
-            conn.execute(digests.insert().values(
+            # Never check-then-insert: the first worker to insert it records it, the others read it.
+            made = conn.execute(dialect_insert(conn)(digests).values(
                 subscriber=_key(subscriber), period=period, message_id=message_id, papers=ids, state=state,
-                attempts=0, created_at=now, matched_at=now, updated_at=now))
+                attempts=0, created_at=now, matched_at=now, updated_at=now).on_conflict_do_nothing(
+                index_elements=[digests.c.subscriber, digests.c.period]).returning(digests)).first()
+            if made is not None:
+                return _entry(made), True
             row = conn.execute(sa.select(digests).where(
                 digests.c.subscriber == _key(subscriber), digests.c.period == period)).one()
-            return _entry(row), True
+            return _entry(row), False
 
         return self._write(work)
 
@@ -301,10 +301,7 @@ def _state(conn: Connection, subscriber: str) -> SubscriberState:
 
 
 def _upsert_state(conn: Connection, subscriber: str, **values) -> None:  # type: ignore[no-untyped-def]
-    key = _key(subscriber)
-    exists = conn.execute(sa.select(subscriber_state.c.subscriber).where(subscriber_state.c.subscriber == key)).first()
-    if exists:
-        conn.execute(subscriber_state.update().where(subscriber_state.c.subscriber == key).values(**values))
-    else:
-        conn.execute(subscriber_state.insert().values(subscriber=key, **{"hard_failures": 0, **values}))
+    statement = dialect_insert(conn)(subscriber_state).values(subscriber=_key(subscriber), **{"hard_failures": 0, **values})
+    conn.execute(statement.on_conflict_do_update(index_elements=[subscriber_state.c.subscriber], set_=values))
+
 

@@ -1,0 +1,138 @@
+"""The store on both databases it supports, SQLite and PostgreSQL (a server the tests start
+themselves): the same tests, one parametrised fixture. Concurrency with no check-then-insert:
+processes migrating an empty database at once, sources merging into the same papers at once,
+digests recorded and claimed by several workers at once."""
+
+from __future__ import annotations
+
+import multiprocessing
+import threading
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from digest.models import Listing, Paper
+from digest.store import Ledger, Store
+
+T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    from .postgres import Postgres, available
+
+    why = available()
+    if why:
+        pytest.skip(why)
+    server = Postgres().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request, tmp_path) -> str:
+    """A fresh, empty database's URL, as a user writes it in `state:`."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'state.db'}"
+    return request.getfixturevalue("postgres_server").create_database()
+
+
+def paper(n: int, **fields) -> Paper:
+    return Paper(id=f"2611.{n:05d}", title=f"Paper {n}", url=f"https://arxiv.org/abs/2611.{n:05d}", **fields)
+
+
+def _migrate(url: str, barrier) -> str:  # noqa: ANN001
+    barrier.wait()
+    try:
+        return str(Store(url).migrate())
+    except Exception as exc:  # noqa: BLE001 - reported to the test
+        return f"{exc.__class__.__name__}: {exc}"
+
+
+def test_many_processes_migrate_an_empty_database_at_once(database):
+    context = multiprocessing.get_context("spawn")
+    with context.Manager() as manager:
+        barrier = manager.Barrier(4)
+        with context.Pool(4) as pool:
+            results = pool.starmap(_migrate, [(database, barrier)] * 4)
+    assert len(set(results)) == 1 and results[0].isdigit(), results
+
+
+def test_records_and_claims(database):
+    ledger = Ledger(Store(database))
+    first, created = ledger.record("a@example.org", "p", "<m>", ["x"], T0)
+    second, _ = ledger.record("b@example.org", "p", "<m>", ["y"], T0)
+    assert created and first.id != second.id  # ids numbered by the database, on both
+    assert ledger.claim(first.id, T0, "w1") and not ledger.claim(first.id, T0, "w2")
+    ledger.sending(first.id, T0)
+    ledger.sent(first, T0)
+    assert ledger.delivered("a@example.org") == {"x"}
+    ledger.unsubscribe("b@example.org", T0)
+    ledger.unsubscribe("b@example.org", T0 + timedelta(hours=1))  # again: an update, not a second row
+    assert ledger.state("b@example.org").unsubscribed_at == T0 + timedelta(hours=1)
+
+
+def test_the_same_digest_recorded_by_many_workers_at_once_is_one(database):
+    ledger = Ledger(Store(database))
+    barrier = threading.Barrier(8)
+    results = []
+
+    def record() -> None:
+        barrier.wait()
+        results.append(ledger.record("a@example.org", "p", "<m>", ["x"], T0))
+
+    threads = [threading.Thread(target=record) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len({entry.id for entry, _ in results}) == 1 and sum(created for _, created in results) == 1
+
+
+def test_one_signing_key_whoever_asks_first(database):
+    store = Store(database)
+    barrier = threading.Barrier(6)
+    keys = []
+
+    def ask() -> None:
+        barrier.wait()
+        keys.append(Store(database).secret())
+
+    threads = [threading.Thread(target=ask) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(set(keys)) == 1 and keys[0] == store.secret()
+
+
+def test_sources_merging_into_the_same_papers_at_once(database):
+    store = Store(database)
+    ids = range(1, 201)
+    listings = {
+        "arxiv": Listing(tuple(paper(n, categories=("cs.CL",)) for n in ids)),
+        "hf": Listing(tuple(paper(n, upvotes=n) for n in ids)),
+        "api": Listing(tuple(paper(n, abstract=f"About paper {n}.") for n in ids)),
+    }
+    barrier = threading.Barrier(len(listings))
+    errors = []
+
+    def save(source: str) -> None:
+        barrier.wait()
+        try:
+            Store(database).save_listing(source, listings[source], T0)
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=save, args=(name,)) for name in listings]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    stored = {p.id: p for p in store.papers()}
+    assert len(stored) == 200
+    for n in ids:  # every source's contribution, none lost to a last writer
+        p = stored[f"2611.{n:05d}"]
+        assert p.categories == ("cs.CL",) and p.upvotes == n and p.abstract == f"About paper {n}."
+        assert set(p.sources) == {"arxiv", "hf", "api"}
