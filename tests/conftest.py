@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
+import os
+import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -82,6 +85,48 @@ def feed_server() -> Iterator[FeedServer]:
     yield server
     server.httpd.shutdown()
     server.httpd.server_close()
+
+
+# ---------------------------------------------------------------- which database the tests use
+
+DATABASE = os.environ.get("DIGEST_TEST_DATABASE", "sqlite")  # sqlite | postgresql: .ci/run runs both
+_postgres = None
+
+
+def postgres_server():  # noqa: ANN201
+    """The tests' own PostgreSQL server, started on first use, stopped at exit."""
+    global _postgres
+    if _postgres is None:
+        from .postgres import Postgres, available
+
+        why = available()
+        if why:
+            pytest.skip(why)
+        _postgres = Postgres().start()
+        atexit.register(_postgres.stop)
+    return _postgres
+
+
+def fresh_database(directory: Path, name: str = "state.db") -> str:
+    """An empty database of the backend under test: its URL."""
+    if DATABASE == "postgresql":
+        return postgres_server().create_database()
+    return f"sqlite:///{directory / name}"
+
+
+@dataclass(frozen=True)
+class Template:
+    """A database prepared once (the samples fetched, say) and copied for each test: a SQLite
+    file, or a PostgreSQL database used as a template."""
+
+    url: str
+
+    def copy(self, directory: Path) -> str:
+        """A copy of its own for one test; the URL to write in `state:`."""
+        if self.url.startswith("sqlite:///"):
+            shutil.copy(self.url.removeprefix("sqlite:///"), directory / "digest.db")
+            return f"sqlite:///{directory / 'digest.db'}"
+        return postgres_server().create_database(template=self.url.rsplit("/", 1)[1])
 
 
 def realworld(name: str) -> bytes:

@@ -63,14 +63,14 @@ class Postgres:
                 time.sleep(0.1)
         raise RuntimeError("PostgreSQL did not answer")
 
-    def create_database(self) -> str:
-        """A new, empty database; its URL as a user would write it in `state:`."""
+    def create_database(self, template: str | None = None) -> str:
+        """A new database, empty or a copy of `template`; its URL as a user would write it in `state:`."""
         import psycopg
 
         name = f"digest_{uuid.uuid4().hex[:12]}"
         with psycopg.connect(f"host=127.0.0.1 port={self.port} user=postgres dbname=postgres",
                              autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
+            conn.execute(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
         return f"postgresql://postgres@127.0.0.1:{self.port}/{name}"
 
     def stop(self) -> None:

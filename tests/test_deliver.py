@@ -25,6 +25,7 @@ from digest.render.links import email_from_token
 from digest.store import Store, open_store
 from digest.store.ledger import Ledger
 
+from .conftest import Template, fresh_database
 from .smtp_server import SmtpServer
 
 pytestmark = pytest.mark.clock  # also run under faketime at other dates (.ci/run)
@@ -43,27 +44,34 @@ def safe_schedule(now: datetime | None = None) -> str:
 
 
 def write(tmp_path: Path, port: int, emails: list[str], *, smtp_extra: str = "", defaults: str = "",
-          keywords: str = "[language model, LLM]", security: str = "none") -> Path:
+          keywords: str = "[language model, LLM]", security: str = "none", state: str | None = None) -> Path:
     subscribers = "".join(f"  - email: {e}\n    topics:\n      - name: LLMs\n        keywords: {keywords}\n" for e in emails)
     path = tmp_path / "subscribers.yaml"
     path.write_text(
         'sender:\n  from: "Paper Digest <digest@example.org>"\n'
         f"smtp:\n  host: 127.0.0.1\n  port: {port}\n  security: {security}\n  timeout: 2\n  retry_wait: 0.05\n{smtp_extra}"
-        "base_url: https://digest.example.org\n"
+        "base_url: https://digest.example.org\n" + (f"state: {state}\n" if state else "") +
         f"defaults:\n  max_papers: 5\n{defaults}{'' if 'schedule:' in defaults else safe_schedule()}"
         "sources:\n" + "".join(f"  - {json.dumps(s)}\n" for s in SOURCES) + "subscribers:\n" + subscribers,
         encoding="utf-8")
     return path
 
 
-def fetch_samples(directory: Path, now: datetime | None = None) -> Path:
+def fetch_samples(directory: Path, now: datetime | None = None, database: str | None = None) -> Path:
     """The samples fetched into directory/digest.db, first seen at `now` (the real time by default)."""
     directory.mkdir(parents=True, exist_ok=True)
-    config = load_config(write(directory, 25, ["x@example.org"]))
+    config = load_config(write(directory, 25, ["x@example.org"], state=database))
     store = Store(config.database_url())
     gather(config, store, now=now)
     store.close()
     return directory / "digest.db"
+
+
+def fetch_template(directory: Path, now: datetime | None = None) -> Template:
+    """The samples fetched once into a database of the backend under test, to copy per test."""
+    url = fresh_database(directory, "digest.db")
+    fetch_samples(directory, now, database=url)
+    return Template(url)
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +81,11 @@ def fetched_db(tmp_path_factory) -> Path:
     return fetch_samples(tmp_path_factory.mktemp("fetched"))
 
 
-def setup(tmp_path: Path, fetched_db: Path, port: int, emails: list[str], **kwargs) -> Path:
+def setup(tmp_path: Path, fetched_db: Path | Template, port: int, emails: list[str], **kwargs) -> Path:
+    """A configuration in tmp_path with a copy of the fetched samples (a SQLite file, or a
+    template of the backend under test)."""
+    if isinstance(fetched_db, Template):
+        return write(tmp_path, port, emails, state=fetched_db.copy(tmp_path), **kwargs)
     shutil.copy(fetched_db, tmp_path / "digest.db")
     return write(tmp_path, port, emails, **kwargs)
 

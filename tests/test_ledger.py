@@ -18,22 +18,24 @@ from digest.deliver.smtp import SmtpConfigError
 from digest.store import Ledger, Store
 from digest.store.ledger import ACTIVE_RUNS, LEASE, owner_id
 
+from .conftest import fresh_database
 from .smtp_server import SmtpServer
-from .test_deliver import fetch_samples, setup
+from .test_deliver import fetch_template, setup
 
-pytestmark = pytest.mark.clock
+pytestmark = [pytest.mark.clock, pytest.mark.database]  # database: run on PostgreSQL too (.ci/run)
 
 T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)  # a Monday, after everyone's 07:30 slot
 
 
 @pytest.fixture(scope="module")
 def fetched(tmp_path_factory):
-    return fetch_samples(tmp_path_factory.mktemp("ledger"), T0 - timedelta(hours=10))
+    """The samples, fetched once into the backend under test (DIGEST_TEST_DATABASE)."""
+    return fetch_template(tmp_path_factory.mktemp("ledger"), T0 - timedelta(hours=10))
 
 
 @pytest.fixture
 def ledger(tmp_path) -> Ledger:
-    return Ledger(Store(f"sqlite:///{tmp_path / 'state.db'}"))
+    return Ledger(Store(fresh_database(tmp_path)))
 
 
 # ---------------------------------------------------------------- the ledger's states
