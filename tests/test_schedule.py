@@ -15,7 +15,7 @@ from digest.store import Store
 from digest.store.ledger import Ledger
 
 from .smtp_server import SmtpServer
-from .test_deliver import fetch_samples, setup
+from .test_deliver import fetch_template, setup
 
 pytestmark = pytest.mark.clock  # also run under faketime at other dates (.ci/run)
 
@@ -72,9 +72,10 @@ def test_due_slot_catch_up_once_within_grace(tmp_path):
 @pytest.fixture(scope="module")
 def fetched_sunday(tmp_path_factory):
     """The samples fetched on Sunday evening, 2026-11-22, by the test's clock."""
-    return fetch_samples(tmp_path_factory.mktemp("sunday"), utc(2026, 11, 22, 20, 0))
+    return fetch_template(tmp_path_factory.mktemp("sunday"), utc(2026, 11, 22, 20, 0))
 
 
+@pytest.mark.database
 def test_scheduled_delivery_with_a_controlled_clock(tmp_path, fetched_sunday):
     # Every clock the run depends on is the test's: the papers' first-seen times (the fetch),
     # the schedule and the ledger.
