@@ -28,7 +28,7 @@ from digest.store.ledger import Ledger
 from .conftest import Template, fresh_database
 from .smtp_server import SmtpServer
 
-pytestmark = pytest.mark.clock  # also run under faketime at other dates (.ci/run)
+pytestmark = [pytest.mark.clock, pytest.mark.database]  # also under faketime, and on PostgreSQL (.ci/run)
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "tests" / "data" / "samples"  # real titles, made-up ids and authors
@@ -75,6 +75,12 @@ def fetch_template(directory: Path, now: datetime | None = None) -> Template:
 
 
 @pytest.fixture(scope="module")
+def fetched(tmp_path_factory) -> Template:
+    """The samples fetched once into the backend under test (DIGEST_TEST_DATABASE), at the real time."""
+    return fetch_template(tmp_path_factory.mktemp("fetched"))
+
+
+@pytest.fixture(scope="module")
 def fetched_db(tmp_path_factory) -> Path:
     """The samples fetched once, at the real time (these tests run the CLI on the real clock);
     each test starts from a copy."""
@@ -105,9 +111,9 @@ def delivery(config_path: Path) -> Delivery:
 EMAILS = [f"reader{n}@example.org" for n in range(6)]
 
 
-def test_send_once_with_the_right_headers(tmp_path, fetched_db):
+def test_send_once_with_the_right_headers(tmp_path, fetched):
     with SmtpServer() as server:
-        config = setup(tmp_path, fetched_db, server.port, EMAILS)
+        config = setup(tmp_path, fetched, server.port, EMAILS)
         first = digest_cli("send", config=config)
         assert first.returncode == 0, first.stderr
         assert "6 sent, 0 empty" in first.stdout
@@ -143,14 +149,14 @@ def test_send_once_with_the_right_headers(tmp_path, fetched_db):
     assert len(ledger.delivered("reader0@example.org")) == 5
 
 
-def test_failures_never_stop_the_batch_and_are_recorded(tmp_path, fetched_db):
+def test_failures_never_stop_the_batch_and_are_recorded(tmp_path, fetched):
     with SmtpServer() as server:
         script = server.handler.script
         script["reader1@example.org"] = ["550 5.1.1 No such user"]
         script["reader2@example.org"] = ["451 4.3.0 Try again later"]  # then accepted: retried in the run
         script["reader3@example.org"] = ["451 4.3.0 Busy"] * 10  # still refused after the retries
         script["reader4@example.org"] = ["drop"]  # the connection drops at the end of DATA, no reply
-        config = setup(tmp_path, fetched_db, server.port, EMAILS)
+        config = setup(tmp_path, fetched, server.port, EMAILS)
         result = digest_cli("send", config=config)
         assert result.returncode == 0
         got = Counter(str(m["To"]) for m in server.handler.received)
@@ -179,7 +185,7 @@ def test_failures_never_stop_the_batch_and_are_recorded(tmp_path, fetched_db):
 def test_repeated_hard_failures_suspend(tmp_path):
     moments = [datetime(2026, 11, 20, 9, tzinfo=UTC), datetime(2026, 11, 21, 9, tzinfo=UTC),
                datetime(2026, 11, 22, 9, tzinfo=UTC)]
-    fetched = fetch_samples(tmp_path / "fetched", moments[0] - timedelta(hours=10))  # on the test's clock too
+    fetched = fetch_template(tmp_path / "fetched", moments[0] - timedelta(hours=10))  # on the test's clock too
     with SmtpServer() as server:
         server.handler.script["gone@example.org"] = ["550 5.1.1 No such user"] * 5
         config = setup(tmp_path, fetched, server.port, ["gone@example.org", "ok@example.org"],
@@ -197,10 +203,10 @@ def test_repeated_hard_failures_suspend(tmp_path):
         assert "suspended" in status.stdout
 
 
-def test_stalled_server_times_out_and_the_rest_go_out(tmp_path, fetched_db):
+def test_stalled_server_times_out_and_the_rest_go_out(tmp_path, fetched):
     with SmtpServer() as server:
         server.handler.script["reader0@example.org"] = ["stall 5"] * 5
-        config = setup(tmp_path, fetched_db, server.port, EMAILS[:3], smtp_extra="  retries: 1\n  data_timeout: 2\n")
+        config = setup(tmp_path, fetched, server.port, EMAILS[:3], smtp_extra="  retries: 1\n  data_timeout: 2\n")
         started = time.monotonic()
         result = digest_cli("send", config=config)
         assert time.monotonic() - started < 60
@@ -208,16 +214,16 @@ def test_stalled_server_times_out_and_the_rest_go_out(tmp_path, fetched_db):
         assert {str(m["To"]) for m in server.handler.received} >= {"reader1@example.org", "reader2@example.org"}
 
 
-def test_unreachable_server_and_refused_login_say_what_to_check(tmp_path, fetched_db):
+def test_unreachable_server_and_refused_login_say_what_to_check(tmp_path, fetched):
     with socket.socket() as closed:  # bound, never listening: the connection is refused
         closed.bind(("127.0.0.1", 0))
         port = closed.getsockname()[1]
-        config = setup(tmp_path, fetched_db, port, EMAILS[:1])
+        config = setup(tmp_path, fetched, port, EMAILS[:1])
         result = digest_cli("send", config=config)
     assert result.returncode == 1
     assert f"cannot reach SMTP server 127.0.0.1:{port}" in result.stderr and "smtp.host, smtp.port" in result.stderr
     with SmtpServer() as server:
-        config = setup(tmp_path, fetched_db, server.port, EMAILS[:1],
+        config = setup(tmp_path, fetched, server.port, EMAILS[:1],
                        smtp_extra="  username: digest\n  password_env: DIGEST_TEST_PASSWORD\n")
         result = digest_cli("send", config=config)
         assert result.returncode == 1 and "DIGEST_TEST_PASSWORD" in result.stderr
@@ -225,9 +231,9 @@ def test_unreachable_server_and_refused_login_say_what_to_check(tmp_path, fetche
     assert entries and all(e.state == "pending" for e in entries)  # nothing lost: the next run sends them
 
 
-def test_dry_run_and_to_record_nothing(tmp_path, fetched_db):
+def test_dry_run_and_to_record_nothing(tmp_path, fetched):
     with SmtpServer() as server:
-        config = setup(tmp_path, fetched_db, server.port, EMAILS[:2])
+        config = setup(tmp_path, fetched, server.port, EMAILS[:2])
         dry = digest_cli("send", "--dry-run", config=config)
         assert dry.returncode == 0 and "2 rendered (dry run)" in dry.stdout and not server.handler.received
         test = digest_cli("send", "reader1@example.org", "--to", "me@example.org", config=config)
@@ -240,12 +246,12 @@ def test_dry_run_and_to_record_nothing(tmp_path, fetched_db):
         assert unknown.returncode == 2 and "no subscriber 'nobody@example.org'" in unknown.stderr  # the user's to fix
 
 
-def test_empty_digests_are_not_sent_unless_asked(tmp_path, fetched_db):
+def test_empty_digests_are_not_sent_unless_asked(tmp_path, fetched):
     with SmtpServer() as server:
-        config = setup(tmp_path, fetched_db, server.port, EMAILS[:1], keywords="[nothing-matches-this-xyz]")
+        config = setup(tmp_path, fetched, server.port, EMAILS[:1], keywords="[nothing-matches-this-xyz]")
         result = digest_cli("send", config=config)
         assert "0 sent, 1 empty" in result.stdout and not server.handler.received
-        config = setup(tmp_path, fetched_db, server.port, EMAILS[:1], keywords="[nothing-matches-this-xyz]",
+        config = setup(tmp_path, fetched, server.port, EMAILS[:1], keywords="[nothing-matches-this-xyz]",
                        defaults="  send_empty: true\n")
         result = digest_cli("send", config=config)
         assert "1 sent" in result.stdout
@@ -265,11 +271,11 @@ def _run_and_kill(config: Path, server: SmtpServer, after: int, pause: float) ->
 # sent, no 250 yet) or between messages. The server drops a message whose client vanished
 # before its reply, so the rerun must send it again.
 @pytest.mark.parametrize("kill_after, pause", [(1, 0.1), (4, 0.15), (7, 0.2), (9, 0.25)])
-def test_kill_9_mid_batch_then_rerun_sends_each_digest_exactly_once(tmp_path, fetched_db, kill_after, pause):
+def test_kill_9_mid_batch_then_rerun_sends_each_digest_exactly_once(tmp_path, fetched, kill_after, pause):
     emails = [f"reader{n:02d}@example.org" for n in range(12)]
     with SmtpServer() as server:
         server.handler.delay = 0.3
-        config = setup(tmp_path, fetched_db, server.port, emails)
+        config = setup(tmp_path, fetched, server.port, emails)
         _run_and_kill(config, server, kill_after, pause)
         time.sleep(0.4)  # let the server finish (or drop) what it held
         killed_at = len(server.handler.received)
@@ -284,11 +290,11 @@ def test_kill_9_mid_batch_then_rerun_sends_each_digest_exactly_once(tmp_path, fe
         assert "0 sent" in final.stdout
 
 
-def test_two_runs_at_once_never_send_the_same_digest(tmp_path, fetched_db):
+def test_two_runs_at_once_never_send_the_same_digest(tmp_path, fetched):
     emails = [f"reader{n:02d}@example.org" for n in range(16)]
     with SmtpServer() as server:
         server.handler.delay = 0.2  # 16 messages: over 3 s of sending, so the runs overlap
-        config = setup(tmp_path, fetched_db, server.port, emails)
+        config = setup(tmp_path, fetched, server.port, emails)
         runs = [subprocess.Popen([sys.executable, "-m", "digest", "-c", str(config), "send"],
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
         results = [run.communicate(timeout=120) for run in runs]
@@ -299,12 +305,12 @@ def test_two_runs_at_once_never_send_the_same_digest(tmp_path, fetched_db):
         assert Counter(str(m["To"]) for m in server.handler.received) == Counter(emails)
 
 
-def test_sigterm_finishes_the_message_in_flight(tmp_path, fetched_db):
+def test_sigterm_finishes_the_message_in_flight(tmp_path, fetched):
     emails = [f"reader{n:02d}@example.org" for n in range(12)]
     due = datetime.now(UTC) - timedelta(hours=1)  # the latest slot, an hour ago: due now
     with SmtpServer() as server:
         server.handler.hold_after = 2  # the third message waits at the end of DATA
-        config = setup(tmp_path, fetched_db, server.port, emails,
+        config = setup(tmp_path, fetched, server.port, emails,
                        defaults=f"  schedule: daily {due:%H}:{due:%M}\n")
         log_file = tmp_path / "run.log"
         with log_file.open("w") as log_out:
@@ -341,12 +347,12 @@ def test_digest_demo_on_a_fresh_machine(tmp_path):
     assert not list(tmp_path.glob("*.db"))  # the state was temporary
 
 
-def test_a_server_that_keeps_dropping_ends_the_run_quickly_and_loses_nothing(tmp_path, fetched_db):
+def test_a_server_that_keeps_dropping_ends_the_run_quickly_and_loses_nothing(tmp_path, fetched):
     emails = [f"reader{n:02d}@example.org" for n in range(10)]
     with SmtpServer() as server:
         for e in emails:
             server.handler.script[e] = ["drop"] * 3
-        config = setup(tmp_path, fetched_db, server.port, emails, smtp_extra="  retries: 1\n")
+        config = setup(tmp_path, fetched, server.port, emails, smtp_extra="  retries: 1\n")
         started = time.monotonic()
         result = digest_cli("send", config=config)
         assert time.monotonic() - started < 30
