@@ -12,16 +12,16 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from .smtp_server import SmtpServer
-from .test_deliver import fetched_db, setup  # noqa: F401 - the fixture
+from .test_deliver import fetched, setup  # noqa: F401 - the fixture
 
-pytestmark = pytest.mark.clock  # also run under faketime at other dates (.ci/run)
+pytestmark = [pytest.mark.clock, pytest.mark.database]  # also under faketime, and on PostgreSQL (.ci/run)
 
 
-def test_run_fetches_reloads_and_stops(tmp_path, fetched_db):  # noqa: F811
+def test_run_fetches_reloads_and_stops(tmp_path, fetched):  # noqa: F811
     now = datetime.now(UTC)
     later, earlier = now + timedelta(hours=3), now - timedelta(hours=1)
     with SmtpServer() as server:
-        config = setup(tmp_path, fetched_db, server.port, ["a@example.org", "due@example.org"],
+        config = setup(tmp_path, fetched, server.port, ["a@example.org", "due@example.org"],
                        defaults=f"  schedule: daily {later:%H}:{later:%M}\n")  # not due: nothing is sent to a@
         # due@ was due an hour ago: its digest shows the send job ran
         config.write_text(config.read_text().replace(

@@ -20,9 +20,9 @@ from digest.deliver import Delivery
 from digest.store import Store
 
 from .smtp_server import SmtpServer
-from .test_deliver import fetched_db, setup  # noqa: F401 - the fixture
+from .test_deliver import fetched, setup  # noqa: F401 - the fixture
 
-pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl to make a certificate")
+pytestmark = [pytest.mark.database, pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl to make a certificate")]
 EMAILS = [f"reader{n}@example.org" for n in range(4)]
 
 
@@ -55,45 +55,45 @@ def send(config_path: Path, password: str | None = None) -> subprocess.Completed
     return result
 
 
-def test_starttls_auth_and_one_connection(tmp_path, fetched_db, certificate):  # noqa: F811
+def test_starttls_auth_and_one_connection(tmp_path, fetched, certificate):  # noqa: F811
     options = {"tls_context": server_context(certificate), "require_starttls": True,
                "authenticator": authenticator, "auth_require_tls": True}
     with SmtpServer(**options) as server:
         smtp = (f"  username: digest\n  password_env: DIGEST_TEST_PASSWORD\n"
                 f"  ca_file: {certificate[0]}\n")
-        config = setup(tmp_path, fetched_db, server.port, EMAILS, smtp_extra=smtp, security="starttls")
+        config = setup(tmp_path, fetched, server.port, EMAILS, smtp_extra=smtp, security="starttls")
         result = send(config, "s3cret")
         assert result.returncode == 0 and "4 sent" in result.stdout, result.stdout + result.stderr
         assert Counter(str(m["To"]) for m in server.handler.received) == Counter(EMAILS)
         assert len(server.handler.peers) == 1  # one connection for the whole batch
 
 
-def test_certificates_are_checked_by_default(tmp_path, fetched_db, certificate):  # noqa: F811
+def test_certificates_are_checked_by_default(tmp_path, fetched, certificate):  # noqa: F811
     with SmtpServer(tls_context=server_context(certificate), require_starttls=True) as server:
-        config = setup(tmp_path, fetched_db, server.port, EMAILS[:1], security="starttls")
+        config = setup(tmp_path, fetched, server.port, EMAILS[:1], security="starttls")
         result = send(config)
         assert result.returncode == 1
         assert "TLS with SMTP server 127.0.0.1" in result.stderr and "smtp.verify_certificates" in result.stderr
         assert not server.handler.received
-        trusting = setup(tmp_path, fetched_db, server.port, EMAILS[:1],
+        trusting = setup(tmp_path, fetched, server.port, EMAILS[:1],
                          smtp_extra="  verify_certificates: false\n", security="starttls")
         assert "1 sent" in send(trusting).stdout
 
 
-def test_implicit_tls(tmp_path, fetched_db, certificate):  # noqa: F811
+def test_implicit_tls(tmp_path, fetched, certificate):  # noqa: F811
     with SmtpServer(ssl_context=server_context(certificate)) as server:
-        config = setup(tmp_path, fetched_db, server.port, EMAILS[:2],
+        config = setup(tmp_path, fetched, server.port, EMAILS[:2],
                        smtp_extra=f"  ca_file: {certificate[0]}\n", security="ssl")
         result = send(config)
         assert "2 sent" in result.stdout, result.stdout + result.stderr
 
 
-def test_refused_login_names_the_keys_and_loses_nothing(tmp_path, fetched_db, certificate):  # noqa: F811
+def test_refused_login_names_the_keys_and_loses_nothing(tmp_path, fetched, certificate):  # noqa: F811
     options = {"tls_context": server_context(certificate), "authenticator": authenticator, "auth_require_tls": True}
     with SmtpServer(**options) as server:
         smtp = (f"  username: digest\n  password_env: DIGEST_TEST_PASSWORD\n"
                 f"  ca_file: {certificate[0]}\n")
-        config = setup(tmp_path, fetched_db, server.port, EMAILS[:2], smtp_extra=smtp, security="starttls")
+        config = setup(tmp_path, fetched, server.port, EMAILS[:2], smtp_extra=smtp, security="starttls")
         result = send(config, "wrong")
         assert result.returncode == 1
         assert "SMTP login to 127.0.0.1" in result.stderr and "refused" in result.stderr
@@ -101,9 +101,9 @@ def test_refused_login_names_the_keys_and_loses_nothing(tmp_path, fetched_db, ce
         assert "2 sent" in send(config, "s3cret").stdout
 
 
-def test_rate_limit(tmp_path, fetched_db):  # noqa: F811
+def test_rate_limit(tmp_path, fetched):  # noqa: F811
     with SmtpServer() as server:
-        config_path = setup(tmp_path, fetched_db, server.port, EMAILS, smtp_extra="  rate_limit: 8\n")
+        config_path = setup(tmp_path, fetched, server.port, EMAILS, smtp_extra="  rate_limit: 8\n")
         config = load_config(config_path)
         started = time.monotonic()
         outcomes = Delivery(config, Store(config.database_url())).run()
@@ -111,12 +111,12 @@ def test_rate_limit(tmp_path, fetched_db):  # noqa: F811
         assert time.monotonic() - started >= 3 / 8
 
 
-def test_several_connections_each_digest_once(tmp_path, fetched_db):  # noqa: F811
+def test_several_connections_each_digest_once(tmp_path, fetched):  # noqa: F811
     # The README: `connections` (default 1) parallel SMTP connections pace the batch.
     emails = [f"reader{n:02d}@example.org" for n in range(9)]
     with SmtpServer() as server:
         server.handler.delay = 0.3  # slow enough that one connection could not take them all at once
-        config_path = setup(tmp_path, fetched_db, server.port, emails, smtp_extra="  connections: 3\n")
+        config_path = setup(tmp_path, fetched, server.port, emails, smtp_extra="  connections: 3\n")
         config = load_config(config_path)
         outcomes = Delivery(config, Store(config.database_url())).run()
         assert sorted(o.status for o in outcomes) == ["sent"] * 9

@@ -16,9 +16,9 @@ from digest.store.ledger import Ledger
 from digest.web.unsubscribe import unsubscribe_server
 
 from .smtp_server import SmtpServer
-from .test_deliver import digest_cli, fetched_db, setup  # noqa: F401 - the fixture
+from .test_deliver import digest_cli, fetched, setup  # noqa: F401 - the fixture
 
-pytestmark = pytest.mark.clock  # also run under faketime at other dates (.ci/run)
+pytestmark = [pytest.mark.clock, pytest.mark.database]  # also under faketime, and on PostgreSQL (.ci/run)
 
 
 def request(url: str, data: bytes | None = None) -> tuple[int, str]:
@@ -29,9 +29,9 @@ def request(url: str, data: bytes | None = None) -> tuple[int, str]:
         return exc.code, exc.read().decode()
 
 
-def test_one_click_unsubscribe_then_no_more_digests(tmp_path, fetched_db):  # noqa: F811
+def test_one_click_unsubscribe_then_no_more_digests(tmp_path, fetched):  # noqa: F811
     with SmtpServer() as server:
-        config_path = setup(tmp_path, fetched_db, server.port, ["a@example.org", "b@example.org"])
+        config_path = setup(tmp_path, fetched, server.port, ["a@example.org", "b@example.org"])
         store = Store(load_config(config_path).database_url())
         secret = store.secret()
         web = unsubscribe_server("127.0.0.1:0", secret, Ledger(store))
