@@ -314,8 +314,9 @@ def preview(app: App, email: str | None, fmt: str, since: str | None, out_file: 
 @click.option("--to", "to", metavar="ADDRESS", help="Send the digests to ADDRESS instead (testing); nothing is recorded.")
 @click.option("--fresh-state", is_flag=True,
               help="Send although the state database is new and this configuration has sent before.")
+@click.option("--timings", is_flag=True, help="Print where the time went (plan, match, render, SMTP, ledger) on stderr.")
 @click.pass_obj
-def send(app: App, emails: tuple[str, ...], dry_run: bool, to: str | None, fresh_state: bool) -> None:
+def send(app: App, emails: tuple[str, ...], dry_run: bool, to: str | None, fresh_state: bool, timings: bool) -> None:
     """Send the due digests now (all subscribers, or those named).
 
     Each subscriber gets at most one digest per scheduled slot: running it again sends
@@ -332,6 +333,8 @@ def send(app: App, emails: tuple[str, ...], dry_run: bool, to: str | None, fresh
                                   lambda progress: delivery.run(emails, dry_run=dry_run, to=to, progress=progress,
                                                                     fresh_state=fresh_state))
     _print_outcomes(outcomes)
+    if timings:
+        click.echo("timings " + json.dumps(delivery.timings.report(summary(outcomes).get("sent", 0))), err=True)
     if stop.is_set():
         err.print("stopped by a signal: the message in flight was finished; the rest waits for the next run",
                   highlight=False)
@@ -480,12 +483,16 @@ def demo(folder: str | None) -> None:
 @click.option("--tick", type=float, default=60.0, show_default=True, hidden=True,
               help="Seconds between checks for due digests.")
 @click.option("--no-initial-fetch", is_flag=True, help="Wait for the fetch schedule instead of fetching at start.")
+@click.option("--role", type=click.Choice(["all", "scheduler", "worker", "web"]), default="all", show_default=True,
+              help="scheduler: fetch and plan; worker: send what is planned; web: answer the links; all: everything.")
 @click.pass_obj
-def run(app: App, tick: float, no_initial_fetch: bool) -> None:
+def run(app: App, tick: float, no_initial_fetch: bool, role: str) -> None:
     """Run the scheduler: fetch on the `fetch` schedule, send each digest when it is due.
 
     Stops cleanly on SIGTERM or Ctrl-C (the message in flight is finished); reloads the
-    configuration on SIGHUP or when the file changes.
+    configuration on SIGHUP or when the file changes. Several processes (on several
+    machines, with one PostgreSQL database) divide the work: one or more `--role scheduler`,
+    any number of `--role worker`.
     """
     from .daemon import Daemon
 
@@ -496,7 +503,7 @@ def run(app: App, tick: float, no_initial_fetch: bool) -> None:
     logging.getLogger("digest").setLevel(logging.DEBUG if debug else logging.INFO)
     logging.getLogger("apscheduler").setLevel(logging.DEBUG if debug else logging.WARNING)
     logging.getLogger("urllib3").setLevel(logging.DEBUG if debug else logging.CRITICAL)
-    Daemon(app.config_path, tick=tick, fetch_first=not no_initial_fetch).serve()
+    Daemon(app.config_path, tick=tick, fetch_first=not no_initial_fetch, role=role).serve()
 
 
 @cli.command()

@@ -113,12 +113,12 @@ def _listen(value: Any) -> str:
     return value
 
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(m|min|h|d|w)\s*$", re.IGNORECASE)
-_UNITS = {"m": "minutes", "min": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|min|h|d|w)\s*$", re.IGNORECASE)
+_UNITS = {"s": "seconds", "m": "minutes", "min": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 
 def parse_duration(value: str) -> timedelta:
-    """`30m`, `12h`, `1d`, `2w` as a timedelta; ValueError otherwise."""
+    """`30s`, `30m`, `12h`, `1d`, `2w` as a timedelta; ValueError otherwise."""
     match = _DURATION.match(value)
     if not match:
         raise ValueError(f"expected a duration such as 12h, 1d or 2w, not {value!r}")
@@ -396,6 +396,21 @@ class Backups(_Strict):
     keep: int = Field(default=7, ge=0, le=1000)  # 0: no daily backups
 
 
+def _lease(value: timedelta) -> timedelta:
+    if not timedelta(seconds=3) <= value <= timedelta(hours=1):
+        raise _error("duration", "should be between 3s and 1h")
+    return value
+
+
+class Workers(_Strict):
+    """How the processes sharing one database divide a send: each claims `batch` digests per
+    SMTP connection at a time and holds them for `lease`, renewed while it works; a worker that
+    dies (or loses the database for longer) leaves its claims to the others when the lease ends."""
+
+    lease: Annotated[Duration, AfterValidator(_lease)] = timedelta(minutes=2)
+    batch: int = Field(default=10, ge=1, le=1000)
+
+
 class Defaults(_Strict):
     schedule: Schedule = "daily 07:30"
     timezone: TimeZoneName = "UTC"
@@ -433,6 +448,7 @@ class Config(_Strict):
     # overrides both.
     key_file: str | None = None
     backups: Backups = Backups()
+    workers: Workers = Workers()
     fetch: Annotated[str, BeforeValidator(_fetch_schedule)] = "every 1h"
     listen: Annotated[str, BeforeValidator(_listen)] | None = None  # the unsubscribe endpoint of `digest run`
     sources: list[Source] = []
@@ -689,7 +705,7 @@ def _line(raw: Any, loc: tuple[Any, ...]) -> int | None:
 
 _SECTION_MODELS: dict[str, type[BaseModel]] = {
     "sender": Sender, "smtp": Smtp, "defaults": Defaults, "subscribers": Subscriber,
-    "topics": Topic, "backups": Backups,
+    "topics": Topic, "backups": Backups, "workers": Workers,
 }
 _SOURCE_MODELS: dict[str, type[BaseModel]] = {
     "arxiv": ArxivSource, "arxiv-api": ArxivApiSource, "huggingface": HuggingFaceSource, "feed": FeedSource,

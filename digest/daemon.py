@@ -7,6 +7,11 @@ wakes (only the latest missed slot, and not at all past `defaults.grace`). Each 
 runs twice at once (max_instances=1), and the ledger's claims keep two daemons apart.
 SIGTERM/SIGINT: the message in flight is finished, then the daemon exits. SIGHUP, or a
 change to the config file, reloads the configuration without a restart.
+
+Roles (`--role`), for work spread over processes and machines sharing one database:
+`scheduler` fetches, plans the due digests and backs up; `worker` sends what is planned;
+`web` answers the links; `all` (the default) does everything. Any number of each may run:
+one fetch at a time across all of them (a lease in the database), one planner per slot.
 """
 
 from __future__ import annotations
@@ -30,16 +35,25 @@ from .errors import ConfigError, DigestError
 from .gather.collect import gather
 from .store.database import open_store
 from .store.files import backup_name, prune_backups
+from .store.identity import ACTIVE_RUNS, owner_id
+from .store.locks import Locks
 
 log = logging.getLogger("digest.run")
 
 FETCH_WAIT = 30  # seconds due digests wait for a fetch under way
+FETCH_LEASE = timedelta(minutes=30)  # a fetcher that died frees the fetch after this (at once on this machine)
+WORKER_TICK = 5.0  # seconds between a worker's looks for planned digests
+ROLES = ("all", "scheduler", "worker", "web")
 
 
 class Daemon:
-    def __init__(self, config_path: str | None, *, tick: float = 60.0, fetch_first: bool = True) -> None:
+    def __init__(self, config_path: str | None, *, tick: float = 60.0, fetch_first: bool = True,
+                 role: str = "all") -> None:
+        if role not in ROLES:
+            raise ValueError(f"role {role!r}: expected one of {', '.join(ROLES)}")
         self.config_path = Path(config_path or os.environ.get("DIGEST_CONFIG") or "subscribers.yaml")
-        self.tick = tick
+        self.role = role
+        self.tick = min(tick, WORKER_TICK) if role == "worker" else tick
         self.fetch_first = fetch_first
         self.stop = threading.Event()
         self.fetching = threading.Lock()  # digests wait for a fetch under way (at start-up, say)
@@ -61,9 +75,19 @@ class Daemon:
     def fetch(self) -> None:
         config = self.config
         store = open_store(config)
+        locks, owner = Locks(store), owner_id(f"fetch-{id(self)}")
         try:
-            with self.fetching:
-                reports = gather(config, store, stop=self.stop)
+            # One fetch at a time across every process sharing the database.
+            if not locks.acquire("fetch", owner, datetime.now(UTC), FETCH_LEASE):
+                log.info("fetch skipped: another process is fetching")
+                return
+            try:
+                ACTIVE_RUNS.add(f"fetch-{id(self)}")
+                with self.fetching:
+                    reports = gather(config, store, stop=self.stop)
+            finally:
+                ACTIVE_RUNS.discard(f"fetch-{id(self)}")
+                locks.release("fetch", owner)
             for report in reports:
                 if report.ok:
                     log.info("fetched %s: %d papers, %d new%s", report.source, report.fetched, report.new,
@@ -83,7 +107,8 @@ class Daemon:
         config = self.config
         store = open_store(config)
         try:
-            outcomes = Delivery(config, store, stop=self.stop).run(scheduled=True)
+            outcomes = Delivery(config, store, stop=self.stop).run(
+                scheduled=True, plan=self.role in ("all", "scheduler"), work=self.role in ("all", "worker"))
             if outcomes:
                 log.info("digests: %s", ", ".join(f"{n} {s}" for s, n in sorted(summary(outcomes).items())))
             for outcome in outcomes:
@@ -134,18 +159,28 @@ class Daemon:
 
     def start(self) -> None:
         now = datetime.now(UTC)
+        schedules = self.role in ("all", "scheduler")
         # next_run_time=None would add the job paused (APScheduler 3): leave it out to keep the trigger's
-        self.scheduler.add_job(self.fetch, fetch_trigger(self.config.fetch), id="fetch", name="fetch",
-                               **({"next_run_time": now} if self.fetch_first else {}))
-        self.scheduler.add_job(self.dispatch, IntervalTrigger(seconds=self.tick, timezone=UTC), id="send",
-                               name="send due digests", next_run_time=now + timedelta(seconds=1))
-        if self.config.backups.keep and self.config.database_url().startswith("sqlite:///"):
+        if schedules:
+            self.scheduler.add_job(self.fetch, fetch_trigger(self.config.fetch), id="fetch", name="fetch",
+                                   **({"next_run_time": now} if self.fetch_first else {}))
+        if self.role != "web":
+            self.scheduler.add_job(self.dispatch, IntervalTrigger(seconds=self.tick, timezone=UTC), id="send",
+                                   name="send due digests", next_run_time=now + timedelta(seconds=1))
+        if schedules and self.config.backups.keep and self.config.database_url().startswith("sqlite:///"):
             self.scheduler.add_job(self.backup, CronTrigger(hour=3, minute=17, timezone=UTC), id="backup",
                                    name="back up the state", **({"next_run_time": now} if self._backup_due_now() else {}))
-        if self.config.listen:  # first: a port in use stops us before anything runs
+        if self.config.listen and self.role in ("all", "web"):  # first: a port in use stops us before anything runs
             self._serve_unsubscribe(self.config.listen)
+        elif self.role == "web":
+            raise DigestError("`--role web` answers the links on `listen:`, which the configuration does not set",
+                              hint="add e.g. `listen: 127.0.0.1:8081` to the configuration")
         self.scheduler.start()
-        log.info("running: fetch %s, due digests checked every %gs", self.config.fetch, self.tick)
+        log.info("running as %s: %s", self.role, {
+            "all": f"fetch {self.config.fetch}, due digests checked every {self.tick:g}s",
+            "scheduler": f"fetch {self.config.fetch}, due digests planned every {self.tick:g}s",
+            "worker": f"planned digests looked for every {self.tick:g}s",
+            "web": f"links answered on {self.config.listen}"}[self.role])
 
     def _serve_unsubscribe(self, address: str) -> None:
         from .store.ledger import Ledger

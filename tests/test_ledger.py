@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import socket
 import threading
+import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
@@ -16,7 +17,8 @@ from digest.config import load_config
 from digest.deliver import Delivery
 from digest.deliver.smtp import SmtpConfigError
 from digest.store import Ledger, Store
-from digest.store.ledger import ACTIVE_RUNS, LEASE, owner_id
+from digest.store.identity import known_gone, namespace
+from digest.store.ledger import ACTIVE_RUNS, CLAIM_LEASE, LEASE, owner_id
 
 from .conftest import fresh_database
 from .smtp_server import SmtpServer
@@ -153,34 +155,58 @@ def test_rematch_changes_only_a_pending_digest(ledger):
 def test_recovery_sends_again_what_a_dead_run_left(ledger):
     dead = subprocess_pid_that_exited()
     here = socket.gethostname()
+    ours = f"{here}:{dead}:{namespace()}.1."  # a process of this pid namespace that has ended
+    # Another container: the same hostname and a pid that means nothing here (this process's own).
+    container = f"{here}:{os.getpid()}:0123456789abcdef-4026531836.1."
     entries = {}
-    for name, owner, state, age in [
-        ("dead-claimed", f"{here}:{dead}:r", "claimed", timedelta(0)),
-        ("dead-sending", f"{here}:{dead}:r", "sending", timedelta(0)),
-        ("live-run", owner_id("live"), "sending", timedelta(0)),
-        ("ended-run", owner_id("ended"), "claimed", timedelta(0)),
-        ("far-fresh", "elsewhere:123:r", "claimed", LEASE - timedelta(minutes=1)),
-        ("far-stale", "elsewhere:123:r", "sending", LEASE + timedelta(minutes=1)),
-        ("pending", None, "pending", timedelta(0)),
+    for name, owner, state, age, lease in [
+        ("dead-claimed", ours + "r", "claimed", timedelta(0), CLAIM_LEASE),
+        ("dead-sending", ours + "r", "sending", timedelta(0), CLAIM_LEASE),
+        ("live-run", owner_id("live"), "sending", timedelta(0), CLAIM_LEASE),
+        ("ended-run", owner_id("ended"), "claimed", timedelta(0), CLAIM_LEASE),
+        ("far-fresh", "elsewhere:123:r", "claimed", LEASE - timedelta(minutes=1), LEASE),
+        ("far-stale", "elsewhere:123:r", "sending", LEASE + timedelta(minutes=1), LEASE),
+        ("box-fresh", container + "r", "claimed", timedelta(seconds=50), timedelta(minutes=1)),
+        ("box-stale", container + "r", "sending", timedelta(seconds=70), timedelta(minutes=1)),
+        ("pending", None, "pending", timedelta(0), CLAIM_LEASE),
     ]:
         entry, _ = ledger.record(f"{name}@example.org", "p", "<m>", ["x"], T0 - age)
         if state != "pending":
-            ledger.claim(entry.id, T0 - age, owner)
+            ledger.claim(entry.id, T0 - age, owner, lease=lease)
             if state == "sending":
                 ledger.sending(entry.id, T0 - age)
         entries[name] = entry
     ACTIVE_RUNS.add("live")
     try:
-        assert ledger.recover(T0) == 4
+        assert ledger.recover(T0) == 5
     finally:
         ACTIVE_RUNS.discard("live")
     states = {name: ledger.entry(f"{name}@example.org", "p").state for name in entries}
     # claimed: the end of the message never went out, so the server has nothing: send again;
-    # sending: the server may have it: uncertain
+    # sending: the server may have it: uncertain. Holders elsewhere: their lease decides.
     assert states == {"dead-claimed": "pending", "dead-sending": "uncertain", "live-run": "sending",
-                      "ended-run": "pending", "far-fresh": "claimed", "far-stale": "uncertain", "pending": "pending"}
+                      "ended-run": "pending", "far-fresh": "claimed", "far-stale": "uncertain",
+                      "box-fresh": "claimed", "box-stale": "uncertain", "pending": "pending"}
     assert "sent again" in ledger.entry("dead-claimed@example.org", "p").last_error
     assert "the server may have it" in ledger.entry("dead-sending@example.org", "p").last_error
+
+
+def test_an_identity_tells_processes_apart_where_hostname_and_pid_do_not():
+    me = owner_id("r")
+    host, pid, tag = me.split(":", 2)
+    assert host == socket.gethostname() and pid == str(os.getpid())
+    assert tag.startswith(namespace() + ".") and namespace()
+    ACTIVE_RUNS.add("r")
+    try:
+        assert known_gone(me) is False
+    finally:
+        ACTIVE_RUNS.discard("r")
+    assert known_gone(me) is True  # this process, a run that ended
+    # The same pid in the same namespace, started at another time: the pid was reused.
+    assert known_gone(f"{host}:{pid}:{namespace()}.0.r") is True
+    assert known_gone(f"{host}:{pid}:ffff-1.{tag.split('.')[1]}.r") is None  # another namespace: the lease decides
+    assert known_gone(f"{host}:{pid}:r") is None  # an older version's: the lease decides
+    assert known_gone(None) is None
 
 
 def subprocess_pid_that_exited() -> int:
@@ -351,7 +377,7 @@ def test_a_dry_run_changes_nothing_not_even_recovery(tmp_path, fetched):
         config = setup(tmp_path, fetched, server.port, EMAILS[:1], defaults="  schedule: daily 07:30\n")
         run = delivery(config)
         entry, _ = run.ledger.record("a@example.org", "2026-11-23T07:30+00:00", "<m>", ["x"], T0)
-        run.ledger.claim(entry.id, T0, f"{socket.gethostname()}:{subprocess_pid_that_exited()}:r")  # a dead run's
+        run.ledger.claim(entry.id, T0, f"{socket.gethostname()}:{subprocess_pid_that_exited()}:{namespace()}.1.r")
         before = run.ledger.entries()
         assert [o.status for o in delivery(config).run(dry_run=True)] == ["dry-run"]
         assert delivery(config).ledger.entries() == before and not server.handler.received
@@ -368,24 +394,35 @@ def test_selecting_subscribers(tmp_path, fetched):
         run.select(["a@example.org", "nobody@example.org"])
 
 
-def test_two_runs_in_one_process_never_send_the_same_digest(tmp_path, fetched):
+def test_two_runs_in_one_process_divide_the_work_and_never_send_the_same_digest(tmp_path, fetched):
     emails = [f"r{n}@example.org" for n in range(6)]
     with SmtpServer() as server:
         server.handler.hold_after = 1  # the first run's second message is held
-        config = setup(tmp_path, fetched, server.port, emails, defaults="  schedule: daily 07:30\n")
+        config = setup(tmp_path, fetched, server.port, emails, defaults="  schedule: daily 07:30\n",
+                       extra="workers:\n  batch: 1\n")
         first = delivery(config)
         results = {}
         worker = threading.Thread(target=lambda: results.setdefault("first", first.run()))
         worker.start()
         assert server.handler.holding.wait(timeout=30)
-        # meanwhile a second run in the same process: it must not take the first run's claims back
+        # meanwhile a second run in the same process: it takes what is left, never the first
+        # run's claims, and then waits for the first to finish its own
         server.handler.hold_after = None
-        results["second"] = delivery(config).run()
+        helper = threading.Thread(target=lambda: results.setdefault("second", delivery(config).run()))
+        helper.start()
+        deadline = time.monotonic() + 30
+        while len(server.handler.received) < 5 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(server.handler.received) == 5  # 1 by the first run, 4 by the second, 1 held
+        assert helper.is_alive()  # the plan is not done while the first run holds a digest
         server.handler.release.set()
         worker.join(timeout=60)
+        helper.join(timeout=60)
         assert Counter(str(m["To"]) for m in server.handler.received) == Counter(emails)
-        sent = [o for o in results["first"] + results["second"] if o.status == "sent"]
-        assert sorted(o.subscriber for o in sent) == emails
+        sent = Counter(o.subscriber for o in results["first"] + results["second"] if o.status == "sent")
+        assert sorted(sent) == emails and set(sent.values()) == {1}
+        assert len([o for o in results["first"] if o.status == "sent"]) == 2
+        assert len([o for o in results["second"] if o.status == "sent"]) == 4
 
 
 def test_each_outcome_is_logged(tmp_path, fetched, caplog):

@@ -13,21 +13,25 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from ..config import Config, Subscriber, find_subscriber
 from ..errors import DigestError
 from ..match.matcher import Matcher
 from ..match.newly_seen import newly_seen
-from ..models import Digest
+from ..models import Digest, Paper
 from ..render.compose import Composer, Email
 from ..render.message import message_id
 from ..store.database import Store
-from ..store.ledger import ACTIVE_RUNS, Entry, Ledger, owner_id
+from ..store.ledger import ACTIVE_RUNS, Entry, Ledger, Planned, owner_id
+from ..store.locks import Locks
+from .planned import decode, encode, paper_ids
 from .schedule import due_slot, last_slot, subscriber_schedule
 from .smtp import (
     ConnectionLost,
@@ -71,8 +75,13 @@ class Delivery:
                  sender_factory: Callable[[], SmtpSender] | None = None) -> None:
         self.config = config
         self.store = store
-        self.ledger = Ledger(store)
+        self.timings = Timings()
+        self.ledger: Ledger = self.timings.timed_calls(Ledger(store), "ledger")  # type: ignore[assignment]
+        self.locks = Locks(store)
         self._composer = composer
+        self._papers: dict[str, Paper] = {}  # papers of claimed digests, by id (they recur across digests)
+        self._by_email: dict[str, Subscriber] | None = None
+        self._marked = False  # the marker that this configuration has sent is written
         self.clock = clock
         self.stop = stop or threading.Event()
         ca_file = config.resolve_local(config.smtp.ca_file) if config.smtp.ca_file else None
@@ -111,11 +120,14 @@ class Delivery:
 
     def run(self, emails: Sequence[str] = (), *, scheduled: bool = False, dry_run: bool = False,
             to: str | None = None, progress: Callable[[Outcome], None] | None = None,
-            fresh_state: bool = False) -> list[Outcome]:
+            fresh_state: bool = False, plan: bool = True, work: bool = True) -> list[Outcome]:
+        """Plan what is due (once, whichever process gets there first), then work: claim
+        digests in batches, render and send them, until the plan is done. Any number of runs
+        at once — threads, processes, machines on one database — share the plan and divide it.
+        `plan=False`: only send what others planned (a worker); `work=False`: only plan."""
         now = self.clock()
         if not (dry_run or to or fresh_state):
             self._refuse_a_lost_state()
-        run_id = uuid.uuid4().hex[:12]
         outcomes: list[Outcome] = []
 
         def done(outcome: Outcome) -> None:
@@ -124,23 +136,43 @@ class Delivery:
             if progress:
                 progress(outcome)
 
-        if not (dry_run or to):
-            back = self.ledger.recover(now)
-            if back:
-                log.warning("%d digests of an interrupted run recovered (to send again, or uncertain)", back)
-        jobs = self._prepare(self.select(emails), now, scheduled=scheduled, record=not (dry_run or to), done=done)
+        subscribers = self.select(emails)
+        if dry_run or to:
+            self._unrecorded(subscribers, now, scheduled=scheduled, dry_run=dry_run, to=to, done=done)
+            return outcomes
+        run_id = uuid.uuid4().hex[:12]
+        ACTIVE_RUNS.add(run_id)
+        try:
+            self._work(subscribers, now, owner_id(run_id), scheduled=scheduled,
+                       only=[s.email for s in subscribers] if emails else None, done=done, plan=plan, work=work)
+        finally:
+            ACTIVE_RUNS.discard(run_id)
+        return outcomes
+
+    def _unrecorded(self, subscribers: list[Subscriber], now: datetime, *, scheduled: bool, dry_run: bool,
+                    to: str | None, done: Callable[[Outcome], None]) -> None:
+        """--dry-run and --to: matched and rendered (and sent to `to`), nothing recorded."""
+        due = [s for s in subscribers if s.enabled and self.period_of(s, now, scheduled=scheduled) is not None]
+        _, digests = newly_seen(self.config, self.store, due, now, ledger=None)
+        jobs = []
+        for subscriber, digest in zip(due, digests):
+            if digest.is_empty and not self._send_empty(subscriber):
+                done(Outcome(subscriber.email, "empty", detail="nothing new matched"))
+                continue
+            jobs.append(Job(subscriber, digest, None))
         if dry_run:
             for job in jobs:
                 email_ = self.composer.email(job.digest, job.subscriber)
                 done(Outcome(job.subscriber.email, "dry-run", len(job.digest.papers),
                              f"{email_.html_bytes:,} bytes of HTML: {email_.subject}"))
-            return outcomes
-        ACTIVE_RUNS.add(run_id)
+            return
+        state = Sending(self.sender_factory, self.config.smtp.connections)
         try:
-            self._send_all(jobs, now, owner_id(run_id), to, done)
+            failures = self._send_passes(jobs, now, "", to, done, state)
         finally:
-            ACTIVE_RUNS.discard(run_id)
-        return outcomes
+            state.close()
+        for job, error in failures:
+            done(Outcome(job.subscriber.email, "deferred", len(job.digest.papers), f"{error} (left for the next run)"))
 
     def _refuse_a_lost_state(self) -> None:
         """A database with no digest at all, beside a configuration that has sent before, is a
@@ -159,159 +191,259 @@ class Delivery:
             "and sending now would repeat today's digests to everyone, unsubscribed people included",
             hint=f"{restore}; or, to start afresh on purpose, `digest send --fresh-state`")
 
-    def _prepare(self, subscribers: list[Subscriber], now: datetime, *, scheduled: bool, record: bool,
-                 done: Callable[[Outcome], None]) -> list[Job]:
-        """Match everyone due at once; record each digest in the ledger."""
-        due: list[tuple[Subscriber, str]] = []
-        resends: list[tuple[Subscriber, Entry]] = []
-        for subscriber in subscribers:
-            if not subscriber.enabled:
-                continue
-            state = self.ledger.state(subscriber.email)
-            if record and not state.active:
-                why = "unsubscribed" if state.unsubscribed_at else f"suspended: {state.suspended_reason}"
-                done(Outcome(subscriber.email, "suspended" if state.suspended_at else "skipped", detail=why))
-                continue
-            period = self.period_of(subscriber, now, scheduled=scheduled)
-            if period is None:
-                continue
-            existing = self.ledger.entry(subscriber.email, period) if record else None
-            if existing is not None and existing.state == "uncertain" and self._resend(existing):
-                resends.append((subscriber, existing))
-                continue
-            if existing is not None and existing.state != "pending":
-                if not scheduled:
-                    done(Outcome(subscriber.email, "skipped", detail=f"digest for {period} already {existing.state}"))
-                continue
-            due.append((subscriber, period))
-        jobs = [self._resend_job(subscriber, entry, now) for subscriber, entry in resends]
-        if not due:
-            return jobs
-        _, digests = newly_seen(self.config, self.store, [s for s, _ in due], now,
-                                ledger=self.ledger if record else None)
-        for (subscriber, period), digest in zip(due, digests):
-            entry = None
-            if record:
-                paper_ids = [p.id for p in digest.papers]
-                msg_id = message_id(self.config.sender.from_, subscriber.email, period)
-                entry, created = self.ledger.record(subscriber.email, period, msg_id, paper_ids, now)
-                if not created and entry.state == "pending":  # left by an earlier run: matched anew
-                    self.ledger.rematch(entry.id, paper_ids, now)
-                if digest.is_empty and not self._send_empty(subscriber):
-                    self.ledger.rematch(entry.id, [], now, state="empty")
-                    done(Outcome(subscriber.email, "empty", detail="nothing new matched"))
+    # ------------------------------------------------------------ planning
+
+    def plan(self, subscribers: Sequence[Subscriber], now: datetime, *, scheduled: bool,
+             done: Callable[[Outcome], None] = lambda outcome: None) -> int:
+        """Record every due digest of `subscribers` as pending (or empty), matched once, in
+        batches of PLAN_BATCH subscribers per transaction; returns how many were recorded. A
+        digest already planned by another run is left as it is; one left pending by an
+        earlier run is matched anew; an uncertain one is queued once more
+        (smtp.resend_uncertain)."""
+        due: list[tuple[Subscriber, str, Entry | None]] = []
+        resend: list[int] = []
+        fresh = now - PLAN_FRESH
+        for chunk in _chunks([s for s in subscribers if s.enabled], PLAN_BATCH):
+            states = self.ledger.states([s.email for s in chunk])
+            periods = {s.email: self.period_of(s, now, scheduled=scheduled) for s in chunk}
+            existing = self.ledger.entries_for([(s.email, p) for s in chunk if (p := periods[s.email]) is not None])
+            for subscriber in chunk:
+                state = states[_key(subscriber.email)]
+                if not state.active:
+                    why = "unsubscribed" if state.unsubscribed_at else f"suspended: {state.suspended_reason}"
+                    done(Outcome(subscriber.email, "suspended" if state.suspended_at else "skipped", detail=why))
                     continue
-            elif digest.is_empty and not self._send_empty(subscriber):
+                period = periods[subscriber.email]
+                if period is None:
+                    continue
+                entry = existing.get((_key(subscriber.email), period))
+                if entry is None:
+                    due.append((subscriber, period, None))
+                elif entry.state == "uncertain" and self._resend(entry):
+                    resend.append(entry.id)
+                elif entry.state == "pending":
+                    if entry.planned_at is None or entry.planned_at < fresh:  # left by an earlier run
+                        due.append((subscriber, period, entry))
+                elif entry.state in ("claimed", "sending"):
+                    pass  # a worker has it
+                elif not scheduled:
+                    done(Outcome(subscriber.email, "skipped", detail=f"digest for {period} already {entry.state}"))
+        if resend:
+            self.ledger.plan([], [], resend, now)
+        if not due:
+            return len(resend)
+        _, digests = newly_seen(self.config, self.store, [s for s, _, _ in due], now, ledger=self.ledger,
+                                batch=PLAN_BATCH)
+        rows: list[Planned] = []
+        rematch: list[tuple[int, Planned]] = []
+        for (subscriber, period, entry), digest in zip(due, digests):
+            empty = digest.is_empty and not self._send_empty(subscriber)
+            planned = Planned(subscriber.email, period, message_id(self.config.sender.from_, subscriber.email, period),
+                              tuple(p.id for p in digest.papers), None if empty else encode(digest),
+                              "empty" if empty else "pending")
+            if empty:
                 done(Outcome(subscriber.email, "empty", detail="nothing new matched"))
-                continue
-            jobs.append(Job(subscriber, digest, entry))
-        return jobs
+            if entry is None:
+                rows.append(planned)
+            else:
+                rematch.append((entry.id, planned))
+            if len(rows) + len(rematch) >= PLAN_BATCH:
+                self.ledger.plan(rows, rematch, [], now)
+                rows, rematch = [], []
+        self.ledger.plan(rows, rematch, [], now)
+        return len(due) + len(resend)
 
     def _resend(self, entry: Entry) -> bool:
         """Whether an uncertain digest goes out once more (smtp.resend_uncertain)."""
         return self.config.smtp.resend_uncertain == "once" and entry.uncertain_resends < 1
 
-    def _resend_job(self, subscriber: Subscriber, entry: Entry, now: datetime) -> Job:
-        """The same digest again: its recorded papers, the same Message-ID (the period's)."""
-        papers = self.store.papers(ids=list(entry.papers))
-        earliest = min((p.first_seen_at for p in papers if p.first_seen_at), default=now)
-        digest = Matcher([subscriber], self.config.defaults, papers).digest(subscriber, now, since=earliest)
-        return Job(subscriber, digest, entry, resend=True)
-
     def _send_empty(self, subscriber: Subscriber) -> bool:
         return bool(self.config.setting(subscriber, "send_empty"))
 
+    # ------------------------------------------------------------ working
+
+    def _work(self, subscribers: list[Subscriber], now: datetime, owner: str, *, scheduled: bool,
+              only: list[str] | None, done: Callable[[Outcome], None], plan: bool = True, work: bool = True) -> None:
+        """Plan (when no other run is planning), then claim batches of the plan's digests and
+        send them, until none is left and no other worker holds any (a worker that dies leaves
+        its claims to the others when its lease ends). Transient failures are tried again in
+        passes after the batches, then left pending for the next run."""
+        lease = self.config.workers.lease
+        recovered = self.ledger.recover(now)
+        if recovered:
+            log.warning("%d digests of an interrupted run recovered (to send again, or uncertain)", recovered)
+        planned = not plan  # a worker alone takes what the scheduler planned
+        plan_lock = "plan"
+        since = now - PLAN_FRESH
+        claim = self.config.workers.batch * self.config.smtp.connections  # a batch per connection
+        heartbeat = _Heartbeat(lambda: self.ledger.renew(owner, self.clock() + lease), lease / 3)
+        state = Sending(self.sender_factory, self.config.smtp.connections)
+        failures: list[tuple[Job, BaseException]] = []
+        try:
+            while not self.stop.is_set() and not state.fatal:
+                if not planned and self.locks.acquire(plan_lock, owner, self.clock(), lease):
+                    try:
+                        with self.timings.timed("plan"):
+                            self.plan(subscribers, now, scheduled=scheduled, done=done)
+                    finally:
+                        self.locks.release(plan_lock, owner)
+                    planned = True
+                if not work:
+                    break  # planned, or another run is planning: the workers take it from here
+                entries = self.ledger.claim_batch(owner, self.clock(), limit=claim,
+                                                  planned_since=since, lease=lease, subscribers=only)
+                if entries:
+                    heartbeat.start()
+                    jobs = self._jobs(entries, now, done)
+                    failures += self._send_passes(jobs, now, owner, None, done, state, retries=0)
+                    continue
+                if self.ledger.recover(self.clock()):
+                    continue
+                if planned and not self.ledger.in_progress(since, self.clock(), only, besides=owner):
+                    break
+                self.stop.wait(min(0.25, lease.total_seconds() / 10))  # another run plans or sends: wait
+            if failures and not (self.stop.is_set() or state.fatal):
+                failures = self._send_passes([job for job, _ in failures], now, owner, None, done, state,
+                                             previous=failures)
+        finally:
+            heartbeat.stop()
+            state.close()
+            for job, error in failures:
+                if job.entry is not None:
+                    self.ledger.deferred(job.entry.id, str(error), self.clock())
+                if not isinstance(error, SmtpConfigError):
+                    done(Outcome(job.subscriber.email, "deferred", len(job.digest.papers),
+                                 f"{error} (left for the next run)"))
+            self.ledger.release(owner, self.clock())
+        if state.fatal:
+            raise state.fatal[0]
+
+    def _jobs(self, entries: list[Entry], now: datetime, done: Callable[[Outcome], None]) -> list[Job]:
+        """The claimed digests, ready to render: their subscriber (still in the configuration
+        and still subscribed) and their digest, rebuilt from the plan's record."""
+        by_email = self._subscribers_by_email()
+        states = self.ledger.states([e.subscriber for e in entries])
+        wanted = {pid for e in entries for pid in (paper_ids(e.content) if e.content else e.papers)}
+        missing = [pid for pid in wanted if pid not in self._papers]
+        if missing:
+            self._papers.update((p.id, p) for p in self.store.papers(ids=missing))
+        jobs = []
+        for entry in entries:
+            subscriber = by_email.get(entry.subscriber)
+            state = states[entry.subscriber]
+            if subscriber is None or not subscriber.enabled or not state.active:
+                why = ("no longer in the configuration" if subscriber is None else "paused" if not subscriber.enabled
+                       else "unsubscribed since it was planned" if state.unsubscribed_at else "suspended")
+                self.ledger.cancel(entry.id, why, self.clock())
+                done(Outcome(entry.subscriber, "skipped", detail=why))
+                continue
+            digest = decode(entry.content, subscriber, self._papers) if entry.content else None
+            if digest is None:  # recorded by an older version: matched again over its recorded papers
+                digest = self._rebuilt(subscriber, entry, now)
+            jobs.append(Job(subscriber, digest, entry, claimed=True, resend=entry.uncertain_resends > 0))
+        if len(self._papers) > 50_000:  # a day's papers recur across digests; bound the cache all the same
+            self._papers.clear()
+        return jobs
+
+    def _subscribers_by_email(self) -> dict[str, Subscriber]:
+        if self._by_email is None:
+            self._by_email = {_key(s.email): s for s in self.config.subscribers}
+        return self._by_email
+
+    def _rebuilt(self, subscriber: Subscriber, entry: Entry, now: datetime) -> Digest:
+        """The same digest again from its recorded papers (the same Message-ID: the period's)."""
+        papers = [self._papers[pid] for pid in entry.papers if pid in self._papers]
+        earliest = min((p.first_seen_at for p in papers if p.first_seen_at), default=now)
+        return Matcher([subscriber], self.config.defaults, papers).digest(subscriber, now, since=earliest)
+
     # ------------------------------------------------------------ sending
 
-    def _send_all(self, jobs: list[Job], now: datetime, owner: str, to: str | None,
-                  done: Callable[[Outcome], None]) -> None:
+    def _send_passes(self, jobs: list[Job], now: datetime, owner: str, to: str | None,
+                     done: Callable[[Outcome], None], state: Sending, *, retries: int | None = None,
+                     previous: list[tuple[Job, BaseException]] | None = None) -> list[tuple[Job, BaseException]]:
         """Send in passes: a transient failure waits for the next pass (after a back-off that
-        doubles), so one slow or greylisting recipient never holds up the others; after
-        `smtp.retries` passes what is left waits for the next run. A server that keeps
-        dropping or timing out ends the pass early instead of being tried for every digest."""
+        doubles), so one slow or greylisting recipient never holds up the others; returns what
+        is still failing after `retries` more passes (smtp.retries by default). A server that
+        keeps dropping or timing out ends the pass early instead of being tried for every digest."""
         if not jobs:
-            return
+            return []
         _ = self.composer  # made here, once, before the threads that render with it
-        local = threading.local()
-        senders: list[SmtpSender] = []
-        fatal: list[SmtpConfigError] = []
-        lock = threading.Lock()
-        connection_failures = [0]  # in a row, across the connections
+        lock = state.lock
+        sent: list[str] = []
 
-        def sender() -> SmtpSender:
-            if not hasattr(local, "sender"):
-                local.sender = self.sender_factory()
-                senders.append(local.sender)
-            return local.sender
-
-        def work(job: Job) -> TransientError | None:
-            if self.stop.is_set() or fatal:
+        def work(job: Job) -> BaseException | None:
+            if self.stop.is_set() or state.fatal:
                 return TransientError("the run was stopped")
-            if connection_failures[0] >= _SERVER_DOWN_AFTER:
-                return TransientError(f"SMTP server {sender().where} keeps failing")
+            if state.connection_failures >= _SERVER_DOWN_AFTER:
+                return TransientError(f"SMTP server {state.sender().where} keeps failing")
             try:
-                outcome = self._send_one(job, sender(), now, owner, to)
+                outcome = self._send_one(job, state.sender(), now, owner, to)
             except TransientError as exc:
                 with lock:
-                    connection_failures[0] = connection_failures[0] + 1 if isinstance(exc, ConnectionLost) else 0
+                    state.connection_failures = state.connection_failures + 1 if isinstance(exc, ConnectionLost) else 0
                 return exc
             except SmtpConfigError as exc:
-                fatal.append(exc)
-                return exc  # type: ignore[return-value]
+                state.fatal.append(exc)
+                return exc
             except Exception as exc:  # noqa: BLE001 - one digest's bug never stops the batch
                 log.exception("digest for %s failed", job.subscriber.email)
                 return TransientError(f"internal error: {exc.__class__.__name__}: {exc}")
             with lock:  # no reply after the end of a message is a failing connection too
-                connection_failures[0] = connection_failures[0] + 1 if outcome.status == "uncertain" else 0
+                state.connection_failures = state.connection_failures + 1 if outcome.status == "uncertain" else 0
+                if outcome.status == "sent":
+                    sent.append(job.subscriber.email)
             done(outcome)
             return None
 
-        waiting: list[tuple[Job, BaseException]] = []
+        # Until a pass says otherwise, every job is still waiting (with its last error, if retried).
+        waiting: list[tuple[Job, BaseException]] = list(previous) if previous is not None else [
+            (job, TransientError("the run was stopped")) for job in jobs]
+        passes = self.config.smtp.retries if retries is None else retries
         try:
             remaining = jobs
-            for attempt in range(self.config.smtp.retries + 1):
+            # A first pass, then `passes` retries; or, for what earlier batches left, the retries alone.
+            for attempt in range(0 if previous is None else 1, passes + 1):
                 if attempt:
                     delay = min(60.0, self.config.smtp.retry_wait * 2 ** (attempt - 1))
                     if self.stop.wait(delay):
                         break
-                    connection_failures[0] = 0
-                with ThreadPoolExecutor(max_workers=self.config.smtp.connections) as pool:
-                    results = list(pool.map(work, remaining))
+                    state.connection_failures = 0
+                results = state.map(work, remaining)
                 waiting = [(job, error) for job, error in zip(remaining, results) if error is not None]
                 remaining = [job for job, _ in waiting]
-                if not remaining or fatal or self.stop.is_set():
+                if not remaining or state.fatal or self.stop.is_set():
                     break
         finally:
-            for s in senders:
-                s.close()
-        for job, error in waiting:
-            if job.entry is not None:
-                self.ledger.deferred(job.entry.id, str(error), self.clock())
-            if not isinstance(error, SmtpConfigError):
-                done(Outcome(job.subscriber.email, "deferred", len(job.digest.papers), f"{error} (left for the next run)"))
-        if fatal:
-            raise fatal[0]
+            if sent and to is None:
+                self.ledger.reset_failures(sent)
+                if not self._marked:
+                    self.store.mark_sent(self.clock())
+                    self._marked = True
+        return waiting
 
     def _send_one(self, job: Job, sender: SmtpSender, now: datetime, owner: str, to: str | None) -> Outcome:
         """One attempt; TransientError leaves the digest claimed for the next pass."""
         subscriber, entry = job.subscriber, job.entry
-        if entry is not None and not job.claimed:
-            claimed = (self.ledger.claim_uncertain(entry.id, self.clock(), owner, limit=1) if job.resend
-                       else self.ledger.claim(entry.id, self.clock(), owner))
-            if not claimed:
-                return Outcome(subscriber.email, "skipped", detail="another run is sending it")
-            job.claimed = True
         if job.email is None:
             key = entry.period if entry is not None else now.isoformat()
-            job.email = self.composer.email(job.digest, subscriber, key=key)
+            with self.timings.timed("render"):
+                job.email = self.composer.email(job.digest, subscriber, key=key)
             if to:
                 del job.email.message["To"]
                 job.email.message["To"] = to
-        mark = (lambda: self.ledger.sending(entry.id, self.clock())) if entry is not None else (lambda: None)
+
+        def mark() -> None:
+            if entry is not None and not self.ledger.sending(entry.id, self.clock(), owner):
+                raise ClaimLost
+
         papers = len(job.digest.papers)
         try:
             self.rate.wait()
-            sender.send(job.email.message, before_end=mark)
+            with self.timings.timed("smtp"):
+                sender.send(job.email.message, before_end=mark)
+        except ClaimLost:
+            return Outcome(subscriber.email, "skipped", papers, "another worker took it over (this worker's lease "
+                           "ran out before it was sent)")
         except Uncertain as exc:
             if entry is None:
                 return Outcome(subscriber.email, "uncertain", papers, str(exc))
@@ -329,11 +461,142 @@ class Delivery:
             suspended = self.ledger.failed(entry, str(exc), self.clock(), self.config.smtp.suspend_after)
             return Outcome(subscriber.email, "failed", papers, str(exc) + ("; subscriber suspended" if suspended else ""))
         if entry is not None:
-            self.ledger.sent(entry, self.clock())
-            self.store.mark_sent(self.clock())
+            self.ledger.sent(entry, self.clock(), reset_failures=False)
             return Outcome(subscriber.email, "sent", papers,
                            job.email.subject + (" (sent again: the first try's reply never came)" if job.resend else ""))
         return Outcome(subscriber.email, "test", papers, f"sent to {to}, not recorded")
+
+
+class Timings:
+    """Where a run's time goes (`digest send --timings`): seconds per stage, summed over the
+    sending threads, and the ledger's transactions. Ledger time spent planning is counted in
+    both `plan` and `plan_ledger` (match = plan - plan_ledger); `smtp` includes the ledger's
+    `sending` mark, which happens inside the SMTP exchange."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self.calls: dict[str, int] = {}
+        self.lock = threading.Lock()
+        self.local = threading.local()
+
+    @contextmanager
+    def timed(self, stage: str) -> Iterator[None]:
+        outer = getattr(self.local, "stage", None)
+        self.local.stage = stage
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.local.stage = outer
+            self.add(stage, time.perf_counter() - started)
+
+    def add(self, stage: str, seconds: float) -> None:
+        with self.lock:
+            self.seconds[stage] = self.seconds.get(stage, 0.0) + seconds
+            self.calls[stage] = self.calls.get(stage, 0) + 1
+
+    def timed_calls(self, target: object, stage: str) -> object:
+        """`target` with every method call timed as `stage` (and as plan_ledger while planning)."""
+        timings = self
+
+        class Timed:
+            def __getattr__(self, name: str) -> object:
+                attribute = getattr(target, name)
+                if not callable(attribute) or name.startswith("_"):
+                    return attribute
+
+                def call(*args: object, **kwargs: object) -> object:
+                    started = time.perf_counter()
+                    try:
+                        return attribute(*args, **kwargs)
+                    finally:
+                        spent = time.perf_counter() - started
+                        timings.add(stage, spent)
+                        if getattr(timings.local, "stage", None) == "plan":
+                            timings.add("plan_ledger", spent)
+                return call
+
+        return Timed()
+
+    def report(self, digests: int) -> dict[str, float]:
+        shown = {stage: round(value, 4) for stage, value in self.seconds.items()}
+        shown["match"] = round(self.seconds.get("plan", 0.0) - self.seconds.get("plan_ledger", 0.0), 4)
+        shown["digests"] = digests
+        shown["ledger_calls"] = self.calls.get("ledger", 0)
+        return shown
+
+
+class ClaimLost(Exception):
+    """This worker's claim on a digest ended (its lease ran out and another worker took it)."""
+
+
+class Sending:
+    """What the sending threads of one run share: their SMTP connections (one per thread, kept
+    from batch to batch), the threads themselves, and how the server has been doing."""
+
+    def __init__(self, sender_factory: Callable[[], SmtpSender], connections: int) -> None:
+        self.sender_factory = sender_factory
+        self.pool = ThreadPoolExecutor(max_workers=connections) if connections > 1 else None
+        self.local = threading.local()
+        self.senders: list[SmtpSender] = []
+        self.lock = threading.Lock()
+        self.connection_failures = 0  # in a row, across the connections
+        self.fatal: list[SmtpConfigError] = []
+
+    def sender(self) -> SmtpSender:
+        if not hasattr(self.local, "sender"):
+            self.local.sender = self.sender_factory()
+            with self.lock:
+                self.senders.append(self.local.sender)
+        return self.local.sender
+
+    def map(self, work: Callable[[Job], BaseException | None], jobs: list[Job]) -> list[BaseException | None]:
+        return list(self.pool.map(work, jobs)) if self.pool is not None else [work(job) for job in jobs]
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown()
+        for sender in self.senders:
+            sender.close()
+
+
+class _Heartbeat:
+    """Renews this worker's claims every `every` while it works (a thread, started on first use)."""
+
+    def __init__(self, renew: Callable[[], object], every: timedelta) -> None:
+        self.renew, self.every = renew, every.total_seconds()
+        self.stopped = threading.Event()
+        self.thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self.thread is None:
+            self.thread = threading.Thread(target=self._loop, name="digest-lease", daemon=True)
+            self.thread.start()
+
+    def _loop(self) -> None:
+        while not self.stopped.wait(self.every):
+            try:
+                self.renew()
+            except DigestError as exc:  # the database is away: the claims may lapse, sending checks them
+                log.warning("could not renew this worker's claims: %s", exc)
+
+    def stop(self) -> None:
+        self.stopped.set()
+        if self.thread is not None:
+            self.thread.join(timeout=5)
+
+
+PLAN_BATCH = 500  # subscribers matched and recorded per transaction
+PLAN_FRESH = timedelta(minutes=10)  # a pending digest planned this recently belongs to a current plan
+
+
+def _key(email: str) -> str:
+    return email.strip().lower()
+
+
+def _chunks(items: Sequence[Subscriber], size: int) -> Iterable[Sequence[Subscriber]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
 
 
 _SERVER_DOWN_AFTER = 3  # connection failures in a row that end a pass

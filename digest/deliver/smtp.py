@@ -160,7 +160,11 @@ class SmtpSender:
             body = smtplib._quote_periods(data)  # noqa: SLF001 - the dot-stuffing smtplib.data() does
             if not body.endswith(b"\r\n"):
                 body += b"\r\n"
-            before_end()
+            try:
+                before_end()
+            except BaseException:  # the message is not to end (its claim was lost): the server drops it
+                self._drop()
+                raise
             ended = True  # from here the server may have the whole message
             connection.send(body + b".\r\n")  # one write: no Nagle stall with half a message on the wire
             if connection.sock is not None:  # RFC 5321 4.5.3.2.6: wait up to 10 minutes for this reply

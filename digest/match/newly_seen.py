@@ -16,19 +16,39 @@ from ..store.database import Store
 from ..store.ledger import Ledger
 from .matcher import Matcher
 
+BATCH = 500  # subscribers per question to the ledger
+
 
 def newly_seen(config: Config, store: Store, subscribers: Sequence[Subscriber], now: datetime, *,
-               ledger: Ledger | None, since: datetime | None = None) -> tuple[list[Paper], Iterator[Digest]]:
-    """The papers read, and each subscriber's digest in order (made lazily, one at a time).
-    Without a ledger, only the look-back counts (nothing is known to be delivered)."""
-    starts = {}
-    for subscriber in subscribers:
-        last = ledger.window_start(subscriber.email) if ledger is not None and since is None else None
-        starts[subscriber.email] = since or last or now - (subscriber.lookback or config.defaults.lookback)
+               ledger: Ledger | None, since: datetime | None = None,
+               batch: int = BATCH) -> tuple[list[Paper], Iterator[Digest]]:
+    """The papers read, and each subscriber's digest in order (made lazily, one at a time; the
+    ledger asked once per `batch` subscribers). Without a ledger, only the look-back counts
+    (nothing is known to be delivered)."""
+    last: dict[str, datetime] = {}
+    if ledger is not None and since is None:
+        for chunk in _chunks(subscribers, batch):
+            last.update(ledger.window_starts([s.email for s in chunk]))
+    starts = {s.email: since or last.get(_key(s.email)) or now - (s.lookback or config.defaults.lookback)
+              for s in subscribers}
     earliest = min(starts.values(), default=now)
     papers = store.papers(since=earliest)
-    ids = [p.id for p in papers]
-    windows = {email: (start, ledger.delivered(email, ids, since=earliest) if ledger is not None else set())
-               for email, start in starts.items()}
     matcher = Matcher(subscribers, config.defaults, papers)
-    return papers, matcher.digests(subscribers, now, window=lambda s: windows[s.email])
+
+    def digests() -> Iterator[Digest]:
+        for chunk in _chunks(subscribers, batch):
+            delivered = ledger.delivered_to([s.email for s in chunk], since=earliest) if ledger is not None else {}
+            yield from matcher.digests(chunk, now, window=lambda s, d=delivered: (  # type: ignore[misc]
+                starts[s.email], d.get(_key(s.email), set())))
+
+    return papers, digests()
+
+
+
+def _key(email: str) -> str:
+    return email.strip().lower()
+
+
+def _chunks(items: Sequence[Subscriber], size: int) -> Iterator[Sequence[Subscriber]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]

@@ -13,9 +13,7 @@ is sent once more at most, on a later run, with the same Message-ID (smtp.resend
 from __future__ import annotations
 
 import json
-import os
-import socket
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -23,8 +21,12 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from .database import Store, UTCTime, dialect_insert
+from .identity import ACTIVE_RUNS, known_gone, owner_id
 
-LEASE = timedelta(hours=1)  # a claim by another machine older than this is abandoned
+__all__ = ["ACTIVE_RUNS", "COMPLETED", "Entry", "Ledger", "Planned", "SubscriberState", "owner_id"]
+
+LEASE = timedelta(hours=1)  # a claim that carries no lease (an older version's) is abandoned after this
+CLAIM_LEASE = timedelta(minutes=2)  # workers.lease's default
 # A digest the server accepted, or may have (uncertain), or that had nothing to send: its papers
 # are not offered again and the next window starts after it.
 COMPLETED = ("sent", "empty", "uncertain")
@@ -46,6 +48,9 @@ digests = sa.Table(
     sa.Column("updated_at", UTCTime, nullable=False),
     sa.Column("sent_at", UTCTime),
     sa.Column("uncertain_resends", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("content", sa.Text),  # the digest as planned (sections, scores, why-lines), JSON
+    sa.Column("planned_at", UTCTime),  # when a plan last (re)made it: the scope of a run's claims
+    sa.Column("lease_until", UTCTime),  # a claim's end unless its worker renews it
 )
 subscriber_state = sa.Table(
     "subscriber_state", _meta,
@@ -74,6 +79,20 @@ class Entry:
     matched_at: datetime
     sent_at: datetime | None
     uncertain_resends: int = 0
+    content: str | None = None
+    planned_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Planned:
+    """A digest a plan records: pending (to send) or empty (nothing matched)."""
+
+    subscriber: str
+    period: str
+    message_id: str
+    papers: tuple[str, ...]
+    content: str | None
+    state: str = "pending"
 
 
 @dataclass(frozen=True)
@@ -88,31 +107,18 @@ class SubscriberState:
         return self.suspended_at is None and self.unsubscribed_at is None
 
 
-ACTIVE_RUNS: set[str] = set()  # runs of this process that are under way
-
-
-def owner_id(run: str = "") -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{run}"
-
-
-def _owner_gone(owner: str | None, claimed_at: datetime, now: datetime) -> bool:
-    host, pid, run = ((owner or "").split(":") + ["", "", ""])[:3]
-    if host != socket.gethostname() or not pid.isdigit():
-        return now - claimed_at > LEASE
-    if int(pid) == os.getpid():
-        return run not in ACTIVE_RUNS
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
+def _owner_gone(owner: str | None, lease_until: datetime | None, updated_at: datetime, now: datetime) -> bool:
+    """A holder known to have ended is gone at once; any other when its lease is over."""
+    known = known_gone(owner)
+    if known is not None:
+        return known
+    return now > (lease_until or updated_at + LEASE)
 
 
 def _entry(row: sa.Row) -> Entry:
     return Entry(row.id, row.subscriber, row.period, row.message_id, tuple(json.loads(row.papers)), row.state,
-                 row.attempts, row.last_error, row.created_at, row.matched_at, row.sent_at, row.uncertain_resends)
+                 row.attempts, row.last_error, row.created_at, row.matched_at, row.sent_at, row.uncertain_resends,
+                 row.content, row.planned_at)
 
 
 def _key(email: str) -> str:
@@ -167,18 +173,19 @@ class Ledger:
             digests.c.id == digest_id, digests.c.state == "pending").values(
             papers=ids, matched_at=now, updated_at=now, state=state)))
 
-    def claim(self, digest_id: int, now: datetime, owner: str | None = None) -> bool:
+    def claim(self, digest_id: int, now: datetime, owner: str | None = None, lease: timedelta = CLAIM_LEASE) -> bool:
         """Take a pending digest for this run; False if another run has it or it is done."""
         result = self._write(lambda conn: conn.execute(digests.update().where(
             digests.c.id == digest_id, digests.c.state == "pending").values(
-            state="claimed", claimed_by=owner or owner_id(), updated_at=now)))
+            state="claimed", claimed_by=owner or owner_id(), updated_at=now, lease_until=now + lease)))
         return result.rowcount == 1
 
     def claim_uncertain(self, digest_id: int, now: datetime, owner: str, limit: int) -> bool:
         """Take an uncertain digest to send once more, if it has been sent again fewer than `limit` times."""
         result = self._write(lambda conn: conn.execute(digests.update().where(
             digests.c.id == digest_id, digests.c.state == "uncertain", digests.c.uncertain_resends < limit).values(
-            state="claimed", claimed_by=owner, updated_at=now, uncertain_resends=digests.c.uncertain_resends + 1)))
+            state="claimed", claimed_by=owner, updated_at=now, lease_until=now + CLAIM_LEASE,
+            uncertain_resends=digests.c.uncertain_resends + 1)))
         return result.rowcount == 1
 
     def uncertain(self, digest_id: int, error: str, now: datetime) -> None:
@@ -186,24 +193,29 @@ class Ledger:
         self._write(lambda conn: conn.execute(digests.update().where(digests.c.id == digest_id).values(
             state="uncertain", claimed_by=None, last_error=error, attempts=digests.c.attempts + 1, updated_at=now)))
 
-    def sending(self, digest_id: int, now: datetime) -> None:
-        self._write(lambda conn: conn.execute(digests.update().where(digests.c.id == digest_id).values(
-            state="sending", updated_at=now)))
+    def sending(self, digest_id: int, now: datetime, owner: str | None = None) -> bool:
+        """The end of the message is about to go out. With `owner`, only while the claim is still
+        its own: False when its lease ran out and another worker took it over (do not send)."""
+        query = digests.update().where(digests.c.id == digest_id)
+        if owner is not None:
+            query = query.where(digests.c.claimed_by == owner, digests.c.state == "claimed")
+        result = self._write(lambda conn: conn.execute(query.values(state="sending", updated_at=now)))
+        return result.rowcount == 1
 
-    def sent(self, entry: Entry, now: datetime) -> None:
+    def sent(self, entry: Entry, now: datetime, *, reset_failures: bool = True) -> None:
         """Accepted by the server. One statement, one commit: its papers are delivered with it
         (`delivered` reads the papers of sent digests), and the instant between the server's
-        250 and this commit — the only place a crash can still cause a duplicate — stays short."""
+        250 and this commit — the only place a crash can still cause a duplicate — stays short.
+        A worker resets the subscribers' refusal counts once per batch instead (reset_failures)."""
         stamp = UTCTime().process_bind_param(now, None)
         self._write(lambda conn: conn.execute(_SENT, {"id": entry.id, "t": stamp}))
-        self._write(lambda conn: conn.execute(subscriber_state.update().where(
-            subscriber_state.c.subscriber == entry.subscriber, subscriber_state.c.hard_failures > 0).values(
-            hard_failures=0)))
+        if reset_failures:
+            self.reset_failures([entry.subscriber])
 
     def deferred(self, digest_id: int, error: str, now: datetime) -> None:
         """A transient failure: back to pending, for a later attempt."""
         self._write(lambda conn: conn.execute(digests.update().where(digests.c.id == digest_id).values(
-            state="pending", claimed_by=None, last_error=error, attempts=digests.c.attempts + 1, updated_at=now)))
+            state="pending", claimed_by=None, lease_until=None, last_error=error, attempts=digests.c.attempts + 1, updated_at=now)))
 
     def failed(self, entry: Entry, error: str, now: datetime, suspend_after: int) -> bool:
         """A permanent refusal; True if the subscriber is now suspended."""
@@ -230,20 +242,135 @@ class Ledger:
 
         def work(conn: Connection) -> int:
             back = 0
-            rows = conn.execute(sa.select(digests).where(digests.c.state.in_(("claimed", "sending")))).all()
+            rows = conn.execute(sa.select(digests.c.id, digests.c.state, digests.c.claimed_by, digests.c.updated_at,
+                                          digests.c.lease_until).where(
+                digests.c.state.in_(("claimed", "sending"))).with_for_update(skip_locked=True)).all()
             for row in rows:
-                if _owner_gone(row.claimed_by, row.updated_at, now):
+                if _owner_gone(row.claimed_by, row.lease_until, row.updated_at, now):
                     if row.state == "claimed":
                         values = {"state": "pending", "last_error": "its run stopped before sending it: sent again"}
                     else:
                         values = {"state": "uncertain", "last_error": "its run stopped after the end of the message "
                                   "went to the server, before its reply: the server may have it"}
-                    conn.execute(digests.update().where(digests.c.id == row.id).values(
-                        claimed_by=None, updated_at=now, **values))
+                    conn.execute(digests.update().where(digests.c.id == row.id, digests.c.state == row.state).values(
+                        claimed_by=None, lease_until=None, updated_at=now, **values))
                     back += 1
             return back
 
         return self._write(work)
+
+    # -- plans and workers: a slot planned once, in batches; claims in batches, with leases
+
+    def plan(self, rows: Sequence[Planned], rematch: Sequence[tuple[int, Planned]], resend: Sequence[int],
+             now: datetime) -> None:
+        """One batch of a plan, in one transaction: new digests recorded (the first planner to
+        insert one wins), pending ones left by an earlier run matched anew, uncertain ones queued
+        to go once more (their papers and Message-ID kept)."""
+
+        def work(conn: Connection) -> None:
+            if rows:
+                conn.execute(dialect_insert(conn)(digests).on_conflict_do_nothing(
+                    index_elements=[digests.c.subscriber, digests.c.period]), [
+                    {"subscriber": _key(r.subscriber), "period": r.period, "message_id": r.message_id,
+                     "papers": json.dumps(list(r.papers)), "content": r.content, "state": r.state, "attempts": 0,
+                     "created_at": now, "matched_at": now, "updated_at": now, "planned_at": now} for r in rows])
+            for digest_id, r in rematch:
+                conn.execute(digests.update().where(digests.c.id == digest_id, digests.c.state == "pending").values(
+                    papers=json.dumps(list(r.papers)), content=r.content, state=r.state, matched_at=now,
+                    updated_at=now, planned_at=now))
+            if resend:
+                conn.execute(digests.update().where(digests.c.id.in_(resend), digests.c.state == "uncertain",
+                                                    digests.c.uncertain_resends < 1).values(
+                    state="pending", planned_at=now, updated_at=now,
+                    uncertain_resends=digests.c.uncertain_resends + 1))
+
+        def run() -> None:  # again if PostgreSQL chose it as a deadlock's victim (rolled back whole)
+            with self.engine.begin() as conn:
+                work(conn)
+
+        self.store._guard(lambda: self.store._retrying(run))
+
+    def claim_batch(self, owner: str, now: datetime, *, limit: int, planned_since: datetime,
+                    lease: timedelta = CLAIM_LEASE, subscribers: Sequence[str] | None = None) -> list[Entry]:
+        """Up to `limit` pending digests of plans made since `planned_since`, claimed for `owner`
+        in one statement. PostgreSQL: rows another worker is claiming are skipped, not waited for
+        (FOR UPDATE SKIP LOCKED); SQLite: writers take turns (BEGIN IMMEDIATE)."""
+        chosen = sa.select(digests.c.id).where(digests.c.state == "pending", digests.c.planned_at >= planned_since)
+        if subscribers is not None:
+            chosen = chosen.where(digests.c.subscriber.in_([_key(e) for e in subscribers]))
+        chosen = chosen.order_by(digests.c.id).limit(limit).with_for_update(skip_locked=True)
+        query = digests.update().where(digests.c.id.in_(chosen.scalar_subquery()), digests.c.state == "pending").values(
+            state="claimed", claimed_by=owner, updated_at=now, lease_until=now + lease).returning(*digests.c)
+        return sorted((_entry(r) for r in self._write(lambda conn: conn.execute(query).all())), key=lambda e: e.id)
+
+    def renew(self, owner: str, until: datetime) -> int:
+        """The worker is alive: its claims are held until `until`."""
+        return self._write(lambda conn: conn.execute(digests.update().where(
+            digests.c.claimed_by == owner, digests.c.state.in_(("claimed", "sending"))).values(
+            lease_until=until)).rowcount)
+
+    def release(self, owner: str, now: datetime) -> int:
+        """Claims the worker will not send (it was stopped): back to pending at once."""
+        return self._write(lambda conn: conn.execute(digests.update().where(
+            digests.c.claimed_by == owner, digests.c.state == "claimed").values(
+            state="pending", claimed_by=None, lease_until=None, updated_at=now)).rowcount)
+
+    def in_progress(self, planned_since: datetime, now: datetime, subscribers: Sequence[str] | None = None, *,
+                    besides: str = "") -> int:
+        """Digests of current plans that another worker (not `besides`) holds under a live lease."""
+        query = sa.select(sa.func.count()).select_from(digests).where(
+            digests.c.state.in_(("claimed", "sending")), digests.c.planned_at >= planned_since,
+            digests.c.lease_until >= now, digests.c.claimed_by != besides)
+        if subscribers is not None:
+            query = query.where(digests.c.subscriber.in_([_key(e) for e in subscribers]))
+        return self._read(lambda conn: conn.scalar(query)) or 0
+
+    def cancel(self, digest_id: int, why: str, now: datetime) -> None:
+        """A planned digest that is not to go (its subscriber left or paused since the plan)."""
+        self._write(lambda conn: conn.execute(digests.update().where(
+            digests.c.id == digest_id, digests.c.state.in_(("pending", "claimed"))).values(
+            state="cancelled", claimed_by=None, lease_until=None, last_error=why, updated_at=now)))
+
+    def states(self, subscribers: Sequence[str]) -> dict[str, SubscriberState]:
+        """Subscriber states of many at once (those with none are active)."""
+        keys = [_key(e) for e in subscribers]
+        rows = self._read(lambda conn: conn.execute(sa.select(subscriber_state).where(
+            subscriber_state.c.subscriber.in_(keys))).all())
+        found = {r.subscriber: SubscriberState(r.hard_failures, r.suspended_at, r.suspended_reason, r.unsubscribed_at)
+                 for r in rows}
+        return {k: found.get(k, SubscriberState()) for k in keys}
+
+    def entries_for(self, wanted: Sequence[tuple[str, str]]) -> dict[tuple[str, str], Entry]:
+        """The recorded digests among (subscriber, period) pairs, keyed by the pair."""
+        keys = {(_key(e), p) for e, p in wanted}
+        emails = sorted({e for e, _ in keys})
+        rows = self._read(lambda conn: conn.execute(sa.select(digests).where(
+            digests.c.subscriber.in_(emails), digests.c.period.in_(sorted({p for _, p in keys})))).all())
+        return {(r.subscriber, r.period): _entry(r) for r in rows if (r.subscriber, r.period) in keys}
+
+    def window_starts(self, subscribers: Sequence[str]) -> dict[str, datetime]:
+        """For many subscribers at once: when each one's last completed digest was matched."""
+        query = sa.select(digests.c.subscriber, sa.func.max(digests.c.matched_at)).where(
+            digests.c.subscriber.in_([_key(e) for e in subscribers]), digests.c.state.in_(COMPLETED)).group_by(
+            digests.c.subscriber)
+        return {k: v for k, v in self._read(lambda conn: conn.execute(query).all())}
+
+    def delivered_to(self, subscribers: Sequence[str], since: datetime) -> dict[str, set[str]]:
+        """For many subscribers at once: the papers of their sent digests matched since `since`."""
+        query = sa.select(digests.c.subscriber, digests.c.papers).where(
+            digests.c.subscriber.in_([_key(e) for e in subscribers]), digests.c.state.in_(("sent", "uncertain")),
+            digests.c.matched_at >= since)
+        found: dict[str, set[str]] = {}
+        for subscriber, papers in self._read(lambda conn: conn.execute(query).all()):
+            found.setdefault(subscriber, set()).update(json.loads(papers))
+        return found
+
+    def reset_failures(self, subscribers: Sequence[str]) -> None:
+        """Digests reached these subscribers: their count of refusals in a row starts again."""
+        keys = [_key(e) for e in subscribers]
+        if keys:
+            self._write(lambda conn: conn.execute(subscriber_state.update().where(
+                subscriber_state.c.subscriber.in_(keys), subscriber_state.c.hard_failures > 0).values(hard_failures=0)))
 
     # -- subscribers
 
