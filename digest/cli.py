@@ -292,7 +292,7 @@ def preview(app: App, email: str | None, fmt: str, since: str | None, out_file: 
         data: str | bytes = json.dumps(digest_json(shown.digest, zone, config.sender.list_name), ensure_ascii=False, indent=2) + "\n"
     else:
         composed = Composer(config, secret=store.signing_secret()).email(shown.digest, subscriber)
-        data = {"text": composed.text, "html": composed.html, "eml": composed.message.as_bytes()}[fmt]
+        data = {"text": composed.text, "html": composed.html, "eml": composed.wire}[fmt]
     payload = data if isinstance(data, bytes) else data.encode("utf-8")
     if out_file or open_browser:
         suffix = {"text": ".txt", "json": ".json", "html": ".html", "eml": ".eml"}[fmt]

@@ -136,3 +136,63 @@ def test_sources_merging_into_the_same_papers_at_once(database):
         p = stored[f"2611.{n:05d}"]
         assert p.categories == ("cs.CL",) and p.upvotes == n and p.abstract == f"About paper {n}."
         assert set(p.sources) == {"arxiv", "hf", "api"}
+
+
+def test_workers_claim_disjoint_batches_of_the_size_they_ask(database):
+    from digest.store.ledger import Planned
+
+    ledger = Ledger(Store(database))
+    ledger.plan([Planned(f"r{n}@example.org", "p", "<m>", ("x",), "{}") for n in range(40)], [], [], T0)
+    batches: dict[str, list[list[int]]] = {}
+
+    def work(name: str) -> None:
+        mine = Ledger(Store(database))
+        while got := mine.claim_batch(name, T0, limit=3, planned_since=T0 - timedelta(minutes=1)):
+            batches.setdefault(name, []).append([e.id for e in got])
+
+    threads = [threading.Thread(target=work, args=(f"w{n}",)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    claimed = [i for runs in batches.values() for batch in runs for i in batch]
+    assert all(len(batch) <= 3 for runs in batches.values() for batch in runs)  # PostgreSQL once gave all 40
+    assert sorted(claimed) == sorted(e.id for e in ledger.entries())  # each exactly once
+    assert {e.state for e in ledger.entries()} == {"claimed"}
+
+
+def test_a_named_lease_has_one_holder_at_a_time(database):
+    from digest.store.locks import Locks
+
+    locks, lease = Locks(Store(database)), timedelta(seconds=5)
+    assert locks.acquire("plan", "a", T0, lease) and not locks.acquire("plan", "b", T0, lease)
+    assert locks.acquire("plan", "a", T0 + timedelta(seconds=4), lease)  # renewed by its holder
+    assert not locks.acquire("plan", "b", T0 + timedelta(seconds=8), lease)  # renewed: still a's
+    assert locks.acquire("plan", "b", T0 + timedelta(seconds=10), lease)  # a stopped renewing
+    locks.release("plan", "a")  # not a's any more: nothing happens
+    assert locks.holder("plan")[0] == "b"
+    # Workers taking and releasing it as fast as they can: never two holders, never an error
+    # (a release between another's insert and read once ended in NoResultFound).
+    holding, most, errors = [0], [0], []
+    guard = threading.Lock()
+
+    def churn(me: str) -> None:
+        mine = Locks(Store(database))
+        for _ in range(60):
+            try:
+                if mine.acquire("fetch", me, T0, lease):
+                    with guard:
+                        holding[0] += 1
+                        most[0] = max(most[0], holding[0])
+                    with guard:
+                        holding[0] -= 1
+                    mine.release("fetch", me)
+            except Exception as exc:  # noqa: BLE001 - reported below
+                errors.append(exc)
+
+    threads = [threading.Thread(target=churn, args=(f"w{n}",)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not errors and most[0] == 1

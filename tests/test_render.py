@@ -7,6 +7,7 @@ import base64
 import email
 import email.policy
 import logging
+import os
 import re
 from datetime import UTC, datetime, timedelta
 from functools import cache
@@ -21,6 +22,7 @@ from digest.models import Digest, DigestEntry, Paper, Section
 from digest.render.compose import HTML_BUDGET, Composer, probe_values
 from digest.render.email_context import with_kept
 from digest.render.links import email_from_token, unsubscribe_token
+from digest.render.message import build_message, wire_message
 from digest.render.renderer import CompiledRenderer, NaiveRenderer, TemplateError, builtin_templates
 
 NOW = datetime(2026, 11, 22, 7, 30, tzinfo=UTC)
@@ -205,6 +207,44 @@ def test_mime_message_text_first_with_bulk_headers():
     assert parsed["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     assert b"\r\n" in raw and all(len(line) <= 998 for line in raw.split(b"\r\n"))
     assert parsed.get_body(("html",)).get_content().replace("\r\n", "\n").rstrip() == email_.html.rstrip()
+
+
+_HEADER_TEXT = st.text(st.characters(blacklist_categories=("Cs", "Cc", "Zl", "Zp")), max_size=120)  # one line, as validated
+
+
+@settings(max_examples=int(os.environ.get("DIGEST_HYPOTHESIS_EXAMPLES", "150")), deadline=None)
+@given(subject=_HEADER_TEXT, name=st.one_of(st.none(), _HEADER_TEXT), text=st.text(max_size=400),
+       html=st.text(max_size=400), list_name=st.text(st.characters(blacklist_categories=("Cs", "Cc")), min_size=1,
+                                                     max_size=40).filter(lambda v: v.strip() and not set(v) & set("<>")))
+def test_the_wire_message_reads_back_as_the_email_package_builds_it(subject, name, text, html, list_name):
+    """The bytes written directly are, to a mail reader, the message the email package builds:
+    every header decodes to the same value, both parts to the same text."""
+    values = dict(sender="Dïgest Lab <digest@example.org>", reply_to="admin@example.org", to="alice@example.org",
+                  to_name=name, subject=subject, text=text, html=html, date=datetime(2026, 11, 30, 7, 30, tzinfo=UTC),
+                  msg_id="<digest.abc@example.org>", unsubscribe_url="https://digest.example.org/unsubscribe/t",
+                  unsubscribe_mailto="mailto:digest@example.org?subject=unsubscribe", list_name=list_name)
+    wire = wire_message(**values)
+    ours = email.message_from_bytes(wire, policy=email.policy.default)
+    theirs = email.message_from_bytes(build_message(**values).as_bytes(), policy=email.policy.default)
+    def same(text: str) -> str:
+        return " ".join(text.split())
+
+    # Addresses read back as written (the email package itself loses some names, such as ": x").
+    for header, name_, address in (("From", "Dïgest Lab", "digest@example.org"), ("To", name, "alice@example.org"),
+                                   ("Reply-To", "", "admin@example.org")):
+        assert [(same(a.display_name), a.addr_spec) for a in ours[header].addresses] == [(same(name_ or ""), address)]
+    for header in ("Subject", "Date", "Message-ID", "List-Id", "List-Unsubscribe", "List-Unsubscribe-Post",
+                   "MIME-Version"):
+        assert same(str(ours[header])) == same(str(theirs[header])), header
+    assert ours["Content-Language"] == "en"  # (the email package drops it: set_content clears Content-*)
+    assert [p.get_content_type() for p in ours.iter_parts()] == ["text/plain", "text/html"]
+    for mine, reference in zip(ours.iter_parts(), theirs.iter_parts()):
+        assert mine.get_content() == reference.get_content()
+        assert mine.get_content_charset() == "utf-8" and mine["Content-Transfer-Encoding"] == "quoted-printable"
+    lines = wire.split(b"\r\n")
+    assert all(len(line) <= 998 for line in lines) and b"\n" not in wire.replace(b"\r\n", b"")
+    body = wire.split(b"\r\n\r\n", 1)[1]
+    assert all(len(line) <= 76 for line in body.split(b"\r\n")) and body.isascii()
 
 
 def test_message_id_is_stable_for_one_digest():

@@ -427,10 +427,7 @@ class Delivery:
         if job.email is None:
             key = entry.period if entry is not None else now.isoformat()
             with self.timings.timed("render"):
-                job.email = self.composer.email(job.digest, subscriber, key=key)
-            if to:
-                del job.email.message["To"]
-                job.email.message["To"] = to
+                job.email = self.composer.email(job.digest, subscriber, key=key, to=to)
 
         def mark() -> None:
             if entry is not None and not self.ledger.sending(entry.id, self.clock(), owner):
@@ -440,7 +437,7 @@ class Delivery:
         try:
             self.rate.wait()
             with self.timings.timed("smtp"):
-                sender.send(job.email.message, before_end=mark)
+                sender.send(job.email.wire, envelope=job.email.envelope, before_end=mark)
         except ClaimLost:
             return Outcome(subscriber.email, "skipped", papers, "another worker took it over (this worker's lease "
                            "ran out before it was sent)")

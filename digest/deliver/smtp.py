@@ -139,11 +139,18 @@ class SmtpSender:
                 self.connection.close()
             self.connection = None
 
-    def send(self, message: EmailMessage, *, before_end: Callable[[], None] = lambda: None) -> None:
-        """Deliver one message to the server; TransientError or PermanentError if not."""
-        sender = parseaddr(str(message["From"]))[1]
-        recipients = [parseaddr(str(message["To"]))[1]]
-        data = message.as_bytes()
+    def send(self, message: EmailMessage | bytes, *, before_end: Callable[[], None] = lambda: None,
+             envelope: tuple[str, str] | None = None) -> None:
+        """Deliver one message (an EmailMessage, or the bytes of one with its `envelope`, the
+        sender's and the recipient's addresses) to the server; TransientError or PermanentError if not."""
+        if isinstance(message, bytes):
+            if envelope is None:
+                raise ValueError("the bytes of a message need their envelope")
+            data, sender, recipients = message, envelope[0], [envelope[1]]
+        else:
+            sender = parseaddr(str(message["From"]))[1]
+            recipients = [parseaddr(str(message["To"]))[1]]
+            data = message.as_bytes()
         connection = self.connection or self.open()
         ended = False
         try:

@@ -6,7 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
+from email.parser import BytesParser
 from email.utils import parseaddr
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +16,7 @@ from ..config import Config, Subscriber
 from ..models import Digest, DigestEntry, Paper, Section
 from .email_context import EmailContext, Sender, build_context, with_kept
 from .links import unsubscribe_mailto, unsubscribe_url
-from .message import build_message, message_id
+from .message import MESSAGE_POLICY, message_id, wire_message
 from .renderer import CompiledRenderer, NaiveRenderer
 
 # Gmail clips HTML bodies over ~102 KB, hiding what follows (the unsubscribe link).
@@ -30,11 +32,19 @@ class Email:
     text: str
     cards: int  # papers shown in full
     linked: int  # papers only linked, to keep within the size budget
-    message: EmailMessage
+    wire: bytes  # the message as it goes to the server
+    envelope: tuple[str, str]  # its sender's and recipient's addresses
 
     @property
     def html_bytes(self) -> int:
         return len(self.html.encode("utf-8"))
+
+    @cached_property
+    def message(self) -> EmailMessage:
+        """The message as an object (for previews and tests; sending uses `wire`)."""
+        parsed = BytesParser(policy=MESSAGE_POLICY).parsebytes(self.wire)
+        assert isinstance(parsed, EmailMessage)
+        return parsed
 
 
 def fit(context: EmailContext, renderer: NaiveRenderer, budget: int = HTML_BUDGET) -> tuple[dict[str, Any], str, int]:
@@ -95,22 +105,23 @@ class Composer:
         return build_context(digest, timezone=timezone, unsubscribe_url=link or mailto, sender=self.sender,
                              topics=[t.name for t in subscriber.topics])
 
-    def email(self, digest: Digest, subscriber: Subscriber, *, key: str | None = None) -> Email:
+    def email(self, digest: Digest, subscriber: Subscriber, *, key: str | None = None, to: str | None = None) -> Email:
         """The finished e-mail. `key` identifies this digest (its Message-ID): the same key
-        gives the same Message-ID, so a retried send is recognisably the same message."""
+        gives the same Message-ID, so a retried send is recognisably the same message. `to`:
+        addressed there instead (`digest send --to`, for testing)."""
         link, mailto = self.unsubscribe_links(subscriber)
         context = self.values(digest, subscriber, (link, mailto))
         values, html, cards = fit(context, self.renderer, self.budget)
         text = self.renderer.text(values)
-        message = build_message(
-            sender=self.config.sender.from_, reply_to=self.config.sender.reply_to, to=subscriber.email,
-            to_name=subscriber.name, subject=values["subject"], text=text, html=html,
+        wire = wire_message(
+            sender=self.config.sender.from_, reply_to=self.config.sender.reply_to, to=to or subscriber.email,
+            to_name=None if to else subscriber.name, subject=values["subject"], text=text, html=html,
             date=digest.generated_at, msg_id=message_id(self.config.sender.from_, subscriber.email,
                                                        key or digest.generated_at.isoformat()),
             unsubscribe_url=link, unsubscribe_mailto=mailto, lang=values["lang"], list_name=values["list_name"],
         )
         return Email(subscriber.email, values["subject"], values["preheader"], html, text, cards,
-                     len(values["more"]), message)
+                     len(values["more"]), wire, (parseaddr(self.config.sender.from_)[1], to or subscriber.email))
 
 
 # ---------------------------------------------------------------- probes

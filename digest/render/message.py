@@ -1,9 +1,16 @@
 """The MIME message: multipart/alternative, text part first, with the headers mail
-providers expect of a bulk sender (List-Unsubscribe with one-click, Message-ID, Date)."""
+providers expect of a bulk sender (List-Unsubscribe with one-click, Message-ID, Date).
+
+`wire_message` writes the bytes that go to the server directly (headers, two quoted-printable
+parts): the email package's object model took ~2 ms per message, more than rendering it.
+`build_message` builds the same message with the email package; a test parses both and
+compares every header and part."""
 
 from __future__ import annotations
 
+import binascii
 import hashlib
+import os
 import re
 import unicodedata
 from datetime import datetime
@@ -59,3 +66,117 @@ def build_message(*, sender: str, reply_to: str | None, to: str, to_name: str | 
     message.add_alternative(html, subtype="html", charset="utf-8", cte="quoted-printable")
     message.policy = MESSAGE_POLICY  # and headers written whole
     return message
+
+
+def wire_message(*, sender: str, reply_to: str | None, to: str, to_name: str | None, subject: str,
+                 text: str, html: str, date: datetime, msg_id: str, unsubscribe_url: str | None,
+                 unsubscribe_mailto: str | None, lang: str = "en", list_name: str = "Paper digest") -> bytes:
+    """The message as it goes on the wire (CRLF line ends, bodies in lines of at most 76)."""
+    # The boundary has "=_", which quoted-printable never writes (a literal "=" is "=3D").
+    boundary = f"=_digest_{os.urandom(12).hex()}"
+    headers = [
+        ("From", _address_header(sender)),
+        ("To", _mailbox(to_name, to)),
+        *([("Reply-To", _address_header(reply_to))] if reply_to else []),
+        ("Subject", encode_words(subject)),
+        ("Date", format_datetime(date)),
+        ("Message-ID", _one_line(msg_id)),
+        ("List-Id", encode_words(list_id(list_name, sender))),
+    ]
+    targets = [f"<{_one_line(u)}>" for u in (unsubscribe_url, unsubscribe_mailto) if u]
+    if targets:
+        headers.append(("List-Unsubscribe", ", ".join(targets)))
+    if unsubscribe_url and unsubscribe_url.startswith("https://"):
+        headers.append(("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"))  # RFC 8058
+    headers += [("Content-Language", _one_line(lang)), ("MIME-Version", "1.0"),
+                ("Content-Type", f'multipart/alternative; boundary="{boundary}"')]
+    head = "".join(f"{name}: {value}\r\n" for name, value in headers).encode("ascii")
+    return b"".join((
+        head, b"\r\n",
+        _part(boundary, "plain", text),
+        _part(boundary, "html", html),
+        f"--{boundary}--\r\n".encode("ascii"),
+    ))
+
+
+def _part(boundary: str, subtype: str, body: str) -> bytes:
+    lines = body.replace("\r\n", "\n").replace("\r", "\n")
+    if not lines.endswith("\n"):
+        lines += "\n"
+    encoded = binascii.b2a_qp(lines.replace("\n", "\r\n").encode("utf-8"), quotetabs=False, istext=True)
+    return (f"--{boundary}\r\nContent-Type: text/{subtype}; charset=\"utf-8\"\r\n"
+            "Content-Transfer-Encoding: quoted-printable\r\n\r\n").encode("ascii") + encoded + b"\r\n"
+
+
+def _one_line(value: str) -> str:
+    return " ".join(value.split()) if ("\r" in value or "\n" in value) else value
+
+
+_Q_SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789!*+-/")
+
+
+def _q_word(text: str) -> list[str]:
+    """RFC 2047 encoded words for `text`. Q encoding, a new word only before a space (readers
+    differ on the space between two encoded words: Python's keeps it in names), so a word may
+    pass the RFC's 75 characters, never a line's 998; past that, base64 words split between
+    characters."""
+    pieces = ["".join("_" if b == 0x20 else chr(b) if b in _Q_SAFE else f"={b:02X}" for b in c.encode("utf-8"))
+              for c in text]
+    if sum(map(len, pieces)) > 900:
+        words, chunk = [], ""
+        for char in text:
+            if len((chunk + char).encode("utf-8")) > 450:
+                words.append(f"=?utf-8?b?{binascii.b2a_base64(chunk.encode('utf-8'), newline=False).decode()}?=")
+                chunk = ""
+            chunk += char
+        words.append(f"=?utf-8?b?{binascii.b2a_base64(chunk.encode('utf-8'), newline=False).decode()}?=")
+        return words
+    words, current = [], ""
+    for char, piece in zip(text, pieces):
+        if char == " " and current and len(current) + len(piece) > 75 - len("=?utf-8?q??="):
+            words.append(f"=?utf-8?q?{current}?=")
+            current = ""
+        current += piece
+    words.append(f"=?utf-8?q?{current}?=")
+    return words
+
+
+def encode_words(value: str) -> str:
+    """An unstructured header's value: ASCII words as they are, each run of words with other
+    characters as encoded words (what mail clients decode back to the same text)."""
+    value = _one_line(value)
+    if value.isascii():
+        return value
+    out: list[str] = []
+    run: list[str] = []
+    for word in value.split(" "):
+        if word.isascii():
+            if run:
+                out.extend(_q_word(" ".join(run)))
+                run = []
+            out.append(word)
+        else:
+            run.append(word)
+    if run:
+        out.extend(_q_word(" ".join(run)))
+    return " ".join(out)
+
+
+def _mailbox(name: str | None, address: str) -> str:
+    if not name:
+        return address
+    name = _one_line(name)
+    if name.isascii():
+        return formataddr((name, address))
+    words = _q_word(name)
+    if len(words) == 1 or all(w.startswith("=?utf-8?q?") for w in words):
+        return f"{' '.join(words)} <{address}>"
+    # A very long name: the email package folds it as readers expect (rare; slow is fine here).
+    header = EmailMessage(policy=MESSAGE_POLICY)
+    header["To"] = formataddr((name, address))
+    return header.as_string().split(":", 1)[1].strip()
+
+
+def _address_header(value: str) -> str:
+    name, address = parseaddr(value)
+    return _mailbox(name, address) if address else _one_line(value)

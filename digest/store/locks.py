@@ -26,16 +26,23 @@ class Locks:
         self.store = store
 
     def acquire(self, name: str, owner: str, now: datetime, lease: timedelta) -> bool:
-        """Take (or renew) the lease `name` for `owner`; False while another holds it."""
+        """Take (or renew) the lease `name` for `owner`; False while another holds it. One
+        statement: taken when free, expired or already ours; a holder known to have ended
+        (this machine, same pid namespace) is cleared and the lease taken."""
 
         def work(conn: Connection) -> bool:
-            conn.execute(dialect_insert(conn)(locks).values(name=name, owner=owner, until=now + lease)
-                         .on_conflict_do_nothing(index_elements=[locks.c.name]))
-            row = conn.execute(sa.select(locks).where(locks.c.name == name).with_for_update()).one()
-            if row.owner != owner and now <= row.until and not known_gone(row.owner):
-                return False
-            conn.execute(locks.update().where(locks.c.name == name).values(owner=owner, until=now + lease))
-            return True
+            insert = dialect_insert(conn)(locks).values(name=name, owner=owner, until=now + lease)
+            taken = conn.execute(insert.on_conflict_do_update(
+                index_elements=[locks.c.name], set_={"owner": owner, "until": now + lease},
+                where=sa.or_(locks.c.until < now, locks.c.owner == owner)).returning(locks.c.owner)).first()
+            if taken is not None:
+                return True
+            holder = conn.scalar(sa.select(locks.c.owner).where(locks.c.name == name))
+            if holder is not None and known_gone(holder):
+                conn.execute(locks.update().where(locks.c.name == name, locks.c.owner == holder).values(
+                    owner=owner, until=now + lease))
+                return conn.scalar(sa.select(locks.c.owner).where(locks.c.name == name)) == owner
+            return False
 
         return self._write(work)
 

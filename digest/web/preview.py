@@ -92,7 +92,7 @@ def make_handler(state: PreviewState) -> type[BaseHTTPRequestHandler]:
             if part in ("html", "text", "eml"):
                 if email_ is None:
                     return self._send("nothing would be sent now", "text/plain", status=404)
-                body = {"html": email_.html, "text": email_.text, "eml": email_.message.as_bytes()}[part]
+                body = {"html": email_.html, "text": email_.text, "eml": email_.wire}[part]
                 return self._send(body, {"html": "text/html", "text": "text/plain", "eml": "message/rfc822"}[part])
             link = quote(subscriber.email)
             if email_ is None:
