@@ -133,11 +133,13 @@ def realworld(name: str) -> bytes:
     return (REALWORLD / name).read_bytes()
 
 
-def write_config(directory: Path, sources: list[dict], *, extra: str = "") -> Path:
-    """A minimal valid config with these sources, written as YAML into `directory`."""
+def write_config(directory: Path, sources: list[dict], *, extra: str = "", state: str | None = None) -> Path:
+    """A minimal valid config with these sources, written as YAML into `directory` (with
+    `state`, the database's URL; by default digest.db beside it)."""
     import json
 
-    lines = ['sender:', '  from: "Paper Digest <digest@example.org>"', "sources:"]
+    lines = ['sender:', '  from: "Paper Digest <digest@example.org>"', *([f"state: {state}"] if state else []),
+             "sources:"]
     lines += [f"  - {json.dumps(source)}" for source in sources] or ["  []"]
     lines += ["subscribers:", "  - email: alice@example.org",
               extra or "    topics: [{name: Language models, keywords: [language model, LLM]}]"]

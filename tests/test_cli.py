@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import REALWORLD, write_config
+from .conftest import DATABASE, REALWORLD, fresh_database, write_config
 
-pytestmark = pytest.mark.clock  # also run under faketime at other dates (.ci/run)
+pytestmark = [pytest.mark.clock, pytest.mark.database]  # under faketime at other dates; on PostgreSQL (.ci/run)
 
 ROOT = Path(__file__).resolve().parents[1]
 ARXIV_FILES = ["arxiv-rss-cs.AI-2026-04-27.xml", "arxiv-rss-cs.CL-2026-04-27.xml",
@@ -39,7 +39,7 @@ def realworld_sources() -> list[dict]:
 
 
 def test_fetch_realworld_then_nothing_new(tmp_path):
-    config = write_config(tmp_path, realworld_sources())
+    config = write_config(tmp_path, realworld_sources(), state=fresh_database(tmp_path))
     assert digest("-c", str(config), "validate").returncode == 0
     first = digest("-c", str(config), "fetch")
     assert first.returncode == 0, first.stderr
@@ -59,7 +59,7 @@ def test_fetch_realworld_then_nothing_new(tmp_path):
 
 
 def test_fetch_one_source_by_name_and_filters(tmp_path):
-    config = write_config(tmp_path, realworld_sources())
+    config = write_config(tmp_path, realworld_sources(), state=fresh_database(tmp_path))
     result = digest("-c", str(config), "fetch", "hf")
     assert result.returncode == 0 and "30 new papers from 1 of 1 sources" in result.stdout
     only_hf = json.loads(digest("-c", str(config), "papers", "--source", "hf", "--since", "1d",
@@ -70,7 +70,7 @@ def test_fetch_one_source_by_name_and_filters(tmp_path):
 
 
 def test_unknown_source_name(tmp_path):
-    config = write_config(tmp_path, realworld_sources())
+    config = write_config(tmp_path, realworld_sources(), state=fresh_database(tmp_path))
     result = digest("-c", str(config), "fetch", "hff")
     assert result.returncode == 1
     assert "unknown source 'hff'" in result.stderr and "arxiv-0" in result.stderr
@@ -82,7 +82,7 @@ def test_broken_sources_reported_others_stored(tmp_path, feed_server):
         {"name": "malformed", "type": "feed", "url": "bad.xml"},
         {"name": "gone", "type": "feed", "url": feed_server.url("/gone")},
     ]
-    result = digest("-c", str(write_config(tmp_path, sources)), "fetch")
+    result = digest("-c", str(write_config(tmp_path, sources, state=fresh_database(tmp_path))), "fetch")
     assert result.returncode == 0
     assert "error: malformed: not a valid RSS or Atom document" in result.stderr
     assert "error: gone: HTTP 404" in result.stderr
@@ -90,7 +90,7 @@ def test_broken_sources_reported_others_stored(tmp_path, feed_server):
 
 
 def test_exit_1_when_every_source_failed(tmp_path):
-    result = digest("-c", str(write_config(tmp_path, [{"name": "x", "type": "feed", "url": "none.xml"}])), "fetch")
+    result = digest("-c", str(write_config(tmp_path, [{"name": "x", "type": "feed", "url": "none.xml"}], state=fresh_database(tmp_path))), "fetch")
     assert result.returncode == 1 and "file not found" in result.stderr
 
 
@@ -121,6 +121,7 @@ def test_missing_config_and_bad_arguments(tmp_path):
     assert result.returncode == 2 and "expected an age such as 12h" in result.stderr
 
 
+@pytest.mark.skipif(DATABASE != "sqlite", reason="a SQLite file's folder")
 def test_unwritable_state_is_a_clear_error(tmp_path):
     config = write_config(tmp_path, realworld_sources())
     text = config.read_text().replace("sender:", "state: sqlite:///no/such/folder/x.db\nsender:", 1)
@@ -145,7 +146,7 @@ def test_preview_json_on_the_shipped_samples(tmp_path):
       - name: Scaling
         query: '"scaling law" AND NOT title:chinchilla'
 """
-    config = write_config(tmp_path, sources, extra=topics)
+    config = write_config(tmp_path, sources, extra=topics, state=fresh_database(tmp_path))
     assert digest("-c", str(config), "fetch").returncode == 0
     runs = [digest("-c", str(config), "preview", "ALICE@example.org", "--format", "json") for _ in range(2)]
     assert all(r.returncode == 0 for r in runs), runs[0].stderr

@@ -15,10 +15,10 @@ import pytest
 
 from digest.web.preview import serve
 
-from .conftest import write_config
+from .conftest import fresh_database, write_config
 from .test_cli import SAMPLES, digest
 
-pytestmark = pytest.mark.clock  # also run under faketime at other dates (.ci/run)
+pytestmark = [pytest.mark.clock, pytest.mark.database]  # under faketime at other dates; on PostgreSQL (.ci/run)
 
 TOPICS = """    name: Alice
     max_papers: 10
@@ -33,7 +33,7 @@ def fetched(tmp_path_factory) -> Path:
     directory = tmp_path_factory.mktemp("preview")
     sources = [{"name": "arxiv", "type": "arxiv", "categories": ["cs.LG"], "url": str(SAMPLES / "arxiv-listing.rss.xml")},
                {"name": "hf", "type": "huggingface", "url": str(SAMPLES / "hf-daily-papers.json")}]
-    config = write_config(directory, sources, extra=TOPICS)
+    config = write_config(directory, sources, extra=TOPICS, state=fresh_database(directory))
     assert digest("-c", str(config), "fetch").returncode == 0
     return config
 

@@ -17,9 +17,9 @@ from digest.models import Listing, Paper
 from digest.store import Store
 from digest.store.database import MIGRATIONS
 
-from .conftest import REALWORLD, write_config
+from .conftest import REALWORLD, fresh_database, write_config
 
-pytestmark = pytest.mark.clock  # also run under faketime at other dates (.ci/run)
+pytestmark = [pytest.mark.clock, pytest.mark.database]  # under faketime at other dates; on PostgreSQL (.ci/run)
 
 T0 = datetime(2026, 11, 20, 6, 0, tzinfo=UTC)
 SAMPLES = Path(__file__).resolve().parents[1] / "tests" / "data" / "samples"  # real titles, made-up ids
@@ -31,7 +31,7 @@ def paper(**kw) -> Paper:
 
 
 def store_at(tmp_path) -> Store:
-    return Store(f"sqlite:///{tmp_path / 'state.db'}")
+    return Store(fresh_database(tmp_path))
 
 
 def test_same_paper_from_two_sources_is_one_record_with_both_sources_data(tmp_path):
@@ -79,8 +79,9 @@ def test_papers_filters(tmp_path):
 
 
 def test_migrations_are_recorded_and_idempotent(tmp_path):
-    store_at(tmp_path)
-    store = store_at(tmp_path)
+    url = fresh_database(tmp_path)
+    Store(url)
+    store = Store(url)
     with store.engine.connect() as conn:
         versions = conn.execute(sa.text("SELECT version, name FROM schema_migrations")).all()
     assert [v for v, _ in versions] == list(range(1, len(MIGRATIONS) + 1))
@@ -90,7 +91,7 @@ def test_samples_merge_hugging_face_into_the_arxiv_listing(tmp_path):
     path = write_config(tmp_path, [
         {"name": "listing", "type": "arxiv", "categories": ["cs.LG"], "url": str(SAMPLES / "arxiv-listing.rss.xml")},
         {"name": "hf", "type": "huggingface", "url": str(SAMPLES / "hf-daily-papers.json")},
-    ])
+    ], state=fresh_database(tmp_path))
     config = load_config(path)
     store = Store(config.database_url())
     reports = {r.source: r for r in gather(config, store, workers=1, now=T0)}
@@ -118,7 +119,7 @@ def test_concurrent_fetches_never_duplicate_or_corrupt(tmp_path):
         {"name": "listing", "type": "arxiv", "categories": ["cs.LG"], "url": str(SAMPLES / "arxiv-listing.rss.xml")},
         {"name": "samples-hf", "type": "huggingface", "url": str(SAMPLES / "hf-daily-papers.json")},
     ]
-    path = write_config(tmp_path, sources)
+    path = write_config(tmp_path, sources, state=fresh_database(tmp_path))
     runs = [subprocess.Popen([sys.executable, "-c", CONCURRENT_FETCH, str(path)], stderr=subprocess.PIPE)
             for _ in range(3)]
     for run in runs:
@@ -126,7 +127,8 @@ def test_concurrent_fetches_never_duplicate_or_corrupt(tmp_path):
     config = load_config(path)
     store = Store(config.database_url())
     with store.engine.connect() as conn:
-        assert conn.execute(sa.text("PRAGMA integrity_check")).scalar() == "ok"
+        if conn.dialect.name == "sqlite":
+            assert conn.execute(sa.text("PRAGMA integrity_check")).scalar() == "ok"
         rows = conn.execute(sa.text("SELECT COUNT(*), COUNT(DISTINCT id) FROM papers")).one()
         links = conn.execute(sa.text("SELECT COUNT(*) FROM paper_sources")).scalar()
     assert rows[0] == rows[1] == 30 + 100 + 390 + 195 - 175

@@ -81,6 +81,7 @@ class Entry:
     uncertain_resends: int = 0
     content: str | None = None
     planned_at: datetime | None = None
+    claimed_by: str | None = None  # the worker that holds it, or last held it
 
 
 @dataclass(frozen=True)
@@ -118,7 +119,7 @@ def _owner_gone(owner: str | None, lease_until: datetime | None, updated_at: dat
 def _entry(row: sa.Row) -> Entry:
     return Entry(row.id, row.subscriber, row.period, row.message_id, tuple(json.loads(row.papers)), row.state,
                  row.attempts, row.last_error, row.created_at, row.matched_at, row.sent_at, row.uncertain_resends,
-                 row.content, row.planned_at)
+                 row.content, row.planned_at, row.claimed_by)
 
 
 def _key(email: str) -> str:
