@@ -123,7 +123,12 @@ class Daemon:
         """The daily copy of the state (SQLite), the oldest beyond `backups.keep` deleted."""
         config = self.config
         store = open_store(config)
+        locks, owner = Locks(store), owner_id(f"backup-{id(self)}")
         try:
+            # One backup at a time across the processes sharing the database (a scheduler each).
+            if not locks.acquire("backup", owner, datetime.now(UTC), FETCH_LEASE):
+                log.info("backup skipped: another process is backing up")
+                return
             folder = config.backup_folder()
             target = folder / backup_name(datetime.now(UTC))
             size = store.backup(target)
@@ -133,6 +138,7 @@ class Daemon:
         except DigestError as exc:
             log.error("backup failed: %s", exc)
         finally:
+            locks.release("backup", owner)
             store.close()
 
     def _backup_due_now(self) -> bool:
