@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sqlite3
 import subprocess
 import sys
 from dataclasses import replace
@@ -17,7 +19,7 @@ from digest.models import Listing, Paper
 from digest.store import Store
 from digest.store.database import MIGRATIONS
 
-from .conftest import REALWORLD, fresh_database, write_config
+from .conftest import DATABASE, REALWORLD, fresh_database, write_config
 
 pytestmark = [pytest.mark.clock, pytest.mark.database]  # under faketime at other dates; on PostgreSQL (.ci/run)
 
@@ -140,3 +142,31 @@ def test_merge_is_order_independent_for_the_data_each_source_owns():
     hf = paper(upvotes=7, sources=("hf",))
     one, other = arxiv.merged_with(hf), hf.merged_with(arxiv)
     assert replace(one, sources=()) == replace(other, sources=())
+
+
+def _locks_held(path: Path) -> int:
+    """POSIX locks this process holds on `path`, as the kernel lists them."""
+    inode = os.stat(path).st_ino
+    return sum(1 for line in Path("/proc/locks").read_text().splitlines()
+               if line.split()[4] == str(os.getpid()) and line.split()[5].endswith(f":{inode}"))
+
+
+@pytest.mark.skipif(DATABASE != "sqlite" or not Path("/proc/locks").exists(), reason="SQLite's file locks (Linux)")
+def test_opening_the_store_again_keeps_this_process_locks(tmp_path):
+    """A second Store in a process that is using the database (the daemon's jobs each open
+    one) must not drop the first one's locks: closing any descriptor of the file drops all of
+    a process's POSIX locks on it, and another process may then take this one for gone — check-
+    point and delete the WAL under it — which corrupted the database ("database disk image is
+    malformed") with two `digest run --role scheduler` starting at once."""
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    Store(url)
+    reader = sqlite3.connect(tmp_path / "state.db", isolation_level=None)
+    try:
+        reader.execute("BEGIN")
+        reader.execute("SELECT COUNT(*) FROM papers").fetchone()  # a read under way: it holds a lock
+        held = _locks_held(tmp_path / "state.db")
+        assert held >= 1
+        Store(url)  # another job of the same process opens the store meanwhile
+        assert _locks_held(tmp_path / "state.db") == held
+    finally:
+        reader.close()

@@ -34,8 +34,16 @@ def make_private(path: Path) -> None:
     -shm files beside it): the state holds every address, and any local user who could read
     it could read them all."""
     try:
-        fd = os.open(path, os.O_CREAT | os.O_WRONLY, PRIVATE)
-        os.close(fd)
+        # Create it, never open an existing one: closing any descriptor of a file drops every
+        # POSIX lock this process holds on it, SQLite's included, so a second Store opened in a
+        # process while another writes (the daemon's jobs) let other processes write at the same
+        # time and corrupted the database.
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, PRIVATE)
+        except FileExistsError:
+            pass
+        else:
+            os.close(fd)
         for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
             if file.exists() and file.stat().st_mode & 0o077:
                 os.chmod(file, PRIVATE)
