@@ -30,7 +30,7 @@ from digest.render.links import email_from_token, unsubscribe_token
 from digest.store import Ledger, Store
 from digest.web.unsubscribe import unsubscribe_server
 
-from .conftest import REALWORLD, FeedServer, Reply, write_config
+from .conftest import REALWORLD, FeedServer, Reply, fresh_database, write_config
 from .smtp_server import SmtpServer
 from .test_cli import SAMPLES, digest
 from .test_deliver import fetched_db, setup  # noqa: F401 - the fixture
@@ -146,7 +146,7 @@ def test_hugging_face_papers_get_their_arxiv_categories(tmp_path):
         hf_url = server.serve("/daily_papers", Reply(200, json.dumps(hf).encode(), {"Content-Type": "application/json"}))
         config_path = write_config(tmp_path, [{"name": "hf", "type": "huggingface", "url": hf_url,
                                                "categories_url": server.url("/api/query")}],
-                                   extra="    topics: [{name: Vision, categories: [cs.CV]}]\n")
+                                   extra="    topics: [{name: Vision, categories: [cs.CV]}]\n", state=fresh_database(tmp_path))
         config = load_config(config_path)
         store = Store(config.database_url())
         now = datetime.now(UTC)  # the preview below reads the real clock too
@@ -177,7 +177,7 @@ def test_hugging_face_papers_get_their_arxiv_categories(tmp_path):
 def test_unreachable_arxiv_api_keeps_the_papers_and_says_so(tmp_path, feed_server):
     hf_url = feed_server.serve("/daily_papers", Reply(200, hf_items(30)))
     config = write_config(tmp_path, [{"name": "hf", "type": "huggingface", "url": hf_url,
-                                      "categories_url": feed_server.url("/down"), "timeout": 2}])
+                                      "categories_url": feed_server.url("/down"), "timeout": 2}], state=fresh_database(tmp_path))
     feed_server.serve("/down", Reply(503, b"down"))
     result = digest("-c", str(config), "fetch")
     assert result.returncode == 0 and "30 new papers from 1 of 1 sources" in result.stdout
@@ -190,7 +190,7 @@ def test_unreachable_arxiv_api_keeps_the_papers_and_says_so(tmp_path, feed_serve
 def test_a_url_is_enough_for_arxiv_and_arxiv_api_sources(tmp_path):
     config = write_config(tmp_path, [
         {"name": "listing", "type": "arxiv", "url": str(REALWORLD / "arxiv-rss-cs.CL-2026-04-27.xml")},
-        {"name": "search", "type": "arxiv-api", "url": str(REALWORLD / "arxiv-api-query-transformer.xml")}])
+        {"name": "search", "type": "arxiv-api", "url": str(REALWORLD / "arxiv-api-query-transformer.xml")}], state=fresh_database(tmp_path))
     assert digest("-c", str(config), "validate").returncode == 0
     fetched = digest("-c", str(config), "fetch")
     assert fetched.returncode == 0 and "from 2 of 2 sources" in fetched.stdout
@@ -258,7 +258,7 @@ def long_ids_store(tmp_path_factory) -> Path:
         {"name": "blog", "type": "feed", "url": str(REALWORLD / "hf-blog-rss.xml")}],
         extra="    name: A Reader With A Long Name\n" + TOPICS
         + "  - email: someone.with.a.very.long.address@subdomain.example.org\n" + TOPICS
-        + "  - email: paused@example.org\n    enabled: false\n" + TOPICS)
+        + "  - email: paused@example.org\n    enabled: false\n" + TOPICS, state=fresh_database(directory))
     assert digest("-c", str(config), "fetch").returncode == 0
     return config
 
@@ -358,7 +358,7 @@ def test_fetch_with_some_sources_failed_and_strict(tmp_path):
     config = write_config(tmp_path, [
         {"name": "ok", "type": "feed", "url": str(REALWORLD / "hf-blog-rss.xml")},
         {"name": "gone1", "type": "feed", "url": "missing-1.xml"},
-        {"name": "gone2", "type": "feed", "url": "missing-2.xml"}])
+        {"name": "gone2", "type": "feed", "url": "missing-2.xml"}], state=fresh_database(tmp_path))
     result = digest("-c", str(config), "fetch")
     assert result.returncode == 0 and "2 of 3 sources failed" in result.stderr
     strict = digest("-c", str(config), "fetch", "--strict")
@@ -372,7 +372,7 @@ def test_urllib3_warnings_stay_out_of_normal_output(tmp_path, feed_server):
     sources = [{"name": f"s{n}", "type": "feed", "url": feed_server.url(f"/f{n}"), "timeout": 5} for n in range(8)]
     for n in range(8):
         feed_server.serve(f"/f{n}", Reply(500, b"no"), Reply(200, (REALWORLD / "hf-blog-rss.xml").read_bytes()))
-    config = write_config(tmp_path, sources)
+    config = write_config(tmp_path, sources, state=fresh_database(tmp_path))
     result = digest("-c", str(config), "fetch")
     assert result.returncode == 0
     assert "urllib3" not in result.stderr and "Retrying" not in result.stderr and "pool" not in result.stderr.lower()
@@ -415,7 +415,7 @@ def test_a_port_that_is_not_smtp_fails_in_seconds(tmp_path, fetched_db):  # noqa
 
 
 def test_a_second_visit_says_already_unsubscribed_and_offers_resubscribe(tmp_path):
-    store = Store(f"sqlite:///{tmp_path / 'state.db'}")
+    store = Store(fresh_database(tmp_path))
     ledger = Ledger(store)
     secret = store.secret()
     web = unsubscribe_server("127.0.0.1:0", secret, ledger)
@@ -466,7 +466,7 @@ def test_highlights_are_what_matched(text, terms, lit):
 
 def test_preview_of_an_empty_digest_says_nothing_would_be_sent(tmp_path):
     config = write_config(tmp_path, [{"name": "blog", "type": "feed", "url": str(REALWORLD / "hf-blog-rss.xml")}],
-                          extra="    topics: [{name: Nothing, keywords: [no-such-term-anywhere]}]\n")
+                          extra="    topics: [{name: Nothing, keywords: [no-such-term-anywhere]}]\n", state=fresh_database(tmp_path))
     assert digest("-c", str(config), "fetch").returncode == 0
     result = digest("-c", str(config), "preview", "alice@example.org")
     assert result.returncode == 0 and result.stdout == ""
