@@ -301,8 +301,8 @@ class Ledger:
             chosen = chosen.where(digests.c.subscriber.in_([_key(e) for e in subscribers]))
         # A CTE, evaluated once: as a plain IN (subquery), PostgreSQL may scan the subquery again
         # while updating, and SKIP LOCKED then hands it rows past the LIMIT.
-        chosen = chosen.order_by(digests.c.id).limit(limit).with_for_update(skip_locked=True).cte("chosen")
-        query = digests.update().where(digests.c.id.in_(sa.select(chosen.c.id)), digests.c.state == "pending").values(
+        batch = chosen.order_by(digests.c.id).limit(limit).with_for_update(skip_locked=True).cte("chosen")
+        query = digests.update().where(digests.c.id.in_(sa.select(batch.c.id)), digests.c.state == "pending").values(
             state="claimed", claimed_by=owner, updated_at=now, lease_until=now + lease).returning(*digests.c)
         return sorted((_entry(r) for r in self._write(lambda conn: conn.execute(query).all())), key=lambda e: e.id)
 
