@@ -155,7 +155,7 @@ def validate(app: App) -> None:
     """
     from .checks import check_setup
 
-    config = app.config
+    config = load_config(app.config_path, locate=True)  # every finding with its line
     findings = check_setup(config)
     for finding in findings:
         label = "[red]error:[/]" if finding.fatal else "[yellow]warning:[/]"

@@ -124,3 +124,42 @@ def test_password_comes_from_the_named_environment_variable(monkeypatch):
     monkeypatch.setenv("MY_SMTP_PW", "hunter2")
     assert config.smtp.password() == "hunter2"
     assert "hunter2" not in repr(config)
+
+
+def _large_config(tmp_path: Path, people: int = 1200) -> Path:
+    """A file past the cache's threshold: many subscribers."""
+    lines = ['sender:', '  from: "Paper Digest <digest@example.org>"', "subscribers:"]
+    lines += [f"  - {{email: reader{n}@example.org, name: Reader {n}, topics: [{{name: LLMs, keywords: [LLM, "
+              f"language model, reasoning]}}, {{name: Vision, keywords: [diffusion]}}]}}" for n in range(people)]
+    path = tmp_path / "subscribers.yaml"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def test_a_large_file_is_parsed_once_per_change(tmp_path):
+    import json
+
+    from digest.config import CACHE_FROM
+
+    path = _large_config(tmp_path)
+    assert path.stat().st_size >= CACHE_FROM
+    first = load_config(path)
+    cache = tmp_path / ".subscribers.yaml.parsed.json"
+    assert cache.exists() and cache.stat().st_mode & 0o777 == 0o600  # it holds every address
+    # The next process reads the cache (proof: a change made to the cached document shows)...
+    data = json.loads(cache.read_text())
+    data["document"]["subscribers"][0]["name"] = "From the cache"
+    cache.write_text(json.dumps(data))
+    assert load_config(path).subscribers[0].name == "From the cache"
+    # ...never for a changed file, and never where lines are wanted (`digest validate`)
+    assert load_config(path, locate=True).subscribers[0].name == "Reader 0"
+    assert load_config(path, locate=True).line_of("subscribers", 5, "email") == 9
+    path.write_text(path.read_text().replace("Reader 1,", "Reader One,"), encoding="utf-8")
+    again = load_config(path)
+    assert again.subscribers[0].name == "Reader 0" and again.subscribers[1].name == "Reader One"
+    assert [s.email for s in again.subscribers] == [s.email for s in first.subscribers]
+    # a broken file is reported with its lines, whatever the cache holds
+    path.write_text(path.read_text().replace("reader7@example.org", "not-an-address"), encoding="utf-8")
+    with pytest.raises(ConfigError) as failure:
+        load_config(path)
+    assert any(p.line == 11 for p in failure.value.problems), failure.value.problems
