@@ -154,9 +154,16 @@ def _paper_static(paper: Paper) -> dict[str, Any]:
     }
 
 
+@lru_cache(maxsize=65_536)
+def _highlighted_summary(text: str, terms: tuple[str, ...]) -> Markup:
+    """A summary highlighted for a set of terms: the same paper matched by the same words
+    recurs in many subscribers' digests (Markup is immutable, so it is shared safely)."""
+    return highlighted(text, list(terms))
+
+
 def paper_values(entry: DigestEntry) -> dict[str, Any]:
     values = dict(_paper_static(entry.paper))
-    values["tldr"] = highlighted(values["tldr_text"], list(entry.matched_terms))
+    values["tldr"] = _highlighted_summary(values["tldr_text"], tuple(entry.matched_terms))
     values["why"] = clean(entry.why)
     values["also_in"] = ", ".join(clean(t) for t in entry.also_in)
     values["score"] = entry.score
