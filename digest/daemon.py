@@ -35,7 +35,6 @@ from .errors import ConfigError, DigestError
 from .gather.collect import gather
 from .store.database import open_store
 from .store.files import backup_name, prune_backups
-from .store.identity import ACTIVE_RUNS, owner_id
 from .store.locks import Locks
 
 log = logging.getLogger("digest.run")
@@ -75,19 +74,14 @@ class Daemon:
     def fetch(self) -> None:
         config = self.config
         store = open_store(config)
-        locks, owner = Locks(store), owner_id(f"fetch-{id(self)}")
         try:
             # One fetch at a time across every process sharing the database.
-            if not locks.acquire("fetch", owner, datetime.now(UTC), FETCH_LEASE):
-                log.info("fetch skipped: another process is fetching")
-                return
-            try:
-                ACTIVE_RUNS.add(f"fetch-{id(self)}")
+            with Locks(store).held("fetch", datetime.now(UTC), FETCH_LEASE) as mine:
+                if not mine:
+                    log.info("fetch skipped: another process is fetching")
+                    return
                 with self.fetching:
                     reports = gather(config, store, stop=self.stop)
-            finally:
-                ACTIVE_RUNS.discard(f"fetch-{id(self)}")
-                locks.release("fetch", owner)
             for report in reports:
                 if report.ok:
                     log.info("fetched %s: %d papers, %d new%s", report.source, report.fetched, report.new,
@@ -123,22 +117,21 @@ class Daemon:
         """The daily copy of the state (SQLite), the oldest beyond `backups.keep` deleted."""
         config = self.config
         store = open_store(config)
-        locks, owner = Locks(store), owner_id(f"backup-{id(self)}")
         try:
             # One backup at a time across the processes sharing the database (a scheduler each).
-            if not locks.acquire("backup", owner, datetime.now(UTC), FETCH_LEASE):
-                log.info("backup skipped: another process is backing up")
-                return
-            folder = config.backup_folder()
-            target = folder / backup_name(datetime.now(UTC))
-            size = store.backup(target)
-            gone = prune_backups(folder, "digest-*.db", config.backups.keep)
+            with Locks(store).held("backup", datetime.now(UTC), FETCH_LEASE) as mine:
+                if not mine:
+                    log.info("backup skipped: another process is backing up")
+                    return
+                folder = config.backup_folder()
+                target = folder / backup_name(datetime.now(UTC))
+                size = store.backup(target)
+                gone = prune_backups(folder, "digest-*.db", config.backups.keep)
             log.info("state backed up to %s (%d bytes)%s", target, size,
                      f"; {len(gone)} old backup{'s' * (len(gone) > 1)} removed" if gone else "")
         except DigestError as exc:
             log.error("backup failed: %s", exc)
         finally:
-            locks.release("backup", owner)
             store.close()
 
     def _backup_due_now(self) -> bool:

@@ -14,19 +14,9 @@ import pytest
 from digest.models import Listing, Paper
 from digest.store import Ledger, Store
 
+from .conftest import postgres_server
+
 T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
-
-
-@pytest.fixture(scope="session")
-def postgres_server():
-    from .postgres import Postgres, available
-
-    why = available()
-    if why:
-        pytest.skip(why)
-    server = Postgres().start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -34,7 +24,7 @@ def database(request, tmp_path) -> str:
     """A fresh, empty database's URL, as a user writes it in `state:`."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'state.db'}"
-    return request.getfixturevalue("postgres_server").create_database()
+    return postgres_server().create_database()  # the one server the tests share
 
 
 def paper(n: int, **fields) -> Paper:

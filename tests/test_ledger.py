@@ -18,7 +18,7 @@ from digest.deliver import Delivery
 from digest.deliver.smtp import SmtpConfigError
 from digest.store import Ledger, Store
 from digest.store.identity import known_gone, namespace
-from digest.store.ledger import ACTIVE_RUNS, CLAIM_LEASE, LEASE, owner_id
+from digest.store.ledger import ACTIVE_RUNS, CLAIM_LEASE, LEASE, Planned, owner_id
 
 from .conftest import fresh_database
 from .smtp_server import SmtpServer
@@ -141,14 +141,19 @@ def test_delivered_since(ledger):
     assert ledger.delivered("a@example.org") == {"old", "new"}
 
 
-def test_rematch_changes_only_a_pending_digest(ledger):
+def test_a_plan_rematches_only_a_pending_digest(ledger):
     entry, _ = ledger.record("a@example.org", "p1", "<m>", ["x"], T0)
-    ledger.rematch(entry.id, ["x", "y"], T0 + timedelta(hours=1))
+
+    def rematch(papers: list[str], at: datetime, state: str = "pending") -> None:
+        ledger.plan([], [(entry.id, Planned("a@example.org", "p1", "<m>", tuple(papers), "{}", state))], [], at)
+
+    rematch(["x", "y"], T0 + timedelta(hours=1))
     again = ledger.entry("a@example.org", "p1")
     assert again.papers == ("x", "y") and again.matched_at == T0 + timedelta(hours=1) and again.state == "pending"
-    ledger.rematch(entry.id, [], T0 + timedelta(hours=2), state="empty")
+    assert again.planned_at == T0 + timedelta(hours=1) and again.content == "{}"
+    rematch([], T0 + timedelta(hours=2), state="empty")
     assert ledger.entry("a@example.org", "p1").state == "empty"
-    ledger.rematch(entry.id, ["z"], T0 + timedelta(hours=3))  # no longer pending: unchanged
+    rematch(["z"], T0 + timedelta(hours=3))  # no longer pending: unchanged
     assert ledger.entry("a@example.org", "p1").papers == ()
 
 

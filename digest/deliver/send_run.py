@@ -24,12 +24,12 @@ from datetime import UTC, datetime, timedelta
 from ..config import Config, Subscriber, find_subscriber
 from ..errors import DigestError
 from ..match.matcher import Matcher
-from ..match.newly_seen import newly_seen
+from ..match.newly_seen import chunks, newly_seen
 from ..models import Digest, Paper
 from ..render.compose import Composer, Email
 from ..render.message import message_id
 from ..store.database import Store
-from ..store.ledger import ACTIVE_RUNS, Entry, Ledger, Planned, owner_id
+from ..store.ledger import ACTIVE_RUNS, Entry, Ledger, Planned, owner_id, subscriber_key
 from ..store.locks import Locks
 from .planned import decode, encode, paper_ids
 from .schedule import due_slot, last_slot, subscriber_schedule
@@ -61,7 +61,6 @@ class Job:
     subscriber: Subscriber
     digest: Digest
     entry: Entry | None  # None for --dry-run and --to
-    claimed: bool = False
     email: Email | None = None
     resend: bool = False  # an uncertain digest sent once more
 
@@ -203,12 +202,12 @@ class Delivery:
         due: list[tuple[Subscriber, str, Entry | None]] = []
         resend: list[int] = []
         fresh = now - PLAN_FRESH
-        for chunk in _chunks([s for s in subscribers if s.enabled], PLAN_BATCH):
+        for chunk in chunks([s for s in subscribers if s.enabled], PLAN_BATCH):
             states = self.ledger.states([s.email for s in chunk])
             periods = {s.email: self.period_of(s, now, scheduled=scheduled) for s in chunk}
             existing = self.ledger.entries_for([(s.email, p) for s in chunk if (p := periods[s.email]) is not None])
             for subscriber in chunk:
-                state = states[_key(subscriber.email)]
+                state = states[subscriber.email]
                 if not state.active:
                     why = "unsubscribed" if state.unsubscribed_at else f"suspended: {state.suspended_reason}"
                     done(Outcome(subscriber.email, "suspended" if state.suspended_at else "skipped", detail=why))
@@ -216,7 +215,7 @@ class Delivery:
                 period = periods[subscriber.email]
                 if period is None:
                     continue
-                entry = existing.get((_key(subscriber.email), period))
+                entry = existing.get((subscriber.email, period))
                 if entry is None:
                     due.append((subscriber, period, None))
                 elif entry.state == "uncertain" and self._resend(entry):
@@ -273,7 +272,6 @@ class Delivery:
         if recovered:
             log.warning("%d digests of an interrupted run recovered (to send again, or uncertain)", recovered)
         planned = not plan  # a worker alone takes what the scheduler planned
-        plan_lock = "plan"
         since = now - PLAN_FRESH
         claim = self.config.workers.batch * self.config.smtp.connections  # a batch per connection
         heartbeat = _Heartbeat(lambda: self.ledger.renew(owner, self.clock() + lease), lease / 3)
@@ -281,13 +279,12 @@ class Delivery:
         failures: list[tuple[Job, BaseException]] = []
         try:
             while not self.stop.is_set() and not state.fatal:
-                if not planned and self.locks.acquire(plan_lock, owner, self.clock(), lease):
-                    try:
-                        with self.timings.timed("plan"):
-                            self.plan(subscribers, now, scheduled=scheduled, done=done)
-                    finally:
-                        self.locks.release(plan_lock, owner)
-                    planned = True
+                if not planned:
+                    with self.locks.held("plan", self.clock(), lease) as mine:
+                        if mine:
+                            with self.timings.timed("plan"):
+                                self.plan(subscribers, now, scheduled=scheduled, done=done)
+                            planned = True
                 if not work:
                     break  # planned, or another run is planning: the workers take it from here
                 entries = self.ledger.claim_batch(owner, self.clock(), limit=claim,
@@ -340,14 +337,14 @@ class Delivery:
             digest = decode(entry.content, subscriber, self._papers) if entry.content else None
             if digest is None:  # recorded by an older version: matched again over its recorded papers
                 digest = self._rebuilt(subscriber, entry, now)
-            jobs.append(Job(subscriber, digest, entry, claimed=True, resend=entry.uncertain_resends > 0))
+            jobs.append(Job(subscriber, digest, entry, resend=entry.uncertain_resends > 0))
         if len(self._papers) > 50_000:  # a day's papers recur across digests; bound the cache all the same
             self._papers.clear()
         return jobs
 
     def _subscribers_by_email(self) -> dict[str, Subscriber]:
         if self._by_email is None:
-            self._by_email = {_key(s.email): s for s in self.config.subscribers}
+            self._by_email = {subscriber_key(s.email): s for s in self.config.subscribers}
         return self._by_email
 
     def _rebuilt(self, subscriber: Subscriber, entry: Entry, now: datetime) -> Digest:
@@ -585,15 +582,6 @@ class _Heartbeat:
 
 PLAN_BATCH = 500  # subscribers matched and recorded per transaction
 PLAN_FRESH = timedelta(minutes=10)  # a pending digest planned this recently belongs to a current plan
-
-
-def _key(email: str) -> str:
-    return email.strip().lower()
-
-
-def _chunks(items: Sequence[Subscriber], size: int) -> Iterable[Sequence[Subscriber]]:
-    for start in range(0, len(items), size):
-        yield items[start:start + size]
 
 
 _SERVER_DOWN_AFTER = 3  # connection failures in a row that end a pass

@@ -27,28 +27,24 @@ def newly_seen(config: Config, store: Store, subscribers: Sequence[Subscriber], 
     (nothing is known to be delivered)."""
     last: dict[str, datetime] = {}
     if ledger is not None and since is None:
-        for chunk in _chunks(subscribers, batch):
+        for chunk in chunks(subscribers, batch):
             last.update(ledger.window_starts([s.email for s in chunk]))
-    starts = {s.email: since or last.get(_key(s.email)) or now - (s.lookback or config.defaults.lookback)
+    starts = {s.email: since or last.get(s.email) or now - (s.lookback or config.defaults.lookback)
               for s in subscribers}
     earliest = min(starts.values(), default=now)
     papers = store.papers(since=earliest)
     matcher = Matcher(subscribers, config.defaults, papers)
 
     def digests() -> Iterator[Digest]:
-        for chunk in _chunks(subscribers, batch):
+        for chunk in chunks(subscribers, batch):
             delivered = ledger.delivered_to([s.email for s in chunk], since=earliest) if ledger is not None else {}
             yield from matcher.digests(chunk, now, window=lambda s, d=delivered: (  # type: ignore[misc]
-                starts[s.email], d.get(_key(s.email), set())))
+                starts[s.email], d.get(s.email, set())))
 
     return papers, digests()
 
 
-
-def _key(email: str) -> str:
-    return email.strip().lower()
-
-
-def _chunks(items: Sequence[Subscriber], size: int) -> Iterator[Sequence[Subscriber]]:
+def chunks(items: Sequence[Subscriber], size: int) -> Iterator[Sequence[Subscriber]]:
+    """`items` in slices of `size`: one question to the ledger, one transaction, per slice."""
     for start in range(0, len(items), size):
         yield items[start:start + size]

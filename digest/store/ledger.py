@@ -23,7 +23,8 @@ from sqlalchemy.engine import Connection
 from .database import Store, UTCTime, dialect_insert
 from .identity import ACTIVE_RUNS, known_gone, owner_id
 
-__all__ = ["ACTIVE_RUNS", "COMPLETED", "Entry", "Ledger", "Planned", "SubscriberState", "owner_id"]
+__all__ = ["ACTIVE_RUNS", "COMPLETED", "Entry", "Ledger", "Planned", "SubscriberState", "owner_id",
+           "subscriber_key"]
 
 LEASE = timedelta(hours=1)  # a claim that carries no lease (an older version's) is abandoned after this
 CLAIM_LEASE = timedelta(minutes=2)  # workers.lease's default
@@ -122,7 +123,8 @@ def _entry(row: sa.Row) -> Entry:
                  row.content, row.planned_at, row.claimed_by)
 
 
-def _key(email: str) -> str:
+def subscriber_key(email: str) -> str:
+    """How the ledger keys a subscriber: the address, trimmed and lower-cased."""
     return email.strip().lower()
 
 
@@ -156,37 +158,22 @@ class Ledger:
         def work(conn: Connection) -> tuple[Entry, bool]:
             # Never check-then-insert: the first worker to insert it records it, the others read it.
             made = conn.execute(dialect_insert(conn)(digests).values(
-                subscriber=_key(subscriber), period=period, message_id=message_id, papers=ids, state=state,
+                subscriber=subscriber_key(subscriber), period=period, message_id=message_id, papers=ids, state=state,
                 attempts=0, created_at=now, matched_at=now, updated_at=now).on_conflict_do_nothing(
                 index_elements=[digests.c.subscriber, digests.c.period]).returning(digests)).first()
             if made is not None:
                 return _entry(made), True
             row = conn.execute(sa.select(digests).where(
-                digests.c.subscriber == _key(subscriber), digests.c.period == period)).one()
+                digests.c.subscriber == subscriber_key(subscriber), digests.c.period == period)).one()
             return _entry(row), False
 
         return self._write(work)
-
-    def rematch(self, digest_id: int, papers: Iterable[str], now: datetime, state: str = "pending") -> None:
-        """A pending digest's papers, matched again before a retry."""
-        ids = json.dumps(list(papers))
-        self._write(lambda conn: conn.execute(digests.update().where(
-            digests.c.id == digest_id, digests.c.state == "pending").values(
-            papers=ids, matched_at=now, updated_at=now, state=state)))
 
     def claim(self, digest_id: int, now: datetime, owner: str | None = None, lease: timedelta = CLAIM_LEASE) -> bool:
         """Take a pending digest for this run; False if another run has it or it is done."""
         result = self._write(lambda conn: conn.execute(digests.update().where(
             digests.c.id == digest_id, digests.c.state == "pending").values(
             state="claimed", claimed_by=owner or owner_id(), updated_at=now, lease_until=now + lease)))
-        return result.rowcount == 1
-
-    def claim_uncertain(self, digest_id: int, now: datetime, owner: str, limit: int) -> bool:
-        """Take an uncertain digest to send once more, if it has been sent again fewer than `limit` times."""
-        result = self._write(lambda conn: conn.execute(digests.update().where(
-            digests.c.id == digest_id, digests.c.state == "uncertain", digests.c.uncertain_resends < limit).values(
-            state="claimed", claimed_by=owner, updated_at=now, lease_until=now + CLAIM_LEASE,
-            uncertain_resends=digests.c.uncertain_resends + 1)))
         return result.rowcount == 1
 
     def uncertain(self, digest_id: int, error: str, now: datetime) -> None:
@@ -272,7 +259,7 @@ class Ledger:
             if rows:
                 conn.execute(dialect_insert(conn)(digests).on_conflict_do_nothing(
                     index_elements=[digests.c.subscriber, digests.c.period]), [
-                    {"subscriber": _key(r.subscriber), "period": r.period, "message_id": r.message_id,
+                    {"subscriber": subscriber_key(r.subscriber), "period": r.period, "message_id": r.message_id,
                      "papers": json.dumps(list(r.papers)), "content": r.content, "state": r.state, "attempts": 0,
                      "created_at": now, "matched_at": now, "updated_at": now, "planned_at": now} for r in rows])
             for digest_id, r in rematch:
@@ -298,7 +285,7 @@ class Ledger:
         (FOR UPDATE SKIP LOCKED); SQLite: writers take turns (BEGIN IMMEDIATE)."""
         chosen = sa.select(digests.c.id).where(digests.c.state == "pending", digests.c.planned_at >= planned_since)
         if subscribers is not None:
-            chosen = chosen.where(digests.c.subscriber.in_([_key(e) for e in subscribers]))
+            chosen = chosen.where(digests.c.subscriber.in_([subscriber_key(e) for e in subscribers]))
         # A CTE, evaluated once: as a plain IN (subquery), PostgreSQL may scan the subquery again
         # while updating, and SKIP LOCKED then hands it rows past the LIMIT.
         batch = chosen.order_by(digests.c.id).limit(limit).with_for_update(skip_locked=True).cte("chosen")
@@ -325,7 +312,7 @@ class Ledger:
             digests.c.state.in_(("claimed", "sending")), digests.c.planned_at >= planned_since,
             digests.c.lease_until >= now, digests.c.claimed_by != besides)
         if subscribers is not None:
-            query = query.where(digests.c.subscriber.in_([_key(e) for e in subscribers]))
+            query = query.where(digests.c.subscriber.in_([subscriber_key(e) for e in subscribers]))
         return self._read(lambda conn: conn.scalar(query)) or 0
 
     def cancel(self, digest_id: int, why: str, now: datetime) -> None:
@@ -335,42 +322,48 @@ class Ledger:
             state="cancelled", claimed_by=None, lease_until=None, last_error=why, updated_at=now)))
 
     def states(self, subscribers: Sequence[str]) -> dict[str, SubscriberState]:
-        """Subscriber states of many at once (those with none are active)."""
-        keys = [_key(e) for e in subscribers]
+        """Subscriber states of many at once, keyed by the addresses as given (those with none
+        are active)."""
+        keys = {e: subscriber_key(e) for e in subscribers}
         rows = self._read(lambda conn: conn.execute(sa.select(subscriber_state).where(
-            subscriber_state.c.subscriber.in_(keys))).all())
-        found = {r.subscriber: SubscriberState(r.hard_failures, r.suspended_at, r.suspended_reason, r.unsubscribed_at)
-                 for r in rows}
-        return {k: found.get(k, SubscriberState()) for k in keys}
+            subscriber_state.c.subscriber.in_(set(keys.values())))).all())
+        found = {r.subscriber: _row_state(r) for r in rows}
+        return {e: found.get(k, SubscriberState()) for e, k in keys.items()}
 
     def entries_for(self, wanted: Sequence[tuple[str, str]]) -> dict[tuple[str, str], Entry]:
-        """The recorded digests among (subscriber, period) pairs, keyed by the pair."""
-        keys = {(_key(e), p) for e, p in wanted}
-        emails = sorted({e for e, _ in keys})
+        """The recorded digests among (subscriber, period) pairs, keyed by the pairs as given."""
+        keys = {(subscriber_key(e), p): (e, p) for e, p in wanted}
         rows = self._read(lambda conn: conn.execute(sa.select(digests).where(
-            digests.c.subscriber.in_(emails), digests.c.period.in_(sorted({p for _, p in keys})))).all())
-        return {(r.subscriber, r.period): _entry(r) for r in rows if (r.subscriber, r.period) in keys}
+            digests.c.subscriber.in_(sorted({e for e, _ in keys})),
+            digests.c.period.in_(sorted({p for _, p in keys})))).all())
+        return {keys[r.subscriber, r.period]: _entry(r) for r in rows if (r.subscriber, r.period) in keys}
 
     def window_starts(self, subscribers: Sequence[str]) -> dict[str, datetime]:
-        """For many subscribers at once: when each one's last completed digest was matched."""
+        """For many subscribers at once: when each one's last completed digest was matched
+        (papers first seen since are new), keyed by the addresses as given."""
+        keys = {e: subscriber_key(e) for e in subscribers}
         query = sa.select(digests.c.subscriber, sa.func.max(digests.c.matched_at)).where(
-            digests.c.subscriber.in_([_key(e) for e in subscribers]), digests.c.state.in_(COMPLETED)).group_by(
+            digests.c.subscriber.in_(set(keys.values())), digests.c.state.in_(COMPLETED)).group_by(
             digests.c.subscriber)
-        return {k: v for k, v in self._read(lambda conn: conn.execute(query).all())}
+        found = dict(self._read(lambda conn: conn.execute(query).all()))
+        return {e: found[k] for e, k in keys.items() if found.get(k) is not None}
 
-    def delivered_to(self, subscribers: Sequence[str], since: datetime) -> dict[str, set[str]]:
-        """For many subscribers at once: the papers of their sent digests matched since `since`."""
+    def delivered_to(self, subscribers: Sequence[str], since: datetime | None = None) -> dict[str, set[str]]:
+        """For many subscribers at once: the papers of their sent digests (matched since
+        `since`, when given), keyed by the addresses as given."""
+        keys = {e: subscriber_key(e) for e in subscribers}
         query = sa.select(digests.c.subscriber, digests.c.papers).where(
-            digests.c.subscriber.in_([_key(e) for e in subscribers]), digests.c.state.in_(("sent", "uncertain")),
-            digests.c.matched_at >= since)
+            digests.c.subscriber.in_(set(keys.values())), digests.c.state.in_(("sent", "uncertain")))
+        if since is not None:
+            query = query.where(digests.c.matched_at >= since)
         found: dict[str, set[str]] = {}
         for subscriber, papers in self._read(lambda conn: conn.execute(query).all()):
             found.setdefault(subscriber, set()).update(json.loads(papers))
-        return found
+        return {e: found[k] for e, k in keys.items() if k in found}
 
     def reset_failures(self, subscribers: Sequence[str]) -> None:
         """Digests reached these subscribers: their count of refusals in a row starts again."""
-        keys = [_key(e) for e in subscribers]
+        keys = [subscriber_key(e) for e in subscribers]
         if keys:
             self._write(lambda conn: conn.execute(subscriber_state.update().where(
                 subscriber_state.c.subscriber.in_(keys), subscriber_state.c.hard_failures > 0).values(hard_failures=0)))
@@ -396,7 +389,7 @@ class Ledger:
 
     def entry(self, subscriber: str, period: str) -> Entry | None:
         row = self._read(lambda conn: conn.execute(sa.select(digests).where(
-            digests.c.subscriber == _key(subscriber), digests.c.period == period)).first())
+            digests.c.subscriber == subscriber_key(subscriber), digests.c.period == period)).first())
         return _entry(row) if row is not None else None
 
     def entries_exist(self) -> bool:
@@ -405,33 +398,30 @@ class Ledger:
     def entries(self, subscriber: str | None = None) -> list[Entry]:
         query = sa.select(digests).order_by(digests.c.created_at, digests.c.id)
         if subscriber:
-            query = query.where(digests.c.subscriber == _key(subscriber))
+            query = query.where(digests.c.subscriber == subscriber_key(subscriber))
         return [_entry(r) for r in self._read(lambda conn: conn.execute(query).all())]
 
     def window_start(self, subscriber: str) -> datetime | None:
         """When the subscriber's last completed digest was matched (papers first seen since are new)."""
-        return self._read(lambda conn: conn.scalar(sa.select(sa.func.max(digests.c.matched_at)).where(
-            digests.c.subscriber == _key(subscriber), digests.c.state.in_(COMPLETED))))
+        return self.window_starts([subscriber]).get(subscriber)
 
     def delivered(self, subscriber: str, among: Iterable[str] | None = None, since: datetime | None = None) -> set[str]:
         """Papers in the subscriber's sent digests (matched since `since`, when given)."""
-        query = sa.select(digests.c.papers).where(digests.c.subscriber == _key(subscriber),
-                                                  digests.c.state.in_(("sent", "uncertain")))
-        if since is not None:
-            query = query.where(digests.c.matched_at >= since)
-        found = {p for papers in self._read(lambda conn: conn.scalars(query).all()) for p in json.loads(papers)}
+        found = self.delivered_to([subscriber], since).get(subscriber, set())
         return found if among is None else found & set(among)
 
 
 def _state(conn: Connection, subscriber: str) -> SubscriberState:
-    row = conn.execute(sa.select(subscriber_state).where(subscriber_state.c.subscriber == _key(subscriber))).first()
-    if row is None:
-        return SubscriberState()
+    row = conn.execute(sa.select(subscriber_state).where(subscriber_state.c.subscriber == subscriber_key(subscriber))).first()
+    return SubscriberState() if row is None else _row_state(row)
+
+
+def _row_state(row: sa.Row) -> SubscriberState:
     return SubscriberState(row.hard_failures, row.suspended_at, row.suspended_reason, row.unsubscribed_at)
 
 
 def _upsert_state(conn: Connection, subscriber: str, **values) -> None:  # type: ignore[no-untyped-def]
-    statement = dialect_insert(conn)(subscriber_state).values(subscriber=_key(subscriber), **{"hard_failures": 0, **values})
+    statement = dialect_insert(conn)(subscriber_state).values(subscriber=subscriber_key(subscriber), **{"hard_failures": 0, **values})
     conn.execute(statement.on_conflict_do_update(index_elements=[subscriber_state.c.subscriber], set_=values))
 
 

@@ -4,13 +4,16 @@ that dies frees it by itself; one known to have ended (same pid namespace) frees
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from .database import Store, UTCTime, dialect_insert
-from .identity import known_gone
+from .identity import ACTIVE_RUNS, known_gone, owner_id
 
 _meta = sa.MetaData()
 locks = sa.Table(
@@ -45,6 +48,22 @@ class Locks:
             return False
 
         return self._write(work)
+
+    @contextmanager
+    def held(self, name: str, now: datetime, lease: timedelta) -> Iterator[bool]:
+        """The lease `name` for this process while the block runs: True if it was taken,
+        False if another process holds it (the block then does nothing of its work)."""
+        run = f"{name}-{uuid.uuid4().hex[:12]}"
+        owner = owner_id(run)
+        if not self.acquire(name, owner, now, lease):
+            yield False
+            return
+        ACTIVE_RUNS.add(run)  # while it is listed, this process is known to hold it
+        try:
+            yield True
+        finally:
+            ACTIVE_RUNS.discard(run)
+            self.release(name, owner)
 
     def release(self, name: str, owner: str) -> None:
         self._write(lambda conn: conn.execute(locks.delete().where(locks.c.name == name, locks.c.owner == owner)))
