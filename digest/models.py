@@ -38,6 +38,11 @@ class Paper:
     thumbnail: str | None = None
     sources: tuple[str, ...] = ()
 
+    def __hash__(self) -> int:
+        # Papers key the render caches; hashing all 21 fields cost more than the lookup saved.
+        # Equal papers share id and title, so equal hashes (equality still compares all).
+        return hash((self.id, self.title))
+
     def merged_with(self, newer: Paper) -> Paper:
         """Combine what two sources know of one paper.
 

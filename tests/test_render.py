@@ -411,3 +411,42 @@ def test_fit_keeps_the_best_cards_that_fit():
     assert one_more[2] == cards + 1  # the largest count that fits, not merely one that does
     values, html, cards = fit(context, renderer, budget=9_000)  # links alone are too many: fewer links
     assert cards == 0 and len(html.encode()) <= 9_000 and 0 < len(values["more"]) < 30
+
+
+# ---------------------------------------------------------------- speed without a change of output
+
+
+def test_a_cached_fragment_is_rendered_once_per_value_and_never_for_another():
+    from digest.render.renderer import environment
+
+    rendered = []
+    env = environment(html=False)
+    env.globals["seen"] = lambda p: rendered.append(p["t"]) or ""
+    template = env.from_string("{% for p in ps %}{% cache p %}[{{ p.t }}{{ seen(p) }}]{% endcache %}{% endfor %}")
+    a, b = {"t": "a"}, {"t": "b"}
+    assert template.render(ps=[a, b, a, a]) == "[a][b][a][a]"
+    assert template.render(ps=[b, a]) == "[b][a]" and rendered == ["a", "b"]
+    # equal contents, another value: rendered for itself (the key is identity, not contents)
+    for n in range(50):  # fresh dicts, whose ids Python reuses once the old ones are gone
+        assert template.render(ps=[{"t": f"x{n}"}]) == f"[x{n}]"
+    assert len(rendered) == 52
+
+
+def test_cards_shared_by_digests_render_as_if_each_were_rendered_alone():
+    naive, compiled = renderers()
+    papers = [paper(n) for n in range(1, 7)]
+    digests = [make_digest(papers[:4]), make_digest(papers[2:], why='matched "KV cache" in abstract'),
+               make_digest(papers[1:5], topics=("KV", "Other"))]
+    warm = [Composer(config(), secret="s", renderer=compiled).email(d, subscriber()) for d in digests * 2]
+    for digest, email_ in zip(digests * 2, warm):
+        fresh = Composer(config(), secret="s", renderer=CompiledRenderer(probes=[])).email(digest, subscriber())
+        alone = Composer(config(), secret="s", renderer=naive).email(digest, subscriber())
+        assert email_.html == fresh.html == alone.html and email_.text == fresh.text == alone.text
+    assert 'matched "KV cache" in abstract' in warm[1].html and 'in abstract' not in warm[0].html
+
+
+def test_a_misspelt_value_is_still_an_error_with_its_line(tmp_path):
+    (tmp_path / "_paper.html.j2").write_text('<div class="card">\n{{ paper.titel }}\n</div>\n', encoding="utf-8")
+    with pytest.raises(TemplateError) as caught:
+        NaiveRenderer(tmp_path).html(probe_values()[0])
+    assert "_paper.html.j2:2" in str(caught.value) and "titel" in str(caught.value)

@@ -161,7 +161,9 @@ def _highlighted_summary(text: str, terms: tuple[str, ...]) -> Markup:
     return highlighted(text, list(terms))
 
 
+@lru_cache(maxsize=20_000)
 def paper_values(entry: DigestEntry) -> dict[str, Any]:
+    """A paper's card; shared by every digest with the same entry (read-only from here on)."""
     values = dict(_paper_static(entry.paper))
     values["tldr"] = _highlighted_summary(values["tldr_text"], tuple(entry.matched_terms))
     values["why"] = clean(entry.why)

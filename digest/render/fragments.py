@@ -1,0 +1,59 @@
+"""`{% cache value %}…{% endcache %}`: a template fragment rendered once per value.
+
+A paper's card reads as the same markup in every digest it appears in (its values are
+shared: see email_context.paper_values), so the built-in templates wrap each card in
+`{% cache paper %}`; a digest then costs one lookup per card instead of its ~25
+expressions. The key is the value's identity, not its contents (hashing a card's values
+would cost as much as rendering them): a template author declares with the tag that
+the fragment depends on that value alone. The cache holds the value itself, so an id is
+never reused while its entry lives; it is emptied when full.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from jinja2 import nodes
+from jinja2.ext import Extension
+from jinja2.parser import Parser
+from markupsafe import Markup
+
+FRAGMENTS_KEPT = 20_000
+
+
+class FragmentCache(Extension):
+    tags = {"cache"}
+
+    def __init__(self, environment: Any) -> None:
+        super().__init__(environment)
+        self.fragments: dict[int, tuple[object, Markup]] = {}
+
+    def parse(self, parser: Parser) -> nodes.Node | list[nodes.Node]:
+        """`{% set c = cached(key) %}{% if c is none %}{% set c %}body{% endset %}{{ keep(key, c) }}
+        {% else %}{{ c }}{% endif %}`: plain nodes and one call per hit, not a call block (whose
+        caller macro cost more than a card's render)."""
+        lineno = next(parser.stream).lineno
+        key = parser.parse_expression()
+        body = parser.parse_statements(("name:endcache",), drop_needle=True)
+        name = "_cached_fragment"
+        return [
+            nodes.Assign(nodes.Name(name, "store"), self.call_method("_get", [key])).set_lineno(lineno),
+            nodes.If(
+                nodes.Test(nodes.Name(name, "load"), "none", [], [], None, None),
+                [nodes.AssignBlock(nodes.Name(name, "store"), None, body),
+                 nodes.Output([self.call_method("_keep", [key, nodes.Name(name, "load")])])],
+                [],
+                [nodes.Output([nodes.Name(name, "load")])],
+            ).set_lineno(lineno),
+        ]
+
+    def _get(self, value: object) -> Markup | None:
+        kept = self.fragments.get(id(value))
+        return kept[1] if kept is not None and kept[0] is value else None
+
+    def _keep(self, value: object, text: str) -> Markup:
+        if len(self.fragments) >= FRAGMENTS_KEPT:
+            self.fragments.clear()
+        fragment = Markup(text)  # already escaped: finalize passes it as it is
+        self.fragments[id(value)] = (value, fragment)
+        return fragment
