@@ -25,6 +25,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PlainSerializer,
     PrivateAttr,
     ValidationError,
     model_validator,
@@ -225,7 +226,18 @@ Mailbox = Annotated[str, BeforeValidator(_mailbox)]
 TimeZoneName = Annotated[str, BeforeValidator(_timezone)]
 Strings = Annotated[list[str], BeforeValidator(_strings)]
 Categories = Annotated[list[str], BeforeValidator(_categories)]
-Duration = Annotated[timedelta, BeforeValidator(_duration)]
+def _duration_text(value: timedelta) -> str:
+    """The largest whole unit (`3d`, `90m`), so the amount stays within what parse_duration reads."""
+    seconds = value.total_seconds()
+    for unit, size in (("w", 604_800), ("d", 86_400), ("h", 3_600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:f}".rstrip("0").rstrip(".") + "s"
+
+
+# Written back as seconds (`86400s`), which the validator reads again: a subscriber's settings
+# round-trip through the database as JSON.
+Duration = Annotated[timedelta, BeforeValidator(_duration), PlainSerializer(_duration_text, when_used="json")]
 
 
 def _at_most(limit: timedelta) -> AfterValidator:

@@ -366,3 +366,29 @@ def test_a_server_that_keeps_dropping_ends_the_run_quickly_and_loses_nothing(tmp
         again = digest_cli("send", config=config)  # the deferred, and the uncertain once more
         assert "10 sent" in again.stdout
         assert Counter(str(m["To"]) for m in server.handler.received) == Counter(emails)
+
+
+def test_about_one_commit_per_digest_sent(tmp_path, fetched):
+    """A worker's ledger: one commit per digest (its `sending` mark carries the previous digest's
+    `sent`), plus one claim and one closing commit per batch; reads outside them."""
+    import sqlalchemy as sa
+
+    emails = [f"reader{n}@example.org" for n in range(30)]
+    with SmtpServer() as server:
+        config = setup(tmp_path, fetched, server.port, emails, keywords="[model]")
+        planner = delivery(config)
+        planner.run(work=False)
+        pending = [e for e in planner.ledger.entries() if e.state == "pending"]
+        assert len(pending) == 30
+        worker = delivery(config)
+        counts = Counter()
+        sa.event.listen(worker.store.engine, "begin", lambda conn: counts.update(
+            ["read" if conn.get_execution_options().get("digest_reading") else "write"]))
+        outcomes = worker.run(plan=False)
+        assert [o.status for o in outcomes].count("sent") == 30 and len(server.handler.received) == 30
+    assert {e.state for e in worker.ledger.entries()} == {"sent"}
+    batches = -(-30 // 10)  # workers.batch
+    # per run: a recovery at the start and when nothing is left to claim, the empty claim, the
+    # release, the signing key
+    assert counts["write"] <= 30 + 2 * batches + 5, counts
+    assert counts["read"] <= 2 * batches + 4, counts  # per batch: the subscribers' rows and states

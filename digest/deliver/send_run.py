@@ -24,15 +24,17 @@ from datetime import UTC, datetime, timedelta
 from ..config import Config, Subscriber, find_subscriber
 from ..errors import DigestError
 from ..match.matcher import Matcher
-from ..match.newly_seen import chunks, newly_seen
+from ..match.newly_seen import newly_seen
 from ..models import Digest, Paper
 from ..render.compose import Composer, Email
 from ..render.message import message_id
 from ..store.database import Store
-from ..store.ledger import ACTIVE_RUNS, Entry, Ledger, Planned, owner_id, subscriber_key
+from ..store.directory import Directory
+from ..store.ledger import ACTIVE_RUNS, Entry, Ledger, Planned, owner_id
 from ..store.locks import Locks
+from . import roster
 from .planned import decode, encode, paper_ids
-from .schedule import due_slot, last_slot, subscriber_schedule
+from .schedule import due_slot, last_slot, next_slot, subscriber_schedule
 from .smtp import (
     ConnectionLost,
     PermanentError,
@@ -79,7 +81,7 @@ class Delivery:
         self.locks = Locks(store)
         self._composer = composer
         self._papers: dict[str, Paper] = {}  # papers of claimed digests, by id (they recur across digests)
-        self._by_email: dict[str, Subscriber] | None = None
+        self.directory = Directory(store)
         self._marked = False  # the marker that this configuration has sent is written
         self.clock = clock
         self.stop = stop or threading.Event()
@@ -139,6 +141,7 @@ class Delivery:
         if dry_run or to:
             self._unrecorded(subscribers, now, scheduled=scheduled, dry_run=dry_run, to=to, done=done)
             return outcomes
+        roster.sync(self.config, self.directory, now)  # one query unless subscribers.yaml changed
         run_id = uuid.uuid4().hex[:12]
         ACTIVE_RUNS.add(run_id)
         try:
@@ -192,7 +195,7 @@ class Delivery:
 
     # ------------------------------------------------------------ planning
 
-    def plan(self, subscribers: Sequence[Subscriber], now: datetime, *, scheduled: bool,
+    def plan(self, subscribers: Iterable[Subscriber], now: datetime, *, scheduled: bool,
              done: Callable[[Outcome], None] = lambda outcome: None) -> int:
         """Record every due digest of `subscribers` as pending (or empty), matched once, in
         batches of PLAN_BATCH subscribers per transaction; returns how many were recorded. A
@@ -201,32 +204,68 @@ class Delivery:
         (smtp.resend_uncertain)."""
         due: list[tuple[Subscriber, str, Entry | None]] = []
         resend: list[int] = []
+        batch: list[Subscriber] = []
+        for subscriber in subscribers:
+            if subscriber.enabled:
+                batch.append(subscriber)
+            if len(batch) >= PLAN_BATCH:
+                self._triage(batch, now, scheduled=scheduled, done=done, due=due, resend=resend)
+                batch = []
+        if batch:
+            self._triage(batch, now, scheduled=scheduled, done=done, due=due, resend=resend)
+        return self._record(due, resend, now, done)
+
+    def plan_due(self, now: datetime, *, done: Callable[[Outcome], None] = lambda outcome: None) -> int:
+        """A scheduled run's plan: only the subscribers whose next digest is due, found by one
+        indexed query per PLAN_BATCH (not by asking about everyone every minute); each one's
+        next_due then moves on to their first slot after now."""
+        due: list[tuple[Subscriber, str, Entry | None]] = []
+        resend: list[int] = []
+        moves: list[tuple[str, datetime | None]] = []
+        after: tuple[datetime, str] | None = None
+        while page := self.directory.due(now, limit=PLAN_BATCH, after=after):
+            after = (page[-1].next_due, page[-1].key)  # type: ignore[assignment]
+            listed = [roster.subscriber(row) for row in page]
+            self._triage([s for s in listed if s.enabled], now, scheduled=True, done=done, due=due, resend=resend)
+            moves += [(row.key, next_slot(row.schedule, row.timezone, now)) for row in page]
+        planned = self._record(due, resend, now, done)
+        self.directory.advance(moves, self.clock())  # after the plan is recorded: a crash between re-plans (no-op)
+        return planned
+
+    def _triage(self, chunk: Sequence[Subscriber], now: datetime, *, scheduled: bool,
+                done: Callable[[Outcome], None], due: list[tuple[Subscriber, str, Entry | None]],
+                resend: list[int]) -> None:
+        """Which of `chunk` need a digest matched (into `due`) or an uncertain one sent again
+        (into `resend`): two questions to the ledger for the whole chunk."""
         fresh = now - PLAN_FRESH
-        for chunk in chunks([s for s in subscribers if s.enabled], PLAN_BATCH):
-            states = self.ledger.states([s.email for s in chunk])
-            periods = {s.email: self.period_of(s, now, scheduled=scheduled) for s in chunk}
-            existing = self.ledger.entries_for([(s.email, p) for s in chunk if (p := periods[s.email]) is not None])
-            for subscriber in chunk:
-                state = states[subscriber.email]
-                if not state.active:
-                    why = "unsubscribed" if state.unsubscribed_at else f"suspended: {state.suspended_reason}"
-                    done(Outcome(subscriber.email, "suspended" if state.suspended_at else "skipped", detail=why))
-                    continue
-                period = periods[subscriber.email]
-                if period is None:
-                    continue
-                entry = existing.get((subscriber.email, period))
-                if entry is None:
-                    due.append((subscriber, period, None))
-                elif entry.state == "uncertain" and self._resend(entry):
-                    resend.append(entry.id)
-                elif entry.state == "pending":
-                    if entry.planned_at is None or entry.planned_at < fresh:  # left by an earlier run
-                        due.append((subscriber, period, entry))
-                elif entry.state in ("claimed", "sending"):
-                    pass  # a worker has it
-                elif not scheduled:
-                    done(Outcome(subscriber.email, "skipped", detail=f"digest for {period} already {entry.state}"))
+        states = self.ledger.states([s.email for s in chunk])
+        periods = {s.email: self.period_of(s, now, scheduled=scheduled) for s in chunk}
+        existing = self.ledger.entries_for([(s.email, p) for s in chunk if (p := periods[s.email]) is not None])
+        for subscriber in chunk:
+            state = states[subscriber.email]
+            if not state.active:
+                why = "unsubscribed" if state.unsubscribed_at else f"suspended: {state.suspended_reason}"
+                done(Outcome(subscriber.email, "suspended" if state.suspended_at else "skipped", detail=why))
+                continue
+            period = periods[subscriber.email]
+            if period is None:
+                continue
+            entry = existing.get((subscriber.email, period))
+            if entry is None:
+                due.append((subscriber, period, None))
+            elif entry.state == "uncertain" and self._resend(entry):
+                resend.append(entry.id)
+            elif entry.state == "pending":
+                if entry.planned_at is None or entry.planned_at < fresh:  # left by an earlier run
+                    due.append((subscriber, period, entry))
+            elif entry.state in ("claimed", "sending"):
+                pass  # a worker has it
+            elif not scheduled:
+                done(Outcome(subscriber.email, "skipped", detail=f"digest for {period} already {entry.state}"))
+
+    def _record(self, due: list[tuple[Subscriber, str, Entry | None]], resend: list[int], now: datetime,
+                done: Callable[[Outcome], None]) -> int:
+        """Match the due subscribers once and record their digests, PLAN_BATCH per transaction."""
         if resend:
             self.ledger.plan([], [], resend, now)
         if not due:
@@ -283,7 +322,12 @@ class Delivery:
                     with self.locks.held("plan", self.clock(), lease) as mine:
                         if mine:
                             with self.timings.timed("plan"):
-                                self.plan(subscribers, now, scheduled=scheduled, done=done)
+                                if only is not None:
+                                    self.plan(subscribers, now, scheduled=scheduled, done=done)
+                                elif scheduled:
+                                    self.plan_due(now, done=done)
+                                else:
+                                    self.plan(self._everyone(), now, scheduled=False, done=done)
                             planned = True
                 if not work:
                     break  # planned, or another run is planning: the workers take it from here
@@ -318,7 +362,7 @@ class Delivery:
     def _jobs(self, entries: list[Entry], now: datetime, done: Callable[[Outcome], None]) -> list[Job]:
         """The claimed digests, ready to render: their subscriber (still in the configuration
         and still subscribed) and their digest, rebuilt from the plan's record."""
-        by_email = self._subscribers_by_email()
+        listed = self.directory.get([e.subscriber for e in entries])
         states = self.ledger.states([e.subscriber for e in entries])
         wanted = {pid for e in entries for pid in (paper_ids(e.content) if e.content else e.papers)}
         missing = [pid for pid in wanted if pid not in self._papers]
@@ -326,7 +370,8 @@ class Delivery:
             self._papers.update((p.id, p) for p in self.store.papers(ids=missing))
         jobs = []
         for entry in entries:
-            subscriber = by_email.get(entry.subscriber)
+            row = listed.get(entry.subscriber)
+            subscriber = roster.subscriber(row) if row is not None else None
             state = states[entry.subscriber]
             if subscriber is None or not subscriber.enabled or not state.active:
                 why = ("no longer in the configuration" if subscriber is None else "paused" if not subscriber.enabled
@@ -342,10 +387,10 @@ class Delivery:
             self._papers.clear()
         return jobs
 
-    def _subscribers_by_email(self) -> dict[str, Subscriber]:
-        if self._by_email is None:
-            self._by_email = {subscriber_key(s.email): s for s in self.config.subscribers}
-        return self._by_email
+    def _everyone(self) -> Iterator[Subscriber]:
+        """Every subscriber in the directory, read PLAN_BATCH at a time."""
+        for page in self.directory.pages(size=PLAN_BATCH):
+            yield from (roster.subscriber(row) for row in page)
 
     def _rebuilt(self, subscriber: Subscriber, entry: Entry, now: datetime) -> Digest:
         """The same digest again from its recorded papers (the same Message-ID: the period's)."""
@@ -374,7 +419,7 @@ class Delivery:
             if state.connection_failures >= _SERVER_DOWN_AFTER:
                 return TransientError(f"SMTP server {state.sender().where} keeps failing")
             try:
-                outcome = self._send_one(job, state.sender(), now, owner, to)
+                outcome = self._send_one(job, state.sender(), now, owner, to, state)
             except TransientError as exc:
                 with lock:
                     state.connection_failures = state.connection_failures + 1 if isinstance(exc, ConnectionLost) else 0
@@ -406,19 +451,30 @@ class Delivery:
                         break
                     state.connection_failures = 0
                 results = state.map(work, remaining)
+                if to is None:
+                    self._record_accepted(state, sent)
                 waiting = [(job, error) for job, error in zip(remaining, results) if error is not None]
                 remaining = [job for job, _ in waiting]
                 if not remaining or state.fatal or self.stop.is_set():
                     break
         finally:
-            if sent and to is None:
-                self.ledger.reset_failures(sent)
-                if not self._marked:
-                    self.store.mark_sent(self.clock())
-                    self._marked = True
+            if to is None:
+                self._record_accepted(state, sent)
         return waiting
 
-    def _send_one(self, job: Job, sender: SmtpSender, now: datetime, owner: str, to: str | None) -> Outcome:
+    def _record_accepted(self, state: Sending, sent: list[str]) -> None:
+        """What the connections sent and have not recorded yet, with the refusal counts of
+        everyone who got a digest reset, in one commit (after each pass)."""
+        accepted = [entry for entries in state.accepted.values() for entry in entries]
+        self.ledger.sent_all(accepted, self.clock(), subscribers=sent)
+        state.accepted.clear()
+        reached, sent[:] = bool(sent), []
+        if reached and not self._marked:
+            self.store.mark_sent(self.clock())
+            self._marked = True
+
+    def _send_one(self, job: Job, sender: SmtpSender, now: datetime, owner: str, to: str | None,
+                  state: Sending) -> Outcome:
         """One attempt; TransientError leaves the digest claimed for the next pass."""
         subscriber, entry = job.subscriber, job.entry
         if job.email is None:
@@ -427,7 +483,13 @@ class Delivery:
                 job.email = self.composer.email(job.digest, subscriber, key=key, to=to)
 
         def mark() -> None:
-            if entry is not None and not self.ledger.sending(entry.id, self.clock(), owner):
+            if entry is None:
+                return
+            # The digests this connection sent before, recorded in the same commit (then forgotten).
+            accepted = state.accepted.get(id(sender), [])
+            mine = self.ledger.sending(entry.id, self.clock(), owner, accepted=accepted)
+            accepted.clear()
+            if not mine:
                 raise ClaimLost
 
         papers = len(job.digest.papers)
@@ -455,7 +517,10 @@ class Delivery:
             suspended = self.ledger.failed(entry, str(exc), self.clock(), self.config.smtp.suspend_after)
             return Outcome(subscriber.email, "failed", papers, str(exc) + ("; subscriber suspended" if suspended else ""))
         if entry is not None:
-            self.ledger.sent(entry, self.clock(), reset_failures=False)
+            # Recorded with this connection's next `sending` mark, or at the end of the pass: one
+            # commit per digest. A crash before then leaves it `sending`, so uncertain and sent
+            # once more: as before, at most one message per connection goes twice.
+            state.accepted.setdefault(id(sender), []).append(entry)
             return Outcome(subscriber.email, "sent", papers,
                            job.email.subject + (" (sent again: the first try's reply never came)" if job.resend else ""))
         return Outcome(subscriber.email, "test", papers, f"sent to {to}, not recorded")
@@ -535,6 +600,7 @@ class Sending:
         self.senders: list[SmtpSender] = []
         self.lock = threading.Lock()
         self.connection_failures = 0  # in a row, across the connections
+        self.accepted: dict[int, list[Entry]] = {}  # by connection: sent, not yet recorded
         self.fatal: list[SmtpConfigError] = []
 
     def sender(self) -> SmtpSender:

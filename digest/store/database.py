@@ -210,6 +210,14 @@ def create_engine(url: str) -> Engine:
     return engine
 
 
+READING = "digest_reading"  # an execution option: this connection only reads
+
+
+def reading(engine: Engine) -> Connection:
+    """A connection for reads only (SQLite: a deferred BEGIN, which never waits for writers)."""
+    return engine.connect().execution_options(**{READING: True})
+
+
 def _serialise_sqlite_writers(engine: Engine) -> None:
     """WAL, a busy timeout, and BEGIN IMMEDIATE: concurrent runs queue instead of failing or racing."""
 
@@ -227,7 +235,8 @@ def _serialise_sqlite_writers(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _begin(conn: Connection) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # A read (`reading`) takes a snapshot and lets writers on; a write queues for the lock.
+        conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get(READING) else "BEGIN IMMEDIATE")
 
 
 class Store:
@@ -300,7 +309,7 @@ class Store:
         return self._guard(lambda: self._read_setting("secret"))
 
     def _read_setting(self, key: str) -> str | None:
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             return conn.scalar(sa.select(settings_table.c.value).where(settings_table.c.key == key))
 
     # ------------------------------------------------------------ safety of the state
@@ -413,7 +422,7 @@ class Store:
 
     def fetch_state(self, source: str) -> FetchState:
         def read() -> FetchState:
-            with self.engine.connect() as conn:
+            with reading(self.engine) as conn:
                 row = conn.execute(sa.select(fetch_state).where(fetch_state.c.source == source)).first()
             return FetchState(**row._mapping) if row else FetchState(source)
 
@@ -430,7 +439,7 @@ class Store:
             if source is not None:
                 query = query.where(papers.c.id.in_(
                     sa.select(paper_sources.c.paper_id).where(paper_sources.c.source == source)))
-            with self.engine.connect() as conn:
+            with reading(self.engine) as conn:
                 if ids is not None:
                     return self._load(conn, list(ids))
                 rows = conn.execute(query).all()
@@ -443,7 +452,7 @@ class Store:
 
         def read() -> dict[str, tuple[str, ...]]:
             found: dict[str, tuple[str, ...]] = {}
-            with self.engine.connect() as conn:
+            with reading(self.engine) as conn:
                 for start in range(0, len(ids), _CHUNK):
                     query = sa.select(papers.c.id, papers.c.categories).where(papers.c.id.in_(ids[start:start + _CHUNK]))
                     found.update({i: tuple(c) for i, c in conn.execute(query) if c})
@@ -453,7 +462,7 @@ class Store:
 
     def count(self) -> int:
         def read() -> int:
-            with self.engine.connect() as conn:
+            with reading(self.engine) as conn:
                 return int(conn.scalar(sa.select(sa.func.count()).select_from(papers)) or 0)
 
         return self._guard(read)

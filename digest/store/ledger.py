@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from .database import Store, UTCTime, dialect_insert
+from .database import Store, UTCTime, dialect_insert, reading
 from .identity import ACTIVE_RUNS, known_gone, owner_id
 
 __all__ = ["ACTIVE_RUNS", "COMPLETED", "Entry", "Ledger", "Planned", "SubscriberState", "owner_id",
@@ -143,7 +143,7 @@ class Ledger:
 
     def _read(self, work):  # type: ignore[no-untyped-def]
         def run():  # type: ignore[no-untyped-def]
-            with self.engine.connect() as conn:
+            with reading(self.engine) as conn:
                 return work(conn)
         return self.store._guard(run)
 
@@ -181,24 +181,48 @@ class Ledger:
         self._write(lambda conn: conn.execute(digests.update().where(digests.c.id == digest_id).values(
             state="uncertain", claimed_by=None, last_error=error, attempts=digests.c.attempts + 1, updated_at=now)))
 
-    def sending(self, digest_id: int, now: datetime, owner: str | None = None) -> bool:
+    def sending(self, digest_id: int, now: datetime, owner: str | None = None, *,
+                accepted: Sequence[Entry] = ()) -> bool:
         """The end of the message is about to go out. With `owner`, only while the claim is still
-        its own: False when its lease ran out and another worker took it over (do not send)."""
+        its own: False when its lease ran out and another worker took it over (do not send).
+        `accepted`: digests the server has accepted since the last commit (see `sent`), recorded
+        in the same transaction: one commit per digest sent."""
         query = digests.update().where(digests.c.id == digest_id)
         if owner is not None:
             query = query.where(digests.c.claimed_by == owner, digests.c.state == "claimed")
-        result = self._write(lambda conn: conn.execute(query.values(state="sending", updated_at=now)))
-        return result.rowcount == 1
+        stamp = UTCTime().process_bind_param(now, None)
+
+        def work(conn: Connection) -> int:
+            if accepted:
+                conn.execute(_SENT, [{"id": e.id, "t": stamp} for e in accepted])
+            return conn.execute(query.values(state="sending", updated_at=now)).rowcount
+
+        return self._write(work) == 1
 
     def sent(self, entry: Entry, now: datetime, *, reset_failures: bool = True) -> None:
         """Accepted by the server. One statement, one commit: its papers are delivered with it
-        (`delivered` reads the papers of sent digests), and the instant between the server's
-        250 and this commit — the only place a crash can still cause a duplicate — stays short.
-        A worker resets the subscribers' refusal counts once per batch instead (reset_failures)."""
+        (`delivered` reads the papers of sent digests). A worker records it with its next
+        digest's `sending` mark instead, or with its batch's end (`sent_all`)."""
         stamp = UTCTime().process_bind_param(now, None)
         self._write(lambda conn: conn.execute(_SENT, {"id": entry.id, "t": stamp}))
         if reset_failures:
             self.reset_failures([entry.subscriber])
+
+    def sent_all(self, entries: Sequence[Entry], now: datetime, *, subscribers: Sequence[str] = ()) -> None:
+        """Accepted digests not yet recorded, and the refusal counts of `subscribers` (those
+        digests reached) reset: one commit."""
+        keys = sorted({subscriber_key(e) for e in subscribers} | {e.subscriber for e in entries})
+        if not keys:
+            return
+        stamp = UTCTime().process_bind_param(now, None)
+
+        def work(conn: Connection) -> None:
+            if entries:
+                conn.execute(_SENT, [{"id": e.id, "t": stamp} for e in entries])
+            conn.execute(subscriber_state.update().where(
+                subscriber_state.c.subscriber.in_(keys), subscriber_state.c.hard_failures > 0).values(hard_failures=0))
+
+        self._write(work)
 
     def deferred(self, digest_id: int, error: str, now: datetime) -> None:
         """A transient failure: back to pending, for a later attempt."""

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from .database import Store, UTCTime, dialect_insert
+from .database import Store, UTCTime, dialect_insert, reading
 from .identity import ACTIVE_RUNS, known_gone, owner_id
 
 _meta = sa.MetaData()
@@ -70,7 +70,7 @@ class Locks:
 
     def holder(self, name: str) -> tuple[str, datetime] | None:
         def read() -> tuple[str, datetime] | None:
-            with self.store.engine.connect() as conn:
+            with reading(self.store.engine) as conn:
                 row = conn.execute(sa.select(locks).where(locks.c.name == name)).first()
             return (row.owner, row.until) if row is not None else None
 

@@ -75,6 +75,19 @@ def _m6_shared_plans(conn: Connection) -> None:
         conn.exec_driver_sql(ddl)
 
 
+def _m7_subscriber_directory(conn: Connection) -> None:
+    # Subscribers in the database (synced from subscribers.yaml; later, self-service), each with
+    # the time their next digest is due: what is due is one indexed query (store/directory.py).
+    for ddl in (
+        """CREATE TABLE subscribers (
+            key TEXT PRIMARY KEY, email TEXT NOT NULL, origin TEXT NOT NULL, profile TEXT NOT NULL,
+            schedule TEXT NOT NULL, timezone TEXT NOT NULL, next_due TEXT, updated_at TEXT NOT NULL)""",
+        "CREATE INDEX subscribers_next_due ON subscribers (next_due, key)",
+        "CREATE INDEX subscribers_origin ON subscribers (origin)",
+    ):
+        conn.exec_driver_sql(ddl)
+
+
 MIGRATIONS: list[Callable[[Connection], None]] = [
     _m1_papers_and_fetch_state, _m2_settings, _m3_ledger, _m4_uncertain_resends, _m5_digest_ids_on_postgresql,
-    _m6_shared_plans]
+    _m6_shared_plans, _m7_subscriber_directory]

@@ -1,0 +1,71 @@
+"""The configuration's subscribers into the directory (once per change), and back as Subscribers.
+
+The directory (store/directory.py) holds each subscriber's settings as JSON and the time their
+next digest is due; this module decides what those are: the settings as the model writes them,
+the effective schedule and time zone, and the first slot due after a change (the latest slot
+already begun, so a subscriber added at 07:31 still gets today's 07:30 digest within the grace
+period, as before).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from datetime import datetime
+from functools import lru_cache
+
+from ..config import Config, Subscriber
+from ..store.directory import Directory, Listed, Synced, Wanted
+from ..store.ledger import subscriber_key
+from .schedule import last_slot, next_slot, subscriber_schedule
+
+ORIGIN = "config"
+_fingerprints: dict[int, tuple[Config, str]] = {}  # by configuration object: hashing 10,000 takes ~0.3 s
+
+
+def profile(subscriber: Subscriber) -> str:
+    """A subscriber's settings as JSON: what they wrote, defaults left out, keys in order."""
+    return json.dumps(subscriber.model_dump(mode="json", exclude_defaults=True), sort_keys=True,
+                      separators=(",", ":"), ensure_ascii=False)
+
+
+def wanted(config: Config) -> Iterator[Wanted]:
+    for subscriber in config.subscribers:
+        schedule, timezone = subscriber_schedule(config, subscriber)
+        yield Wanted(subscriber_key(subscriber.email), subscriber.email, profile(subscriber), schedule, timezone,
+                     subscriber.enabled)
+
+
+def fingerprint(config: Config) -> str:
+    kept = _fingerprints.get(id(config))
+    if kept is not None and kept[0] is config:
+        return kept[1]
+    digest = hashlib.sha256()
+    for want in wanted(config):
+        digest.update(json.dumps([want.profile, want.schedule, want.timezone]).encode())
+    if len(_fingerprints) > 8:
+        _fingerprints.clear()
+    _fingerprints[id(config)] = (config, digest.hexdigest())
+    return _fingerprints[id(config)][1]
+
+
+def sync(config: Config, directory: Directory, now: datetime) -> Synced:
+    """subscribers.yaml's subscribers into the directory; one query when nothing changed."""
+    return directory.sync(ORIGIN, wanted(config), fingerprint(config), now,
+                          lambda schedule, timezone: first_due(schedule, timezone, now))
+
+
+def first_due(schedule: str, timezone: str, now: datetime) -> datetime:
+    """The latest slot already begun (the planner skips it if it is past the grace period)."""
+    return last_slot(schedule, timezone, now) or next_slot(schedule, timezone, now)
+
+
+@lru_cache(maxsize=4096)
+def _subscriber(profile_json: str) -> Subscriber:
+    return Subscriber.model_validate_json(profile_json)
+
+
+def subscriber(listed: Listed) -> Subscriber:
+    """The Subscriber a directory row holds (the same settings recur: validated once)."""
+    return _subscriber(listed.profile)

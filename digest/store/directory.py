@@ -1,0 +1,198 @@
+"""The subscriber directory: every subscriber in the database, with the time their next digest
+is due, so what is due is one indexed query, and no process needs every subscriber at once.
+
+Subscribers come from an origin: `config` (subscribers.yaml, synced into the directory once
+per change of its text) and, with the subscription centre, people who subscribe themselves.
+A row keeps the subscriber's settings as JSON (`profile`), their effective schedule and time
+zone, and `next_due`: the first slot not yet planned (NULL: never, e.g. paused). The planner
+asks for the rows whose next_due has come, plans them, and moves next_due on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from .database import Store, UTCTime, dialect_insert, reading, settings_table
+
+BATCH = 500  # rows per query and per transaction
+
+_meta = sa.MetaData()
+subscribers = sa.Table(
+    "subscribers", _meta,
+    sa.Column("key", sa.Text, primary_key=True),  # the address trimmed and lower-cased (the ledger's key)
+    sa.Column("email", sa.Text, nullable=False),
+    sa.Column("origin", sa.Text, nullable=False),
+    sa.Column("profile", sa.Text, nullable=False),  # the subscriber's settings, JSON
+    sa.Column("schedule", sa.Text, nullable=False),
+    sa.Column("timezone", sa.Text, nullable=False),
+    sa.Column("next_due", UTCTime),
+    sa.Column("updated_at", UTCTime, nullable=False),
+)
+
+
+@dataclass(frozen=True)
+class Listed:
+    """A subscriber as the directory holds them."""
+
+    key: str
+    email: str
+    origin: str
+    profile: str
+    schedule: str
+    timezone: str
+    next_due: datetime | None
+
+
+@dataclass(frozen=True)
+class Wanted:
+    """A subscriber as their origin has them now (what a sync makes the directory hold)."""
+
+    key: str
+    email: str
+    profile: str
+    schedule: str
+    timezone: str
+    enabled: bool = True
+
+
+@dataclass(frozen=True)
+class Synced:
+    added: int = 0
+    changed: int = 0
+    removed: int = 0
+    skipped: bool = False  # the origin had not changed since the last sync
+
+
+def _listed(row: sa.Row) -> Listed:
+    return Listed(row.key, row.email, row.origin, row.profile, row.schedule, row.timezone, row.next_due)
+
+
+class Directory:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    # -- syncing an origin
+
+    def fingerprint(self, origin: str) -> str | None:
+        """What the origin's subscribers were when last synced (a hash the caller chose)."""
+        return self._read(lambda conn: conn.scalar(
+            sa.select(settings_table.c.value).where(settings_table.c.key == f"subscribers:{origin}")))
+
+    def sync(self, origin: str, wanted: Iterable[Wanted], fingerprint: str, now: datetime,
+             first_due: Callable[[str, str], datetime | None]) -> Synced:
+        """Make the directory hold exactly `wanted` for `origin`: new rows added, changed ones
+        updated (next_due recomputed by `first_due(schedule, timezone)` when the schedule, time
+        zone or pause changed), rows gone from the origin removed. Nothing is written when the
+        fingerprint is the last sync's. Idempotent: two processes syncing at once agree."""
+        if self.fingerprint(origin) == fingerprint:
+            return Synced(skipped=True)
+        held = {row.key: row for row in self._read(lambda conn: conn.execute(
+            sa.select(subscribers.c.key, subscribers.c.profile, subscribers.c.schedule, subscribers.c.timezone,
+                      subscribers.c.next_due).where(subscribers.c.origin == origin)).all())}
+        rows: list[dict] = []
+        added = changed = 0
+        seen: set[str] = set()
+        for want in wanted:
+            seen.add(want.key)
+            old = held.get(want.key)
+            if old is not None and (old.profile, old.schedule, old.timezone) == (want.profile, want.schedule,
+                                                                                  want.timezone):
+                continue
+            timing_same = (old is not None and (old.schedule, old.timezone) == (want.schedule, want.timezone)
+                           and (old.next_due is not None) == want.enabled)
+            next_due = old.next_due if timing_same and old is not None else (
+                first_due(want.schedule, want.timezone) if want.enabled else None)
+            rows.append({"key": want.key, "email": want.email, "origin": origin, "profile": want.profile,
+                         "schedule": want.schedule, "timezone": want.timezone, "next_due": next_due,
+                         "updated_at": now})
+            added += old is None
+            changed += old is not None
+        gone = [key for key in held if key not in seen]
+
+        def write(batch: Sequence[dict], remove: Sequence[str], last: bool) -> Callable[[Connection], None]:
+            def work(conn: Connection) -> None:
+                if batch:
+                    insert = dialect_insert(conn)(subscribers)
+                    conn.execute(insert.on_conflict_do_update(index_elements=[subscribers.c.key], set_={
+                        name: insert.excluded[name] for name in
+                        ("email", "origin", "profile", "schedule", "timezone", "next_due", "updated_at")}),
+                        list(batch))
+                if remove:
+                    conn.execute(subscribers.delete().where(subscribers.c.key.in_(remove),
+                                                            subscribers.c.origin == origin))
+                if last:
+                    insert = dialect_insert(conn)(settings_table).values(key=f"subscribers:{origin}",
+                                                                         value=fingerprint)
+                    conn.execute(insert.on_conflict_do_update(index_elements=[settings_table.c.key],
+                                                              set_={"value": fingerprint}))
+            return work
+
+        steps = max(1, -(-len(rows) // BATCH), -(-len(gone) // BATCH))
+        for step in range(steps):
+            self._write(write(rows[step * BATCH:(step + 1) * BATCH], gone[step * BATCH:(step + 1) * BATCH],
+                              step == steps - 1))
+        return Synced(added, changed, len(gone))
+
+    # -- reading
+
+    def due(self, now: datetime, *, limit: int = BATCH,
+            after: tuple[datetime, str] | None = None) -> list[Listed]:
+        """Subscribers whose next digest is due by `now`, earliest first (one indexed query);
+        `after`: the (next_due, key) of the last row of the previous page."""
+        query = sa.select(subscribers).where(subscribers.c.next_due <= now)
+        if after is not None:
+            query = query.where(sa.tuple_(subscribers.c.next_due, subscribers.c.key) > sa.tuple_(
+                sa.literal(after[0], UTCTime), sa.literal(after[1])))
+        query = query.order_by(subscribers.c.next_due, subscribers.c.key).limit(limit)
+        return self._read(lambda conn: [_listed(row) for row in conn.execute(query)])
+
+    def pages(self, *, size: int = BATCH) -> Iterator[list[Listed]]:
+        """Every subscriber, `size` at a time, by key."""
+        last: str | None = None
+        while True:
+            query = sa.select(subscribers).order_by(subscribers.c.key).limit(size)
+            if last is not None:
+                query = query.where(subscribers.c.key > last)
+            page = self._read(lambda conn, q=query: [_listed(row) for row in conn.execute(q)])
+            if not page:
+                return
+            yield page
+            last = page[-1].key
+
+    def get(self, keys: Sequence[str]) -> dict[str, Listed]:
+        found: dict[str, Listed] = {}
+        for start in range(0, len(keys), BATCH):
+            chunk = list(keys[start:start + BATCH])
+            found.update(self._read(lambda conn, c=chunk: {row.key: _listed(row) for row in conn.execute(
+                sa.select(subscribers).where(subscribers.c.key.in_(c)))}))
+        return found
+
+    def count(self) -> int:
+        return int(self._read(lambda conn: conn.scalar(sa.select(sa.func.count()).select_from(subscribers))))
+
+    # -- planning moves on
+
+    def advance(self, moves: Sequence[tuple[str, datetime | None]], now: datetime) -> None:
+        """Set each subscriber's next_due (after their slot was planned, or found missed)."""
+        for start in range(0, len(moves), BATCH):
+            chunk = [{"k": key, "due": due, "t": now} for key, due in moves[start:start + BATCH]]
+            self._write(lambda conn, c=chunk: conn.execute(
+                subscribers.update().where(subscribers.c.key == sa.bindparam("k")).values(
+                    next_due=sa.bindparam("due", type_=UTCTime), updated_at=sa.bindparam("t", type_=UTCTime)), c))
+
+    def _read(self, work):  # type: ignore[no-untyped-def]
+        def run():  # type: ignore[no-untyped-def]
+            with reading(self.store.engine) as conn:
+                return work(conn)
+        return self.store._guard(run)
+
+    def _write(self, work):  # type: ignore[no-untyped-def]
+        def run():  # type: ignore[no-untyped-def]
+            with self.store.engine.begin() as conn:
+                return work(conn)
+        return self.store._guard(run)
