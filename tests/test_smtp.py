@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import smtplib
 import ssl
 import subprocess
 import sys
@@ -14,6 +15,8 @@ from pathlib import Path
 
 import pytest
 from aiosmtpd.smtp import AuthResult, LoginPassword
+from hypothesis import given
+from hypothesis import strategies as st
 
 from digest.config import load_config
 from digest.deliver import Delivery
@@ -122,3 +125,10 @@ def test_several_connections_each_digest_once(tmp_path, fetched):  # noqa: F811
         assert sorted(o.status for o in outcomes) == ["sent"] * 9
         assert len(server.handler.peers) == 3  # three connections really opened, and no more
         assert Counter(str(m["To"]) for m in server.handler.received) == Counter(emails)
+
+
+@given(st.binary(max_size=200) | st.lists(st.sampled_from([b".", b"\r\n", b"\n", b"\r", b"a", b".."])).map(b"".join))
+def test_dot_stuffing_is_smtplibs(data):
+    from digest.deliver.smtp import dot_stuffed
+
+    assert dot_stuffed(data) == smtplib._quote_periods(data)

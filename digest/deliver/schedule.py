@@ -31,6 +31,7 @@ def trigger(schedule: str, timezone: str) -> CronTrigger:
     return CronTrigger(day_of_week=days, hour=int(hour), minute=int(minute), timezone=ZoneInfo(timezone))
 
 
+@lru_cache(maxsize=8192)  # a run asks for the same few schedules and zones at one instant, for everyone
 def next_slot(schedule: str, timezone: str, after: datetime) -> datetime:
     """The first slot strictly after `after`. When clocks go back, a wall-clock time happens
     twice (02:30 CEST, then 02:30 CET): the slot is the first of the two, never both."""
@@ -45,6 +46,7 @@ def next_slot(schedule: str, timezone: str, after: datetime) -> datetime:
     return fire.astimezone(UTC)
 
 
+@lru_cache(maxsize=8192)
 def last_slot(schedule: str, timezone: str, now: datetime) -> datetime | None:
     """The latest slot at or before `now` (looking back at most eight days)."""
     found = None
