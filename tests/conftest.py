@@ -93,6 +93,9 @@ DATABASE = os.environ.get("DIGEST_TEST_DATABASE", "sqlite")  # sqlite | postgres
 _postgres = None
 
 
+sqlite_only = pytest.mark.skipif(DATABASE == "postgresql", reason="about SQLite's own file (runs in the SQLite pass)")
+
+
 def postgres_server():  # noqa: ANN201
     """The tests' own PostgreSQL server, started on first use, stopped at exit."""
     global _postgres
@@ -135,8 +138,12 @@ def realworld(name: str) -> bytes:
 
 def write_config(directory: Path, sources: list[dict], *, extra: str = "", state: str | None = None) -> Path:
     """A minimal valid config with these sources, written as YAML into `directory` (with
-    `state`, the database's URL; by default digest.db beside it)."""
+    `state`, the database's URL; by default a fresh database of the backend under test:
+    digest.db beside it with SQLite)."""
     import json
+
+    if state is None and DATABASE == "postgresql":
+        state = fresh_database(directory)
 
     lines = ['sender:', '  from: "Paper Digest <digest@example.org>"', *([f"state: {state}"] if state else []),
              "sources:"]

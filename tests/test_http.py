@@ -18,6 +18,8 @@ from digest.store import Store
 
 from .conftest import Reply, realworld, write_config
 
+pytestmark = pytest.mark.database  # on PostgreSQL too (.ci/run)
+
 RSS = realworld("arxiv-rss-cs.CL-2026-04-27.xml")
 
 

@@ -36,6 +36,8 @@ from .test_cli import SAMPLES, digest
 from .test_deliver import fetched_db, setup  # noqa: F401 - the fixture
 from .test_unsubscribe import request
 
+pytestmark = pytest.mark.database  # on PostgreSQL too (.ci/run)
+
 ROOT = Path(__file__).resolve().parents[1]
 NOW = datetime(2026, 11, 22, 7, 30, tzinfo=UTC)
 TOPICS = "    topics: [{name: LLMs, keywords: [LLM]}]\n"

@@ -17,7 +17,7 @@ from digest.store.ledger import Ledger
 from .smtp_server import SmtpServer
 from .test_deliver import fetch_template, setup
 
-pytestmark = pytest.mark.clock  # also run under faketime at other dates (.ci/run)
+pytestmark = [pytest.mark.clock, pytest.mark.database]  # also under faketime, and on PostgreSQL (.ci/run)
 
 BERLIN = "Europe/Berlin"
 

@@ -15,7 +15,8 @@ from .conftest import write_config
 from .test_cli import SAMPLES, digest
 
 SPAMASSASSIN = shutil.which("spamassassin")
-pytestmark = pytest.mark.skipif(SPAMASSASSIN is None, reason="needs spamassassin (apt-get install spamassassin; .ci/run does)")
+pytestmark = [pytest.mark.database,  # on PostgreSQL too (.ci/run)
+              pytest.mark.skipif(SPAMASSASSIN is None, reason="needs spamassassin (apt-get install spamassassin; .ci/run does)")]
 
 
 def spam_score(message: bytes) -> tuple[float, str]:
