@@ -142,14 +142,14 @@ def write_config(directory: Path, sources: list[dict], *, extra: str = "", state
     digest.db beside it with SQLite)."""
     import json
 
-    if state is None and DATABASE == "postgresql":
-        state = fresh_database(directory)
+    backend = fresh_database(directory) if state is None and DATABASE == "postgresql" else None
 
     lines = ['sender:', '  from: "Paper Digest <digest@example.org>"', *([f"state: {state}"] if state else []),
              "sources:"]
     lines += [f"  - {json.dumps(source)}" for source in sources] or ["  []"]
     lines += ["subscribers:", "  - email: alice@example.org",
               extra or "    topics: [{name: Language models, keywords: [language model, LLM]}]"]
+    lines += [f"state: {backend}"] if backend else []  # last: the lines tests point at stay where they are
     path = directory / "subscribers.yaml"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
