@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from ..models import Paper
-from .topics import Found
+from typing import TYPE_CHECKING
+
 from .weights import TITLE
+
+if TYPE_CHECKING:
+    from ..models import Paper
+    from .topics import Found
 
 
 def explain(found: Found, paper: Paper) -> str:

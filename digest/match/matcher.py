@@ -21,11 +21,10 @@ import numpy as np
 
 from ..config import Defaults, Subscriber, Topic
 from ..models import Digest, DigestEntry, Paper, Section
-from .explain import explain
 from .index import PaperIndex
 from .terms import compile_terms
 from .topics import Settings, TopicPlan, _topic_key
-from .weights import FRESH_HOURS, FRESHNESS, RELEVANCE, TREND, TREND_FULL_AT
+from .weights import FRESH_HOURS, FRESHNESS, TREND, TREND_FULL_AT
 
 TRENDING = "Trending"
 
@@ -44,7 +43,9 @@ class Matcher:
     def plan(self, topic: Topic) -> TopicPlan:
         key = _topic_key(topic)
         plan = self._plans.get(key)
-        if plan is None:
+        if plan is not None:
+            plan.shared = True
+        else:
             plan = self._plans[key] = TopicPlan(topic, self.table)
             if len(self._plans) > 4096:
                 self._plans.popitem(last=False)
@@ -94,10 +95,9 @@ class Matcher:
         best_topic = np.zeros(index.size, dtype=np.intp)
         in_topic = []
         for row, plan in enumerate(plans):
-            mask, relevance = plan.evaluate(index)
+            mask, value = plan.scored(index, base, now)
             mask = mask & eligible
             in_topic.append(mask)
-            value = RELEVANCE * relevance + base
             better = mask & (value > best)
             np.copyto(best, value, where=better)
             best_topic[better] = row
@@ -140,9 +140,8 @@ class Matcher:
         names = [plan.name for plan in plans]
         in_topics = np.array([m[chosen] for m in in_topic]).T.tolist() if plans else [[]] * len(chosen)
         for i, row, value, hits in zip(chosen.tolist(), best_topic[chosen].tolist(), best[chosen].tolist(), in_topics):
-            paper, found = papers[i], plans[row].found(index, i)
             also = tuple(name for o, name in enumerate(names) if hits[o] and o != row) if sum(hits) > 1 else ()
-            kept[row].append(DigestEntry(paper, value, explain(found, paper), tuple(t for t, _ in found.terms), also))
+            kept[row].append(plans[row].entry(index, i, value, also))
         sections = [Section(plan.name, tuple(kept[row]), per_topic[row] - len(kept[row]))
                     for row, plan in enumerate(plans) if kept[row]]
         if trending:

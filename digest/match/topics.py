@@ -4,15 +4,25 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import numpy as np
 
 from ..config import Defaults, Subscriber, Topic
+from ..models import DigestEntry
 from ..query import And, Node, Not, Term
+from .explain import explain
 from .index import AuthorName, PaperIndex, _category_ok
 from .terms import TermTable, _parsed
-from .weights import _FIELD_BITS, ABSTRACT, AUTHOR_WEIGHT, CATEGORY_WEIGHT, SATURATION, TITLE
+from .weights import (
+    _FIELD_BITS,
+    ABSTRACT,
+    AUTHOR_WEIGHT,
+    CATEGORY_WEIGHT,
+    RELEVANCE,
+    SATURATION,
+    TITLE,
+)
 
 
 @dataclass(frozen=True)
@@ -65,6 +75,9 @@ class TopicPlan:
         self.min_upvotes = topic.min_upvotes
         self.query = _parsed(topic.query) if topic.query else None
         self.table = table
+        self._scored: tuple[PaperIndex, datetime, np.ndarray, np.ndarray] | None = None
+        self.shared = False  # set by the matcher once a second subscriber has this topic
+        self._entries: tuple[PaperIndex | None, dict[tuple, DigestEntry]] = (None, {})
         self.counted = [t for t, positive in _polarity(self.query) if positive] if self.query else []
         # What an explanation shows: the keywords and counted query terms, authors and categories.
         self.shown_terms = [(k, t, TITLE | ABSTRACT) for k, t in self.keywords if t is not None]
@@ -83,6 +96,39 @@ class TopicPlan:
 
     def evaluate(self, index: PaperIndex) -> tuple[np.ndarray, np.ndarray]:
         """(mask of the papers that satisfy every criterion, their relevance 0..1)."""
+        return self._evaluate(index)
+
+    def scored(self, index: PaperIndex, base: np.ndarray, now: datetime) -> tuple[np.ndarray, np.ndarray]:
+        """(the mask, each paper's score under this topic at `now`: relevance and the `base`
+        trending and freshness part). Kept (read-only) once a second subscriber has the topic,
+        so everyone who shares it shares its evaluation; a topic of one subscriber keeps nothing."""
+        if self._scored is not None and self._scored[0] is index and self._scored[1] == now:
+            return self._scored[2], self._scored[3]
+        mask, relevance = self._evaluate(index)
+        value = RELEVANCE * relevance + base
+        if self.shared:
+            mask.flags.writeable = value.flags.writeable = False
+            self._scored = (index, now, mask, value)
+        return mask, value
+
+    def entry(self, index: PaperIndex, i: int, score: float, also: tuple[str, ...]) -> DigestEntry:
+        """Paper `i`'s entry under this topic: why it is there and the terms it matched. Kept
+        once a second subscriber has the topic (the same entry recurs in their digests)."""
+        if not self.shared:
+            return self._entry(index, i, score, also)
+        if self._entries[0] is not index:
+            self._entries = (index, {})
+        key = (i, score, also)
+        known = self._entries[1].get(key)
+        if known is None:
+            known = self._entries[1][key] = self._entry(index, i, score, also)
+        return known
+
+    def _entry(self, index: PaperIndex, i: int, score: float, also: tuple[str, ...]) -> DigestEntry:
+        found, paper = self.found(index, i), index.papers[i]
+        return DigestEntry(paper, score, explain(found, paper), tuple(t for t, _ in found.terms), also)
+
+    def _evaluate(self, index: PaperIndex) -> tuple[np.ndarray, np.ndarray]:
         raw = np.zeros(index.size)
         mask: np.ndarray | None = None
         by_author: np.ndarray | None = None
