@@ -471,6 +471,12 @@ class Config(_Strict):
     # Where the file was read from: relative paths (state, templates, local feeds) resolve against it.
     _path: Path = PrivateAttr(default=Path(DEFAULT_CONFIG))
     _raw: Any = PrivateAttr(default=None)  # the YAML as read, to locate later findings by line
+    _subscribers_read: bool = PrivateAttr(default=True)  # False: left in the file (load_config)
+
+    @property
+    def subscribers_read(self) -> bool:
+        """Whether `subscribers` holds the file's (a worker may skip them: see load_config)."""
+        return self._subscribers_read
 
     @property
     def path(self) -> Path:
@@ -545,10 +551,13 @@ def config_path(explicit: str | os.PathLike[str] | None = None) -> Path:
     return Path(explicit or os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG)
 
 
-def load_config(path: str | os.PathLike[str] | None = None, *, locate: bool = False) -> Config:
+def load_config(path: str | os.PathLike[str] | None = None, *, locate: bool = False,
+                subscribers: bool = True) -> Config:
     """Read and validate the file; raise `ConfigError` listing every problem at once.
     `locate`: keep the YAML's line numbers for later findings (`digest validate`), never
-    from the parsed-file cache."""
+    from the parsed-file cache. `subscribers=False`: a process that reads its subscribers from
+    the database (a worker) skips validating the file's, when the parsed-file cache has them
+    checked already (`Config.subscribers_read` then says False)."""
     file = config_path(path)
     shown = str(path or file)
     try:
@@ -558,7 +567,7 @@ def load_config(path: str | os.PathLike[str] | None = None, *, locate: bool = Fa
                                    "example to start from; or pass -c PATH / set $DIGEST_CONFIG)")]) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError([Problem(shown, None, "", f"cannot read the file: {exc}")]) from None
-    return parse_config(text, file, shown=shown, cache=not locate)
+    return parse_config(text, file, shown=shown, cache=not locate, subscribers=subscribers)
 
 
 # A file this large is parsed once per change, not by every process and reload: ruamel.yaml
@@ -596,18 +605,21 @@ def _write_cache(text: str, path: Path, raw: Any) -> None:
         partial.unlink(missing_ok=True)
 
 
-def parse_config(text: str, path: Path, *, shown: str | None = None, cache: bool = False) -> Config:
+def parse_config(text: str, path: Path, *, shown: str | None = None, cache: bool = False,
+                 subscribers: bool = True) -> Config:
     shown = shown or str(path)
     if cache and len(text) >= CACHE_FROM:
         document = _cached(text, path)
         if isinstance(document, dict):
-            try:
-                from_cache = Config.model_validate(document)
+            try:  # only a file without problems is cached: its subscribers were valid when written
+                from_cache = Config.model_validate(
+                    document if subscribers else {k: v for k, v in document.items() if k != "subscribers"})
             except ValidationError:
                 pass  # read the YAML again below, to say where each problem is
             else:
                 if not _cross_checks(document, shown):
                     from_cache._path = path
+                    from_cache._subscribers_read = subscribers or "subscribers" not in document
                     return from_cache
     try:
         raw = YAML(typ="rt").load(text)

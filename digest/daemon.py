@@ -57,7 +57,7 @@ class Daemon:
         self.stop = threading.Event()
         self.fetching = threading.Lock()  # digests wait for a fetch under way (at start-up, say)
         self.reload_requested = threading.Event()
-        self.config: Config = load_config(self.config_path)
+        self.config: Config = load_config(self.config_path, subscribers=self.role != "worker")
         self.mtime = self._mtime()
         self.scheduler = BackgroundScheduler(
             timezone=UTC, executors={"default": ThreadPoolExecutor(4)},  # fetch, send and backup never wait for each other
@@ -143,7 +143,7 @@ class Daemon:
 
     def reload(self) -> None:
         try:
-            config = load_config(self.config_path)
+            config = load_config(self.config_path, subscribers=self.role != "worker")
         except ConfigError as exc:
             log.error("configuration not reloaded, keeping the previous one: %s",
                       "; ".join(str(p) for p in exc.problems))

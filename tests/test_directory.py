@@ -165,3 +165,27 @@ def test_many_processes_sync_the_same_subscribers_at_once(store):
     for thread in threads:
         thread.join()
     assert errors == [] and Directory(store).count() == 1200
+
+
+def test_a_worker_skips_the_files_subscribers_and_never_syncs_them_away(tmp_path):
+    """A large subscribers.yaml, once parsed (and cached), loads for a worker without its
+    subscribers; such a configuration never syncs (it would remove everyone)."""
+    from digest.config import load_config
+
+    people = "".join(f"  - email: reader{n}@example.org\n    topics: [{{name: KV, keywords: [KV cache, kv{n}]}}]\n"
+                     for n in range(1500))
+    path = tmp_path / "subscribers.yaml"
+    path.write_text(f'sender:\n  from: "Digest <digest@example.org>"\nstate: {fresh_database(tmp_path)}\n'
+                    f"subscribers:\n{people}", encoding="utf-8")
+    full = load_config(path)  # parses the YAML, writes the cache
+    assert len(full.subscribers) == 1500 and full.subscribers_read
+    store = Store(full.database_url())
+    store.migrate()
+    roster.sync(full, Directory(store), MONDAY)
+    worker = load_config(path, subscribers=False)
+    assert worker.subscribers == [] and not worker.subscribers_read
+    assert worker.sender == full.sender and worker.database_url() == full.database_url()
+    assert roster.sync(worker, Directory(store), MONDAY).skipped and Directory(store).count() == 1500
+    path.write_text(path.read_text(encoding="utf-8") + "  - email: new@example.org\n    topics: [{name: A, keywords: [a]}]\n",
+                    encoding="utf-8")
+    assert load_config(path, subscribers=False).subscribers_read  # changed: no cache yet, read whole

@@ -51,7 +51,10 @@ def fingerprint(config: Config) -> str:
 
 
 def sync(config: Config, directory: Directory, now: datetime) -> Synced:
-    """subscribers.yaml's subscribers into the directory; one query when nothing changed."""
+    """subscribers.yaml's subscribers into the directory; one query when nothing changed.
+    Nothing when the configuration was loaded without them (a worker's)."""
+    if not config.subscribers_read:
+        return Synced(skipped=True)
     return directory.sync(ORIGIN, wanted(config), fingerprint(config), now,
                           lambda schedule, timezone: first_due(schedule, timezone, now))
 
