@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -39,6 +39,7 @@ from .files import (
 from .migrations import MIGRATIONS
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class UTCTime(TypeDecorator[datetime]):
@@ -251,6 +252,20 @@ class Store:
         self.marker = marker
         self.engine = create_engine(url)
         self._guard(self.migrate)
+
+    def read(self, work: Callable[[Connection], T]) -> T:
+        """`work` on a connection that only reads (a snapshot), with the store's error handling."""
+        def run() -> T:
+            with reading(self.engine) as conn:
+                return work(conn)
+        return cast(T, self._guard(run))
+
+    def write(self, work: Callable[[Connection], T]) -> T:
+        """`work` in one transaction (SQLite: BEGIN IMMEDIATE), with the store's error handling."""
+        def run() -> T:
+            with self.engine.begin() as conn:
+                return work(conn)
+        return cast(T, self._guard(run))
 
     def _guard(self, call: Callable[[], Any]) -> Any:
         try:

@@ -17,7 +17,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from .database import Store, UTCTime, dialect_insert, reading, settings_table
+from .database import Store, UTCTime, dialect_insert, settings_table
 
 BATCH = 500  # rows per query and per transaction
 
@@ -186,13 +186,7 @@ class Directory:
                     next_due=sa.bindparam("due", type_=UTCTime), updated_at=sa.bindparam("t", type_=UTCTime)), c))
 
     def _read(self, work):  # type: ignore[no-untyped-def]
-        def run():  # type: ignore[no-untyped-def]
-            with reading(self.store.engine) as conn:
-                return work(conn)
-        return self.store._guard(run)
+        return self.store.read(work)
 
     def _write(self, work):  # type: ignore[no-untyped-def]
-        def run():  # type: ignore[no-untyped-def]
-            with self.store.engine.begin() as conn:
-                return work(conn)
-        return self.store._guard(run)
+        return self.store.write(work)

@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from .database import Store, UTCTime, dialect_insert, reading
+from .database import Store, UTCTime, dialect_insert
 from .identity import ACTIVE_RUNS, known_gone, owner_id
 
 __all__ = ["ACTIVE_RUNS", "COMPLETED", "Entry", "Ledger", "Planned", "SubscriberState", "owner_id",
@@ -136,16 +136,10 @@ class Ledger:
         self.engine = store.engine
 
     def _write(self, work):  # type: ignore[no-untyped-def]
-        def run():  # type: ignore[no-untyped-def]
-            with self.engine.begin() as conn:
-                return work(conn)
-        return self.store._guard(run)
+        return self.store.write(work)
 
     def _read(self, work):  # type: ignore[no-untyped-def]
-        def run():  # type: ignore[no-untyped-def]
-            with reading(self.engine) as conn:
-                return work(conn)
-        return self.store._guard(run)
+        return self.store.read(work)
 
     # -- recording
 

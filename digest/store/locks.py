@@ -77,7 +77,4 @@ class Locks:
         return self.store._guard(read)
 
     def _write(self, work):  # type: ignore[no-untyped-def]
-        def run():  # type: ignore[no-untyped-def]
-            with self.store.engine.begin() as conn:
-                return work(conn)
-        return self.store._guard(run)
+        return self.store.write(work)
