@@ -322,14 +322,23 @@ def send(app: App, emails: tuple[str, ...], dry_run: bool, to: str | None, fresh
     Each subscriber gets at most one digest per scheduled slot: running it again sends
     only what is still due. Examples: digest send; digest send alice@example.org --to me@example.org
     """
+    from .deliver import roster
     from .deliver.send_run import Delivery, summary
 
-    config, store = app.config, app.store()
+    # Everyone due: the subscribers come from the database, so a large file's are read (and
+    # synced) only when it changed; named ones, a dry run or --to read the file's.
+    lean = not (emails or dry_run or to)
+    config = load_config(app.config_path, subscribers=False) if lean else app.config
+    store = open_store(config)
     stop = threading.Event()
     delivery = Delivery(config, store, stop=stop)
-    subscribers = delivery.select(emails)
+    if config.subscribers_read:
+        total = len(delivery.select(emails))
+    else:
+        roster.sync(config, delivery.directory, delivery.clock())
+        total = delivery.directory.count()
     with _stop_on_signals(stop):
-        outcomes = _with_progress("sending", len(subscribers), lambda outcome: outcome.subscriber,
+        outcomes = _with_progress("sending", total, lambda outcome: outcome.subscriber,
                                   lambda progress: delivery.run(emails, dry_run=dry_run, to=to, progress=progress,
                                                                     fresh_state=fresh_state))
     _print_outcomes(outcomes)

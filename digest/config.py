@@ -472,6 +472,12 @@ class Config(_Strict):
     _path: Path = PrivateAttr(default=Path(DEFAULT_CONFIG))
     _raw: Any = PrivateAttr(default=None)  # the YAML as read, to locate later findings by line
     _subscribers_read: bool = PrivateAttr(default=True)  # False: left in the file (load_config)
+    _source_sha256: str | None = PrivateAttr(default=None)  # of the file's text, when read from one
+
+    @property
+    def source_sha256(self) -> str | None:
+        """The hash of the text this configuration was read from (None if made in code)."""
+        return self._source_sha256
 
     @property
     def subscribers_read(self) -> bool:
@@ -620,6 +626,7 @@ def parse_config(text: str, path: Path, *, shown: str | None = None, cache: bool
                 if not _cross_checks(document, shown):
                     from_cache._path = path
                     from_cache._subscribers_read = subscribers or "subscribers" not in document
+                    from_cache._source_sha256 = hashlib.sha256(text.encode("utf-8")).hexdigest()
                     return from_cache
     try:
         raw = YAML(typ="rt").load(text)
@@ -640,6 +647,7 @@ def parse_config(text: str, path: Path, *, shown: str | None = None, cache: bool
         config = Config.model_validate(raw)
         config._path = path
         config._raw = raw
+        config._source_sha256 = hashlib.sha256(text.encode("utf-8")).hexdigest()
     except ValidationError as exc:
         problems += [_locate(err, raw, shown) for err in exc.errors()]
         config = None

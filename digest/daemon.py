@@ -57,7 +57,7 @@ class Daemon:
         self.stop = threading.Event()
         self.fetching = threading.Lock()  # digests wait for a fetch under way (at start-up, say)
         self.reload_requested = threading.Event()
-        self.config: Config = load_config(self.config_path, subscribers=self.role != "worker")
+        self.config: Config = load_config(self.config_path, subscribers=False)
         self.mtime = self._mtime()
         self.scheduler = BackgroundScheduler(
             timezone=UTC, executors={"default": ThreadPoolExecutor(4)},  # fetch, send and backup never wait for each other
@@ -143,7 +143,7 @@ class Daemon:
 
     def reload(self) -> None:
         try:
-            config = load_config(self.config_path, subscribers=self.role != "worker")
+            config = load_config(self.config_path, subscribers=False)
         except ConfigError as exc:
             log.error("configuration not reloaded, keeping the previous one: %s",
                       "; ".join(str(p) for p in exc.problems))
@@ -152,7 +152,8 @@ class Daemon:
         self.config = config
         if changed_fetch:
             self.scheduler.reschedule_job("fetch", trigger=fetch_trigger(config.fetch))
-        log.info("configuration reloaded: %d subscribers, %d sources", len(config.subscribers), len(config.sources))
+        log.info("configuration reloaded: %s, %d sources", f"{len(config.subscribers)} subscribers"
+                 if config.subscribers_read else "subscribers synced from it when due", len(config.sources))
 
     # -- running
 

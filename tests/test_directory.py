@@ -15,6 +15,7 @@ from digest.store import Ledger, Store
 from digest.store.directory import Directory
 
 from .conftest import DATABASE, fresh_database
+from .test_deliver import fetched  # noqa: F401 - the fixture
 
 pytestmark = [pytest.mark.database]
 
@@ -189,3 +190,24 @@ def test_a_worker_skips_the_files_subscribers_and_never_syncs_them_away(tmp_path
     path.write_text(path.read_text(encoding="utf-8") + "  - email: new@example.org\n    topics: [{name: A, keywords: [a]}]\n",
                     encoding="utf-8")
     assert load_config(path, subscribers=False).subscribers_read  # changed: no cache yet, read whole
+
+
+def test_a_large_files_send_reads_subscribers_from_the_database_and_changes_reach_it(tmp_path, fetched):  # noqa: F811
+    """`digest send` of everyone loads a large file without its subscribers (from the parsed-file
+    cache) and sends to the directory's; a change to the file is synced before the plan."""
+    from .smtp_server import SmtpServer
+    from .test_deliver import digest_cli, setup
+
+    with SmtpServer() as server:
+        config = setup(tmp_path, fetched, server.port, ["a@example.org", "b@example.org"])
+        config.write_text("# a large file: parsed once per change, then read from the cache\n" * 2000
+                          + config.read_text(encoding="utf-8"), encoding="utf-8")
+        first = digest_cli("send", config=config)  # the first read parses the YAML (and caches it)
+        assert first.returncode == 0 and "2 sent" in first.stdout, first.stdout + first.stderr
+        config.write_text(config.read_text(encoding="utf-8") + "  - email: c@example.org\n    topics:\n"
+                          "      - name: LLMs\n        keywords: [language model, LLM]\n", encoding="utf-8")
+        assert digest_cli("status", config=config).returncode == 0  # reads the changed file whole: cached
+        second = digest_cli("send", config=config)  # from the cache without subscribers; the file changed
+        assert second.returncode == 0 and "1 sent" in second.stdout, second.stdout + second.stderr
+        assert sorted(str(m["To"]) for m in server.handler.received) == ["a@example.org", "b@example.org",
+                                                                          "c@example.org"]

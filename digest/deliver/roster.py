@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from datetime import datetime
 from functools import lru_cache
 
-from ..config import Config, Subscriber
+from ..config import Config, Subscriber, load_config
 from ..store.directory import Directory, Listed, Synced, Wanted
 from ..store.ledger import subscriber_key
 from .schedule import last_slot, next_slot, subscriber_schedule
@@ -38,6 +38,10 @@ def wanted(config: Config) -> Iterator[Wanted]:
 
 
 def fingerprint(config: Config) -> str:
+    """What the directory's copy was synced from: the file's text (any change re-syncs), or,
+    for a configuration made in code, its subscribers' settings."""
+    if config.source_sha256 is not None:
+        return f"file:{config.source_sha256}"
     kept = _fingerprints.get(id(config))
     if kept is not None and kept[0] is config:
         return kept[1]
@@ -51,10 +55,13 @@ def fingerprint(config: Config) -> str:
 
 
 def sync(config: Config, directory: Directory, now: datetime) -> Synced:
-    """subscribers.yaml's subscribers into the directory; one query when nothing changed.
-    Nothing when the configuration was loaded without them (a worker's)."""
-    if not config.subscribers_read:
+    """subscribers.yaml's subscribers into the directory; one query when the file has not
+    changed since the last sync. A configuration loaded without its subscribers (see
+    load_config) reads the file whole only when it has changed."""
+    if directory.fingerprint(ORIGIN) == fingerprint(config):
         return Synced(skipped=True)
+    if not config.subscribers_read:
+        config = load_config(config.path)
     return directory.sync(ORIGIN, wanted(config), fingerprint(config), now,
                           lambda schedule, timezone: first_due(schedule, timezone, now))
 
