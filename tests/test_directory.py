@@ -211,3 +211,31 @@ def test_a_large_files_send_reads_subscribers_from_the_database_and_changes_reac
         assert second.returncode == 0 and "1 sent" in second.stdout, second.stdout + second.stderr
         assert sorted(str(m["To"]) for m in server.handler.received) == ["a@example.org", "b@example.org",
                                                                           "c@example.org"]
+
+
+def test_status_asks_the_ledger_per_batch_not_per_subscriber(tmp_path):
+    from digest.deliver.status import subscriber_status
+    from digest.store.ledger import subscriber_key
+
+    store = Store(fresh_database(tmp_path))
+    store.migrate()
+    ledger = Ledger(store)
+    people = [person(n) for n in range(1200)]
+    for n, entry_state in ((3, "sent"), (3, "failed"), (7, "sent"), (700, "sent"), (1100, "pending")):
+        period = f"2026-11-{20 + len(ledger.entries(people[n].email)):02d}T08:00+00:00"
+        entry, _ = ledger.record(people[n].email, period, f"<m{n}>", ["x"], MONDAY)
+        if entry_state == "sent":
+            ledger.sent(entry, MONDAY)
+        elif entry_state == "failed":
+            ledger.failed(entry, "550 no such user", MONDAY, suspend_after=1)
+    cfg = config(people)
+    statements = Statements(store)
+    rows = {r["subscriber"]: r for r in subscriber_status(cfg, store, MONDAY)}
+    # per 500: window starts, delivered papers, latest digests, sent counts, states; and the papers
+    assert statements.count <= 5 * 3 + 2, statements.count
+    for n in (3, 7, 700, 1100, 5):
+        entries = ledger.entries(people[n].email)
+        assert rows[people[n].email]["last_state"] == (entries[-1].state if entries else None)
+        assert rows[people[n].email]["digests_sent"] == sum(e.state == "sent" for e in entries)
+    assert rows[people[3].email]["status"] == "suspended" and rows[people[3].email]["digests_sent"] == 1
+    assert subscriber_key(people[3].email) == "reader3@example.org"

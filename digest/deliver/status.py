@@ -7,9 +7,9 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from ..config import Config
-from ..match.newly_seen import newly_seen
+from ..match.newly_seen import BATCH, newly_seen
 from ..store.database import Store
-from ..store.ledger import Ledger
+from ..store.ledger import Entry, Ledger, SubscriberState
 from .schedule import next_slot, subscriber_schedule
 
 
@@ -17,11 +17,15 @@ def subscriber_status(config: Config, store: Store, now: datetime) -> list[dict[
     ledger = Ledger(store)
     _, waiting_digests = newly_seen(config, store, config.subscribers, now, ledger=ledger)
     rows = []
-    for subscriber, waiting in zip(config.subscribers, waiting_digests):
+    summaries: dict[str, tuple[Entry | None, int]] = {}
+    states: dict[str, SubscriberState] = {}
+    for at, (subscriber, waiting) in enumerate(zip(config.subscribers, waiting_digests)):
+        if at % BATCH == 0:  # the ledger asked twice per BATCH subscribers, not per subscriber
+            batch = [s.email for s in config.subscribers[at:at + BATCH]]
+            summaries, states = ledger.summaries(batch), ledger.states(batch)
+        last, sent = summaries[subscriber.email]
+        state = states[subscriber.email]
         schedule, zone = subscriber_schedule(config, subscriber)
-        entries = ledger.entries(subscriber.email)
-        last = entries[-1] if entries else None
-        state = ledger.state(subscriber.email)
         upcoming = next_slot(schedule, zone, now)
         rows.append({
             "subscriber": subscriber.email,
@@ -33,7 +37,7 @@ def subscriber_status(config: Config, store: Store, now: datetime) -> list[dict[
             "next_due": upcoming.isoformat(),
             "next_due_local": _local(upcoming, zone),
             "papers_waiting": len(waiting.papers),
-            "digests_sent": sum(e.state == "sent" for e in entries),
+            "digests_sent": sent,
             "hard_failures": state.hard_failures,
             "suspended": state.suspended_at is not None,
             "suspended_reason": state.suspended_reason,

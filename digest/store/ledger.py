@@ -348,6 +348,20 @@ class Ledger:
         found = {r.subscriber: _row_state(r) for r in rows}
         return {e: found.get(k, SubscriberState()) for e, k in keys.items()}
 
+    def summaries(self, subscribers: Sequence[str]) -> dict[str, tuple[Entry | None, int]]:
+        """Each subscriber's latest digest and how many were sent, keyed by the addresses as
+        given: two queries for all of them (callers pass a few hundred at a time)."""
+        keys = {e: subscriber_key(e) for e in subscribers}
+        wanted = sorted(set(keys.values()))
+        newest = sa.select(sa.func.max(digests.c.id)).where(digests.c.subscriber.in_(wanted)).group_by(
+            digests.c.subscriber)
+        latest = {r.subscriber: _entry(r) for r in self._read(lambda conn: conn.execute(
+            sa.select(digests).where(digests.c.id.in_(newest))).all())}
+        sent = dict(self._read(lambda conn: conn.execute(
+            sa.select(digests.c.subscriber, sa.func.count()).where(
+                digests.c.subscriber.in_(wanted), digests.c.state == "sent").group_by(digests.c.subscriber)).all()))
+        return {e: (latest.get(k), int(sent.get(k, 0))) for e, k in keys.items()}
+
     def entries_for(self, wanted: Sequence[tuple[str, str]]) -> dict[tuple[str, str], Entry]:
         """The recorded digests among (subscriber, period) pairs, keyed by the pairs as given."""
         keys = {(subscriber_key(e), p): (e, p) for e, p in wanted}
