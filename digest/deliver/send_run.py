@@ -468,7 +468,8 @@ class Delivery:
         accepted = [entry for entries in state.accepted.values() for entry in entries]
         self.ledger.sent_all(accepted, self.clock(), subscribers=sent)
         state.accepted.clear()
-        reached, sent[:] = bool(sent), []
+        reached = bool(sent)
+        sent.clear()
         if reached and not self._marked:
             self.store.mark_sent(self.clock())
             self._marked = True

@@ -94,17 +94,13 @@ class TopicPlan:
 
     # -- all papers at once
 
-    def evaluate(self, index: PaperIndex) -> tuple[np.ndarray, np.ndarray]:
-        """(mask of the papers that satisfy every criterion, their relevance 0..1)."""
-        return self._evaluate(index)
-
     def scored(self, index: PaperIndex, base: np.ndarray, now: datetime) -> tuple[np.ndarray, np.ndarray]:
         """(the mask, each paper's score under this topic at `now`: relevance and the `base`
         trending and freshness part). Kept (read-only) once a second subscriber has the topic,
         so everyone who shares it shares its evaluation; a topic of one subscriber keeps nothing."""
         if self._scored is not None and self._scored[0] is index and self._scored[1] == now:
             return self._scored[2], self._scored[3]
-        mask, relevance = self._evaluate(index)
+        mask, relevance = self.evaluate(index)
         value = RELEVANCE * relevance + base
         if self.shared:
             mask.flags.writeable = value.flags.writeable = False
@@ -128,7 +124,8 @@ class TopicPlan:
         found, paper = self.found(index, i), index.papers[i]
         return DigestEntry(paper, score, explain(found, paper), tuple(t for t, _ in found.terms), also)
 
-    def _evaluate(self, index: PaperIndex) -> tuple[np.ndarray, np.ndarray]:
+    def evaluate(self, index: PaperIndex) -> tuple[np.ndarray, np.ndarray]:
+        """(mask of the papers that satisfy every criterion, their relevance 0..1)."""
         raw = np.zeros(index.size)
         mask: np.ndarray | None = None
         by_author: np.ndarray | None = None

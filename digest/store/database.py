@@ -340,11 +340,11 @@ class Store:
         return self.secret()
 
     def _stored_secret(self) -> str | None:
-        return self._guard(lambda: self._read_setting("secret"))
+        return self.setting("secret")
 
-    def _read_setting(self, key: str) -> str | None:
-        with reading(self.engine) as conn:
-            return conn.scalar(sa.select(settings_table.c.value).where(settings_table.c.key == key))
+    def setting(self, key: str) -> str | None:
+        """A value of the `settings` table (None if unset)."""
+        return self.read(lambda conn: conn.scalar(sa.select(settings_table.c.value).where(settings_table.c.key == key)))
 
     # ------------------------------------------------------------ safety of the state
 
@@ -455,51 +455,37 @@ class Store:
     # ------------------------------------------------------------ reading
 
     def fetch_state(self, source: str) -> FetchState:
-        def read() -> FetchState:
-            with reading(self.engine) as conn:
-                row = conn.execute(sa.select(fetch_state).where(fetch_state.c.source == source)).first()
-            return FetchState(**row._mapping) if row else FetchState(source)
-
-        return self._guard(read)
+        row = self.read(lambda conn: conn.execute(sa.select(fetch_state).where(fetch_state.c.source == source)).first())
+        return FetchState(**row._mapping) if row else FetchState(source)
 
     def papers(self, *, since: datetime | None = None, source: str | None = None,
                ids: Sequence[str] | None = None) -> list[Paper]:
         """Stored papers, newest first-seen first; filtered by first-seen time, source or ids."""
 
-        def read() -> list[Paper]:
-            query = sa.select(papers).order_by(papers.c.first_seen_at.desc(), papers.c.id)
-            if since is not None:
-                query = query.where(papers.c.first_seen_at >= since)
-            if source is not None:
-                query = query.where(papers.c.id.in_(
-                    sa.select(paper_sources.c.paper_id).where(paper_sources.c.source == source)))
-            with reading(self.engine) as conn:
-                if ids is not None:
-                    return self._load(conn, list(ids))
-                rows = conn.execute(query).all()
-                return self._with_sources(conn, rows)
-
-        return self._guard(read)
+        if ids is not None:
+            return self.read(lambda conn: self._load(conn, list(ids)))
+        query = sa.select(papers).order_by(papers.c.first_seen_at.desc(), papers.c.id)
+        if since is not None:
+            query = query.where(papers.c.first_seen_at >= since)
+        if source is not None:
+            query = query.where(papers.c.id.in_(
+                sa.select(paper_sources.c.paper_id).where(paper_sources.c.source == source)))
+        return self.read(lambda conn: self._with_sources(conn, conn.execute(query).all()))
 
     def known_categories(self, ids: Sequence[str]) -> dict[str, tuple[str, ...]]:
         """The stored categories of those of these papers that have some."""
 
-        def read() -> dict[str, tuple[str, ...]]:
+        def read(conn: Connection) -> dict[str, tuple[str, ...]]:
             found: dict[str, tuple[str, ...]] = {}
-            with reading(self.engine) as conn:
-                for start in range(0, len(ids), _CHUNK):
-                    query = sa.select(papers.c.id, papers.c.categories).where(papers.c.id.in_(ids[start:start + _CHUNK]))
-                    found.update({i: tuple(c) for i, c in conn.execute(query) if c})
+            for start in range(0, len(ids), _CHUNK):
+                query = sa.select(papers.c.id, papers.c.categories).where(papers.c.id.in_(ids[start:start + _CHUNK]))
+                found.update({i: tuple(c) for i, c in conn.execute(query) if c})
             return found
 
-        return self._guard(read)
+        return self.read(read)
 
     def count(self) -> int:
-        def read() -> int:
-            with reading(self.engine) as conn:
-                return int(conn.scalar(sa.select(sa.func.count()).select_from(papers)) or 0)
-
-        return self._guard(read)
+        return int(self.read(lambda conn: conn.scalar(sa.select(sa.func.count()).select_from(papers))) or 0)
 
     def _load(self, conn: Connection, ids: list[str], *, lock: bool = False) -> list[Paper]:
         out: list[Paper] = []

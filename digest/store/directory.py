@@ -80,17 +80,15 @@ class Directory:
 
     def fingerprint(self, origin: str) -> str | None:
         """What the origin's subscribers were when last synced (a hash the caller chose)."""
-        return self._read(lambda conn: conn.scalar(
-            sa.select(settings_table.c.value).where(settings_table.c.key == f"subscribers:{origin}")))
+        return self.store.setting(f"subscribers:{origin}")
 
     def sync(self, origin: str, wanted: Iterable[Wanted], fingerprint: str, now: datetime,
              first_due: Callable[[str, str], datetime | None]) -> Synced:
         """Make the directory hold exactly `wanted` for `origin`: new rows added, changed ones
         updated (next_due recomputed by `first_due(schedule, timezone)` when the schedule, time
-        zone or pause changed), rows gone from the origin removed. Nothing is written when the
-        fingerprint is the last sync's. Idempotent: two processes syncing at once agree."""
-        if self.fingerprint(origin) == fingerprint:
-            return Synced(skipped=True)
+        zone or pause changed), rows gone from the origin removed; `fingerprint` is then the
+        origin's (the caller skips a sync when it already is). Idempotent: two processes
+        syncing at once agree."""
         held = {row.key: row for row in self._read(lambda conn: conn.execute(
             sa.select(subscribers.c.key, subscribers.c.profile, subscribers.c.schedule, subscribers.c.timezone,
                       subscribers.c.next_due).where(subscribers.c.origin == origin)).all())}

@@ -193,14 +193,12 @@ class Ledger:
 
         return self._write(work) == 1
 
-    def sent(self, entry: Entry, now: datetime, *, reset_failures: bool = True) -> None:
-        """Accepted by the server. One statement, one commit: its papers are delivered with it
-        (`delivered` reads the papers of sent digests). A worker records it with its next
-        digest's `sending` mark instead, or with its batch's end (`sent_all`)."""
-        stamp = UTCTime().process_bind_param(now, None)
-        self._write(lambda conn: conn.execute(_SENT, {"id": entry.id, "t": stamp}))
-        if reset_failures:
-            self.reset_failures([entry.subscriber])
+    def sent(self, entry: Entry, now: datetime) -> None:
+        """Accepted by the server: its papers are delivered with it (`delivered` reads the papers
+        of sent digests) and the subscriber's refusal count starts again, in one commit. A
+        worker records it with its next digest's `sending` mark instead, or at its pass's end
+        (`sent_all`)."""
+        self.sent_all([entry], now)
 
     def sent_all(self, entries: Sequence[Entry], now: datetime, *, subscribers: Sequence[str] = ()) -> None:
         """Accepted digests not yet recorded, and the refusal counts of `subscribers` (those
@@ -392,13 +390,6 @@ class Ledger:
         for subscriber, papers in self._read(lambda conn: conn.execute(query).all()):
             found.setdefault(subscriber, set()).update(json.loads(papers))
         return {e: found[k] for e, k in keys.items() if k in found}
-
-    def reset_failures(self, subscribers: Sequence[str]) -> None:
-        """Digests reached these subscribers: their count of refusals in a row starts again."""
-        keys = [subscriber_key(e) for e in subscribers]
-        if keys:
-            self._write(lambda conn: conn.execute(subscriber_state.update().where(
-                subscriber_state.c.subscriber.in_(keys), subscriber_state.c.hard_failures > 0).values(hard_failures=0)))
 
     # -- subscribers
 

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from .database import Store, UTCTime, dialect_insert, reading
+from .database import Store, UTCTime, dialect_insert
 from .identity import ACTIVE_RUNS, known_gone, owner_id
 
 _meta = sa.MetaData()
@@ -69,12 +69,8 @@ class Locks:
         self._write(lambda conn: conn.execute(locks.delete().where(locks.c.name == name, locks.c.owner == owner)))
 
     def holder(self, name: str) -> tuple[str, datetime] | None:
-        def read() -> tuple[str, datetime] | None:
-            with reading(self.store.engine) as conn:
-                row = conn.execute(sa.select(locks).where(locks.c.name == name)).first()
-            return (row.owner, row.until) if row is not None else None
-
-        return self.store._guard(read)
+        row = self.store.read(lambda conn: conn.execute(sa.select(locks).where(locks.c.name == name)).first())
+        return (row.owner, row.until) if row is not None else None
 
     def _write(self, work):  # type: ignore[no-untyped-def]
         return self.store.write(work)
