@@ -77,6 +77,9 @@ class LoopbackController(Controller):
 
     def __init__(self, handler: object, **options: object) -> None:
         self.socket = socket.create_server(("127.0.0.1", 0))
+        # server_hostname: without it aiosmtpd calls socket.getfqdn() for every connection, inside
+        # its event loop (a resolver that waits stalls every greeting behind it).
+        options.setdefault("server_hostname", "localhost")
         super().__init__(handler, hostname="127.0.0.1", port=self.socket.getsockname()[1], **options)
 
     def _create_server(self):  # type: ignore[no-untyped-def]

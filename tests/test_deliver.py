@@ -45,12 +45,12 @@ def safe_schedule(now: datetime | None = None) -> str:
 
 def write(tmp_path: Path, port: int, emails: list[str], *, smtp_extra: str = "", defaults: str = "",
           keywords: str = "[language model, LLM]", security: str = "none", state: str | None = None,
-          extra: str = "") -> Path:
+          extra: str = "", timeout: float = 2) -> Path:
     subscribers = "".join(f"  - email: {e}\n    topics:\n      - name: LLMs\n        keywords: {keywords}\n" for e in emails)
     path = tmp_path / "subscribers.yaml"
     path.write_text(
         'sender:\n  from: "Paper Digest <digest@example.org>"\n'
-        f"smtp:\n  host: 127.0.0.1\n  port: {port}\n  security: {security}\n  timeout: 2\n  retry_wait: 0.05\n{smtp_extra}"
+        f"smtp:\n  host: 127.0.0.1\n  port: {port}\n  security: {security}\n  timeout: {timeout:g}\n  retry_wait: 0.05\n{smtp_extra}"
         "base_url: https://digest.example.org\n" + (f"state: {state}\n" if state else "") + extra +
         f"defaults:\n  max_papers: 5\n{defaults}{'' if 'schedule:' in defaults else safe_schedule()}"
         "sources:\n" + "".join(f"  - {json.dumps(s)}\n" for s in SOURCES) + "subscribers:\n" + subscribers,

@@ -38,7 +38,8 @@ def test_four_senders_started_together_share_one_plan_and_divide_it(tmp_path, fe
     emails = [f"reader{n:02d}@example.org" for n in range(48)]
     with SmtpServer() as server:
         server.handler.delay = 0.3  # one connection at a time: 14.4 s for all 48
-        config = setup(tmp_path, fetched, server.port, emails, extra="workers:\n  batch: 2\n")
+        config = setup(tmp_path, fetched, server.port, emails, extra="workers:\n  batch: 2\n",
+                       timeout=10)  # several processes on two busy cores: a slow greeting is not under test
         started = time.monotonic()
         runs = [_send(config) for _ in range(4)]
         results = [run.communicate(timeout=120) for run in runs]
@@ -64,7 +65,8 @@ def test_a_killed_workers_claims_are_taken_over_after_its_lease(tmp_path, fetche
     emails = [f"reader{n:02d}@example.org" for n in range(30)]
     with SmtpServer() as server:
         server.handler.delay = 0.1
-        config = setup(tmp_path, fetched, server.port, emails, extra="workers:\n  batch: 2\n  lease: 3s\n")
+        config = setup(tmp_path, fetched, server.port, emails, extra="workers:\n  batch: 2\n  lease: 3s\n",
+                       timeout=10)
         # Worker A runs in a pid namespace of its own, as in a container: its pid says nothing
         # here, so only its lease can free what it holds.
         a = _send(config, "unshare", "--pid", "--fork", "--mount-proc", "--kill-child=SIGKILL")
@@ -102,7 +104,8 @@ def test_a_scheduler_plans_and_workers_send(tmp_path, fetched):  # noqa: F811
     due = datetime.now(UTC) - timedelta(hours=1)  # the latest slot, an hour ago: due now
     with SmtpServer() as server:
         config = setup(tmp_path, fetched, server.port, emails, defaults=f"  schedule: daily {due:%H}:{due:%M}\n",
-                       extra="workers:\n  batch: 2\n")
+                       extra="workers:\n  batch: 2\n",
+                       timeout=10)  # several processes on two busy cores: a slow greeting is not under test
         logs = {name: tmp_path / f"{name}.log" for name in ("scheduler", "worker1", "worker2")}
         roles = {"scheduler": "scheduler", "worker1": "worker", "worker2": "worker"}
         processes = {}
