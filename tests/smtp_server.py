@@ -22,6 +22,7 @@ class ScriptedHandler:
         self.script: dict[str, list[str]] = defaultdict(list)
         self.received: list[EmailMessage] = []
         self.delay = 0.0
+        self.pipelining = True  # advertised, as postfix and most servers do (aiosmtpd reads commands in turn)
         self.peers: set[object] = set()  # client (host, port): one per connection
         self.lock = threading.Lock()
         # A gate: with hold_after = N, the message after the N-th waits at the end of DATA
@@ -39,6 +40,8 @@ class ScriptedHandler:
         with self.lock:
             self.peers.add(session.peer)
         session.host_name = hostname
+        if self.pipelining:
+            responses.insert(1, "250-PIPELINING")
         return responses
 
     async def handle_RCPT(self, server, session, envelope, address, options):  # noqa: N802, ANN001

@@ -6,9 +6,11 @@ from __future__ import annotations
 import os
 import shutil
 import smtplib
+import socket
 import ssl
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -18,8 +20,9 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 from hypothesis import given
 from hypothesis import strategies as st
 
-from digest.config import load_config
+from digest.config import Smtp, load_config
 from digest.deliver import Delivery
+from digest.deliver.smtp import PermanentError, SmtpSender, TransientError
 from digest.store import Store
 
 from .smtp_server import SmtpServer
@@ -132,3 +135,82 @@ def test_dot_stuffing_is_smtplibs(data):
     from digest.deliver.smtp import dot_stuffed
 
     assert dot_stuffed(data) == smtplib._quote_periods(data)
+
+
+def _message(to: str) -> bytes:
+    return (f"From: digest@example.org\r\nTo: {to}\r\nSubject: test\r\nMessage-ID: <{to}.1@example.org>\r\n\r\n"
+            ".a line that starts with a dot\r\n").encode()
+
+
+@pytest.mark.parametrize("pipelining", [True, False], ids=["pipelined", "one-at-a-time"])
+def test_refusals_on_one_connection_with_and_without_pipelining(pipelining):
+    """A 550 and a 451 for the envelope: each message's own error, and the connection goes on
+    with the next message (the server's RSET left it clean), both ways of sending MAIL/RCPT/DATA."""
+    with SmtpServer() as server:
+        server.handler.pipelining = pipelining
+        server.handler.script["gone@example.org"] = ["550 5.1.1 No such user"]
+        server.handler.script["busy@example.org"] = ["451 4.3.0 Try later"]
+        sender = SmtpSender(Smtp(host="127.0.0.1", port=server.port, security="none", timeout=5))
+        with pytest.raises(PermanentError, match="RCPT TO gone@example.org: 550 5.1.1 No such user"):
+            sender.send(_message("gone@example.org"), envelope=("digest@example.org", "gone@example.org"))
+        with pytest.raises(TransientError, match="451 4.3.0 Try later"):
+            sender.send(_message("busy@example.org"), envelope=("digest@example.org", "busy@example.org"))
+        sender.send(_message("ok@example.org"), envelope=("digest@example.org", "ok@example.org"))
+        sender.close()
+        assert [str(m["To"]) for m in server.handler.received] == ["ok@example.org"]
+        assert server.handler.received[0].get_content().startswith(".a line")  # the stuffed dot taken off
+        assert len(server.handler.peers) == 1
+
+
+class _ScriptedWire:
+    """A server that speaks SMTP by hand, to reach what a well-behaved one never does: it
+    answers nothing to MAIL, RCPT and DATA until all three have come (a client that waited for
+    each reply would hang here), then gives `replies`, and records what the client sent next."""
+
+    def __init__(self, replies: list[bytes]) -> None:
+        self.replies = replies
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.after = b""
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        connection, _ = self.listener.accept()
+        connection.settimeout(5)
+        reader = connection.makefile("rb")
+        connection.sendall(b"220 wire ESMTP\r\n")
+        reader.readline()  # EHLO
+        connection.sendall(b"250-wire\r\n250-PIPELINING\r\n250 8BITMIME\r\n")
+        commands = [reader.readline() for _ in range(3)]
+        assert [c.split(b":")[0].split()[0] for c in commands] == [b"MAIL", b"RCPT", b"DATA"], commands
+        connection.sendall(b"".join(self.replies))
+        try:
+            while chunk := connection.recv(65536):
+                self.after += chunk
+                if self.after.endswith(b".\r\n"):
+                    connection.sendall(b"250 queued\r\n")
+        except OSError:
+            pass
+        connection.close()
+
+
+@pytest.mark.parametrize(("replies", "error", "ended"), [
+    ([b"250 ok\r\n", b"250 ok\r\n", b"354 go on\r\n"], None, True),
+    ([b"250 ok\r\n", b"550 5.1.1 no such user\r\n", b"554 no valid recipients\r\n"], PermanentError, False),
+    # a server that says 354 although the one recipient was refused: nothing may end a message
+    ([b"250 ok\r\n", b"550 5.1.1 no such user\r\n", b"354 go on\r\n"], PermanentError, False),
+], ids=["accepted", "refused", "refused-yet-354"])
+def test_pipelined_envelope_is_one_round_trip(replies, error, ended):
+    wire = _ScriptedWire(replies)
+    sender = SmtpSender(Smtp(host="127.0.0.1", port=wire.port, security="none", timeout=5))
+    if error:
+        with pytest.raises(error, match="RCPT TO a@example.org: 550"):
+            sender.send(_message("a@example.org"), envelope=("digest@example.org", "a@example.org"))
+    else:
+        sender.send(_message("a@example.org"), envelope=("digest@example.org", "a@example.org"))
+    sender.close()
+    wire.thread.join(timeout=10)
+    assert (b"\r\n.\r\n" in wire.after) == ended, wire.after
+    if replies[-1].startswith(b"354") and error:
+        assert wire.after == b""  # dropped: not even a RSET into the open DATA

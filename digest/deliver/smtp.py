@@ -155,15 +155,17 @@ class SmtpSender:
         ended = False
         try:
             connection.ehlo_or_helo_if_needed()
-            code, reply = connection.mail(sender, ["SMTPUTF8"] if _needs_utf8(sender, recipients) else [])
-            self._check(code, reply, "MAIL FROM")
-            for recipient in recipients:
-                code, reply = connection.rcpt(recipient)
-                self._check(code, reply, f"RCPT TO {recipient}")
-            code, reply = connection.docmd("DATA")
-            if code != 354:
-                self._check(code, reply, "DATA")
-                raise TransientError(f"DATA: {_describe(code, reply)}")
+            utf8 = _needs_utf8(sender, recipients)
+            if connection.has_extn("pipelining") and not utf8:
+                self._envelope_pipelined(connection, sender, recipients)
+            else:
+                code, reply = connection.mail(sender, ["SMTPUTF8"] if utf8 else [])
+                self._check(code, reply, "MAIL FROM")
+                for recipient in recipients:
+                    code, reply = connection.rcpt(recipient)
+                    self._check(code, reply, f"RCPT TO {recipient}")
+                code, reply = connection.docmd("DATA")
+                self._check_data(code, reply)
             body = dot_stuffed(data)
             if not body.endswith(b"\r\n"):
                 body += b"\r\n"
@@ -190,6 +192,30 @@ class SmtpSender:
         except (TransientError, PermanentError):
             self._reset()
             raise
+
+    def _envelope_pipelined(self, connection: smtplib.SMTP, sender: str, recipients: list[str]) -> None:
+        """MAIL, RCPT and DATA in one write, their replies read after (RFC 2920, which nearly
+        every server offers): one round trip instead of three. With one recipient per message
+        the server refuses DATA when MAIL or RCPT failed; should it answer 354 all the same,
+        the connection is dropped, so nothing ends the message."""
+        steps = [("MAIL FROM", f"MAIL FROM:{smtplib.quoteaddr(sender)}")]
+        steps += [(f"RCPT TO {r}", f"RCPT TO:{smtplib.quoteaddr(r)}") for r in recipients]
+        steps.append(("DATA", "DATA"))
+        connection.send("".join(f"{command}\r\n" for _, command in steps))
+        replies = [connection.getreply() for _ in steps]
+        try:
+            for (step, _), (code, reply) in zip(steps[:-1], replies):
+                self._check(code, reply, step)
+        except (TransientError, PermanentError):
+            if replies[-1][0] == 354:
+                self._drop()
+            raise
+        self._check_data(*replies[-1])
+
+    def _check_data(self, code: int, reply: bytes) -> None:
+        if code != 354:
+            self._check(code, reply, "DATA")
+            raise TransientError(f"DATA: {_describe(code, reply)}")
 
     def _check(self, code: int, reply: bytes, step: str) -> None:
         if 200 <= code < 400:
