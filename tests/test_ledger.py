@@ -71,6 +71,79 @@ def test_claim_send_sent(ledger):
     assert not ledger.claim(entry.id, T0, "me")  # sent: never claimed again
 
 
+def test_sending_marks_from_many_threads_share_commits_each_committed_on_return(ledger):
+    """Eight threads mark at once (as eight SMTP connections do): fewer transactions than marks,
+    and every mark, with the digests it carries as sent, is in the database when it returns;
+    a claim lost to another worker answers False for that digest only."""
+    entries = [ledger.record(f"r{n}@example.org", "p1", f"<m{n}>", ["x"], T0)[0] for n in range(64)]
+    for e in entries:
+        assert ledger.claim(e.id, T0, "me" if e.id != entries[5].id else "other")
+    reader = Ledger(ledger.store)
+    start, seen = threading.Barrier(8), []
+
+    def worker(mine: list) -> None:
+        start.wait()
+        previous = None
+        for e in mine:
+            ok = ledger.sending(e.id, T0, "me", accepted=[previous] if previous else [])
+            now = {x.id: x.state for x in reader.entries()}  # another connection sees it at once
+            seen.append((e.id, ok, now[e.id], now[previous.id] if previous else "sent"))
+            previous = e if ok else None
+        if previous:
+            ledger.sent_all([previous], T0)
+
+    threads = [threading.Thread(target=worker, args=(entries[n::8],)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(seen) == 64
+    assert all(ok == (state == "sending") and before == "sent" for _, ok, state, before in seen
+               if _ != entries[5].id), seen
+    assert [ok for i, ok, _, _ in seen if i == entries[5].id] == [False]
+    assert Counter(e.state for e in reader.entries()) == Counter({"sent": 63, "claimed": 1})
+    assert ledger._marks.batches < 64, ledger._marks.batches
+
+
+def test_group_commit_hands_each_caller_its_result_or_its_batchs_error():
+    from digest.store.group_commit import GroupCommit
+    batches: list[list[int]] = []
+    gate = threading.Event()
+
+    def execute(items):
+        batches.append(list(items))
+        if len(batches) == 1:
+            gate.wait(5)  # the first commit is slow: the others gather behind it
+        if 13 in items:
+            raise ValueError("bad batch")
+        return [i * 10 for i in items]
+
+    group = GroupCommit(execute)
+    results: dict[int, object] = {}
+
+    def call(i: int) -> None:
+        try:
+            results[i] = group.submit(i)
+        except ValueError as exc:
+            results[i] = exc
+
+    first = threading.Thread(target=call, args=(1,))
+    first.start()
+    while not batches:
+        time.sleep(0.001)
+    others = [threading.Thread(target=call, args=(i,)) for i in (2, 3, 13)]
+    for t in others:
+        t.start()
+    time.sleep(0.2)
+    gate.set()
+    for t in [first, *others]:
+        t.join(5)
+    assert batches[0] == [1] and sorted(batches[1]) == [2, 3, 13] and len(batches) == 2
+    assert results[1] == 10
+    assert all(isinstance(results[i], ValueError) for i in (2, 3, 13))  # rolled back together
+    assert group.submit(4) == 40  # and the next caller commits at once
+
+
 def test_deferred_goes_back_to_pending_with_the_error(ledger):
     entry, _ = ledger.record("a@example.org", "p1", "<m>", ["x"], T0)
     ledger.claim(entry.id, T0, "me")

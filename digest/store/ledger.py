@@ -21,6 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from .database import Store, UTCTime, dialect_insert
+from .group_commit import GroupCommit
 from .identity import ACTIVE_RUNS, known_gone, owner_id
 
 __all__ = ["ACTIVE_RUNS", "COMPLETED", "Entry", "Ledger", "Planned", "SubscriberState", "owner_id",
@@ -63,7 +64,19 @@ subscriber_state = sa.Table(
 )
 
 
+_SENDING = sa.text("UPDATE digests SET state = 'sending', updated_at = :t WHERE id = :id")
+_SENDING_OWN = sa.text("UPDATE digests SET state = 'sending', updated_at = :t "
+                       "WHERE id = :id AND claimed_by = :owner AND state = 'claimed'")
 _SENT = sa.text("UPDATE digests SET state = 'sent', sent_at = :t, updated_at = :t, last_error = NULL WHERE id = :id")
+
+
+@dataclass(frozen=True)
+class _Mark:
+    """One `sending` mark waiting for its commit."""
+    digest_id: int
+    now: datetime
+    owner: str | None
+    accepted: tuple[Entry, ...]
 
 
 @dataclass(frozen=True)
@@ -134,6 +147,8 @@ class Ledger:
     def __init__(self, store: Store) -> None:
         self.store = store
         self.engine = store.engine
+        # Threads' `sending` marks that arrive together share a commit (see group_commit).
+        self._marks: GroupCommit[_Mark, bool] = GroupCommit(self._mark_all)
 
     def _write(self, work):  # type: ignore[no-untyped-def]
         return self.store.write(work)
@@ -180,18 +195,21 @@ class Ledger:
         """The end of the message is about to go out. With `owner`, only while the claim is still
         its own: False when its lease ran out and another worker took it over (do not send).
         `accepted`: digests the server has accepted since the last commit (see `sent`), recorded
-        in the same transaction: one commit per digest sent."""
-        query = digests.update().where(digests.c.id == digest_id)
-        if owner is not None:
-            query = query.where(digests.c.claimed_by == owner, digests.c.state == "claimed")
-        stamp = UTCTime().process_bind_param(now, None)
+        in the same transaction: one commit per digest sent, fewer when several threads mark
+        at once (their marks share a commit; each returns once its own is committed)."""
+        return self._marks.submit(_Mark(digest_id, now, owner, tuple(accepted)))
 
-        def work(conn: Connection) -> int:
-            if accepted:
-                conn.execute(_SENT, [{"id": e.id, "t": stamp} for e in accepted])
-            return conn.execute(query.values(state="sending", updated_at=now)).rowcount
+    def _mark_all(self, marks: Sequence[_Mark]) -> list[bool]:
+        def work(conn: Connection) -> list[bool]:
+            stamps = [UTCTime().process_bind_param(m.now, None) for m in marks]
+            sent = [{"id": e.id, "t": t} for m, t in zip(marks, stamps) for e in m.accepted]
+            if sent:
+                conn.execute(_SENT, sent)
+            return [conn.execute(_SENDING if m.owner is None else _SENDING_OWN,
+                                 {"id": m.digest_id, "t": t, "owner": m.owner}).rowcount == 1
+                    for m, t in zip(marks, stamps)]
 
-        return self._write(work) == 1
+        return self._write(work)
 
     def sent(self, entry: Entry, now: datetime) -> None:
         """Accepted by the server: its papers are delivered with it (`delivered` reads the papers
