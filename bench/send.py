@@ -15,7 +15,10 @@ state fetched once per database (not timed) and copied for every measured run (S
 file; PostgreSQL: CREATE DATABASE … TEMPLATE), so every run starts from the same fetched state
 with no digest sent. A run starts W `python -m digest send` at the same instant and waits
 for all: digests/s = messages accepted by the sink / wall time (process start-up, loading
-the configuration, matching, rendering, SMTP and the ledger all included). Also printed:
+the configuration, matching, rendering, SMTP and the ledger all included). The configuration
+is read once before each run, not timed, as on every run after the file's first: each run has
+a new file (its port and database differ), and its first read, a YAML parse of every
+subscriber, is a cost of editing the file, printed on its own. Also printed:
 peak RSS of each process, database transactions per digest (PostgreSQL: pg_stat_database),
 and the split by stage when `digest send --timings` exists. Medians of --repeat runs.
 PostgreSQL is the tests' own private server (tests/postgres.py), started only when asked
@@ -138,6 +141,20 @@ def digest_env() -> dict[str, str]:
 def digest(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "digest", *args], cwd=cwd, env=digest_env(),
                           capture_output=True, text=True, check=False)
+
+
+def warm_parse(config: Path) -> float:
+    """Load the configuration once, not timed, so the measured run finds it parsed (the cache
+    beside the file, valid while its text is unchanged), as every run after an edit does: a
+    new file per measured run would otherwise put the first-read YAML parse into every run.
+    Returns the seconds that first read took (printed once per size)."""
+    code = (f"import time; from digest.config import load_config; t = time.perf_counter(); "
+            f"load_config({str(config)!r}); print(time.perf_counter() - t)")
+    done = subprocess.run([sys.executable, "-c", code], cwd=config.parent, env=digest_env(),
+                          capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        sys.exit(f"loading {config} failed ({done.returncode}):\n{done.stdout}{done.stderr}")
+    return float(done.stdout.strip().splitlines()[-1])
 
 
 def fetch(config: Path) -> int:
@@ -350,6 +367,7 @@ class Bench:
         self.work = work
         self.timings: bool | None = None  # does `digest send --timings` exist?
         self.runs = 0
+        self.first_parse: dict[int, float] = {}  # subscribers -> seconds of a first (uncached) read
 
     def probe_timings(self) -> bool:
         shown = digest("send", "--help", cwd=self.work)
@@ -360,11 +378,13 @@ class Bench:
         folder = self.work / f"run-{self.runs:03d}-{state.name}-{len(subscribers)}-w{workers}-c{connections}-d{sink.delay_ms:g}"
         url = state.new_run(folder)
         config = write_config(folder, url, sink.port, subscribers, connections)
+        self.first_parse.setdefault(len(subscribers), warm_parse(config))
         run = self._launch(state, folder, url, config, sink, workers)
         if run is None:  # --timings refused: the same run without it, on a fresh copy
             state.drop(url)
             url = state.new_run(folder)
             config = write_config(folder, url, sink.port, subscribers, connections)
+            warm_parse(config)
             run = self._launch(state, folder, url, config, sink, workers)
         state.drop(url)
         if run is None:
@@ -592,6 +612,9 @@ def main() -> None:
                     for error in errors:
                         print(f"    {error}")
         print_table(rows, baseline, args.connections, slow)
+        for n, seconds in sorted(bench.first_parse.items()):
+            print(f"configuration of {n} subscribers: first read {seconds:.2f} s (YAML, once per edit of the "
+                  "file; the measured runs find it parsed)")
         print(f"({time.perf_counter() - started:.0f} s in all)")
     finally:
         for sink in sinks.values():

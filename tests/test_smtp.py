@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from digest.config import Smtp, load_config
 from digest.deliver import Delivery
 from digest.deliver.smtp import PermanentError, SmtpSender, TransientError
-from digest.store import Store
+from digest.store import Ledger, Store
 
 from .smtp_server import SmtpServer
 from .test_deliver import fetched, setup  # noqa: F401 - the fixture
@@ -140,6 +140,27 @@ def test_dot_stuffing_is_smtplibs(data):
 def _message(to: str) -> bytes:
     return (f"From: digest@example.org\r\nTo: {to}\r\nSubject: test\r\nMessage-ID: <{to}.1@example.org>\r\n\r\n"
             ".a line that starts with a dot\r\n").encode()
+
+
+def test_several_connections_stream_claims_and_retry_what_failed(tmp_path, fetched):  # noqa: F811
+    """Four connections, claims of two digests each: the batches stream to the connections
+    (the next claimed while the last goes out), a 451 comes back for the run's retry pass, a
+    550 fails for good, and every other digest is sent once, recorded `sent`."""
+    emails = [f"reader{n:02d}@example.org" for n in range(20)]
+    with SmtpServer() as server:
+        server.handler.delay = 0.05
+        server.handler.script["reader03@example.org"] = ["451 4.3.0 busy"]  # once
+        server.handler.script["reader11@example.org"] = ["550 5.1.1 no such user"] * 5
+        config_path = setup(tmp_path, fetched, server.port, emails, extra="workers:\n  batch: 2\n",
+                            smtp_extra="  connections: 4\n")
+        config = load_config(config_path)
+        outcomes = {o.subscriber: o.status for o in Delivery(config, Store(config.database_url())).run()}
+        assert outcomes.pop("reader11@example.org") == "failed"
+        assert set(outcomes.values()) == {"sent"} and len(outcomes) == 19
+        assert Counter(str(m["To"]) for m in server.handler.received) == Counter(e for e in emails if "11" not in e)
+        assert len(server.handler.peers) == 4
+        states = Counter(e.state for e in Ledger(Store(config.database_url())).entries())
+        assert states == Counter({"sent": 19, "failed": 1})
 
 
 @pytest.mark.parametrize("pipelining", [True, False], ids=["pipelined", "one-at-a-time"])

@@ -16,7 +16,8 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_for
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -316,6 +317,8 @@ class Delivery:
         heartbeat = _Heartbeat(lambda: self.ledger.renew(owner, self.clock() + lease), lease / 3)
         state = Sending(self.sender_factory, self.config.smtp.connections)
         failures: list[tuple[Job, BaseException]] = []
+        sent: list[str] = []
+        stream = None if state.pool is None else _Stream(state.pool, self._attempt(now, owner, None, done, state, sent))
         try:
             while not self.stop.is_set() and not state.fatal:
                 if not planned:
@@ -336,7 +339,16 @@ class Delivery:
                 if entries:
                     heartbeat.start()
                     jobs = self._jobs(entries, now, done)
-                    failures += self._send_passes(jobs, now, owner, None, done, state, retries=0)
+                    if stream is None:
+                        failures += self._send_passes(jobs, now, owner, None, done, state, retries=0)
+                    else:  # claim the next batch while this one's digests are still going out
+                        _ = self.composer  # made once, before the threads that render with it
+                        stream.add(jobs)
+                        failures += stream.wait(leave=claim)
+                    continue
+                if stream is not None and stream.running:  # nothing to claim: let what is queued finish
+                    failures += stream.wait(leave=0)
+                    self._record_accepted(state, sent)
                     continue
                 if self.ledger.recover(self.clock()):
                     continue
@@ -347,6 +359,9 @@ class Delivery:
                 failures = self._send_passes([job for job, _ in failures], now, owner, None, done, state,
                                              previous=failures)
         finally:
+            if stream is not None:  # stopped or failed: what is queued ends (or gives up) first
+                failures += stream.wait(leave=0)
+                self._record_accepted(state, sent)
             heartbeat.stop()
             state.close()
             for job, error in failures:
@@ -410,32 +425,8 @@ class Delivery:
         if not jobs:
             return []
         _ = self.composer  # made here, once, before the threads that render with it
-        lock = state.lock
         sent: list[str] = []
-
-        def work(job: Job) -> BaseException | None:
-            if self.stop.is_set() or state.fatal:
-                return TransientError("the run was stopped")
-            if state.connection_failures >= _SERVER_DOWN_AFTER:
-                return TransientError(f"SMTP server {state.sender().where} keeps failing")
-            try:
-                outcome = self._send_one(job, state.sender(), now, owner, to, state)
-            except TransientError as exc:
-                with lock:
-                    state.connection_failures = state.connection_failures + 1 if isinstance(exc, ConnectionLost) else 0
-                return exc
-            except SmtpConfigError as exc:
-                state.fatal.append(exc)
-                return exc
-            except Exception as exc:  # noqa: BLE001 - one digest's bug never stops the batch
-                log.exception("digest for %s failed", job.subscriber.email)
-                return TransientError(f"internal error: {exc.__class__.__name__}: {exc}")
-            with lock:  # no reply after the end of a message is a failing connection too
-                state.connection_failures = state.connection_failures + 1 if outcome.status == "uncertain" else 0
-                if outcome.status == "sent":
-                    sent.append(job.subscriber.email)
-            done(outcome)
-            return None
+        work = self._attempt(now, owner, to, done, state, sent)
 
         # Until a pass says otherwise, every job is still waiting (with its last error, if retried).
         waiting: list[tuple[Job, BaseException]] = list(previous) if previous is not None else [
@@ -461,6 +452,39 @@ class Delivery:
             if to is None:
                 self._record_accepted(state, sent)
         return waiting
+
+    def _attempt(self, now: datetime, owner: str, to: str | None, done: Callable[[Outcome], None],
+                 state: Sending, sent: list[str]) -> Callable[[Job], BaseException | None]:
+        """One attempt at a job, as the sending threads run it: None when it is done (sent,
+        failed for good, skipped), else the error that leaves it for a later pass. The
+        addresses it reached are added to `sent` (their refusal counts reset when recorded)."""
+        lock = state.lock
+
+        def work(job: Job) -> BaseException | None:
+            if self.stop.is_set() or state.fatal:
+                return TransientError("the run was stopped")
+            if state.connection_failures >= _SERVER_DOWN_AFTER:
+                return TransientError(f"SMTP server {state.sender().where} keeps failing")
+            try:
+                outcome = self._send_one(job, state.sender(), now, owner, to, state)
+            except TransientError as exc:
+                with lock:
+                    state.connection_failures = state.connection_failures + 1 if isinstance(exc, ConnectionLost) else 0
+                return exc
+            except SmtpConfigError as exc:
+                state.fatal.append(exc)
+                return exc
+            except Exception as exc:  # noqa: BLE001 - one digest's bug never stops the batch
+                log.exception("digest for %s failed", job.subscriber.email)
+                return TransientError(f"internal error: {exc.__class__.__name__}: {exc}")
+            with lock:  # no reply after the end of a message is a failing connection too
+                state.connection_failures = state.connection_failures + 1 if outcome.status == "uncertain" else 0
+                if outcome.status == "sent":
+                    sent.append(job.subscriber.email)
+            done(outcome)
+            return None
+
+        return work
 
     def _record_accepted(self, state: Sending, sent: list[str]) -> None:
         """What the connections sent and have not recorded yet, with the refusal counts of
@@ -619,6 +643,32 @@ class Sending:
             self.pool.shutdown()
         for sender in self.senders:
             sender.close()
+
+
+class _Stream:
+    """Claimed batches fed to the sending threads as they come: the next batch is claimed while
+    this one's digests are still going out, so no connection waits for a claim, or for the
+    slowest message of a batch. (One pass; transient failures come back for the retries.)"""
+
+    def __init__(self, pool: ThreadPoolExecutor, work: Callable[[Job], BaseException | None]) -> None:
+        self.pool, self.work = pool, work
+        self.running: dict[Future[BaseException | None], Job] = {}
+
+    def add(self, jobs: list[Job]) -> None:
+        for job in jobs:
+            self.running[self.pool.submit(self.work, job)] = job
+
+    def wait(self, leave: int) -> list[tuple[Job, BaseException]]:
+        """Until at most `leave` jobs are unfinished; the finished ones that failed."""
+        failed = []
+        while len(self.running) > leave:
+            finished, _ = wait_for(list(self.running), return_when=FIRST_COMPLETED)
+            for future in finished:
+                job = self.running.pop(future)
+                error = future.result()
+                if error is not None:
+                    failed.append((job, error))
+        return failed
 
 
 class _Heartbeat:
