@@ -439,6 +439,11 @@ def _print_outcomes(outcomes) -> None:  # type: ignore[no-untyped-def]
         out.print("nothing due", highlight=False)
         return
     width = max(len(o.subscriber) for o in outcomes)
+    if not out.is_terminal:  # a log or a pipe: the same lines, without colour (rich costs ~0.1 ms a line)
+        out.file.write("".join(f"{o.subscriber:<{width}}  {o.status:<9} {o.papers:>3} papers  {o.detail}\n"
+                               for o in outcomes))
+        out.file.flush()
+        return
     colours = {"sent": "green", "test": "green", "failed": "red", "deferred": "yellow", "uncertain": "yellow",
                "suspended": "red"}
     for o in outcomes:

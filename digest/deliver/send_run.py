@@ -319,19 +319,28 @@ class Delivery:
         failures: list[tuple[Job, BaseException]] = []
         sent: list[str] = []
         stream = None if state.pool is None else _Stream(state.pool, self._attempt(now, owner, None, done, state, sent))
+
+        def make_plan() -> bool:
+            with self.locks.held("plan", self.clock(), lease) as mine:
+                if mine:
+                    with self.timings.timed("plan"):
+                        if only is not None:
+                            self.plan(subscribers, now, scheduled=scheduled, done=done)
+                        elif scheduled:
+                            self.plan_due(now, done=done)
+                        else:
+                            self.plan(self._everyone(), now, scheduled=False, done=done)
+                return mine
+
+        planner: _Planner | None = None
         try:
             while not self.stop.is_set() and not state.fatal:
-                if not planned:
-                    with self.locks.held("plan", self.clock(), lease) as mine:
-                        if mine:
-                            with self.timings.timed("plan"):
-                                if only is not None:
-                                    self.plan(subscribers, now, scheduled=scheduled, done=done)
-                                elif scheduled:
-                                    self.plan_due(now, done=done)
-                                else:
-                                    self.plan(self._everyone(), now, scheduled=False, done=done)
-                            planned = True
+                if not planned and (stream is None or not work):
+                    planned = make_plan()
+                elif not planned:  # several connections: they send what is recorded while the rest is planned
+                    planner = planner or _Planner(make_plan)
+                    if planner.finished():
+                        planned, planner = planner.result(), None
                 if not work:
                     break  # planned, or another run is planning: the workers take it from here
                 entries = self.ledger.claim_batch(owner, self.clock(), limit=claim,
@@ -354,11 +363,14 @@ class Delivery:
                     continue
                 if planned and not self.ledger.in_progress(since, self.clock(), only, besides=owner):
                     break
-                self.stop.wait(min(0.25, lease.total_seconds() / 10))  # another run plans or sends: wait
+                # another run plans or sends (or this one's planner has not recorded a batch yet): wait
+                self.stop.wait(0.05 if planner is not None else min(0.25, lease.total_seconds() / 10))
             if failures and not (self.stop.is_set() or state.fatal):
                 failures = self._send_passes([job for job, _ in failures], now, owner, None, done, state,
                                              previous=failures)
         finally:
+            if planner is not None:  # stopped or failed: the plan's current batch is recorded whole
+                planner.thread.join()
             if stream is not None:  # stopped or failed: what is queued ends (or gives up) first
                 failures += stream.wait(leave=0)
                 self._record_accepted(state, sent)
@@ -643,6 +655,33 @@ class Sending:
             self.pool.shutdown()
         for sender in self.senders:
             sender.close()
+
+
+class _Planner:
+    """A plan made in a thread of its own, so that the connections send the digests it has
+    recorded (every 500 subscribers) while it matches the rest."""
+
+    def __init__(self, make: Callable[[], bool]) -> None:
+        self.mine = False
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, args=(make,), name="digest-plan", daemon=True)
+        self.thread.start()
+
+    def _run(self, make: Callable[[], bool]) -> None:
+        try:
+            self.mine = make()
+        except BaseException as exc:  # noqa: BLE001 - raised again in the run's own thread
+            self.error = exc
+
+    def finished(self) -> bool:
+        return not self.thread.is_alive()
+
+    def result(self) -> bool:
+        """Whether this run made the plan (False: another run held the plan's lock)."""
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+        return self.mine
 
 
 class _Stream:
