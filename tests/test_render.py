@@ -4,6 +4,7 @@ the MIME message, template errors, unsubscribe tokens."""
 from __future__ import annotations
 
 import base64
+import binascii
 import email
 import email.policy
 import logging
@@ -22,7 +23,7 @@ from digest.models import Digest, DigestEntry, Paper, Section
 from digest.render.compose import HTML_BUDGET, Composer, probe_values
 from digest.render.email_context import with_kept
 from digest.render.links import email_from_token, unsubscribe_token
-from digest.render.message import build_message, wire_message
+from digest.render.message import build_message, quoted_printable, wire_message
 from digest.render.renderer import CompiledRenderer, NaiveRenderer, TemplateError, builtin_templates
 
 NOW = datetime(2026, 11, 22, 7, 30, tzinfo=UTC)
@@ -245,6 +246,27 @@ def test_the_wire_message_reads_back_as_the_email_package_builds_it(subject, nam
     assert all(len(line) <= 998 for line in lines) and b"\n" not in wire.replace(b"\r\n", b"")
     body = wire.split(b"\r\n\r\n", 1)[1]
     assert all(len(line) <= 76 for line in body.split(b"\r\n")) and body.isascii()
+
+
+_QP_PIECES = st.lists(st.one_of(st.sampled_from(["</div>", " ", "\t", "=", ".", "\n", "\r\n", "é", "▲", "=\n"]),
+                                 st.text(max_size=90), st.integers(60, 160).map(lambda n: "x" * n)), max_size=40)
+
+
+@settings(max_examples=int(os.environ.get("DIGEST_HYPOTHESIS_EXAMPLES", "150")), deadline=None)
+@given(pieces=_QP_PIECES)
+def test_quoted_printable_in_remembered_pieces_decodes_to_the_text(pieces):
+    """Long lines cut at `</div>` and encoded piece by piece, joined by soft line breaks: the
+    decoded text is the body (with CRLF line ends), every line at most 76 characters, ASCII;
+    and encoding it again (every piece now remembered) gives the same bytes."""
+    body = "".join(pieces)
+    encoded = quoted_printable(body)
+    expected = body.replace("\r\n", "\n").replace("\r", "\n")
+    expected = (expected if expected.endswith("\n") else expected + "\n").replace("\n", "\r\n")
+    assert binascii.a2b_qp(encoded).decode("utf-8") == expected
+    assert encoded.isascii() and encoded.endswith(b"\r\n") and b"\n" not in encoded.replace(b"\r\n", b"")
+    assert all(len(line) <= 76 for line in encoded.split(b"\r\n"))
+    assert all(not line.endswith((b" ", b"\t")) for line in encoded.split(b"\r\n"))  # no trailing white space lost
+    assert quoted_printable(body) == encoded
 
 
 def test_message_id_is_stable_for_one_digest():
