@@ -227,6 +227,7 @@ def _writers(file: Path | None) -> threading.RLock | contextlib.nullcontext:
 
 
 READING = "digest_reading"  # an execution option: this connection only reads
+ALONE = "digest_alone"  # an execution option: one statement, its own transaction (no BEGIN)
 
 
 def reading(engine: Engine) -> Connection:
@@ -252,7 +253,9 @@ def _serialise_sqlite_writers(engine: Engine) -> None:
     @event.listens_for(engine, "begin")
     def _begin(conn: Connection) -> None:
         # A read (`reading`) takes a snapshot and lets writers on; a write queues for the lock.
-        conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get(READING) else "BEGIN IMMEDIATE")
+        options = conn.get_execution_options()
+        if not options.get(ALONE):  # (alone, SQLite runs the statement in a transaction of its own)
+            conn.exec_driver_sql("BEGIN" if options.get(READING) else "BEGIN IMMEDIATE")
 
 
 class Store:
@@ -285,6 +288,24 @@ class Store:
             with self._writers, self.engine.begin() as conn:
                 return work(conn)
         return cast(T, self._guard(run))
+
+    @property
+    def returning(self) -> bool:
+        """UPDATE … RETURNING works here (PostgreSQL; SQLite from 3.35)."""
+        return self.engine.dialect.name != "sqlite" or sqlite3.sqlite_version_info >= (3, 35)
+
+    def write_alone(self, statement: sa.Executable, params: dict[str, Any]) -> list[sa.Row[Any]]:
+        """One statement that is atomic by itself, in one round trip: no BEGIN and COMMIT around
+        it (PostgreSQL: autocommit; SQLite: its implicit transaction). Its rows, if it returns any,
+        read before it returns: the change is then committed."""
+        def run() -> list[sa.Row[Any]]:
+            options = {ALONE: True} if self.file is not None else {"isolation_level": "AUTOCOMMIT"}
+            with self._writers, self.engine.connect().execution_options(**options) as conn:
+                result = conn.execute(statement, params)
+                rows = list(result) if result.returns_rows else []
+                conn.commit()  # nothing is open: ends SQLAlchemy's own bookkeeping
+                return rows
+        return cast(list[sa.Row[Any]], self._guard(run))
 
     def _guard(self, call: Callable[[], Any]) -> Any:
         try:

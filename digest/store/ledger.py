@@ -67,6 +67,17 @@ subscriber_state = sa.Table(
 _SENDING = sa.text("UPDATE digests SET state = 'sending', updated_at = :t WHERE id = :id")
 _SENDING_OWN = sa.text("UPDATE digests SET state = 'sending', updated_at = :t "
                        "WHERE id = :id AND claimed_by = :owner AND state = 'claimed'")
+_MARK_ONE = sa.text(
+    "UPDATE digests SET state = CASE WHEN id = :mark THEN 'sending' ELSE 'sent' END, "
+    "sent_at = CASE WHEN id = :mark THEN sent_at ELSE :t END, "
+    "last_error = CASE WHEN id = :mark THEN last_error ELSE NULL END, updated_at = :t "
+    "WHERE (id = :mark AND claimed_by = :owner AND state = 'claimed') OR id = :sent RETURNING id, state")
+_MARK_ALL = sa.text(
+    "UPDATE digests SET state = CASE WHEN id IN :marks THEN 'sending' ELSE 'sent' END, "
+    "sent_at = CASE WHEN id IN :marks THEN sent_at ELSE :t END, "
+    "last_error = CASE WHEN id IN :marks THEN last_error ELSE NULL END, updated_at = :t "
+    "WHERE (id IN :marks AND claimed_by = :owner AND state = 'claimed') OR id IN :sent "
+    "RETURNING id, state").bindparams(sa.bindparam("marks", expanding=True), sa.bindparam("sent", expanding=True))
 _SENT = sa.text("UPDATE digests SET state = 'sent', sent_at = :t, updated_at = :t, last_error = NULL WHERE id = :id")
 
 
@@ -200,6 +211,20 @@ class Ledger:
         return self._marks.submit(_Mark(digest_id, now, owner, tuple(accepted)))
 
     def _mark_all(self, marks: Sequence[_Mark]) -> list[bool]:
+        owners = {m.owner for m in marks}
+        if len(owners) == 1 and None not in owners and self.store.returning:
+            # One statement, one round trip: the marks and the digests they carry as sent.
+            stamp = UTCTime().process_bind_param(max(m.now for m in marks), None)
+            ids, sent = [m.digest_id for m in marks], [e.id for m in marks for e in m.accepted]
+            if len(ids) == 1 and len(sent) <= 1:  # the usual case, without expanding lists
+                rows = self.store.write_alone(_MARK_ONE, {"mark": ids[0], "sent": sent[0] if sent else -1,
+                                                          "owner": marks[0].owner, "t": stamp})
+            else:
+                rows = self.store.write_alone(_MARK_ALL, {"marks": ids, "sent": sent, "owner": marks[0].owner,
+                                                          "t": stamp})
+            marked = {row.id for row in rows if row.state == "sending"}
+            return [m.digest_id in marked for m in marks]
+
         def work(conn: Connection) -> list[bool]:
             stamps = [UTCTime().process_bind_param(m.now, None) for m in marks]
             sent = [{"id": e.id, "t": t} for m, t in zip(marks, stamps) for e in m.accepted]
