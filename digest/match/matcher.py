@@ -2,9 +2,10 @@
 
 All topics of all subscribers are compiled into one term table, and each paper is scanned
 once against it (a dictionary look-up per word, not a search per keyword), giving postings
-term → papers. A topic is then a few operations on arrays as long as the list of new papers
-(a mask of the papers it admits and their relevance), and a subscriber's digest is the best
-topic per paper and a sort of the few hundred papers that matched. Digests are made one
+term → papers. A topic is then a few operations on arrays (keyword topics on their terms'
+postings, others on arrays as long as the list of new papers), giving the papers it admits
+and their scores, and a subscriber's digest is the best topic per paper and a sort of the few
+hundred papers that matched. Digests are made one
 subscriber at a time: memory does not grow with the number of subscribers.
 
 Pure: no I/O, and the clock is an argument.
