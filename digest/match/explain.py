@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from .weights import TITLE
@@ -12,6 +13,11 @@ if TYPE_CHECKING:
 
 
 def explain(found: Found, paper: Paper) -> str:
+    return _explain(found, paper.upvotes)
+
+
+@lru_cache(maxsize=65_536)  # the same few terms and upvote counts recur across topics and papers
+def _explain(found: Found, upvotes: int | None) -> str:
     parts: list[str] = []
     distinct = list(dict.fromkeys(found.terms))
     ordered = [t for t in distinct if t[1] & TITLE] + [t for t in distinct if not t[1] & TITLE]
@@ -22,6 +28,6 @@ def explain(found: Found, paper: Paper) -> str:
         parts.append("by " + ", ".join(dict.fromkeys(found.authors)))
     if found.categories and not shown and not found.authors:
         parts.append("in " + ", ".join(dict.fromkeys(found.categories)))
-    if paper.upvotes:
-        parts.append(f"{paper.upvotes} upvote{'s' * (paper.upvotes != 1)}")
+    if upvotes:
+        parts.append(f"{upvotes} upvote{'s' * (upvotes != 1)}")
     return "; ".join(parts)

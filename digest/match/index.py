@@ -79,6 +79,7 @@ class PaperIndex:
         # when full), never per subscriber.
         self._capacity = max(256, (64 << 20) // max(1, 8 * size))
         self._dense: dict[object, np.ndarray] = {}
+        self._sparse: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # as large as `hits`, at most
 
     def _scan(self, index: int, paper: Paper, table: TermTable) -> None:
         hits, by_first, prefixes, longest = self.hits, table.by_first, table.prefixes, table.longest_prefix
@@ -150,6 +151,22 @@ class PaperIndex:
             return np.maximum(np.where(title, TITLE_WEIGHT, 0.0), abstract) * factor
 
         return self._cached(("weights", term_id, field), make)
+
+    def term_postings(self, term_id: int | None, phrase: bool) -> tuple[np.ndarray, np.ndarray] | None:
+        """(the papers in which a keyword occurs, what it adds to their relevance): the sparse
+        form of `term_weights` with no field, for topics that match a small share of the papers."""
+        if term_id is None:
+            return None
+        postings = self._sparse.get(term_id)
+        if postings is None:
+            weights = self.term_weights(term_id, None, phrase)
+            if weights is None:
+                return None
+            papers = np.flatnonzero(weights)
+            added = weights[papers]
+            papers.flags.writeable = added.flags.writeable = False
+            postings = self._sparse[term_id] = (papers, added)
+        return postings
 
     def term_present(self, term_id: int | None, field: str | None = None) -> np.ndarray:
         """Papers in which the term occurs (in the field, if given)."""

@@ -2,9 +2,10 @@
 
 All topics of all subscribers are compiled into one term table, and each paper is scanned
 once against it (a dictionary look-up per word, not a search per keyword), giving postings
-term → papers. A topic is then a few operations on arrays as long as the list of new papers
-(a mask of the papers it admits and their relevance), and a subscriber's digest is the best
-topic per paper and a sort of the few hundred papers that matched. Digests are made one
+term → papers. A topic is then a few operations on arrays (keyword topics on their terms'
+postings, others on arrays as long as the list of new papers), giving the papers it admits
+and their scores, and a subscriber's digest is the best topic per paper and a sort of the few
+hundred papers that matched. Digests are made one
 subscriber at a time: memory does not grow with the number of subscribers.
 
 Pure: no I/O, and the clock is an argument.
@@ -90,18 +91,21 @@ class Matcher:
         plans = [self.plan(t) for t in subscriber.topics]
 
         # Each paper under the topic it matches best (ties: the subscriber's order, as only a
-        # strictly better score moves it).
+        # strictly better score moves it); whether a paper is eligible does not depend on the
+        # topic, so the ineligible are dropped once, at the end.
         best = np.full(index.size, -np.inf)
         best_topic = np.zeros(index.size, dtype=np.intp)
-        in_topic = []
+        in_topic = np.zeros((len(plans), index.size), dtype=bool)
         for row, plan in enumerate(plans):
-            mask, value = plan.scored(index, base, now)
-            mask = mask & eligible
-            in_topic.append(mask)
-            better = mask & (value > best)
-            np.copyto(best, value, where=better)
-            best_topic[better] = row
-        matched = np.flatnonzero(best > -np.inf)
+            hit, value = plan.scored(index, base, now)
+            if not len(hit):
+                continue
+            in_topic[row, hit] = True
+            better = value > best[hit]
+            moved = hit[better]
+            best[moved] = value[better]
+            best_topic[moved] = row
+        matched = np.flatnonzero((best > -np.inf) & eligible)
         best[matched] = np.round(best[matched], 4)
 
         trending: list[int] = []
@@ -138,7 +142,7 @@ class Matcher:
 
         kept: list[list[DigestEntry]] = [[] for _ in plans]
         names = [plan.name for plan in plans]
-        in_topics = np.array([m[chosen] for m in in_topic]).T.tolist() if plans else [[]] * len(chosen)
+        in_topics = in_topic[:, chosen].T.tolist()
         for i, row, value, hits in zip(chosen.tolist(), best_topic[chosen].tolist(), best[chosen].tolist(), in_topics):
             also = tuple(name for o, name in enumerate(names) if hits[o] and o != row) if sum(hits) > 1 else ()
             kept[row].append(plans[row].entry(index, i, value, also))

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import lru_cache
+from typing import NamedTuple
 
 import numpy as np
 
@@ -43,13 +45,13 @@ class Settings:
         return cls(pick("max_papers"), pick("max_per_topic"), pick("trending"), pick("lookback"))
 
 
-@dataclass
-class Found:
-    """How one paper satisfied one topic: what the explanation says."""
+class Found(NamedTuple):
+    """How one paper satisfied one topic: what the explanation says (hashable: explanations
+    are kept by it)."""
 
-    terms: list[tuple[str, int]] = field(default_factory=list)  # display text, TITLE|ABSTRACT bits
-    authors: list[str] = field(default_factory=list)
-    categories: list[str] = field(default_factory=list)
+    terms: tuple[tuple[str, int], ...] = ()  # display text, TITLE|ABSTRACT bits
+    authors: tuple[str, ...] = ()
+    categories: tuple[str, ...] = ()
 
 
 def _polarity(node: Node, positive: bool = True) -> Iterator[tuple[Term, bool]]:
@@ -82,30 +84,32 @@ class TopicPlan:
         # What an explanation shows: the keywords and counted query terms, authors and categories.
         self.shown_terms = [(k, t, TITLE | ABSTRACT) for k, t in self.keywords if t is not None]
         self.shown_authors = [a for _, a in self.authors]
-        self.shown_categories = list(self.categories)
+        shown_categories = list(self.categories)
         for term in self.counted:
             if term.field == "author":
                 if author := AuthorName.parse(term.text):
                     self.shown_authors.append(author)
             elif term.field == "category":
-                self.shown_categories.append(term.text.lower() + ("*" if term.prefix else ""))
+                shown_categories.append(term.text.lower() + ("*" if term.prefix else ""))
             elif (term_id := table.id_of(term.text, term.prefix)) is not None:
                 self.shown_terms.append((term.text + ("*" if term.prefix else ""), term_id, _FIELD_BITS[term.field]))
+        self.shown_categories = tuple(shown_categories)
 
     # -- all papers at once
 
     def scored(self, index: PaperIndex, base: np.ndarray, now: datetime) -> tuple[np.ndarray, np.ndarray]:
-        """(the mask, each paper's score under this topic at `now`: relevance and the `base`
-        trending and freshness part). Kept (read-only) once a second subscriber has the topic,
-        so everyone who shares it shares its evaluation; a topic of one subscriber keeps nothing."""
+        """(the papers that satisfy this topic, in ascending order, and their score under it at
+        `now`: relevance and the `base` trending and freshness part). Kept (read-only) once a
+        second subscriber has the topic, so everyone who shares it shares its evaluation; a
+        topic of one subscriber keeps nothing."""
         if self._scored is not None and self._scored[0] is index and self._scored[1] == now:
             return self._scored[2], self._scored[3]
-        mask, relevance = self.evaluate(index)
-        value = RELEVANCE * relevance + base
+        papers, raw = self.evaluate(index)
+        value = RELEVANCE * (1.0 - np.exp(-raw / SATURATION)) + base[papers]
         if self.shared:
-            mask.flags.writeable = value.flags.writeable = False
-            self._scored = (index, now, mask, value)
-        return mask, value
+            papers.flags.writeable = value.flags.writeable = False
+            self._scored = (index, now, papers, value)
+        return papers, value
 
     def entry(self, index: PaperIndex, i: int, score: float, also: tuple[str, ...]) -> DigestEntry:
         """Paper `i`'s entry under this topic: why it is there and the terms it matched. Kept
@@ -122,10 +126,49 @@ class TopicPlan:
 
     def _entry(self, index: PaperIndex, i: int, score: float, also: tuple[str, ...]) -> DigestEntry:
         found, paper = self.found(index, i), index.papers[i]
-        return DigestEntry(paper, score, explain(found, paper), tuple(t for t, _ in found.terms), also)
+        return DigestEntry(paper, score, explain(found, paper), tuple([t for t, _ in found.terms]), also)
 
     def evaluate(self, index: PaperIndex) -> tuple[np.ndarray, np.ndarray]:
-        """(mask of the papers that satisfy every criterion, their relevance 0..1)."""
+        """(the papers that satisfy every criterion, in ascending order, and their raw relevance:
+        the weights summed, before saturation). Sums of weights are exact in floating point
+        (multiples of 1/4), so their order does not matter."""
+        if self.keywords and self.query is None and not self.authors and self.min_upvotes is None:
+            return self._keyword_matches(index)
+        mask, raw = self._evaluate_dense(index)
+        papers = np.flatnonzero(mask)
+        return papers, raw[papers]
+
+    def _keyword_matches(self, index: PaperIndex) -> tuple[np.ndarray, np.ndarray]:
+        """`evaluate` for keywords (with excludes and categories) from the terms' postings:
+        most topics are these, and each touches a small share of the papers."""
+        phrase = self.table.phrase
+        found = [p for _, t in self.keywords if (p := index.term_postings(t, t is not None and phrase[t])) is not None]
+        if not found:
+            return _NO_PAPERS, _NO_WEIGHTS
+        if len(found) == 1:
+            papers, raw = found[0]
+        else:
+            summed = np.zeros(index.size)
+            for hit, added in found:
+                summed[hit] += added  # a term's postings name each paper once
+            papers = np.flatnonzero(summed)
+            raw = summed[papers]
+        keep = None
+        for term_id in self.excludes:
+            absent = ~index.term_present(term_id)[papers]
+            keep = absent if keep is None else keep & absent
+        if self.categories:
+            wanted = index.nothing
+            for pattern in self.categories:
+                wanted = wanted | index.category_mask(pattern)
+            keep = wanted[papers] if keep is None else keep & wanted[papers]
+            raw = raw + CATEGORY_WEIGHT
+        if keep is not None:
+            papers, raw = papers[keep], raw[keep]
+        return papers, raw
+
+    def _evaluate_dense(self, index: PaperIndex) -> tuple[np.ndarray, np.ndarray]:
+        """(mask of the papers that satisfy every criterion, the raw relevance of every paper)."""
         raw = np.zeros(index.size)
         mask: np.ndarray | None = None
         by_author: np.ndarray | None = None
@@ -173,7 +216,7 @@ class TopicPlan:
             raw += AUTHOR_WEIGHT * by_author
         if in_category is not None:
             raw += CATEGORY_WEIGHT * in_category
-        return mask, 1.0 - np.exp(-raw / SATURATION)
+        return mask, raw
 
     def _truth(self, node: Node, index: PaperIndex, leaves: dict[Term, np.ndarray]) -> np.ndarray:
         if isinstance(node, Term):
@@ -198,19 +241,25 @@ class TopicPlan:
 
     def found(self, index: PaperIndex, i: int) -> Found:
         paper, hits = index.papers[i], index.hits
-        found = Found()
-        found.terms = [(text, bits) for text, term_id, field_bits in self.shown_terms
-                       if (bits := hits.get(term_id, _NO_HITS).get(i, 0) & field_bits)]
+        terms = tuple([(text, bits) for text, term_id, field_bits in self.shown_terms
+                       if (bits := hits.get(term_id, _NO_HITS).get(i, 0) & field_bits)])
+        authors: tuple[str, ...] = ()
         if self.shown_authors:
-            found.authors = [n for n in paper.authors
-                             if (a := AuthorName.parse(n)) and any(a.same_person(w) for w in self.shown_authors)]
-        if self.shown_categories:
-            found.categories = [c for c in paper.categories
-                                if any(_category_ok(c.lower(), p) for p in self.shown_categories)]
-        return found
+            authors = tuple([n for n in paper.authors
+                             if (a := AuthorName.parse(n)) and any(a.same_person(w) for w in self.shown_authors)])
+        categories = _categories_in(tuple(paper.categories), self.shown_categories) if self.shown_categories else ()
+        return Found(terms, authors, categories)
+
+
+@lru_cache(maxsize=65_536)  # few distinct category lists, and patterns
+def _categories_in(categories: tuple[str, ...], patterns: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple([c for c in categories if any(_category_ok(c.lower(), p) for p in patterns)])
 
 
 _NO_HITS: dict[int, int] = {}
+_NO_PAPERS = np.empty(0, dtype=np.intp)
+_NO_WEIGHTS = np.empty(0)
+_NO_PAPERS.flags.writeable = _NO_WEIGHTS.flags.writeable = False
 
 
 def _topic_key(topic: Topic) -> tuple:
