@@ -369,8 +369,9 @@ def test_a_server_that_keeps_dropping_ends_the_run_quickly_and_loses_nothing(tmp
 
 
 def test_about_one_commit_per_digest_sent(tmp_path, fetched):
-    """A worker's ledger: one commit per digest (its `sending` mark carries the previous digest's
-    `sent`), plus one claim and one closing commit per batch; reads outside them."""
+    """A worker's ledger: one commit per digest, its `sending` mark, a statement that is its own
+    transaction (it carries the previous digest's `sent`); per batch one claim, also a single
+    statement, and two reads; at most two round trips to the database per digest in all."""
     import sqlalchemy as sa
 
     emails = [f"reader{n}@example.org" for n in range(30)]
@@ -382,13 +383,27 @@ def test_about_one_commit_per_digest_sent(tmp_path, fetched):
         assert len(pending) == 30
         worker = delivery(config)
         counts = Counter()
-        sa.event.listen(worker.store.engine, "begin", lambda conn: counts.update(
-            ["read" if conn.get_execution_options().get("digest_reading") else "write"]))
+
+        def begun(conn) -> None:  # noqa: ANN001
+            options = conn.get_execution_options()
+            counts.update(["alone" if options.get("digest_alone") else "read" if options.get("digest_reading")
+                           else "write"])
+
+        def statement(conn, cursor, text, *args) -> None:  # noqa: ANN001
+            counts.update([] if text.startswith("BEGIN") else ["statement"])  # (SQLite's BEGIN: counted below)
+
+        sa.event.listen(worker.store.engine, "begin", begun)
+        sa.event.listen(worker.store.engine, "before_cursor_execute", statement)
         outcomes = worker.run(plan=False)
         assert [o.status for o in outcomes].count("sent") == 30 and len(server.handler.received) == 30
     assert {e.state for e in worker.ledger.entries()} == {"sent"}
     batches = -(-30 // 10)  # workers.batch
-    # per run: a recovery at the start and when nothing is left to claim, the empty claim, the
-    # release, the signing key
-    assert counts["write"] <= 30 + 2 * batches + 5, counts
-    assert counts["read"] <= 2 * batches + 4, counts  # per batch: the subscribers' rows and states
+    assert counts["alone"] >= 30 + batches  # the marks and the claims, each one statement
+    # Transactions with BEGIN and COMMIT: per run a recovery at the start and when nothing is left
+    # to claim, the last digests' `sent`, the release, the signing key; none per digest or batch.
+    assert counts["write"] <= 6, counts
+    assert counts["read"] <= 4, counts
+    # Round trips: per digest its mark; per batch of 10 the claim and two reads (1.3 a digest);
+    # per run about 30 (a dozen statements, and the transactions above with BEGIN and COMMIT).
+    round_trips = counts["statement"] + 2 * (counts["write"] + counts["read"])
+    assert round_trips - 30 <= 1.4 * 30, counts

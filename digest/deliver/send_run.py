@@ -348,8 +348,11 @@ class Delivery:
                 if entries:
                     heartbeat.start()
                     jobs = self._jobs(entries, now, done)
-                    if stream is None:
-                        failures += self._send_passes(jobs, now, owner, None, done, state, retries=0)
+                    if stream is None:  # the last digest's `sent` rides with the next batch's first mark
+                        failures += self._send_passes(jobs, now, owner, None, done, state, retries=0, sent=sent)
+                        if sent and not self._marked:
+                            self.store.mark_sent(self.clock())
+                            self._marked = True
                     else:  # claim the next batch while this one's digests are still going out
                         _ = self.composer  # made once, before the threads that render with it
                         stream.add(jobs)
@@ -359,6 +362,8 @@ class Delivery:
                     failures += stream.wait(leave=0)
                     self._record_accepted(state, sent)
                     continue
+                if sent or any(state.accepted.values()):  # nothing to claim: record what was sent, then wait
+                    self._record_accepted(state, sent)
                 if self.ledger.recover(self.clock()):
                     continue
                 if planned and not self.ledger.in_progress(since, self.clock(), only, besides=owner):
@@ -373,7 +378,7 @@ class Delivery:
                 planner.thread.join()
             if stream is not None:  # stopped or failed: what is queued ends (or gives up) first
                 failures += stream.wait(leave=0)
-                self._record_accepted(state, sent)
+            self._record_accepted(state, sent)
             heartbeat.stop()
             state.close()
             for job, error in failures:
@@ -429,15 +434,18 @@ class Delivery:
 
     def _send_passes(self, jobs: list[Job], now: datetime, owner: str, to: str | None,
                      done: Callable[[Outcome], None], state: Sending, *, retries: int | None = None,
-                     previous: list[tuple[Job, BaseException]] | None = None) -> list[tuple[Job, BaseException]]:
+                     previous: list[tuple[Job, BaseException]] | None = None,
+                     sent: list[str] | None = None) -> list[tuple[Job, BaseException]]:
         """Send in passes: a transient failure waits for the next pass (after a back-off that
         doubles), so one slow or greylisting recipient never holds up the others; returns what
         is still failing after `retries` more passes (smtp.retries by default). A server that
-        keeps dropping or timing out ends the pass early instead of being tried for every digest."""
+        keeps dropping or timing out ends the pass early instead of being tried for every digest.
+        With `sent` (the caller's list), the caller records what the passes left unrecorded."""
         if not jobs:
             return []
         _ = self.composer  # made here, once, before the threads that render with it
-        sent: list[str] = []
+        record = to is None and sent is None
+        sent = [] if sent is None else sent
         work = self._attempt(now, owner, to, done, state, sent)
 
         # Until a pass says otherwise, every job is still waiting (with its last error, if retried).
@@ -454,14 +462,14 @@ class Delivery:
                         break
                     state.connection_failures = 0
                 results = state.map(work, remaining)
-                if to is None:
+                if record:
                     self._record_accepted(state, sent)
                 waiting = [(job, error) for job, error in zip(remaining, results) if error is not None]
                 remaining = [job for job, _ in waiting]
                 if not remaining or state.fatal or self.stop.is_set():
                     break
         finally:
-            if to is None:
+            if record:
                 self._record_accepted(state, sent)
         return waiting
 
@@ -500,7 +508,8 @@ class Delivery:
 
     def _record_accepted(self, state: Sending, sent: list[str]) -> None:
         """What the connections sent and have not recorded yet, with the refusal counts of
-        everyone who got a digest reset, in one commit (after each pass)."""
+        everyone who got a digest reset, in one commit (after a pass, or when a worker has
+        nothing left to claim)."""
         accepted = [entry for entries in state.accepted.values() for entry in entries]
         self.ledger.sent_all(accepted, self.clock(), subscribers=sent)
         state.accepted.clear()

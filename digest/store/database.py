@@ -272,12 +272,25 @@ class Store:
         self._writers = _writers(self.file)
         self._guard(self.migrate)
 
-    def read(self, work: Callable[[Connection], T]) -> T:
-        """`work` on a connection that only reads (a snapshot), with the store's error handling."""
+    def read(self, work: Callable[[Connection], T], *, alone: bool = False) -> T:
+        """`work` on a connection that only reads (a snapshot), with the store's error handling.
+        `alone`: each statement on its own, without BEGIN and COMMIT around them (one round trip
+        a statement), for reads whose statements need no common snapshot."""
         def run() -> T:
-            with reading(self.engine) as conn:
-                return work(conn)
+            with (self._alone() if alone else reading(self.engine)) as conn:
+                result = work(conn)
+                if alone:
+                    conn.commit()  # nothing is open: ends SQLAlchemy's own bookkeeping
+                return result
         return cast(T, self._guard(run))
+
+    def _alone(self) -> Connection:
+        """A connection whose statements each run as their own transaction (PostgreSQL:
+        autocommit; SQLite: no BEGIN, so its implicit transaction per statement)."""
+        options: dict[str, Any] = {ALONE: True}
+        if self.file is None:
+            options["isolation_level"] = "AUTOCOMMIT"
+        return self.engine.connect().execution_options(**options)
 
     def write(self, work: Callable[[Connection], T]) -> T:
         """`work` in one transaction (SQLite: BEGIN IMMEDIATE), with the store's error handling.
@@ -299,8 +312,7 @@ class Store:
         it (PostgreSQL: autocommit; SQLite: its implicit transaction). Its rows, if it returns any,
         read before it returns: the change is then committed."""
         def run() -> list[sa.Row[Any]]:
-            options = {ALONE: True} if self.file is not None else {"isolation_level": "AUTOCOMMIT"}
-            with self._writers, self.engine.connect().execution_options(**options) as conn:
+            with self._writers, self._alone() as conn:
                 result = conn.execute(statement, params)
                 rows = list(result) if result.returns_rows else []
                 conn.commit()  # nothing is open: ends SQLAlchemy's own bookkeeping

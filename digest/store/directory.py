@@ -164,10 +164,12 @@ class Directory:
 
     def get(self, keys: Sequence[str]) -> dict[str, Listed]:
         found: dict[str, Listed] = {}
-        for start in range(0, len(keys), BATCH):
-            chunk = list(keys[start:start + BATCH])
-            found.update(self._read(lambda conn, c=chunk: {row.key: _listed(row) for row in conn.execute(
-                sa.select(subscribers).where(subscribers.c.key.in_(c)))}))
+        def rows(conn: Connection) -> None:
+            for start in range(0, len(keys), BATCH):
+                found.update((row.key, _listed(row)) for row in conn.execute(
+                    sa.select(subscribers).where(subscribers.c.key.in_(list(keys[start:start + BATCH])))))
+
+        self.store.read(rows, alone=True)
         return found
 
     def count(self) -> int:

@@ -350,7 +350,7 @@ class Ledger:
         batch = chosen.order_by(digests.c.id).limit(limit).with_for_update(skip_locked=True).cte("chosen")
         query = digests.update().where(digests.c.id.in_(sa.select(batch.c.id)), digests.c.state == "pending").values(
             state="claimed", claimed_by=owner, updated_at=now, lease_until=now + lease).returning(*digests.c)
-        return sorted((_entry(r) for r in self._write(lambda conn: conn.execute(query).all())), key=lambda e: e.id)
+        return sorted((_entry(r) for r in self.store.write_alone(query, {})), key=lambda e: e.id)
 
     def renew(self, owner: str, until: datetime) -> int:
         """The worker is alive: its claims are held until `until`."""
@@ -372,7 +372,7 @@ class Ledger:
             digests.c.lease_until >= now, digests.c.claimed_by != besides)
         if subscribers is not None:
             query = query.where(digests.c.subscriber.in_([subscriber_key(e) for e in subscribers]))
-        return self._read(lambda conn: conn.scalar(query)) or 0
+        return self.store.read(lambda conn: conn.scalar(query), alone=True) or 0
 
     def cancel(self, digest_id: int, why: str, now: datetime) -> None:
         """A planned digest that is not to go (its subscriber left or paused since the plan)."""
@@ -384,8 +384,8 @@ class Ledger:
         """Subscriber states of many at once, keyed by the addresses as given (those with none
         are active)."""
         keys = {e: subscriber_key(e) for e in subscribers}
-        rows = self._read(lambda conn: conn.execute(sa.select(subscriber_state).where(
-            subscriber_state.c.subscriber.in_(set(keys.values())))).all())
+        rows = self.store.read(lambda conn: conn.execute(sa.select(subscriber_state).where(
+            subscriber_state.c.subscriber.in_(set(keys.values())))).all(), alone=True)
         found = {r.subscriber: _row_state(r) for r in rows}
         return {e: found.get(k, SubscriberState()) for e, k in keys.items()}
 
