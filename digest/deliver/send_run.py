@@ -350,13 +350,12 @@ class Delivery:
                     jobs = self._jobs(entries, now, done)
                     if stream is None:  # the last digest's `sent` rides with the next batch's first mark
                         failures += self._send_passes(jobs, now, owner, None, done, state, retries=0, sent=sent)
-                        if sent and not self._marked:
-                            self.store.mark_sent(self.clock())
-                            self._marked = True
                     else:  # claim the next batch while this one's digests are still going out
                         _ = self.composer  # made once, before the threads that render with it
                         stream.add(jobs)
                         failures += stream.wait(leave=claim)
+                    if sent:
+                        self._has_sent()
                     continue
                 if stream is not None and stream.running:  # nothing to claim: let what is queued finish
                     failures += stream.wait(leave=0)
@@ -513,9 +512,14 @@ class Delivery:
         accepted = [entry for entries in state.accepted.values() for entry in entries]
         self.ledger.sent_all(accepted, self.clock(), subscribers=sent)
         state.accepted.clear()
-        reached = bool(sent)
+        if sent:
+            self._has_sent()
         sent.clear()
-        if reached and not self._marked:
+
+    def _has_sent(self) -> None:
+        """This configuration has sent digests: the marker beside it says so from the first one
+        (a database lost or replaced later is then noticed, not taken for a fresh start)."""
+        if not self._marked:
             self.store.mark_sent(self.clock())
             self._marked = True
 

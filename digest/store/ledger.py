@@ -67,17 +67,19 @@ subscriber_state = sa.Table(
 _SENDING = sa.text("UPDATE digests SET state = 'sending', updated_at = :t WHERE id = :id")
 _SENDING_OWN = sa.text("UPDATE digests SET state = 'sending', updated_at = :t "
                        "WHERE id = :id AND claimed_by = :owner AND state = 'claimed'")
-_MARK_ONE = sa.text(
-    "UPDATE digests SET state = CASE WHEN id = :mark THEN 'sending' ELSE 'sent' END, "
-    "sent_at = CASE WHEN id = :mark THEN sent_at ELSE :t END, "
-    "last_error = CASE WHEN id = :mark THEN last_error ELSE NULL END, updated_at = :t "
-    "WHERE (id = :mark AND claimed_by = :owner AND state = 'claimed') OR id = :sent RETURNING id, state")
-_MARK_ALL = sa.text(
-    "UPDATE digests SET state = CASE WHEN id IN :marks THEN 'sending' ELSE 'sent' END, "
-    "sent_at = CASE WHEN id IN :marks THEN sent_at ELSE :t END, "
-    "last_error = CASE WHEN id IN :marks THEN last_error ELSE NULL END, updated_at = :t "
-    "WHERE (id IN :marks AND claimed_by = :owner AND state = 'claimed') OR id IN :sent "
-    "RETURNING id, state").bindparams(sa.bindparam("marks", expanding=True), sa.bindparam("sent", expanding=True))
+
+
+def _mark_sql(is_mark: str, is_sent: str) -> str:
+    """The `sending` marks and the digests they carry as sent, in one UPDATE."""
+    return (f"UPDATE digests SET state = CASE WHEN {is_mark} THEN 'sending' ELSE 'sent' END, "
+            f"sent_at = CASE WHEN {is_mark} THEN sent_at ELSE :t END, "
+            f"last_error = CASE WHEN {is_mark} THEN last_error ELSE NULL END, updated_at = :t "
+            f"WHERE ({is_mark} AND claimed_by = :owner AND state = 'claimed') OR {is_sent} RETURNING id, state")
+
+
+_MARK_ONE = sa.text(_mark_sql("id = :mark", "id = :sent"))
+_MARK_ALL = sa.text(_mark_sql("id IN :marks", "id IN :sent")).bindparams(
+    sa.bindparam("marks", expanding=True), sa.bindparam("sent", expanding=True))
 _SENT = sa.text("UPDATE digests SET state = 'sent', sent_at = :t, updated_at = :t, last_error = NULL WHERE id = :id")
 
 
