@@ -163,6 +163,26 @@ def test_several_connections_stream_claims_and_retry_what_failed(tmp_path, fetch
         assert states == Counter({"sent": 19, "failed": 1})
 
 
+def test_several_connections_a_plan_that_fails_fails_the_run_and_sends_nothing(tmp_path, fetched, monkeypatch):  # noqa: F811
+    """With several connections the plan is made in a thread of its own: its error still ends
+    the run, in the run's thread, and nothing half-planned is sent."""
+    from digest.errors import StoreError
+
+    with SmtpServer() as server:
+        config_path = setup(tmp_path, fetched, server.port, EMAILS, smtp_extra="  connections: 3\n")
+        config = load_config(config_path)
+        delivery = Delivery(config, Store(config.database_url()))
+
+        def broken(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+            raise StoreError("state database: disk I/O error")
+
+        monkeypatch.setattr(delivery, "plan", broken)
+        with pytest.raises(StoreError, match="disk I/O error"):
+            delivery.run()
+        assert server.handler.received == []
+        assert Ledger(Store(config.database_url())).entries() == []
+
+
 @pytest.mark.parametrize("pipelining", [True, False], ids=["pipelined", "one-at-a-time"])
 def test_refusals_on_one_connection_with_and_without_pipelining(pipelining):
     """A 550 and a 451 for the envelope: each message's own error, and the connection goes on
