@@ -497,8 +497,9 @@ class Row:
 
     def split(self) -> str:
         """Per digest, summed over the processes: ms of matching, rendering (and MIME), SMTP
-        (with the ledger's `sending` mark inside it), the ledger's other work; and the ledger's
-        transactions per digest."""
+        (with the ledger's `sending` mark inside it), the ledger's other work; and the calls to
+        the ledger per digest (each one statement or one transaction; marks made at once by
+        several connections share one)."""
         timings = [r.timings for r in self.runs if r.timings]
         if not timings:
             return "n/a"
@@ -507,7 +508,7 @@ class Row:
             values = [t.get(key, 0.0) * 1000 / max(1, t.get("digests", 0)) for t in timings]
             shown.append(f"{key} {statistics.median(values):.2f}")
         calls = [t.get("ledger_calls", 0) / max(1, t.get("digests", 0)) for t in timings]
-        return " ".join(shown) + f" ms/digest; ledger {statistics.median(calls):.2f} tx/digest"
+        return " ".join(shown) + f" ms/digest; {statistics.median(calls):.2f} ledger calls/digest"
 
 
 def ratio(a: float, b: float | None) -> str:
