@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from functools import lru_cache
 
 from ..config import Subscriber, Topic
-from ..query import Node, parse_query, terms
+from ..query import parse_query, terms
 from .normalise import joined, term_key
 
 
@@ -54,16 +53,11 @@ class TermTable:
     key = staticmethod(term_key)
 
 
-@lru_cache(maxsize=65_536)
-def _parsed(query: str) -> Node:
-    return parse_query(query)
-
-
 def _topic_terms(topic: Topic) -> Iterator[tuple[str, bool]]:
     for keyword in (*topic.keywords, *topic.exclude):
         yield keyword.rstrip("*"), keyword.endswith("*")
     if topic.query:
-        for term in terms(_parsed(topic.query)):
+        for term in terms(parse_query(topic.query)):
             if term.field in (None, "title", "abstract"):
                 yield term.text, term.prefix
 

@@ -12,10 +12,10 @@ import numpy as np
 
 from ..config import Defaults, Subscriber, Topic
 from ..models import DigestEntry
-from ..query import And, Node, Not, Term
+from ..query import And, Node, Not, Term, parse_query
 from .explain import explain
 from .index import AuthorName, PaperIndex, _category_ok
-from .terms import TermTable, _parsed
+from .terms import TermTable
 from .weights import (
     _FIELD_BITS,
     ABSTRACT,
@@ -75,7 +75,7 @@ class TopicPlan:
         self.authors = [(n, a) for n in topic.authors if (a := AuthorName.parse(n))]
         self.categories = [c.lower() for c in topic.categories]
         self.min_upvotes = topic.min_upvotes
-        self.query = _parsed(topic.query) if topic.query else None
+        self.query = parse_query(topic.query) if topic.query else None
         self.table = table
         self._scored: tuple[PaperIndex, datetime, np.ndarray, np.ndarray] | None = None
         self.shared = False  # set by the matcher once a second subscriber has this topic
