@@ -6,12 +6,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
-from typing import NamedTuple
 
 import numpy as np
 
 from ..config import Defaults, Subscriber, Topic
-from ..models import DigestEntry
+from ..models import DigestEntry, Paper
 from ..query import And, Node, Not, Term, parse_query
 from .explain import explain
 from .index import AuthorName, PaperIndex, _category_ok
@@ -43,15 +42,6 @@ class Settings:
             return own if own is not None else getattr(defaults, name)
 
         return cls(pick("max_papers"), pick("max_per_topic"), pick("trending"), pick("lookback"))
-
-
-class Found(NamedTuple):
-    """How one paper satisfied one topic: what the explanation says (hashable: explanations
-    are kept by it)."""
-
-    terms: tuple[tuple[str, int], ...] = ()  # display text, TITLE|ABSTRACT bits
-    authors: tuple[str, ...] = ()
-    categories: tuple[str, ...] = ()
 
 
 def _polarity(node: Node, positive: bool = True) -> Iterator[tuple[Term, bool]]:
@@ -125,8 +115,15 @@ class TopicPlan:
         return known
 
     def _entry(self, index: PaperIndex, i: int, score: float, also: tuple[str, ...]) -> DigestEntry:
-        found, paper = self.found(index, i), index.papers[i]
-        return DigestEntry(paper, score, explain(found, paper), tuple([t for t, _ in found.terms]), also)
+        paper, hits = index.papers[i], index.hits
+        # What the paper matched, as the explanation shows it: terms (display text, TITLE|ABSTRACT
+        # bits), authors, categories.
+        terms = tuple([(text, bits) for text, term_id, field_bits in self.shown_terms
+                       if (bits := hits.get(term_id, _NO_HITS).get(i, 0) & field_bits)])
+        authors = self._followed_authors(paper) if self.shown_authors else ()
+        categories = _categories_in(tuple(paper.categories), self.shown_categories) if self.shown_categories else ()
+        why = explain(terms, authors, categories, paper.upvotes)
+        return DigestEntry(paper, score, why, tuple([text for text, _ in terms]), also)
 
     def evaluate(self, index: PaperIndex) -> tuple[np.ndarray, np.ndarray]:
         """(the papers that satisfy every criterion, in ascending order, and their raw relevance:
@@ -237,18 +234,9 @@ class TopicPlan:
             return index.category_mask(term.text.lower() + ("*" if term.prefix else ""))
         return index.term_present(self.table.id_of(term.text, term.prefix), term.field)
 
-    # -- one paper, for its explanation
-
-    def found(self, index: PaperIndex, i: int) -> Found:
-        paper, hits = index.papers[i], index.hits
-        terms = tuple([(text, bits) for text, term_id, field_bits in self.shown_terms
-                       if (bits := hits.get(term_id, _NO_HITS).get(i, 0) & field_bits)])
-        authors: tuple[str, ...] = ()
-        if self.shown_authors:
-            authors = tuple([n for n in paper.authors
-                             if (a := AuthorName.parse(n)) and any(a.same_person(w) for w in self.shown_authors)])
-        categories = _categories_in(tuple(paper.categories), self.shown_categories) if self.shown_categories else ()
-        return Found(terms, authors, categories)
+    def _followed_authors(self, paper: Paper) -> tuple[str, ...]:
+        return tuple([n for n in paper.authors
+                      if (a := AuthorName.parse(n)) and any(a.same_person(w) for w in self.shown_authors)])
 
 
 @lru_cache(maxsize=65_536)  # few distinct category lists, and patterns
