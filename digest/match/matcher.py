@@ -105,7 +105,7 @@ class Matcher:
             moved = hit[better]
             best[moved] = value[better]
             best_topic[moved] = row
-        matched = np.flatnonzero((best > -np.inf) & eligible)
+        matched = ((best > -np.inf) & eligible).nonzero()[0]
         best[matched] = np.round(best[matched], 4)
 
         trending: list[int] = []

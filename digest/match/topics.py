@@ -95,7 +95,7 @@ class TopicPlan:
         if self._scored is not None and self._scored[0] is index and self._scored[1] == now:
             return self._scored[2], self._scored[3]
         papers, raw = self.evaluate(index)
-        value = RELEVANCE * (1.0 - np.exp(-raw / SATURATION)) + base[papers]
+        value = _RELEVANCE_BY_QUARTERS.take((raw * 4).astype(np.intp), mode="clip") + base[papers]
         if self.shared:
             papers.flags.writeable = value.flags.writeable = False
             self._scored = (index, now, papers, value)
@@ -132,7 +132,7 @@ class TopicPlan:
         if self.keywords and self.query is None and not self.authors and self.min_upvotes is None:
             return self._keyword_matches(index)
         mask, raw = self._evaluate_dense(index)
-        papers = np.flatnonzero(mask)
+        papers = mask.nonzero()[0]
         return papers, raw[papers]
 
     def _keyword_matches(self, index: PaperIndex) -> tuple[np.ndarray, np.ndarray]:
@@ -148,7 +148,7 @@ class TopicPlan:
             summed = np.zeros(index.size)
             for hit, added in found:
                 summed[hit] += added  # a term's postings name each paper once
-            papers = np.flatnonzero(summed)
+            papers = summed.nonzero()[0]  # not np.flatnonzero: its wrapping costs more than the search
             raw = summed[papers]
         keep = None
         for term_id in self.excludes:
@@ -244,6 +244,16 @@ def _categories_in(categories: tuple[str, ...], patterns: tuple[str, ...]) -> tu
     return tuple([c for c in categories if any(_category_ok(c.lower(), p) for p in patterns)])
 
 
+def _relevance(raw: np.ndarray) -> np.ndarray:
+    """Relevance from the raw weights summed: saturating, more terms always help but never without bound."""
+    return RELEVANCE * (1.0 - np.exp(-raw / SATURATION))
+
+
+# Raw weights are multiples of 1/4, so relevance is looked up (one operation on each topic's
+# papers instead of four). From 128 on it is exactly RELEVANCE (e^(-128/2.5) < 2^-54), so
+# `take(mode="clip")` serves any larger sum.
+_RELEVANCE_BY_QUARTERS = _relevance(np.arange(4 * 128 + 1) / 4)
+_RELEVANCE_BY_QUARTERS.flags.writeable = False
 _NO_HITS: dict[int, int] = {}
 _NO_PAPERS = np.empty(0, dtype=np.intp)
 _NO_WEIGHTS = np.empty(0)
