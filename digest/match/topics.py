@@ -101,29 +101,33 @@ class TopicPlan:
             self._scored = (index, now, papers, value)
         return papers, value
 
-    def entry(self, index: PaperIndex, i: int, score: float, also: tuple[str, ...]) -> DigestEntry:
-        """Paper `i`'s entry under this topic: why it is there and the terms it matched. Kept
-        once a second subscriber has the topic (the same entry recurs in their digests)."""
+    def entries(self, index: PaperIndex, wanted: list[tuple[int, float, tuple[str, ...]]]) -> tuple[DigestEntry, ...]:
+        """The entries of papers under this topic, each wanted as (paper, score, the subscriber's
+        other topics it fits): why it is there and the terms it matched. Kept once a second
+        subscriber has the topic (the same entries recur in their digests)."""
         if not self.shared:
-            return self._entry(index, i, score, also)
+            return self._made(index, wanted)
         if self._entries[0] is not index:
             self._entries = (index, {})
-        key = (i, score, also)
-        known = self._entries[1].get(key)
-        if known is None:
-            known = self._entries[1][key] = self._entry(index, i, score, also)
-        return known
+        known = self._entries[1]
+        missing = [w for w in wanted if w not in known]
+        known.update(zip(missing, self._made(index, missing)))
+        return tuple([known[w] for w in wanted])
 
-    def _entry(self, index: PaperIndex, i: int, score: float, also: tuple[str, ...]) -> DigestEntry:
-        paper, hits = index.papers[i], index.hits
-        # What the paper matched, as the explanation shows it: terms (display text, TITLE|ABSTRACT
-        # bits), authors, categories.
-        terms = tuple([(text, bits) for text, term_id, field_bits in self.shown_terms
-                       if (bits := hits.get(term_id, _NO_HITS).get(i, 0) & field_bits)])
-        authors = self._followed_authors(paper) if self.shown_authors else ()
-        categories = _categories_in(tuple(paper.categories), self.shown_categories) if self.shown_categories else ()
-        why = explain(terms, authors, categories, paper.upvotes)
-        return DigestEntry(paper, score, why, tuple([text for text, _ in terms]), also)
+    def _made(self, index: PaperIndex, wanted: list[tuple[int, float, tuple[str, ...]]]) -> tuple[DigestEntry, ...]:
+        papers, hits, shown_terms = index.papers, index.hits, self.shown_terms
+        made = []
+        for i, score, also in wanted:
+            paper = papers[i]
+            # What the paper matched, as the explanation shows it: terms (display text,
+            # TITLE|ABSTRACT bits), authors, categories.
+            terms = tuple([(text, bits) for text, term_id, field_bits in shown_terms
+                           if (bits := hits.get(term_id, _NO_HITS).get(i, 0) & field_bits)])
+            authors = self._followed_authors(paper) if self.shown_authors else ()
+            categories = _categories_in(tuple(paper.categories), self.shown_categories) if self.shown_categories else ()
+            why = explain(terms, authors, categories, paper.upvotes)
+            made.append(DigestEntry.made(paper, score, why, tuple([text for text, _ in terms]), also))
+        return tuple(made)
 
     def evaluate(self, index: PaperIndex) -> tuple[np.ndarray, np.ndarray]:
         """(the papers that satisfy every criterion, in ascending order, and their raw relevance:
