@@ -20,6 +20,7 @@ class TermTable:
     longest_prefix: int = 0
     phrase: list[bool] = field(default_factory=list)  # term id -> several words
     _lookup: dict[tuple[str, bool], int | None] = field(default_factory=dict)
+    _by_keyword: dict[str, int | None] = field(default_factory=dict)
 
     def add(self, text: str, prefix: bool = False) -> int | None:
         known = self._lookup.get((text, prefix), -1)
@@ -48,6 +49,13 @@ class TermTable:
         if found == -1:
             key = self.key(text, prefix)
             found = self._lookup[(text, prefix)] = None if key is None else self.ids.get(key)
+        return found
+
+    def keyword_id(self, keyword: str) -> int | None:
+        """`id_of` a topic's keyword or exclude as written (``quantiz*`` a prefix)."""
+        found = self._by_keyword.get(keyword, -1)
+        if found == -1:
+            found = self._by_keyword[keyword] = self.id_of(keyword.rstrip("*"), keyword.endswith("*"))
         return found
 
     key = staticmethod(term_key)

@@ -59,29 +59,38 @@ class TopicPlan:
     """One topic compiled against the term table: evaluated on all papers at once."""
 
     def __init__(self, topic: Topic, table: TermTable) -> None:
+        # Each topic of each subscriber gets one (50,000 on the bench): the empty criteria,
+        # most of them, are skipped rather than compiled.
+        keyword_id = table.keyword_id
         self.name = topic.name
-        self.keywords = [(k, table.id_of(k.rstrip("*"), k.endswith("*"))) for k in topic.keywords]
-        self.excludes = [t for k in topic.exclude if (t := table.id_of(k.rstrip("*"), k.endswith("*"))) is not None]
-        self.authors = [(n, a) for n in topic.authors if (a := AuthorName.parse(n))]
-        self.categories = [c.lower() for c in topic.categories]
+        self.table = table
+        self.keywords = [(k, keyword_id(k)) for k in topic.keywords]
+        self.excludes = [t for k in topic.exclude if (t := keyword_id(k)) is not None] if topic.exclude else []
+        self.authors = [(n, a) for n in topic.authors if (a := AuthorName.parse(n))] if topic.authors else []
+        self.categories = [c.lower() for c in topic.categories] if topic.categories else []
         self.min_upvotes = topic.min_upvotes
         self.query = parse_query(topic.query) if topic.query else None
-        self.table = table
         self._scored: tuple[PaperIndex, datetime, np.ndarray, np.ndarray] | None = None
         self.shared = False  # set by the matcher once a second subscriber has this topic
         self._entries: tuple[PaperIndex | None, dict[tuple, DigestEntry]] = (None, {})
-        self.counted = [t for t, positive in _polarity(self.query) if positive] if self.query else []
         # What an explanation shows: the keywords and counted query terms, authors and categories.
         self.shown_terms = [(k, t, TITLE | ABSTRACT) for k, t in self.keywords if t is not None]
         self.shown_authors = [a for _, a in self.authors]
-        shown_categories = list(self.categories)
+        self.shown_categories = tuple(self.categories)
+        self.counted: list[Term] = []
+        if self.query is not None:
+            self.counted = [t for t, positive in _polarity(self.query) if positive]
+            self._show_counted_terms()
+
+    def _show_counted_terms(self) -> None:
+        shown_categories = list(self.shown_categories)
         for term in self.counted:
             if term.field == "author":
                 if author := AuthorName.parse(term.text):
                     self.shown_authors.append(author)
             elif term.field == "category":
                 shown_categories.append(term.text.lower() + ("*" if term.prefix else ""))
-            elif (term_id := table.id_of(term.text, term.prefix)) is not None:
+            elif (term_id := self.table.id_of(term.text, term.prefix)) is not None:
                 self.shown_terms.append((term.text + ("*" if term.prefix else ""), term_id, _FIELD_BITS[term.field]))
         self.shown_categories = tuple(shown_categories)
 
