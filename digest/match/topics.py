@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from functools import lru_cache
 
 import numpy as np
@@ -70,7 +70,7 @@ class TopicPlan:
         self.categories = [c.lower() for c in topic.categories] if topic.categories else []
         self.min_upvotes = topic.min_upvotes
         self.query = parse_query(topic.query) if topic.query else None
-        self._scored: tuple[PaperIndex, datetime, np.ndarray, np.ndarray] | None = None
+        self._matches: tuple[PaperIndex, np.ndarray, np.ndarray] | None = None
         self.shared = False  # set by the matcher once a second subscriber has this topic
         self._entries: tuple[PaperIndex | None, dict[tuple, DigestEntry]] = (None, {})
         # What an explanation shows: the keywords and counted query terms, authors and categories.
@@ -96,19 +96,16 @@ class TopicPlan:
 
     # -- all papers at once
 
-    def scored(self, index: PaperIndex, base: np.ndarray, now: datetime) -> tuple[np.ndarray, np.ndarray]:
-        """(the papers that satisfy this topic, in ascending order, and their score under it at
-        `now`: relevance and the `base` trending and freshness part). Kept (read-only) once a
-        second subscriber has the topic, so everyone who shares it shares its evaluation; a
-        topic of one subscriber keeps nothing."""
-        if self._scored is not None and self._scored[0] is index and self._scored[1] == now:
-            return self._scored[2], self._scored[3]
+    def matches(self, index: PaperIndex) -> tuple[np.ndarray, np.ndarray]:
+        """`evaluate`, kept (read-only) once a second subscriber has the topic, so everyone who
+        shares it shares its evaluation; a topic of one subscriber keeps nothing."""
+        if self._matches is not None and self._matches[0] is index:
+            return self._matches[1], self._matches[2]
         papers, raw = self.evaluate(index)
-        value = _RELEVANCE_BY_QUARTERS.take((raw * 4).astype(np.intp), mode="clip") + base[papers]
         if self.shared:
-            papers.flags.writeable = value.flags.writeable = False
-            self._scored = (index, now, papers, value)
-        return papers, value
+            papers.flags.writeable = raw.flags.writeable = False
+            self._matches = (index, papers, raw)
+        return papers, raw
 
     def entries(self, index: PaperIndex, wanted: list[tuple[int, float, tuple[str, ...]]]) -> tuple[DigestEntry, ...]:
         """The entries of papers under this topic, each wanted as (paper, score, the subscriber's
@@ -257,15 +254,19 @@ def _categories_in(categories: tuple[str, ...], patterns: tuple[str, ...]) -> tu
     return tuple([c for c in categories if any(_category_ok(c.lower(), p) for p in patterns)])
 
 
-def _relevance(raw: np.ndarray) -> np.ndarray:
-    """Relevance from the raw weights summed: saturating, more terms always help but never without bound."""
+def relevance(raw: np.ndarray) -> np.ndarray:
+    """Relevance from the raw weights summed (`evaluate`): saturating, so more terms always
+    help but never without bound. Raw weights are multiples of 1/4, so it is looked up."""
+    return _RELEVANCE_BY_QUARTERS.take((raw * 4).astype(np.intp), mode="clip")
+
+
+def _saturated(raw: np.ndarray) -> np.ndarray:
     return RELEVANCE * (1.0 - np.exp(-raw / SATURATION))
 
 
-# Raw weights are multiples of 1/4, so relevance is looked up (one operation on each topic's
-# papers instead of four). From 128 on it is exactly RELEVANCE (e^(-128/2.5) < 2^-54), so
-# `take(mode="clip")` serves any larger sum.
-_RELEVANCE_BY_QUARTERS = _relevance(np.arange(4 * 128 + 1) / 4)
+# From 128 on the relevance is exactly RELEVANCE (e^(-128/2.5) < 2^-54), so `take(mode="clip")`
+# serves any larger sum.
+_RELEVANCE_BY_QUARTERS = _saturated(np.arange(4 * 128 + 1) / 4)
 _RELEVANCE_BY_QUARTERS.flags.writeable = False
 _NO_HITS: dict[int, int] = {}
 _NO_PAPERS = np.empty(0, dtype=np.intp)
