@@ -140,12 +140,12 @@ class Matcher:
         per_topic = np.bincount(best_topic[matched], minlength=len(plans)).tolist()
 
         kept: list[list[tuple[int, float, tuple[str, ...]]]] = [[] for _ in plans]  # (paper, score, also in)
-        names = [plan.name for plan in plans]
+        names = [topic.name for topic in subscriber.topics]
         in_topics = in_topic[:, chosen].T.tolist()
         for i, row, value, hits in zip(chosen.tolist(), best_topic[chosen].tolist(), best[chosen].tolist(), in_topics):
             also = tuple(name for o, name in enumerate(names) if hits[o] and o != row) if sum(hits) > 1 else ()
             kept[row].append((i, value, also))
-        sections = [Section(plan.name, plan.entries(index, kept[row]), per_topic[row] - len(kept[row]))
+        sections = [Section(names[row], plan.entries(index, kept[row]), per_topic[row] - len(kept[row]))
                     for row, plan in enumerate(plans) if kept[row]]
         if trending:
             sections.append(Section(TRENDING, tuple(

@@ -62,7 +62,6 @@ class TopicPlan:
         # Each topic of each subscriber gets one (50,000 on the bench): the empty criteria,
         # most of them, are skipped rather than compiled.
         keyword_id = table.keyword_id
-        self.name = topic.name
         self.table = table
         self.keywords = [(k, keyword_id(k)) for k in topic.keywords]
         self.excludes = [t for k in topic.exclude if (t := keyword_id(k)) is not None] if topic.exclude else []
@@ -275,5 +274,6 @@ _NO_PAPERS.flags.writeable = _NO_WEIGHTS.flags.writeable = False
 
 
 def _topic_key(topic: Topic) -> tuple:
-    return (topic.name, tuple(topic.keywords), topic.query, tuple(topic.exclude), tuple(topic.categories),
+    """What a plan depends on: a topic's criteria, not its name (topics named differently share one)."""
+    return (tuple(topic.keywords), topic.query, tuple(topic.exclude), tuple(topic.categories),
             tuple(topic.authors), topic.min_upvotes)
