@@ -17,6 +17,7 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import lru_cache
 
 from .errors import DigestError
 
@@ -215,6 +216,7 @@ class _Parser:
         return Term(text.strip(), field, False)
 
 
+@lru_cache(maxsize=65_536)  # the tree is immutable: validation and matching share one parse
 def parse_query(query: str) -> Node:
     """The query as a tree; QuerySyntaxError (with a 1-based position) when it is malformed."""
     return _Parser(query).parse()

@@ -24,7 +24,7 @@ from ..config import Defaults, Subscriber, Topic
 from ..models import Digest, DigestEntry, Paper, Section
 from .index import PaperIndex
 from .terms import compile_terms
-from .topics import Settings, TopicPlan, _topic_key
+from .topics import _NO_PAPERS, _NO_WEIGHTS, Settings, TopicPlan, _topic_key, relevance
 from .weights import FRESH_HOURS, FRESHNESS, TREND, TREND_FULL_AT
 
 TRENDING = "Trending"
@@ -90,22 +90,21 @@ class Matcher:
         base = self.base_scores(now)
         plans = [self.plan(t) for t in subscriber.topics]
 
-        # Each paper under the topic it matches best (ties: the subscriber's order, as only a
-        # strictly better score moves it); whether a paper is eligible does not depend on the
-        # topic, so the ineligible are dropped once, at the end.
-        best = np.full(index.size, -np.inf)
-        best_topic = np.zeros(index.size, dtype=np.intp)
+        # Each paper under the topic it matches best (ties: the subscriber's order); whether a
+        # paper is eligible does not depend on the topic, so the ineligible are dropped once, at
+        # the end. All topics' matches at once: a few numpy calls per subscriber, not per topic.
+        evaluated = [plan.matches(index) for plan in plans]
+        hit = np.concatenate([_NO_PAPERS, *(papers for papers, _ in evaluated)])  # also without topics
+        value = relevance(np.concatenate([_NO_WEIGHTS, *(raw for _, raw in evaluated)])) + base[hit]
+        row = np.repeat(np.arange(len(plans)), [len(papers) for papers, _ in evaluated])
         in_topic = np.zeros((len(plans), index.size), dtype=bool)
-        for row, plan in enumerate(plans):
-            hit, value = plan.scored(index, base, now)
-            if not len(hit):
-                continue
-            in_topic[row, hit] = True
-            better = value > best[hit]
-            moved = hit[better]
-            best[moved] = value[better]
-            best_topic[moved] = row
-        matched = np.flatnonzero((best > -np.inf) & eligible)
+        in_topic[row, hit] = True
+        best = np.full(index.size, -np.inf)
+        np.maximum.at(best, hit, value)
+        best_topic = np.full(index.size, len(plans), dtype=np.intp)
+        top = value == best[hit]
+        np.minimum.at(best_topic, hit[top], row[top])
+        matched = ((best > -np.inf) & eligible).nonzero()[0]
         best[matched] = np.round(best[matched], 4)
 
         trending: list[int] = []
@@ -140,13 +139,13 @@ class Matcher:
             chosen = np.array(picked, dtype=np.intp)
         per_topic = np.bincount(best_topic[matched], minlength=len(plans)).tolist()
 
-        kept: list[list[DigestEntry]] = [[] for _ in plans]
-        names = [plan.name for plan in plans]
+        kept: list[list[tuple[int, float, tuple[str, ...]]]] = [[] for _ in plans]  # (paper, score, also in)
+        names = [topic.name for topic in subscriber.topics]
         in_topics = in_topic[:, chosen].T.tolist()
         for i, row, value, hits in zip(chosen.tolist(), best_topic[chosen].tolist(), best[chosen].tolist(), in_topics):
             also = tuple(name for o, name in enumerate(names) if hits[o] and o != row) if sum(hits) > 1 else ()
-            kept[row].append(plans[row].entry(index, i, value, also))
-        sections = [Section(plan.name, tuple(kept[row]), per_topic[row] - len(kept[row]))
+            kept[row].append((i, value, also))
+        sections = [Section(names[row], plan.entries(index, kept[row]), per_topic[row] - len(kept[row]))
                     for row, plan in enumerate(plans) if kept[row]]
         if trending:
             sections.append(Section(TRENDING, tuple(

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from functools import lru_cache
 
 from ..config import Subscriber, Topic
-from ..query import Node, parse_query, terms
+from ..query import parse_query, terms
 from .normalise import joined, term_key
 
 
@@ -21,6 +20,7 @@ class TermTable:
     longest_prefix: int = 0
     phrase: list[bool] = field(default_factory=list)  # term id -> several words
     _lookup: dict[tuple[str, bool], int | None] = field(default_factory=dict)
+    _by_keyword: dict[str, int | None] = field(default_factory=dict)
 
     def add(self, text: str, prefix: bool = False) -> int | None:
         known = self._lookup.get((text, prefix), -1)
@@ -51,19 +51,21 @@ class TermTable:
             found = self._lookup[(text, prefix)] = None if key is None else self.ids.get(key)
         return found
 
+    def keyword_id(self, keyword: str) -> int | None:
+        """`id_of` a topic's keyword or exclude as written (``quantiz*`` a prefix)."""
+        found = self._by_keyword.get(keyword, -1)
+        if found == -1:
+            found = self._by_keyword[keyword] = self.id_of(keyword.rstrip("*"), keyword.endswith("*"))
+        return found
+
     key = staticmethod(term_key)
-
-
-@lru_cache(maxsize=65_536)
-def _parsed(query: str) -> Node:
-    return parse_query(query)
 
 
 def _topic_terms(topic: Topic) -> Iterator[tuple[str, bool]]:
     for keyword in (*topic.keywords, *topic.exclude):
         yield keyword.rstrip("*"), keyword.endswith("*")
     if topic.query:
-        for term in terms(_parsed(topic.query)):
+        for term in terms(parse_query(topic.query)):
             if term.field in (None, "title", "abstract"):
                 yield term.text, term.prefix
 

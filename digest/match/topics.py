@@ -4,18 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from functools import lru_cache
-from typing import NamedTuple
 
 import numpy as np
 
 from ..config import Defaults, Subscriber, Topic
-from ..models import DigestEntry
-from ..query import And, Node, Not, Term
+from ..models import DigestEntry, Paper
+from ..query import And, Node, Not, Term, parse_query
 from .explain import explain
 from .index import AuthorName, PaperIndex, _category_ok
-from .terms import TermTable, _parsed
+from .terms import TermTable
 from .weights import (
     _FIELD_BITS,
     ABSTRACT,
@@ -45,15 +44,6 @@ class Settings:
         return cls(pick("max_papers"), pick("max_per_topic"), pick("trending"), pick("lookback"))
 
 
-class Found(NamedTuple):
-    """How one paper satisfied one topic: what the explanation says (hashable: explanations
-    are kept by it)."""
-
-    terms: tuple[tuple[str, int], ...] = ()  # display text, TITLE|ABSTRACT bits
-    authors: tuple[str, ...] = ()
-    categories: tuple[str, ...] = ()
-
-
 def _polarity(node: Node, positive: bool = True) -> Iterator[tuple[Term, bool]]:
     """Each term of a query with whether it counts for the paper (not under an odd number of NOTs)."""
     if isinstance(node, Term):
@@ -69,64 +59,80 @@ class TopicPlan:
     """One topic compiled against the term table: evaluated on all papers at once."""
 
     def __init__(self, topic: Topic, table: TermTable) -> None:
-        self.name = topic.name
-        self.keywords = [(k, table.id_of(k.rstrip("*"), k.endswith("*"))) for k in topic.keywords]
-        self.excludes = [t for k in topic.exclude if (t := table.id_of(k.rstrip("*"), k.endswith("*"))) is not None]
-        self.authors = [(n, a) for n in topic.authors if (a := AuthorName.parse(n))]
-        self.categories = [c.lower() for c in topic.categories]
-        self.min_upvotes = topic.min_upvotes
-        self.query = _parsed(topic.query) if topic.query else None
+        # Each topic of each subscriber gets one (50,000 on the bench): the empty criteria,
+        # most of them, are skipped rather than compiled.
+        keyword_id = table.keyword_id
         self.table = table
-        self._scored: tuple[PaperIndex, datetime, np.ndarray, np.ndarray] | None = None
+        self.keywords = [(k, keyword_id(k)) for k in topic.keywords]
+        self.excludes = [t for k in topic.exclude if (t := keyword_id(k)) is not None] if topic.exclude else []
+        self.authors = [(n, a) for n in topic.authors if (a := AuthorName.parse(n))] if topic.authors else []
+        self.categories = [c.lower() for c in topic.categories] if topic.categories else []
+        self.min_upvotes = topic.min_upvotes
+        self.query = parse_query(topic.query) if topic.query else None
+        self._matches: tuple[PaperIndex, np.ndarray, np.ndarray] | None = None
         self.shared = False  # set by the matcher once a second subscriber has this topic
         self._entries: tuple[PaperIndex | None, dict[tuple, DigestEntry]] = (None, {})
-        self.counted = [t for t, positive in _polarity(self.query) if positive] if self.query else []
         # What an explanation shows: the keywords and counted query terms, authors and categories.
         self.shown_terms = [(k, t, TITLE | ABSTRACT) for k, t in self.keywords if t is not None]
         self.shown_authors = [a for _, a in self.authors]
-        shown_categories = list(self.categories)
+        self.shown_categories = tuple(self.categories)
+        self.counted: list[Term] = []
+        if self.query is not None:
+            self.counted = [t for t, positive in _polarity(self.query) if positive]
+            self._show_counted_terms()
+
+    def _show_counted_terms(self) -> None:
+        shown_categories = list(self.shown_categories)
         for term in self.counted:
             if term.field == "author":
                 if author := AuthorName.parse(term.text):
                     self.shown_authors.append(author)
             elif term.field == "category":
                 shown_categories.append(term.text.lower() + ("*" if term.prefix else ""))
-            elif (term_id := table.id_of(term.text, term.prefix)) is not None:
+            elif (term_id := self.table.id_of(term.text, term.prefix)) is not None:
                 self.shown_terms.append((term.text + ("*" if term.prefix else ""), term_id, _FIELD_BITS[term.field]))
         self.shown_categories = tuple(shown_categories)
 
     # -- all papers at once
 
-    def scored(self, index: PaperIndex, base: np.ndarray, now: datetime) -> tuple[np.ndarray, np.ndarray]:
-        """(the papers that satisfy this topic, in ascending order, and their score under it at
-        `now`: relevance and the `base` trending and freshness part). Kept (read-only) once a
-        second subscriber has the topic, so everyone who shares it shares its evaluation; a
-        topic of one subscriber keeps nothing."""
-        if self._scored is not None and self._scored[0] is index and self._scored[1] == now:
-            return self._scored[2], self._scored[3]
+    def matches(self, index: PaperIndex) -> tuple[np.ndarray, np.ndarray]:
+        """`evaluate`, kept (read-only) once a second subscriber has the topic, so everyone who
+        shares it shares its evaluation; a topic of one subscriber keeps nothing."""
+        if self._matches is not None and self._matches[0] is index:
+            return self._matches[1], self._matches[2]
         papers, raw = self.evaluate(index)
-        value = RELEVANCE * (1.0 - np.exp(-raw / SATURATION)) + base[papers]
         if self.shared:
-            papers.flags.writeable = value.flags.writeable = False
-            self._scored = (index, now, papers, value)
-        return papers, value
+            papers.flags.writeable = raw.flags.writeable = False
+            self._matches = (index, papers, raw)
+        return papers, raw
 
-    def entry(self, index: PaperIndex, i: int, score: float, also: tuple[str, ...]) -> DigestEntry:
-        """Paper `i`'s entry under this topic: why it is there and the terms it matched. Kept
-        once a second subscriber has the topic (the same entry recurs in their digests)."""
+    def entries(self, index: PaperIndex, wanted: list[tuple[int, float, tuple[str, ...]]]) -> tuple[DigestEntry, ...]:
+        """The entries of papers under this topic, each wanted as (paper, score, the subscriber's
+        other topics it fits): why it is there and the terms it matched. Kept once a second
+        subscriber has the topic (the same entries recur in their digests)."""
         if not self.shared:
-            return self._entry(index, i, score, also)
+            return self._made(index, wanted)
         if self._entries[0] is not index:
             self._entries = (index, {})
-        key = (i, score, also)
-        known = self._entries[1].get(key)
-        if known is None:
-            known = self._entries[1][key] = self._entry(index, i, score, also)
-        return known
+        known = self._entries[1]
+        missing = [w for w in wanted if w not in known]
+        known.update(zip(missing, self._made(index, missing)))
+        return tuple([known[w] for w in wanted])
 
-    def _entry(self, index: PaperIndex, i: int, score: float, also: tuple[str, ...]) -> DigestEntry:
-        found, paper = self.found(index, i), index.papers[i]
-        return DigestEntry(paper, score, explain(found, paper), tuple([t for t, _ in found.terms]), also)
+    def _made(self, index: PaperIndex, wanted: list[tuple[int, float, tuple[str, ...]]]) -> tuple[DigestEntry, ...]:
+        papers, hits, shown_terms = index.papers, index.hits, self.shown_terms
+        made = []
+        for i, score, also in wanted:
+            paper = papers[i]
+            # What the paper matched, as the explanation shows it: terms (display text,
+            # TITLE|ABSTRACT bits), authors, categories.
+            terms = tuple([(text, bits) for text, term_id, field_bits in shown_terms
+                           if (bits := hits.get(term_id, _NO_HITS).get(i, 0) & field_bits)])
+            authors = self._followed_authors(paper) if self.shown_authors else ()
+            categories = _categories_in(tuple(paper.categories), self.shown_categories) if self.shown_categories else ()
+            why = explain(terms, authors, categories, paper.upvotes)
+            made.append(DigestEntry.made(paper, score, why, tuple([text for text, _ in terms]), also))
+        return tuple(made)
 
     def evaluate(self, index: PaperIndex) -> tuple[np.ndarray, np.ndarray]:
         """(the papers that satisfy every criterion, in ascending order, and their raw relevance:
@@ -135,7 +141,7 @@ class TopicPlan:
         if self.keywords and self.query is None and not self.authors and self.min_upvotes is None:
             return self._keyword_matches(index)
         mask, raw = self._evaluate_dense(index)
-        papers = np.flatnonzero(mask)
+        papers = mask.nonzero()[0]
         return papers, raw[papers]
 
     def _keyword_matches(self, index: PaperIndex) -> tuple[np.ndarray, np.ndarray]:
@@ -151,7 +157,7 @@ class TopicPlan:
             summed = np.zeros(index.size)
             for hit, added in found:
                 summed[hit] += added  # a term's postings name each paper once
-            papers = np.flatnonzero(summed)
+            papers = summed.nonzero()[0]  # not np.flatnonzero: its wrapping costs more than the search
             raw = summed[papers]
         keep = None
         for term_id in self.excludes:
@@ -237,18 +243,9 @@ class TopicPlan:
             return index.category_mask(term.text.lower() + ("*" if term.prefix else ""))
         return index.term_present(self.table.id_of(term.text, term.prefix), term.field)
 
-    # -- one paper, for its explanation
-
-    def found(self, index: PaperIndex, i: int) -> Found:
-        paper, hits = index.papers[i], index.hits
-        terms = tuple([(text, bits) for text, term_id, field_bits in self.shown_terms
-                       if (bits := hits.get(term_id, _NO_HITS).get(i, 0) & field_bits)])
-        authors: tuple[str, ...] = ()
-        if self.shown_authors:
-            authors = tuple([n for n in paper.authors
-                             if (a := AuthorName.parse(n)) and any(a.same_person(w) for w in self.shown_authors)])
-        categories = _categories_in(tuple(paper.categories), self.shown_categories) if self.shown_categories else ()
-        return Found(terms, authors, categories)
+    def _followed_authors(self, paper: Paper) -> tuple[str, ...]:
+        return tuple([n for n in paper.authors
+                      if (a := AuthorName.parse(n)) and any(a.same_person(w) for w in self.shown_authors)])
 
 
 @lru_cache(maxsize=65_536)  # few distinct category lists, and patterns
@@ -256,6 +253,20 @@ def _categories_in(categories: tuple[str, ...], patterns: tuple[str, ...]) -> tu
     return tuple([c for c in categories if any(_category_ok(c.lower(), p) for p in patterns)])
 
 
+def relevance(raw: np.ndarray) -> np.ndarray:
+    """Relevance from the raw weights summed (`evaluate`): saturating, so more terms always
+    help but never without bound. Raw weights are multiples of 1/4, so it is looked up."""
+    return _RELEVANCE_BY_QUARTERS.take((raw * 4).astype(np.intp), mode="clip")
+
+
+def _saturated(raw: np.ndarray) -> np.ndarray:
+    return RELEVANCE * (1.0 - np.exp(-raw / SATURATION))
+
+
+# From 128 on the relevance is exactly RELEVANCE (e^(-128/2.5) < 2^-54), so `take(mode="clip")`
+# serves any larger sum.
+_RELEVANCE_BY_QUARTERS = _saturated(np.arange(4 * 128 + 1) / 4)
+_RELEVANCE_BY_QUARTERS.flags.writeable = False
 _NO_HITS: dict[int, int] = {}
 _NO_PAPERS = np.empty(0, dtype=np.intp)
 _NO_WEIGHTS = np.empty(0)
@@ -263,5 +274,6 @@ _NO_PAPERS.flags.writeable = _NO_WEIGHTS.flags.writeable = False
 
 
 def _topic_key(topic: Topic) -> tuple:
-    return (topic.name, tuple(topic.keywords), topic.query, tuple(topic.exclude), tuple(topic.categories),
+    """What a plan depends on: a topic's criteria, not its name (topics named differently share one)."""
+    return (tuple(topic.keywords), topic.query, tuple(topic.exclude), tuple(topic.categories),
             tuple(topic.authors), topic.min_upvotes)
