@@ -136,7 +136,8 @@ class DigestEntry:
     @classmethod
     def made(cls, paper: Paper, score: float, why: str, matched_terms: tuple[str, ...], also_in: tuple[str, ...]) -> DigestEntry:
         """The same as the constructor, faster (its frozen __init__ sets each field through
-        object.__setattr__): the matcher makes hundreds of thousands."""
+        object.__setattr__): the matcher makes hundreds of thousands. A field added to the
+        class is added here too (tests/test_matching.py compares the two)."""
         entry = _new(cls)
         _set_paper(entry, paper)
         _set_score(entry, score)

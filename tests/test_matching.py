@@ -399,3 +399,22 @@ def test_only_terms_that_count_for_the_paper_add_relevance():
     digest = digest_for([paper("a", "LLM survey review")], {"name": "t", "query": query})
     entry = digest.sections[0].entries[0]
     assert set(entry.matched_terms) == {"LLM", "review"}  # never "survey"
+
+
+def test_the_fast_entry_constructor_is_the_constructor():
+    """`DigestEntry.made` (the matcher's, setting the slots directly) makes what the dataclass's
+    constructor makes: equal, same hash and repr, frozen, every field set (a field added to
+    DigestEntry and not to `made` fails here)."""
+    import dataclasses
+    import pickle
+
+    from digest.models import DigestEntry
+
+    paper = Paper(id="arxiv:2501.00001", title="A paper", url="https://arxiv.org/abs/2501.00001")
+    values = (paper, 0.75, "matches “llm” in the title", ("llm",), ("Agents",))
+    made, built = DigestEntry.made(*values), DigestEntry(*values)
+    assert made == built and hash(made) == hash(built) and repr(made) == repr(built)
+    assert [getattr(made, f.name) for f in dataclasses.fields(DigestEntry)] == list(values)
+    assert pickle.loads(pickle.dumps(made)) == built
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        made.score = 1.0  # type: ignore[misc]
