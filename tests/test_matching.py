@@ -418,3 +418,17 @@ def test_the_fast_entry_constructor_is_the_constructor():
     assert pickle.loads(pickle.dumps(made)) == built
     with pytest.raises(dataclasses.FrozenInstanceError):
         made.score = 1.0  # type: ignore[misc]
+
+
+def test_a_topic_in_use_keeps_its_plan_while_thousands_of_others_pass():
+    """The plan cache drops the least recently used topic, not the oldest: a topic many
+    subscribers share keeps its one evaluation however many unique topics come between."""
+    popular = Topic(name="LLMs", keywords=["language model"])
+    others = [Topic(name=f"t{n}", keywords=[f"term{n}"]) for n in range(5000)]
+    matcher = Matcher([Subscriber(email="a@example.org", topics=[popular])], Defaults(), list(seed_papers())[:20])
+    first = matcher.plan(popular)
+    for n, topic in enumerate(others):
+        matcher.plan(topic)
+        if n % 1000 == 0:
+            assert matcher.plan(popular) is first
+    assert matcher.plan(popular) is first and first.shared

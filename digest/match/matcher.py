@@ -46,6 +46,7 @@ class Matcher:
         plan = self._plans.get(key)
         if plan is not None:
             plan.shared = True
+            self._plans.move_to_end(key)  # least recently used goes first: a popular topic stays
         else:
             plan = self._plans[key] = TopicPlan(topic, self.table)
             if len(self._plans) > 4096:
