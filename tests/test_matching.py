@@ -432,3 +432,15 @@ def test_a_topic_in_use_keeps_its_plan_while_thousands_of_others_pass():
         if n % 1000 == 0:
             assert matcher.plan(popular) is first
     assert matcher.plan(popular) is first and first.shared
+
+
+def test_relevance_looked_up_by_quarters_is_the_formula_and_computes_off_the_quarters():
+    """Relevance is looked up for sums of weights in quarters (all of today's weights), and
+    computed for any other sum (a weight tuned to, say, 0.3): the same values either way."""
+    import numpy as np
+
+    from digest.match.topics import relevance
+    from digest.match.weights import RELEVANCE, SATURATION
+
+    for raw in (np.arange(0, 200, 0.25), np.array([0.3, 1.25, 7.1, 400.0])):
+        assert np.array_equal(relevance(raw), RELEVANCE * (1.0 - np.exp(-raw / SATURATION)))

@@ -255,8 +255,13 @@ def _categories_in(categories: tuple[str, ...], patterns: tuple[str, ...]) -> tu
 
 def relevance(raw: np.ndarray) -> np.ndarray:
     """Relevance from the raw weights summed (`evaluate`): saturating, so more terms always
-    help but never without bound. Raw weights are multiples of 1/4, so it is looked up."""
-    return _RELEVANCE_BY_QUARTERS.take((raw * 4).astype(np.intp), mode="clip")
+    help but never without bound. Raw weights are multiples of 1/4 (weights.py), so it is
+    looked up; should a tuned weight leave the quarters, it is computed instead."""
+    quarters = raw * 4
+    index = quarters.astype(np.intp)
+    if (index != quarters).any():
+        return _saturated(raw)
+    return _RELEVANCE_BY_QUARTERS.take(index, mode="clip")
 
 
 def _saturated(raw: np.ndarray) -> np.ndarray:
