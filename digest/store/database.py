@@ -277,20 +277,22 @@ class Store:
         `alone`: each statement on its own, without BEGIN and COMMIT around them (one round trip
         a statement), for reads whose statements need no common snapshot."""
         def run() -> T:
-            with (self._alone() if alone else reading(self.engine)) as conn:
-                result = work(conn)
-                if alone:
-                    conn.commit()  # nothing is open: ends SQLAlchemy's own bookkeeping
-                return result
+            if alone:
+                return self._alone(work)
+            with reading(self.engine) as conn:
+                return work(conn)
         return cast(T, self._guard(run))
 
-    def _alone(self) -> Connection:
-        """A connection whose statements each run as their own transaction (PostgreSQL:
-        autocommit; SQLite: no BEGIN, so its implicit transaction per statement)."""
+    def _alone(self, work: Callable[[Connection], T]) -> T:
+        """`work` on a connection whose statements each run as their own transaction
+        (PostgreSQL: autocommit; SQLite: no BEGIN, so its implicit transaction per statement)."""
         options: dict[str, Any] = {ALONE: True}
         if self.file is None:
             options["isolation_level"] = "AUTOCOMMIT"
-        return self.engine.connect().execution_options(**options)
+        with self.engine.connect().execution_options(**options) as conn:
+            result = work(conn)
+            conn.commit()  # nothing is open: ends SQLAlchemy's own bookkeeping
+            return result
 
     def write(self, work: Callable[[Connection], T]) -> T:
         """`work` in one transaction (SQLite: BEGIN IMMEDIATE), with the store's error handling.
@@ -311,12 +313,13 @@ class Store:
         """One statement that is atomic by itself, in one round trip: no BEGIN and COMMIT around
         it (PostgreSQL: autocommit; SQLite: its implicit transaction). Its rows, if it returns any,
         read before it returns: the change is then committed."""
+        def rows(conn: Connection) -> list[sa.Row[Any]]:
+            result = conn.execute(statement, params)
+            return list(result) if result.returns_rows else []
+
         def run() -> list[sa.Row[Any]]:
-            with self._writers, self._alone() as conn:
-                result = conn.execute(statement, params)
-                rows = list(result) if result.returns_rows else []
-                conn.commit()  # nothing is open: ends SQLAlchemy's own bookkeeping
-                return rows
+            with self._writers:
+                return self._alone(rows)
         return cast(list[sa.Row[Any]], self._guard(run))
 
     def _guard(self, call: Callable[[], Any]) -> Any:
