@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import multiprocessing
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -186,3 +187,22 @@ def test_a_named_lease_has_one_holder_at_a_time(database):
     for thread in threads:
         thread.join(timeout=60)
     assert not errors and most[0] == 1
+
+
+def test_a_lease_held_longer_than_its_length_is_renewed_until_released(database):
+    """A plan of very many subscribers outlasts the plan lease: its holder keeps renewing it,
+    so no second planner starts; once released it is free at once."""
+    from digest.store.locks import Locks
+
+    def now() -> datetime:
+        return datetime.now(UTC)
+
+    lease = timedelta(seconds=0.6)
+    holder, other = Locks(Store(database)), Locks(Store(database))
+    with holder.held("plan", now(), lease, clock=now) as mine:
+        assert mine
+        deadline = time.monotonic() + 2.0  # more than three leases
+        while time.monotonic() < deadline:
+            assert not other.acquire("plan", "other", now(), lease), "the lease lapsed while its holder ran"
+            time.sleep(0.05)
+    assert other.acquire("plan", "other", now(), lease)

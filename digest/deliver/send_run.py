@@ -31,6 +31,7 @@ from ..render.compose import Composer, Email
 from ..render.message import message_id
 from ..store.database import Store
 from ..store.directory import Directory
+from ..store.heartbeat import Heartbeat
 from ..store.ledger import ACTIVE_RUNS, Entry, Ledger, Planned, owner_id
 from ..store.locks import Locks
 from . import roster
@@ -314,14 +315,14 @@ class Delivery:
         planned = not plan  # a worker alone takes what the scheduler planned
         since = now - PLAN_FRESH
         claim = self.config.workers.batch * self.config.smtp.connections  # a batch per connection
-        heartbeat = _Heartbeat(lambda: self.ledger.renew(owner, self.clock() + lease), lease / 3)
+        heartbeat = Heartbeat(lambda: self.ledger.renew(owner, self.clock() + lease), lease / 3, "this worker's claims")
         state = Sending(self.sender_factory, self.config.smtp.connections)
         failures: list[tuple[Job, BaseException]] = []
         sent: list[str] = []
         stream = None if state.pool is None else _Stream(state.pool, self._attempt(now, owner, None, done, state, sent))
 
         def make_plan() -> bool:
-            with self.locks.held("plan", self.clock(), lease) as mine:
+            with self.locks.held("plan", self.clock(), lease, clock=self.clock) as mine:
                 if mine:
                     with self.timings.timed("plan"):
                         if only is not None:
@@ -721,32 +722,6 @@ class _Stream:
                 if error is not None:
                     failed.append((job, error))
         return failed
-
-
-class _Heartbeat:
-    """Renews this worker's claims every `every` while it works (a thread, started on first use)."""
-
-    def __init__(self, renew: Callable[[], object], every: timedelta) -> None:
-        self.renew, self.every = renew, every.total_seconds()
-        self.stopped = threading.Event()
-        self.thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        if self.thread is None:
-            self.thread = threading.Thread(target=self._loop, name="digest-lease", daemon=True)
-            self.thread.start()
-
-    def _loop(self) -> None:
-        while not self.stopped.wait(self.every):
-            try:
-                self.renew()
-            except DigestError as exc:  # the database is away: the claims may lapse, sending checks them
-                log.warning("could not renew this worker's claims: %s", exc)
-
-    def stop(self) -> None:
-        self.stopped.set()
-        if self.thread is not None:
-            self.thread.join(timeout=5)
 
 
 PLAN_BATCH = 500  # subscribers matched and recorded per transaction

@@ -4,16 +4,20 @@ that dies frees it by itself; one known to have ended (same pid namespace) frees
 
 from __future__ import annotations
 
+import logging
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from .database import Store, UTCTime, dialect_insert
+from .heartbeat import Heartbeat
 from .identity import ACTIVE_RUNS, known_gone, owner_id
+
+log = logging.getLogger(__name__)
 
 _meta = sa.MetaData()
 locks = sa.Table(
@@ -50,20 +54,33 @@ class Locks:
         return self._write(work)
 
     @contextmanager
-    def held(self, name: str, now: datetime, lease: timedelta) -> Iterator[bool]:
+    def held(self, name: str, now: datetime, lease: timedelta,
+             clock: Callable[[], datetime] | None = None) -> Iterator[bool]:
         """The lease `name` for this process while the block runs: True if it was taken,
-        False if another process holds it (the block then does nothing of its work)."""
+        False if another process holds it (the block then does nothing of its work). Renewed
+        every third of `lease` by `clock`'s time (default: the real one), so a block that runs
+        longer than its lease (a plan of very many subscribers) keeps it; a holder that dies
+        stops renewing, and the lease frees itself."""
         run = f"{name}-{uuid.uuid4().hex[:12]}"
         owner = owner_id(run)
         if not self.acquire(name, owner, now, lease):
             yield False
             return
         ACTIVE_RUNS.add(run)  # while it is listed, this process is known to hold it
+        clock = clock or (lambda: datetime.now(UTC))
+        heartbeat = Heartbeat(lambda: self._renew(name, owner, clock(), lease), lease / 3, f"the {name} lease")
+        heartbeat.start()
         try:
             yield True
         finally:
+            heartbeat.stop()
             ACTIVE_RUNS.discard(run)
             self.release(name, owner)
+
+    def _renew(self, name: str, owner: str, now: datetime, lease: timedelta) -> None:
+        if not self.acquire(name, owner, now, lease):
+            log.warning("the %s lease lapsed and another process took it (this one was held up longer than %s)",
+                        name, lease)
 
     def release(self, name: str, owner: str) -> None:
         self._write(lambda conn: conn.execute(locks.delete().where(locks.c.name == name, locks.c.owner == owner)))
