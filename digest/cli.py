@@ -26,7 +26,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from . import __version__
-from .config import Config, find_subscriber, load_config, parse_duration
+from .config import Config, load_config, parse_duration
 from .errors import ConfigError, DigestError, UnknownSubscriber
 from .gather.collect import gather, select_sources
 from .models import Paper, SourceReport
@@ -277,8 +277,8 @@ def preview(app: App, email: str | None, fmt: str, since: str | None, out_file: 
     from .render.preview import preview_digest
 
     config, store = app.config, app.store()
-    subscriber = find_subscriber(config, email)
     now = datetime.now(UTC)
+    subscriber = _find(config, store, email, now)
     shown = preview_digest(config, store, subscriber, now, _since(since) if since else None)
     zone = subscriber.timezone or config.defaults.timezone
     if shown.digest.is_empty and not config.setting(subscriber, "send_empty") and fmt != "json":
@@ -528,14 +528,157 @@ def unsubscribe(app: App, email: str, undo: bool) -> None:
     """Stop (or with --undo, resume) sending digests to EMAIL, as its unsubscribe link does."""
     from .store.ledger import Ledger
 
-    subscriber = find_subscriber(app.config, email)
-    ledger = Ledger(app.store())
+    store = app.store()
+    subscriber = _find(app.config, store, email, datetime.now(UTC))
+    ledger = Ledger(store)
     if undo:
         ledger.resume(subscriber.email)
         out.print(f"{subscriber.email} gets digests again", highlight=False)
     else:
         ledger.unsubscribe(subscriber.email, datetime.now(UTC))
         out.print(f"{subscriber.email} unsubscribed", highlight=False)
+
+
+@cli.group(cls=DigestGroup)
+def subscribers() -> None:
+    """List and manage the subscribers in the database (subscribers.yaml's included).
+
+    Those added here (origin `admin`) live in the database only; those in subscribers.yaml
+    (origin `config`) are changed in the file. Examples: digest subscribers list;
+    digest subscribers import people.csv; digest subscribers export --format json > all.json
+    """
+
+
+@subscribers.command("list")
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True)
+@click.pass_obj
+def subscribers_list(app: App, fmt: str) -> None:
+    """Every subscriber: topics, schedule, origin (config or admin), state, next digest due."""
+    admin = _admin(app)
+    rows = list(admin.listing())
+    shadowed = admin.shadowed()
+    if shadowed:
+        err.print(f"note: {len(shadowed)} subscribers listed in {app.config.path} are managed in the database "
+                  f"(added or imported there); the file's entries for them are ignored: {', '.join(shadowed[:10])}"
+                  + (" …" if len(shadowed) > 10 else ""), highlight=False)
+    if fmt != "table":
+        _print_subscribers(rows, fmt)
+        return
+    columns = [Column("email", whole=True), Column("name", max_width=20), Column("topics", wrap=True, min_width=16),
+               Column("schedule"), Column("origin"), Column("state")]
+    print_table(columns, [[r["email"], r["name"], _topic_names(r), r["effective_schedule"], r["origin"],
+                           r["state"]] for r in rows])
+    out.print(f"{len(rows)} subscribers", highlight=False)
+
+
+@subscribers.command("add")
+@click.argument("email")
+@click.option("--name", help="How the digest greets them.")
+@click.option("--topic", "topics", multiple=True, metavar="TOPIC",
+              help='A keyword, or "Name: keyword, keyword" (repeat for several topics).')
+@click.option("--schedule", help="e.g. 'daily 07:30', 'weekly mon 08:00' [default: the configuration's].")
+@click.option("--timezone", help="An IANA name such as Europe/Berlin [default: the configuration's].")
+@click.option("--max-papers", type=int)
+@click.option("--trending", type=int, help="A section with the N most upvoted new papers no topic took.")
+@click.pass_obj
+def subscribers_add(app: App, email: str, name: str | None, topics: tuple[str, ...], schedule: str | None,
+                    timezone: str | None, max_papers: int | None, trending: int | None) -> None:
+    """Add a subscriber to the database (origin `admin`).
+
+    Example: digest subscribers add ada@example.org --name Ada --topic "KV cache" --topic "Agents: tool use, web agent"
+    """
+    from .subscribe.csv_rows import parse_topics
+
+    settings = {"email": email, "name": name, "topics": parse_topics(";".join(topics)), "schedule": schedule,
+                "timezone": timezone, "max_papers": max_papers, "trending": trending}
+    subscriber = _validated({k: v for k, v in settings.items() if v is not None and v != []})
+    _admin(app).add(subscriber)
+    out.print(f"{subscriber.email} added ({len(subscriber.topics)} topics)", highlight=False)
+
+
+@subscribers.command("remove")
+@click.argument("emails", nargs=-1, required=True, metavar="EMAIL...")
+@click.pass_obj
+def subscribers_remove(app: App, emails: tuple[str, ...]) -> None:
+    """Remove subscribers added with `add` or `import` (their digests' history stays)."""
+    removed = _admin(app).remove(list(emails))
+    out.print(f"{removed} removed", highlight=False)
+
+
+@subscribers.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.pass_obj
+def subscribers_import(app: App, file: str) -> None:
+    """Add or update subscribers from a CSV file (origin `admin`); nothing changes unless every row is valid.
+
+    Columns: email (required), name, topics, schedule, timezone, max_papers, trending. topics:
+    topics separated by ";", each a keyword or "Name: keyword, keyword". Example: digest
+    subscribers import people.csv (see examples/subscribers.csv)
+    """
+    from .subscribe.csv_rows import read_subscribers
+
+    try:
+        text = Path(file).read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise DigestError(f"{file} is not UTF-8 text (byte {exc.start})",
+                          hint="save it as CSV UTF-8 from your spreadsheet") from None
+    rows, theirs = read_subscribers(text, file)
+    added, changed = _admin(app).import_rows(rows, file)
+    out.print(f"{len(rows)} rows: {added} added, {changed} updated, {len(rows) - added - changed} unchanged"
+              + (f"; {theirs} rows of origin config skipped (they belong to a subscribers.yaml)" if theirs else ""),
+              highlight=False)
+
+
+@subscribers.command("export")
+@click.option("--format", "fmt", type=click.Choice(["csv", "json"]), default="csv", show_default=True,
+              help="csv: the import's columns (topics with more than keywords: json); json: every setting.")
+@click.pass_obj
+def subscribers_export(app: App, fmt: str) -> None:
+    """Write every subscriber to standard output (origin and state included)."""
+    _print_subscribers(list(_admin(app).listing()), fmt)
+
+
+def _topic_names(row: dict[str, Any]) -> str:
+    """A table's topics: the cell, or for topics written as JSON (more than keywords) their names."""
+    cell: str = row["topics"]
+    return ", ".join(t["name"] for t in row["settings"].get("topics", [])) if cell.startswith("[") else cell
+
+
+def _find(config: Config, store: Store, email: str, now: datetime) -> Any:
+    """A subscriber of any origin (subscribers.yaml or the database) by address."""
+    from .deliver import roster
+    from .store.directory import Directory
+
+    return roster.find(config, Directory(store), [email], now)[0]
+
+
+def _admin(app: App):  # type: ignore[no-untyped-def]
+    from .subscribe.admin import SubscriberAdmin
+
+    return SubscriberAdmin(app.config, app.store())
+
+
+def _validated(settings: dict[str, Any]) -> Any:
+    from pydantic import ValidationError
+
+    from .config import Subscriber
+    from .subscribe.csv_rows import _row_problem
+
+    try:
+        return Subscriber.model_validate(settings)
+    except ValidationError as exc:
+        raise ConfigError([_row_problem(e, "digest subscribers add", 0) for e in exc.errors()]) from None
+
+
+def _print_subscribers(rows: list[dict[str, Any]], fmt: str) -> None:
+    if fmt == "json":
+        click.echo(json.dumps(rows, ensure_ascii=False, indent=2))
+        return
+    from .subscribe.csv_rows import write_subscribers
+
+    click.echo(write_subscribers({k: v for k, v in r.items() if k not in ("settings", "next_due", "effective_schedule")}
+                                 for r in rows),
+               nl=False)
 
 
 def paper_json(paper: Paper) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""The package reads like the pipeline: gather → match → render → deliver → web, each stage
+"""The package reads like the pipeline: gather → match → render → deliver → subscribe → web, each stage
 importing only the stages before it (plus the base: models, errors, config, query, store),
 and SQL, SMTP and HTTP each kept in their one place."""
 
@@ -8,7 +8,7 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "digest"
-STAGES = ["gather", "match", "render", "deliver", "web"]
+STAGES = ["gather", "match", "render", "deliver", "subscribe", "web"]
 BASE = {"models", "errors", "config", "query", "store"}
 TOP = {"cli", "checks", "daemon", "demo", "__main__", "__init__"}
 

@@ -11,16 +11,20 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
+import logging
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from functools import lru_cache
 
-from ..config import Config, Subscriber, load_config
+from ..config import Config, Subscriber, find_subscriber, load_config
+from ..errors import UnknownSubscriber
 from ..store.directory import Directory, Listed, Synced, Wanted
 from ..store.ledger import subscriber_key
 from .schedule import last_slot, next_slot, subscriber_schedule
 
 ORIGIN = "config"
+
+log = logging.getLogger(__name__)
 
 
 def profile(subscriber: Subscriber) -> str:
@@ -29,11 +33,16 @@ def profile(subscriber: Subscriber) -> str:
                       separators=(",", ":"), ensure_ascii=False)
 
 
+def as_wanted(config: Config, subscriber: Subscriber) -> Wanted:
+    """A subscriber as the directory is to hold them (their effective schedule and time zone)."""
+    schedule, timezone = subscriber_schedule(config, subscriber)
+    return Wanted(subscriber_key(subscriber.email), subscriber.email, profile(subscriber), schedule, timezone,
+                  subscriber.enabled)
+
+
 def wanted(config: Config) -> Iterator[Wanted]:
     for subscriber in config.subscribers:
-        schedule, timezone = subscriber_schedule(config, subscriber)
-        yield Wanted(subscriber_key(subscriber.email), subscriber.email, profile(subscriber), schedule, timezone,
-                     subscriber.enabled)
+        yield as_wanted(config, subscriber)
 
 
 def fingerprint(config: Config) -> str:
@@ -57,8 +66,33 @@ def sync(config: Config, directory: Directory, now: datetime) -> Synced:
     if not config.subscribers_read:
         config = load_config(config.path)
         current = fingerprint(config)  # the file as read now
-    return directory.sync(ORIGIN, wanted(config), current, now,
-                          lambda schedule, timezone: first_due(schedule, timezone, now))
+    synced = directory.sync(ORIGIN, wanted(config), current, now,
+                            lambda schedule, timezone: first_due(schedule, timezone, now))
+    if synced.shadowed:
+        log.warning("%d subscribers in %s are managed in the database, where their settings were changed; "
+                    "the file's entries for them are ignored: %s", len(synced.shadowed), config.path,
+                    ", ".join(synced.shadowed[:5]) + (" …" if len(synced.shadowed) > 5 else ""))
+    return synced
+
+
+def everyone(config: Config, directory: Directory, now: datetime) -> Iterator[Subscriber]:
+    """Every subscriber, of every origin (the directory, synced first), by address."""
+    sync(config, directory, now)
+    for page in directory.pages():
+        yield from (subscriber(row) for row in page)
+
+
+def find(config: Config, directory: Directory, emails: Sequence[str], now: datetime) -> list[Subscriber]:
+    """The subscribers with these addresses (any case, any origin), in that order; a user
+    error with a suggestion for the first that is nobody's."""
+    sync(config, directory, now)
+    found = directory.get([subscriber_key(e) for e in emails])
+    missing = [e for e in emails if subscriber_key(e) not in found]
+    if missing:
+        find_subscriber(config, missing[0])  # raises, with a did-you-mean among the file's
+        raise UnknownSubscriber(f"no subscriber {missing[0]!r} in {config.path} or the database",
+                                hint="`digest subscribers list` shows them all")
+    return [subscriber(found[subscriber_key(e)]) for e in emails]
 
 
 def first_due(schedule: str, timezone: str, now: datetime) -> datetime:

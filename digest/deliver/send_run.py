@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from ..config import Config, Subscriber, find_subscriber
+from ..config import Config, Subscriber
 from ..errors import DigestError
 from ..match.matcher import Matcher
 from ..match.newly_seen import newly_seen
@@ -112,12 +112,13 @@ class Delivery:
         return slot.astimezone(UTC).isoformat(timespec="minutes") if slot else None
 
     def select(self, emails: Sequence[str] = ()) -> list[Subscriber]:
-        wanted = {e.strip().lower() for e in emails}
-        chosen = [s for s in self.config.subscribers if not wanted or s.email.lower() in wanted]
-        missing = wanted - {s.email.lower() for s in chosen}
-        if missing:
-            find_subscriber(self.config, sorted(missing)[0])  # raises with a did-you-mean
-        return chosen
+        """The named subscribers (of any origin: subscribers.yaml's and the database's), or with
+        none named everyone, by address; a configuration read without its subscribers names nobody here
+        (its runs read them from the directory as they plan)."""
+        now = self.clock()
+        if emails:
+            return roster.find(self.config, self.directory, sorted({e.strip().lower() for e in emails}), now)
+        return list(roster.everyone(self.config, self.directory, now)) if self.config.subscribers_read else []
 
     # ------------------------------------------------------------ the run
 
@@ -139,10 +140,10 @@ class Delivery:
             if progress:
                 progress(outcome)
 
-        subscribers = self.select(emails)
         if dry_run or to:
-            self._unrecorded(subscribers, now, scheduled=scheduled, dry_run=dry_run, to=to, done=done)
+            self._unrecorded(self.select(emails), now, scheduled=scheduled, dry_run=dry_run, to=to, done=done)
             return outcomes
+        subscribers = self.select(emails) if emails else []  # everyone: read from the directory as planned
         roster.sync(self.config, self.directory, now)  # one query unless subscribers.yaml changed
         run_id = uuid.uuid4().hex[:12]
         ACTIVE_RUNS.add(run_id)

@@ -9,19 +9,22 @@ from zoneinfo import ZoneInfo
 from ..config import Config
 from ..match.newly_seen import BATCH, newly_seen
 from ..store.database import Store
+from ..store.directory import Directory
 from ..store.ledger import Entry, Ledger, SubscriberState
+from . import roster
 from .schedule import next_slot, subscriber_schedule
 
 
 def subscriber_status(config: Config, store: Store, now: datetime) -> list[dict[str, Any]]:
     ledger = Ledger(store)
-    _, waiting_digests = newly_seen(config, store, config.subscribers, now, ledger=ledger)
+    everyone = list(roster.everyone(config, Directory(store), now))  # subscribers.yaml's and the database's
+    _, waiting_digests = newly_seen(config, store, everyone, now, ledger=ledger)
     rows = []
     summaries: dict[str, tuple[Entry | None, int]] = {}
     states: dict[str, SubscriberState] = {}
-    for at, (subscriber, waiting) in enumerate(zip(config.subscribers, waiting_digests)):
+    for at, (subscriber, waiting) in enumerate(zip(everyone, waiting_digests)):
         if at % BATCH == 0:  # the ledger asked twice per BATCH subscribers, not per subscriber
-            batch = [s.email for s in config.subscribers[at:at + BATCH]]
+            batch = [s.email for s in everyone[at:at + BATCH]]
             summaries, states = ledger.summaries(batch), ledger.states(batch)
         last, sent = summaries[subscriber.email]
         state = states[subscriber.email]

@@ -2,7 +2,10 @@
 is due, so what is due is one indexed query, and no process needs every subscriber at once.
 
 Subscribers come from an origin: `config` (subscribers.yaml, synced into the directory once
-per change of its text) and, with the subscription centre, people who subscribe themselves.
+per change of its text), `admin` (`digest subscribers add` and `import`) and, with the
+subscription centre, people who subscribe themselves. A row belongs to one origin, and only
+its origin changes or removes it: a reload of subscribers.yaml never undoes a row another
+origin holds (the file's entry for that address is then ignored, and counted as shadowed).
 A row keeps the subscriber's settings as JSON (`profile`), their effective schedule and time
 zone, and `next_due`: the first slot not yet planned (NULL: never, e.g. paused). The planner
 asks for the rows whose next_due has come, plans them, and moves next_due on.
@@ -66,6 +69,30 @@ class Synced:
     changed: int = 0
     removed: int = 0
     skipped: bool = False  # the origin had not changed since the last sync
+    shadowed: tuple[str, ...] = ()  # the origin's addresses that another origin holds (left as they are)
+
+
+def _row(origin: str, want: Wanted, old: sa.Row | None, now: datetime,
+         first_due: Callable[[str, str], datetime | None]) -> dict:
+    """The row that makes the directory hold `want`: next_due kept unless the schedule, time
+    zone or pause changed (then `first_due(schedule, timezone)`, or none while paused)."""
+    timing_same = (old is not None and (old.schedule, old.timezone) == (want.schedule, want.timezone)
+                   and (old.next_due is not None) == want.enabled)
+    next_due = old.next_due if timing_same and old is not None else (
+        first_due(want.schedule, want.timezone) if want.enabled else None)
+    return {"key": want.key, "email": want.email, "origin": origin, "profile": want.profile,
+            "schedule": want.schedule, "timezone": want.timezone, "next_due": next_due, "updated_at": now}
+
+
+def _upsert(conn: Connection, origin: str, rows: Sequence[dict]) -> None:
+    """Insert the rows, or update those `origin` already holds; a row another origin holds is
+    never overwritten (whoever wrote it last, e.g. a person on the web, keeps it)."""
+    insert = dialect_insert(conn)(subscribers)
+    conn.execute(insert.on_conflict_do_update(
+        index_elements=[subscribers.c.key],
+        set_={name: insert.excluded[name] for name in ("email", "profile", "schedule", "timezone", "next_due",
+                                                       "updated_at")},
+        where=subscribers.c.origin == origin), list(rows))
 
 
 def _listed(row: sa.Row) -> Listed:
@@ -89,25 +116,28 @@ class Directory:
         zone or pause changed), rows gone from the origin removed; `fingerprint` is then the
         origin's (the caller skips a sync when it already is). Idempotent: two processes
         syncing at once agree."""
-        held = {row.key: row for row in self._read(lambda conn: conn.execute(
-            sa.select(subscribers.c.key, subscribers.c.profile, subscribers.c.schedule, subscribers.c.timezone,
-                      subscribers.c.next_due).where(subscribers.c.origin == origin)).all())}
+        held, others = {}, set()
+        for row in self._read(lambda conn: conn.execute(sa.select(
+                subscribers.c.key, subscribers.c.origin, subscribers.c.profile, subscribers.c.schedule,
+                subscribers.c.timezone, subscribers.c.next_due)).all()):
+            if row.origin == origin:
+                held[row.key] = row
+            else:
+                others.add(row.key)
         rows: list[dict] = []
         added = changed = 0
         seen: set[str] = set()
+        shadowed = []
         for want in wanted:
             seen.add(want.key)
+            if want.key in others:
+                shadowed.append(want.email)
+                continue
             old = held.get(want.key)
             if old is not None and (old.profile, old.schedule, old.timezone) == (want.profile, want.schedule,
                                                                                   want.timezone):
                 continue
-            timing_same = (old is not None and (old.schedule, old.timezone) == (want.schedule, want.timezone)
-                           and (old.next_due is not None) == want.enabled)
-            next_due = old.next_due if timing_same and old is not None else (
-                first_due(want.schedule, want.timezone) if want.enabled else None)
-            rows.append({"key": want.key, "email": want.email, "origin": origin, "profile": want.profile,
-                         "schedule": want.schedule, "timezone": want.timezone, "next_due": next_due,
-                         "updated_at": now})
+            rows.append(_row(origin, want, old, now, first_due))
             added += old is None
             changed += old is not None
         gone = [key for key in held if key not in seen]
@@ -115,11 +145,7 @@ class Directory:
         def write(batch: Sequence[dict], remove: Sequence[str], last: bool) -> Callable[[Connection], None]:
             def work(conn: Connection) -> None:
                 if batch:
-                    insert = dialect_insert(conn)(subscribers)
-                    conn.execute(insert.on_conflict_do_update(index_elements=[subscribers.c.key], set_={
-                        name: insert.excluded[name] for name in
-                        ("email", "origin", "profile", "schedule", "timezone", "next_due", "updated_at")}),
-                        list(batch))
+                    _upsert(conn, origin, batch)
                 if remove:
                     conn.execute(subscribers.delete().where(subscribers.c.key.in_(remove),
                                                             subscribers.c.origin == origin))
@@ -134,7 +160,56 @@ class Directory:
         for step in range(steps):
             self._write(write(rows[step * BATCH:(step + 1) * BATCH], gone[step * BATCH:(step + 1) * BATCH],
                               step == steps - 1))
-        return Synced(added, changed, len(gone))
+        return Synced(added, changed, len(gone), shadowed=tuple(shadowed))
+
+    # -- one origin's rows, changed one by one (admin commands, the subscription centre)
+
+    def origins(self, keys: Sequence[str]) -> dict[str, str]:
+        """The origin of each of these subscribers that the directory holds."""
+        found: dict[str, str] = {}
+        for start in range(0, len(keys), BATCH):
+            chunk = list(keys[start:start + BATCH])
+            found.update(self._read(lambda conn, c=chunk: conn.execute(
+                sa.select(subscribers.c.key, subscribers.c.origin).where(subscribers.c.key.in_(c))).all()))
+        return found
+
+    def put(self, origin: str, wanted: Sequence[Wanted], now: datetime,
+            first_due: Callable[[str, str], datetime | None]) -> tuple[int, int]:
+        """Add or update these subscribers for `origin`, BATCH per transaction; a row another
+        origin holds is left as it is (callers check `origins` first to say so). Returns
+        (added, changed)."""
+        added = changed = 0
+        for start in range(0, len(wanted), BATCH):
+            chunk = wanted[start:start + BATCH]
+
+            def work(conn: Connection, chunk: Sequence[Wanted] = chunk) -> tuple[int, int]:
+                held = {row.key: row for row in conn.execute(sa.select(
+                    subscribers.c.key, subscribers.c.origin, subscribers.c.profile, subscribers.c.schedule,
+                    subscribers.c.timezone, subscribers.c.next_due).where(subscribers.c.key.in_([w.key for w in chunk])))}
+                rows = []
+                for want in chunk:
+                    old = held.get(want.key)
+                    if old is not None and (old.origin != origin or (old.profile, old.schedule, old.timezone) == (
+                            want.profile, want.schedule, want.timezone)):
+                        continue
+                    rows.append(_row(origin, want, old, now, first_due))
+                if rows:
+                    _upsert(conn, origin, rows)
+                new = sum(want.key not in held for want in chunk)
+                return new, len(rows) - new
+
+            more, updated = self._write(work)
+            added, changed = added + more, changed + updated
+        return added, changed
+
+    def remove(self, origin: str, keys: Sequence[str]) -> int:
+        """Remove these subscribers if `origin` holds them; how many were removed."""
+        removed = 0
+        for start in range(0, len(keys), BATCH):
+            chunk = list(keys[start:start + BATCH])
+            removed += self._write(lambda conn, c=chunk: conn.execute(subscribers.delete().where(
+                subscribers.c.key.in_(c), subscribers.c.origin == origin)).rowcount)
+        return removed
 
     # -- reading
 

@@ -1,0 +1,98 @@
+"""`digest subscribers`: list, add, remove, import and export the subscribers in the database.
+
+Every subscriber is in the directory (store/directory.py) under one origin: `config` for
+subscribers.yaml's (synced from the file), `admin` for those added or imported here. Only a
+row's origin changes it: `add`, `remove` and `import` refuse an address subscribers.yaml lists
+(edit it there), and a reload of the file never undoes a row another origin holds.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from ..config import Config, Subscriber
+from ..deliver import roster
+from ..errors import ConfigError, DigestError, Problem, UnknownSubscriber
+from ..store.database import Store
+from ..store.directory import Directory, Listed
+from ..store.ledger import Ledger, subscriber_key
+from .csv_rows import topics_cell
+
+ORIGIN = "admin"
+HELD_BY = {"config": "it is listed in subscribers.yaml: change it there"}
+
+
+class SubscriberAdmin:
+    def __init__(self, config: Config, store: Store, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        self.config, self.clock = config, clock
+        self.directory, self.ledger = Directory(store), Ledger(store)
+        roster.sync(config, self.directory, clock())  # subscribers.yaml's are listed too
+
+    def listing(self) -> Iterator[dict[str, Any]]:
+        """Every subscriber, by address: settings, origin, state and next digest due."""
+        for page in self.directory.pages():
+            states = self.ledger.states([row.email for row in page])
+            for row in page:
+                yield _described(row, roster.subscriber(row), states[row.email])
+
+    def shadowed(self) -> list[str]:
+        """subscribers.yaml's addresses that another origin holds (the file's entries ignored)."""
+        keys = [subscriber_key(s.email) for s in self.config.subscribers]
+        held = self.directory.origins(keys)
+        return [s.email for s, key in zip(self.config.subscribers, keys) if held.get(key, roster.ORIGIN) != roster.ORIGIN]
+
+    def add(self, subscriber: Subscriber) -> None:
+        key = subscriber_key(subscriber.email)
+        held = self.directory.origins([key]).get(key)
+        if held is not None:
+            raise DigestError(f"{subscriber.email} is already a subscriber (origin {held})",
+                              hint=HELD_BY.get(held, "`digest subscribers remove` it first, or `import` a CSV "
+                                                     "row to change it"))
+        self._put([subscriber])
+
+    def remove(self, emails: Sequence[str]) -> int:
+        keys = [subscriber_key(e) for e in emails]
+        held = self.directory.origins(keys)
+        for email, key in zip(emails, keys):
+            if key not in held:
+                raise UnknownSubscriber(f"no subscriber {email!r}", hint="`digest subscribers list` shows them all")
+            if held[key] != ORIGIN:
+                raise DigestError(f"{email} cannot be removed here: {HELD_BY.get(held[key], f'origin {held[key]}')}")
+        return self.directory.remove(ORIGIN, keys)
+
+    def import_rows(self, rows: Sequence[tuple[int, Subscriber]], shown: str) -> tuple[int, int]:
+        """Add or update every row, after checking none belongs to another origin (all such
+        rows reported with their lines, nothing changed). Returns (added, changed)."""
+        held = self.directory.origins([subscriber_key(s.email) for _, s in rows])
+        problems = [Problem(shown, line, "email", f"{s.email}: {HELD_BY.get(origin, f'origin {origin}')}")
+                    for line, s in rows if (origin := held.get(subscriber_key(s.email), ORIGIN)) != ORIGIN]
+        if problems:
+            raise ConfigError(problems)
+        return self._put([s for _, s in rows])
+
+    def _put(self, subscribers: Sequence[Subscriber]) -> tuple[int, int]:
+        now = self.clock()
+        return self.directory.put(ORIGIN, [roster.as_wanted(self.config, s) for s in subscribers], now,
+                                  lambda schedule, timezone: roster.first_due(schedule, timezone, now))
+
+
+def _described(row: Listed, subscriber: Subscriber, state: Any) -> dict[str, Any]:
+    status = ("paused" if not subscriber.enabled else "unsubscribed" if state.unsubscribed_at
+              else "suspended" if state.suspended_at else "active")
+    return {
+        "email": row.email,
+        "name": subscriber.name or "",
+        "topics": topics_cell(subscriber.topics),
+        "schedule": subscriber.schedule or "",  # their own; empty: the configuration's default
+        "timezone": subscriber.timezone or "",
+        "effective_schedule": f"{row.schedule} {row.timezone}",
+        "max_papers": "" if subscriber.max_papers is None else str(subscriber.max_papers),
+        "trending": "" if subscriber.trending is None else str(subscriber.trending),
+        "origin": row.origin,
+        "state": status,
+        "next_due": row.next_due.isoformat() if row.next_due and status == "active" else "",
+        "settings": json.loads(row.profile),
+    }
