@@ -111,3 +111,13 @@ def test_sql_smtp_and_http_each_stay_in_their_place():
     assert all(m.startswith("digest.gather") for m in users("urllib3")), users("urllib3")
     assert all(m.startswith("digest.web") for m in users("http.server")), users("http.server")
     assert not users("sqlalchemy") & users("smtplib")
+
+
+def test_every_package_is_installed():
+    """pyproject.toml lists the packages to install: a new stage left out would be missing
+    from a non-editable install (`pip install .`) while the tests, run from the checkout, pass."""
+    import tomllib
+
+    listed = set(tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {module_name(p.parent / "__init__.py") for p in PACKAGE.rglob("__init__.py")}
+    assert found - {"digest.templates"} <= listed, sorted(found - listed)
