@@ -521,6 +521,17 @@ def run(app: App, tick: float, no_initial_fetch: bool, role: str) -> None:
 
 
 @cli.command()
+@click.pass_context
+def serve(ctx: click.Context) -> None:
+    """Answer the links in the digests on `listen:`, alone (as `digest run --role web`).
+
+    For a deployment that runs the web side apart from the scheduler and the workers; put
+    it behind the web server that answers for `base_url`. Stops on SIGTERM or Ctrl-C.
+    """
+    ctx.invoke(run, tick=60.0, no_initial_fetch=True, role="web")
+
+
+@cli.command()
 @click.argument("email")
 @click.option("--undo", is_flag=True, help="Subscribe again (also lifts a suspension).")
 @click.pass_obj

@@ -111,7 +111,7 @@ MAX_GRACE = timedelta(days=7)  # a missed slot is looked for within the last eig
 
 def _listen(value: Any) -> str:
     match = re.fullmatch(r"([\w.\-\[\]:]*):(\d{1,5})", value) if isinstance(value, str) else None
-    if not match or not 0 < int(match.group(2)) <= 65535:
+    if not match or not 0 <= int(match.group(2)) <= 65535:  # 0: any free port (the log says which)
         raise _error("listen", f"expected host:port with a port from 1 to 65535, such as 127.0.0.1:8081, not {value!r}")
     return value
 

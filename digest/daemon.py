@@ -188,9 +188,12 @@ class Daemon:
 
         store = open_store(self.config)
         secret = store.signing_secret()
-        self.web = unsubscribe_server(address, secret, Ledger(store))
-        threading.Thread(target=self.web.serve_forever, name="unsubscribe", daemon=True).start()
-        log.info("unsubscribe links answered on http://%s/unsubscribe/…", address)
+        templates = Path(self.config.resolve_local(self.config.templates)) if self.config.templates else None
+        self.web = unsubscribe_server(address, secret, Ledger(store), list_name=self.config.sender.list_name,
+                                      templates=templates)
+        threading.Thread(target=self.web.serve_forever, name="web", daemon=True).start()
+        host, port = self.web.server_address[:2]
+        log.info("links answered on http://%s:%d/unsubscribe/…", host, port)
 
     def serve(self) -> None:
         """Run until SIGTERM/SIGINT; reload on SIGHUP or when the config file changes."""

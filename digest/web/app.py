@@ -1,0 +1,177 @@
+"""The web side as one ASGI application (Starlette), served by uvicorn (web/server.py).
+
+Today it answers the links in every digest: GET /unsubscribe/<token> shows a confirmation
+button (link scanners fetch links with GET, and must not unsubscribe anyone); POST to the same
+URL — the button, or a mail client's one-click request (RFC 8058, body
+`List-Unsubscribe=One-Click`) — unsubscribes at once; `action=resubscribe` undoes it. The token
+is the subscriber's address sealed with the installation's key: it cannot be made for another
+address, and no address can be read from it.
+
+Pages are Jinja2 templates in templates/web/, overridable like the e-mail's: a `web/` folder in
+the configuration's `templates:` folder. Every response carries security headers (a strict
+Content-Security-Policy, no framing, no referrer, so a token never leaks to a linked site);
+request bodies are limited in size.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, MutableMapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs
+
+import jinja2
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import Route
+
+from ..render.links import email_from_token
+from ..render.renderer import builtin_templates
+from ..store.ledger import Ledger
+
+log = logging.getLogger("digest.web")
+
+MAX_BODY = 64 * 1024  # a form is a few hundred bytes; nothing larger is read
+SECURITY_HEADERS = [
+    (b"content-security-policy", b"default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
+                                 b"frame-ancestors 'none'; base-uri 'none'"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"cache-control", b"no-store"),
+]
+_STATIC = "/static/site.css"
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+class Pages:
+    """The pages' templates: the configuration's `templates:/web/` first, then the shipped ones."""
+
+    def __init__(self, list_name: str, templates: Path | None = None) -> None:
+        loaders: list[jinja2.BaseLoader] = []
+        if templates is not None and (templates / "web").is_dir():
+            loaders.append(jinja2.FileSystemLoader(templates / "web"))
+        loaders.append(jinja2.FileSystemLoader(builtin_templates() / "web"))
+        self.env = jinja2.Environment(loader=jinja2.ChoiceLoader(loaders), autoescape=True, undefined=jinja2.StrictUndefined)
+        self.list_name = list_name
+
+    def page(self, name: str, status: int = 200, **values: Any) -> HTMLResponse:
+        html = self.env.get_template(name).render(list_name=self.list_name, static_url=_STATIC, **values)
+        return HTMLResponse(html, status_code=status)
+
+    def css(self) -> str:
+        source, _, _ = self.env.loader.get_source(self.env, "site.css")  # type: ignore[union-attr]
+        return source
+
+
+def make_app(secret: str, ledger: Ledger, *, list_name: str = "Paper digest", templates: Path | None = None) -> ASGIApp:
+    pages = Pages(list_name, templates)
+
+    def not_valid(status: int) -> HTMLResponse:
+        return pages.page("unsubscribe.html.j2", status, title="Link not valid", state="invalid",
+                          message="This unsubscribe link is not valid. Reply to the digest e-mail instead.")
+
+    def unsubscribed(email: str, since: datetime, *, already: bool) -> HTMLResponse:
+        return pages.page("unsubscribe.html.j2", title="Already unsubscribed" if already else "Unsubscribed",
+                          state="unsubscribed", email=email, already=already, since=f"{since:%Y-%m-%d}")
+
+    async def unsubscribe(request: Request) -> Response:
+        email = email_from_token(secret, request.path_params["token"])
+        if email is None:
+            return not_valid(400)
+        if request.method == "GET":
+            since = (await run_in_threadpool(ledger.state, email)).unsubscribed_at
+            if since is not None:  # a second visit: say so, never ask again
+                return unsubscribed(email, since, already=True)
+            return pages.page("unsubscribe.html.j2", title="Unsubscribe", state="ask", email=email)
+        form = parse_qs((await request.body()).decode("utf-8", "replace"))
+        if form.get("action") == ["resubscribe"]:
+            await run_in_threadpool(ledger.resubscribe, email)
+            log.info("resubscribed %s", email)
+            return pages.page("unsubscribe.html.j2", title="Subscribed again", state="resubscribed", email=email)
+        # The button, or a mail client's one-click request (RFC 8058: List-Unsubscribe=One-Click).
+        state = await run_in_threadpool(ledger.state, email)
+        if state.unsubscribed_at is not None:
+            return unsubscribed(email, state.unsubscribed_at, already=True)
+        now = datetime.now(UTC)
+        await run_in_threadpool(ledger.unsubscribe, email, now)
+        log.info("unsubscribed %s", email)
+        return unsubscribed(email, now, already=False)
+
+    async def stylesheet(_request: Request) -> Response:
+        return Response(pages.css(), media_type="text/css")
+
+    async def http_error(_request: Request, exc: Exception) -> Response:
+        status = exc.status_code if isinstance(exc, HTTPException) else 500
+        if status == 404:
+            return not_valid(404)
+        return pages.page("unsubscribe.html.j2", status, title="Not allowed", state="error",
+                          message="This address does not take that request.")
+
+    app = Starlette(routes=[
+        Route("/unsubscribe/{token}", unsubscribe, methods=["GET", "POST"]),
+        Route(_STATIC, stylesheet, methods=["GET"]),
+    ], exception_handlers={404: http_error, 405: http_error})
+    return security_headers(body_limit(app, MAX_BODY))
+
+
+def security_headers(app: ASGIApp) -> ASGIApp:
+    async def wrapped(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await app(scope, receive, send)
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), *SECURITY_HEADERS]
+            await send(message)
+
+        await app(scope, receive, send_with_headers)
+
+    return wrapped
+
+
+def body_limit(app: ASGIApp, limit: int) -> ASGIApp:
+    """413 for a body over `limit` bytes, by its Content-Length or as it arrives (chunked)."""
+
+    async def wrapped(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await app(scope, receive, send)
+        declared = dict(scope.get("headers", [])).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            return await _too_large(send)
+        seen = 0
+
+        async def counted() -> Message:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > limit:
+                raise HTTPException(413)
+            return message
+
+        try:
+            await app(scope, counted, send)
+        except HTTPException as exc:
+            if exc.status_code != 413:
+                raise
+            await _too_large(send)
+
+    return wrapped
+
+
+async def _too_large(send: Send) -> None:
+    body = b"request body too large\n"
+    await send({"type": "http.response.start", "status": 413,
+                "headers": [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(body)).encode()),
+                            (b"connection", b"close")]})
+    await send({"type": "http.response.body", "body": body})

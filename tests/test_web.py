@@ -1,0 +1,181 @@
+"""The web side on its real server (uvicorn on loopback): what a public port meets — many
+clients at once, slow and malformed requests, oversized bodies — and the headers every page
+carries."""
+
+from __future__ import annotations
+
+import http.client
+import select
+import socket
+import statistics
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from digest.config import load_config
+from digest.render.links import unsubscribe_token
+from digest.store import Store, open_store
+from digest.store.ledger import Ledger
+from digest.web import server as web_server
+from digest.web.unsubscribe import unsubscribe_server
+
+from .conftest import fresh_database
+
+pytestmark = [pytest.mark.database]  # on PostgreSQL too (.ci/run)
+
+
+@pytest.fixture
+def web(tmp_path):
+    store = Store(fresh_database(tmp_path))
+    secret = store.secret()
+    server = unsubscribe_server("127.0.0.1:0", secret, Ledger(store))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server, secret, Ledger(store)
+    server.shutdown()
+
+
+def fetch(server, method: str, path: str, body: bytes | None = None,
+          headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], str]:
+    connection = http.client.HTTPConnection(*server.server_address, timeout=10)
+    try:
+        connection.request(method, path, body=body, headers=headers or {})
+        response = connection.getresponse()
+        return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read().decode()
+    finally:
+        connection.close()
+
+
+def raw(server, data: bytes, wait: float = 5) -> bytes:
+    with socket.create_connection(server.server_address, timeout=wait) as sock:
+        sock.sendall(data)
+        chunks = []
+        try:
+            while chunk := sock.recv(65536):
+                chunks.append(chunk)
+        except TimeoutError:
+            pass
+        return b"".join(chunks)
+
+
+def test_every_page_carries_the_security_headers_and_no_server_banner(web):
+    server, secret, _ = web
+    status, headers, page = fetch(server, "GET", f"/unsubscribe/{unsubscribe_token(secret, 'a@example.org')}")
+    assert status == 200 and "Stop sending" in page and 'href="/static/site.css"' in page
+    assert "frame-ancestors 'none'" in headers["content-security-policy"]
+    assert "default-src 'none'" in headers["content-security-policy"]
+    assert headers["referrer-policy"] == "no-referrer" and headers["x-content-type-options"] == "nosniff"
+    assert "server" not in headers
+    status, headers, css = fetch(server, "GET", "/static/site.css")
+    assert status == 200 and headers["content-type"].startswith("text/css") and "font" in css
+    status, headers, page = fetch(server, "GET", "/nothing-here")
+    assert status == 404 and "not valid" in page and "referrer-policy" in headers
+    status, _, _ = fetch(server, "DELETE", f"/unsubscribe/{unsubscribe_token(secret, 'a@example.org')}")
+    assert status == 405
+
+
+def test_malformed_and_oversized_requests_get_a_4xx_and_change_nothing(web):
+    server, secret, ledger = web
+    path = f"/unsubscribe/{unsubscribe_token(secret, 'a@example.org')}".encode()
+    reply = raw(server, b"POST " + path + b" HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n")
+    assert reply.startswith(b"HTTP/1.1 400"), reply[:100]
+    reply = raw(server, b"GET / HTTP/1.1\r\nHost: x\r\n" + b"X-Long: " + b"a" * 70_000 + b"\r\n\r\n")
+    assert reply.startswith(b"HTTP/1.1 4"), reply[:100]
+    status, _, _ = fetch(server, "POST", path.decode(), body=b"List-Unsubscribe=One-Click" + b"&x=" + b"y" * 100_000,
+                         headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert status == 413
+    assert ledger.state("a@example.org").active  # none of them unsubscribed anyone
+
+
+def test_slow_partial_requests_time_out_and_others_are_still_answered(web, monkeypatch):
+    server, secret, _ = web
+    monkeypatch.setattr(web_server, "HEADER_TIMEOUT", 1.0)  # read when each connection is made
+    slow = []
+    for _ in range(100):
+        sock = socket.create_connection(server.server_address, timeout=10)
+        sock.sendall(b"GET /unsubscribe/x HTTP/1.1\r\nHost: x\r\n")  # the head never ends
+        slow.append(sock)
+    try:
+        started = time.monotonic()
+        status, _, _ = fetch(server, "GET", f"/unsubscribe/{unsubscribe_token(secret, 'b@example.org')}")
+        assert status == 200 and time.monotonic() - started < 1  # answered while the slow ones wait
+        open_ones, deadline = list(slow), time.monotonic() + 6
+        while open_ones and time.monotonic() < deadline:
+            readable, _, _ = select.select(open_ones, [], [], 0.2)
+            for sock in readable:
+                try:
+                    ended = sock.recv(1) == b""  # the server closed it
+                except ConnectionResetError:
+                    ended = True
+                if ended:
+                    open_ones.remove(sock)
+        assert not open_ones, f"{len(open_ones)} slow connections still open"
+    finally:
+        for sock in slow:
+            sock.close()
+
+
+def test_two_hundred_one_click_unsubscribes_at_once(web):
+    server, secret, ledger = web
+    people = [f"p{n}@example.org" for n in range(200)]
+    start = threading.Barrier(len(people))
+
+    def one_click(email: str) -> tuple[int, float]:
+        path = f"/unsubscribe/{unsubscribe_token(secret, email)}"
+        start.wait()
+        began = time.monotonic()
+        status, _, _ = fetch(server, "POST", path, body=b"List-Unsubscribe=One-Click",
+                             headers={"Content-Type": "application/x-www-form-urlencoded"})
+        return status, time.monotonic() - began
+
+    with ThreadPoolExecutor(len(people)) as pool:
+        results = list(pool.map(one_click, people))
+    assert [status for status, _ in results] == [200] * len(people)
+    latencies = sorted(seconds for _, seconds in results)
+    p95 = latencies[int(len(latencies) * 0.95) - 1]
+    assert p95 < 1.0, f"p50 {statistics.median(latencies):.3f} s, p95 {p95:.3f} s"
+    assert not any(state.active for state in ledger.states(people).values())
+
+
+def test_a_port_in_use_is_a_clear_error():
+    from digest.errors import DigestError
+
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        with pytest.raises(DigestError, match="cannot listen on 127.0.0.1:"):
+            unsubscribe_server(f"127.0.0.1:{taken.getsockname()[1]}", "secret", None)  # type: ignore[arg-type]
+
+
+def test_digest_serve_answers_the_links_alone_and_stops_on_sigterm(tmp_path):
+    import re
+    import signal
+    import subprocess
+    import sys
+
+    from .test_deliver import write
+
+    config = write(tmp_path, 25, ["a@example.org"], extra="listen: 127.0.0.1:0\n", state=fresh_database(tmp_path))
+    log = tmp_path / "serve.log"
+    with log.open("w") as out:
+        process = subprocess.Popen([sys.executable, "-m", "digest", "-c", str(config), "serve"], stdout=out,
+                                   stderr=subprocess.STDOUT)
+    try:
+        deadline, found = time.monotonic() + 60, None
+        while found is None and time.monotonic() < deadline and process.poll() is None:
+            found = re.search(r"links answered on http://127\.0\.0\.1:(\d+)/", log.read_text())
+            time.sleep(0.1)
+        assert found, log.read_text()
+        secret = open_store(load_config(config)).signing_secret()
+        connection = http.client.HTTPConnection("127.0.0.1", int(found.group(1)), timeout=10)
+        connection.request("GET", f"/unsubscribe/{unsubscribe_token(secret, 'a@example.org')}")
+        assert connection.getresponse().status == 200
+        connection.close()
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=30)
+    assert process.returncode == 0 and "Traceback" not in log.read_text()
+
+    without = write(tmp_path, 25, ["a@example.org"], state=fresh_database(tmp_path, "other.db"))
+    result = subprocess.run([sys.executable, "-m", "digest", "-c", str(without), "serve"], capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 1 and "listen" in result.stderr and "Traceback" not in result.stderr
