@@ -166,6 +166,8 @@ def kill_trials(work: Path, mta: Postfix, fetched_db: Path, config_text: str, em
         rerun = subprocess.run([sys.executable, "-m", "digest", "-c", str(config), "send"], capture_output=True,
                                text=True, timeout=300)
         totals["uncertain"] += rerun.stdout.count("sent again: the first try's reply never came")
+        if rerun.returncode != 0:  # said in the failure's message (what the run reported)
+            totals.setdefault("rerun_errors", []).append(rerun.stderr.strip()[-300:])
         mta.settle()
         with sqlite3.connect(folder / "digest.db") as db:
             states = dict(db.execute("SELECT subscriber, state FROM digests").fetchall())

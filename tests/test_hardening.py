@@ -309,10 +309,13 @@ def test_kill_9_against_postfix_loses_nothing_and_duplicates_only_the_message_in
     from .test_deliver import write
 
     emails = [f"reader{n:02d}@example.org" for n in range(20)]
-    config_text = write(tmp_path, mta.port, emails).read_text()
+    # Postfix forks a process to greet each connection: on two busy cores (CI runs the PostgreSQL
+    # pass beside this one) a greeting may take seconds, and its speed is not what is tested here.
+    config_text = write(tmp_path, mta.port, emails, timeout=10).read_text()
     for aim in ("random", "sending"):  # anywhere in the run; the instant the end of a message goes out
         totals = kill_trials(tmp_path / aim, mta, fetched_db, config_text, emails, trials=4, seed=9, aim=aim)
-        assert totals["killed_mid_run"] >= (3 if aim == "sending" else 1), totals  # the kills landed while sending
-        assert totals["lost"] == 0 and totals["left_unsent"] == 0, totals
-        assert totals["duplicated"] <= totals["killed_mid_run"], totals  # at most the message in flight, per kill
-        assert totals["duplicates_with_other_message_id"] == 0, totals
+        said = str(totals)  # whole (pytest shortens a dict's repr)
+        assert totals["killed_mid_run"] >= (3 if aim == "sending" else 1), said  # the kills landed while sending
+        assert totals["lost"] == 0 and totals["left_unsent"] == 0, said
+        assert totals["duplicated"] <= totals["killed_mid_run"], said  # at most the message in flight, per kill
+        assert totals["duplicates_with_other_message_id"] == 0, said
