@@ -22,6 +22,7 @@ import numpy as np
 
 from ..config import Defaults, Subscriber, Topic
 from ..models import Digest, DigestEntry, Paper, Section
+from .block import Block, blocks
 from .index import PaperIndex
 from .terms import compile_terms
 from .topics import _NO_PAPERS, _NO_WEIGHTS, Settings, TopicPlan, _topic_key, relevance
@@ -40,6 +41,7 @@ class Matcher:
         self._plans: OrderedDict[tuple, TopicPlan] = OrderedDict()
         self._base: tuple[datetime, np.ndarray] | None = None
         self._windows: OrderedDict[datetime, np.ndarray] = OrderedDict()
+        self._scratch = np.zeros(0)
 
     def plan(self, topic: Topic) -> TopicPlan:
         key = _topic_key(topic)
@@ -86,7 +88,7 @@ class Matcher:
     ) -> Digest:
         settings = Settings.of(subscriber, self.defaults)
         since = since if since is not None else now - settings.lookback
-        index, papers = self.index, self.index.papers
+        index = self.index
         eligible = self.eligible(since, delivered)
         base = self.base_scores(now)
         plans = [self.plan(t) for t in subscriber.topics]
@@ -149,11 +151,22 @@ class Matcher:
         sections = [Section(names[row], plan.entries(index, kept[row]), per_topic[row] - len(kept[row]))
                     for row, plan in enumerate(plans) if kept[row]]
         if trending:
-            sections.append(Section(TRENDING, tuple(
-                DigestEntry(papers[i], round(float(base[i]), 4), f"trending: {papers[i].upvotes} upvotes on Hugging Face")
-                for i in trending), trending=True))
+            sections.append(self.trending_section(trending, now))
         omitted = len(matched) - len(chosen)
         return Digest(subscriber.email, subscriber.name, now, since, tuple(sections), omitted)
+
+    def trending_section(self, trending: list[int], now: datetime) -> Section:
+        papers, base = self.index.papers, self.base_scores(now)
+        return Section(TRENDING, tuple(
+            DigestEntry(papers[i], round(float(base[i]), 4), f"trending: {papers[i].upvotes} upvotes on Hugging Face")
+            for i in trending), trending=True)
+
+    def scratch(self, size: int) -> np.ndarray:
+        """Zeros, `size` of them, to be left zeros after use: kept from one block of
+        subscribers to the next, as writing every page of a new array costs more than the use."""
+        if len(self._scratch) < size:
+            self._scratch = np.zeros(size)
+        return self._scratch[:size]
 
     def digests(
         self,
@@ -161,13 +174,14 @@ class Matcher:
         now: datetime,
         window: Callable[[Subscriber], tuple[datetime | None, Iterable[str]]] | None = None,
     ) -> Iterator[Digest]:
-        """Digests for many subscribers, one at a time (nothing kept between them)."""
+        """`digest` for each subscriber, in order: a block of them at a time (block.py), nothing
+        kept from one block to the next."""
         # The configuration, the papers and the index outlive the batch: keep the cycle
         # collector from walking them again every few thousand new objects (~10% of the time).
         gc.freeze()
         try:
-            for subscriber in subscribers:
-                since, delivered = window(subscriber) if window else (None, ())
-                yield self.digest(subscriber, now, since, delivered)
+            for block in blocks(subscribers, self.index.size):
+                windows = [window(s) if window else (None, ()) for s in block]
+                yield from Block(self, block, now, windows).digests()
         finally:
             gc.unfreeze()

@@ -69,6 +69,11 @@ class TopicPlan:
         self.categories = [c.lower() for c in topic.categories] if topic.categories else []
         self.min_upvotes = topic.min_upvotes
         self.query = parse_query(topic.query) if topic.query else None
+        # Keyword topics (most) are evaluated many at once (Matcher.digests): from their terms'
+        # postings, narrowed to the papers their categories and excludes allow.
+        self.keyword_only = bool(self.keywords) and self.query is None and not self.authors and self.min_upvotes is None
+        self.terms = [t for _, t in self.keywords if t is not None]
+        self.narrowed = (tuple(self.categories), tuple(self.excludes)) if self.categories or self.excludes else None
         self._matches: tuple[PaperIndex, np.ndarray, np.ndarray] | None = None
         self.shared = False  # set by the matcher once a second subscriber has this topic
         self._entries: tuple[PaperIndex | None, dict[tuple, DigestEntry]] = (None, {})
@@ -138,7 +143,7 @@ class TopicPlan:
         """(the papers that satisfy every criterion, in ascending order, and their raw relevance:
         the weights summed, before saturation). Sums of weights are exact in floating point
         (multiples of 1/4), so their order does not matter."""
-        if self.keywords and self.query is None and not self.authors and self.min_upvotes is None:
+        if self.keyword_only:
             return self._keyword_matches(index)
         mask, raw = self._evaluate_dense(index)
         papers = mask.nonzero()[0]

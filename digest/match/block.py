@@ -1,0 +1,259 @@
+"""Digests for a block of subscribers at once: what `Matcher.digest` does for one subscriber,
+done for a few hundred with a few array operations per step, leaving per subscriber only the
+Python that builds their sections.
+
+A cell is one (subscriber, paper) of the block, `b * size + paper` (b the subscriber's place in
+the block, size the number of papers); a match is one (cell, topic row, value). Keyword topics,
+most of them, are evaluated together from the terms' postings; the others one by one
+(`TopicPlan.matches`, kept when shared).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ..config import Subscriber
+from ..models import Digest, Section
+from .index import ID_BITS
+from .topics import _NO_PAPERS, _NO_WEIGHTS, Settings, TopicPlan, relevance
+from .weights import CATEGORY_WEIGHT
+
+if TYPE_CHECKING:
+    from .matcher import Matcher
+
+# A block holds about this many (topic, paper) cells: its arrays stay a few MiB however many
+# subscribers there are, and are large enough that numpy's calls cost little per subscriber.
+BLOCK_CELLS = 1 << 20
+_UNRANKED = np.iinfo(np.int64).max & ~ID_BITS  # sorts after every rank key; its "paper" is 0
+
+Window = tuple[datetime | None, Iterable[str]]
+Narrowing = tuple[tuple[str, ...], tuple[int, ...]]  # a keyword topic's categories and excluded terms
+
+
+def blocks(subscribers: Iterable[Subscriber], papers: int) -> Iterator[list[Subscriber]]:
+    """`subscribers` in order, in blocks of about BLOCK_CELLS cells (at least one subscriber)."""
+    block: list[Subscriber] = []
+    cells = 0
+    for subscriber in subscribers:
+        block.append(subscriber)
+        cells += max(1, len(subscriber.topics)) * max(1, papers)
+        if cells >= BLOCK_CELLS:
+            yield block
+            block, cells = [], 0
+    if block:
+        yield block
+
+
+class Block:
+    """A block of subscribers matched together: `digests` equals `Matcher.digest` for each."""
+
+    def __init__(self, matcher: Matcher, subscribers: Sequence[Subscriber], now: datetime,
+                 windows: Sequence[Window]) -> None:
+        self.matcher, self.index, self.now = matcher, matcher.index, now
+        self.subscribers = subscribers
+        self.settings = [Settings.of(s, matcher.defaults) for s in subscribers]
+        self.since = [since if since is not None else now - settings.lookback
+                      for (since, _), settings in zip(windows, self.settings)]
+        self.delivered = [delivered for _, delivered in windows]
+        self.plans = [[matcher.plan(t) for t in s.topics] for s in subscribers]
+        self.rows = max([1, *(len(plans) for plans in self.plans)])  # topic rows of the widest subscriber
+        self.cells = len(subscribers) * self.index.size
+
+    def digests(self) -> list[Digest]:
+        size = self.index.size
+        cell, row, paper, raw = self.matches()
+        base = self.matcher.base_scores(self.now)
+        best, best_row = self.best_topics(cell, row, relevance(raw) + base[paper])
+        eligible = self.eligible()
+        matched = ((best > -np.inf) & eligible).nonzero()[0]
+        best[matched] = np.round(best[matched], 4)
+        trending = self.trending(eligible, best)
+        chosen = self.chosen(best, best_row, matched, trending)
+        chosen_cells = np.repeat(np.arange(len(chosen)) * size, [len(c) for c in chosen]) \
+            + np.array([i for c in chosen for i in c], dtype=np.intp)
+        chosen_rows = best_row[chosen_cells]
+        also = self.also(cell, row, chosen_cells, chosen_rows)
+        per_topic = np.bincount(matched // size * self.rows + best_row[matched],
+                                minlength=len(chosen) * self.rows).reshape(-1, self.rows).tolist()
+        matched_count = np.bincount(matched // size, minlength=len(chosen)).tolist()
+        rows, scores = iter(chosen_rows.tolist()), iter(best[chosen_cells].tolist())
+        return [self.digest(b, [(i, next(rows), next(scores), next(also)) for i in chosen[b]],
+                            per_topic[b], trending[b], matched_count[b])
+                for b in range(len(self.subscribers))]
+
+    # -- all subscribers of the block at once
+
+    def matches(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Every topic's matches: (cell, topic row, paper, raw relevance). A keyword topic may
+        name a cell more than once (once per term the paper has), with the same relevance."""
+        together: list[tuple[int, int, TopicPlan]] = []
+        alone: list[tuple[int, int, TopicPlan]] = []
+        for b, plans in enumerate(self.plans):
+            for n, plan in enumerate(plans):
+                (together if plan.keyword_only else alone).append((b, n, plan))
+        parts = [self.keyword_matches(together), self.other_matches(alone)]
+        subscriber, row, paper, raw = (np.concatenate(arrays) for arrays in zip(*parts))
+        return subscriber * self.index.size + paper, row, paper, raw
+
+    def keyword_matches(self, topics: list[tuple[int, int, TopicPlan]]) -> tuple[np.ndarray, ...]:
+        """(subscriber, topic row, paper, raw relevance) of keyword topics, from the postings of
+        their terms: each term's postings at once, summed per (topic, paper) in a scratch array."""
+        size = self.index.size
+        start, postings, added = self.index.all_postings()
+        terms: list[int] = []
+        owners: list[int] = []
+        for n, (_, _, plan) in enumerate(topics):
+            terms += plan.terms
+            owners += [n] * len(plan.terms)
+        term = np.array(terms, dtype=np.intp)
+        first = start[term]
+        lengths = start[term + 1] - first
+        at = _ranges(first, lengths)
+        topic, paper = np.repeat(np.array(owners, dtype=np.intp), lengths), postings[at]
+        slot = topic * size + paper
+        sums = self.matcher.scratch(len(topics) * size)
+        np.add.at(sums, slot, added[at])
+        raw = sums[slot]
+        sums[slot] = 0.0
+        narrowed = [plan.narrowed for _, _, plan in topics]
+        if any(narrowed):
+            allowed, in_categories = self._allowed(narrowed)
+            keep = allowed[topic, paper]
+            topic, paper, raw = topic[keep], paper[keep], raw[keep] + CATEGORY_WEIGHT * in_categories[topic[keep]]
+        subscriber = np.array([b for b, _, _ in topics], dtype=np.intp)
+        row = np.array([row for _, row, _ in topics], dtype=np.intp)
+        return subscriber[topic], row[topic], paper, raw
+
+    def _allowed(self, narrowed: list[Narrowing | None]) -> tuple[np.ndarray, np.ndarray]:
+        """(each topic's allowed papers, as rows of a matrix; whether it has categories)."""
+        masks: dict[Narrowing | None, np.ndarray] = {None: ~self.index.nothing}
+        for criteria in narrowed:
+            if criteria is not None and criteria not in masks:
+                masks[criteria] = self.index.allowed(*criteria)
+        number = {criteria: n for n, criteria in enumerate(masks)}
+        allowed = np.stack(list(masks.values()))[[number[c] for c in narrowed]]
+        return allowed, np.array([bool(c and c[0]) for c in narrowed])
+
+    def other_matches(self, topics: list[tuple[int, int, TopicPlan]]) -> tuple[np.ndarray, ...]:
+        """(subscriber, topic row, paper, raw relevance) of the other topics, one by one."""
+        found = [plan.matches(self.index) for _, _, plan in topics]
+        lengths = [len(papers) for papers, _ in found]
+        return (np.repeat(np.array([b for b, _, _ in topics], dtype=np.intp), lengths),
+                np.repeat(np.array([row for _, row, _ in topics], dtype=np.intp), lengths),
+                np.concatenate([_NO_PAPERS, *(papers for papers, _ in found)]),
+                np.concatenate([_NO_WEIGHTS, *(raw for _, raw in found)]))
+
+    def best_topics(self, cell: np.ndarray, row: np.ndarray, value: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(each cell's best value, -inf where nothing matched; the topic row of it, the first
+        of equals)."""
+        best = np.full(self.cells, -np.inf)
+        np.maximum.at(best, cell, value)
+        best_row = np.full(self.cells, self.rows, dtype=np.intp)
+        top = value == best[cell]
+        np.minimum.at(best_row, cell[top], row[top])
+        return best, best_row
+
+    def eligible(self) -> np.ndarray:
+        """Each cell: first seen within the subscriber's window, and not delivered to them."""
+        eligible = np.concatenate([self.matcher.eligible(since, ()) for since in self.since] or [_NO_CELLS])
+        position, size = self.index.position, self.index.size
+        gone = [b * size + position[p] for b, delivered in enumerate(self.delivered) for p in delivered if p in position]
+        eligible[gone] = False
+        return eligible
+
+    def trending(self, eligible: np.ndarray, best: np.ndarray) -> list[list[int]]:
+        """Each subscriber's trending papers: the most upvoted that are eligible and matched no topic."""
+        wanted = np.array([min(s.trending, s.max_papers) for s in self.settings], dtype=np.intp)
+        trending: list[list[int]] = [[] for _ in self.subscribers]
+        who = wanted.nonzero()[0]
+        if not len(who):
+            return trending
+        upvoted = self.index.upvoted
+        cells = (who * self.index.size)[:, None] + upvoted
+        open_ = eligible[cells] & (best[cells] == -np.inf)
+        taken = open_ & (np.cumsum(open_, axis=1) <= wanted[who][:, None])
+        for b, papers in zip(who.tolist(), _split(upvoted[taken.nonzero()[1]].tolist(), taken.sum(axis=1).tolist())):
+            trending[b] = papers
+        return trending
+
+    def chosen(self, best: np.ndarray, best_row: np.ndarray, matched: np.ndarray,
+               trending: list[list[int]]) -> list[list[int]]:
+        """Each subscriber's papers in the topic sections, best ranked first: (score, upvotes,
+        id) within their limits, dropping the lowest ranked."""
+        index, size = self.index, self.index.size
+        ranked = np.full(self.cells, _UNRANKED).reshape(len(self.subscribers), size)
+        ranked.reshape(-1)[matched] = index.rank_key(best[matched], matched % size)
+        budget = [max(0, s.max_papers - len(t)) for s, t in zip(self.settings, trending)]
+        capped = [s.max_per_topic is not None for s in self.settings]
+        width = min(size, max([0, *(b for b, c in zip(budget, capped) if not c)]))
+        top = np.sort(np.partition(ranked, width - 1, axis=1)[:, :width] if 0 < width < size else ranked[:, :width], axis=1)
+        papers = index.by_id[top & ID_BITS].tolist()
+        count = (top != _UNRANKED).sum(axis=1).tolist()
+        return [self._capped(ranked[b], best_row[b * size:(b + 1) * size], budget[b], self.settings[b].max_per_topic)
+                if capped[b] else papers[b][:min(budget[b], count[b])]
+                for b in range(len(self.subscribers))]
+
+    def _capped(self, ranked: np.ndarray, best_row: np.ndarray, budget: int, cap: int | None) -> list[int]:
+        """`chosen` for a subscriber with at most `cap` papers per topic."""
+        order = np.sort(ranked)
+        papers = self.index.by_id[order[order != _UNRANKED] & ID_BITS]
+        taken = [0] * self.rows
+        picked: list[int] = []
+        for i, row in zip(papers.tolist(), best_row[papers].tolist()):
+            if len(picked) == budget:
+                break
+            if taken[row] < cap:  # type: ignore[operator]
+                taken[row] += 1
+                picked.append(i)
+        return picked
+
+    def also(self, cell: np.ndarray, row: np.ndarray, chosen_cells: np.ndarray,
+             chosen_rows: np.ndarray) -> Iterator[list[int]]:
+        """For each chosen cell, in order, the other topic rows of its subscriber it matched."""
+        number = np.full(self.cells, -1, dtype=np.intp)
+        number[chosen_cells] = np.arange(len(chosen_cells))
+        which = number[cell]
+        hit = which >= 0
+        which, row = which[hit], row[hit]
+        other = row != chosen_rows[which]
+        pairs = np.unique(which[other] * self.rows + row[other])  # once each, in order
+        others: list[list[int]] = [[] for _ in range(len(chosen_cells))]
+        for n, o in zip((pairs // self.rows).tolist(), (pairs % self.rows).tolist()):
+            others[n].append(o)
+        return iter(others)
+
+    # -- one subscriber
+
+    def digest(self, b: int, chosen: list[tuple[int, int, float, list[int]]], per_topic: list[int],
+               trending: list[int], matched: int) -> Digest:
+        """Subscriber b's digest from their chosen (paper, topic row, score, other rows it fits)."""
+        subscriber, plans = self.subscribers[b], self.plans[b]
+        names = [topic.name for topic in subscriber.topics]
+        kept: list[list[tuple[int, float, tuple[str, ...]]]] = [[] for _ in plans]
+        for i, row, score, others in chosen:
+            kept[row].append((i, score, tuple([names[o] for o in others])))
+        sections = [Section(names[row], plan.entries(self.index, kept[row]), per_topic[row] - len(kept[row]))
+                    for row, plan in enumerate(plans) if kept[row]]
+        if trending:
+            sections.append(self.matcher.trending_section(trending, self.now))
+        return Digest(subscriber.email, subscriber.name, self.now, self.since[b], tuple(sections), matched - len(chosen))
+
+
+def _ranges(first: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """The concatenation of range(f, f + n) for each f, n."""
+    ends = np.cumsum(lengths)
+    return np.arange(ends[-1] if len(ends) else 0) + np.repeat(first - (ends - lengths), lengths)
+
+
+def _split(values: list[int], counts: list[int]) -> Iterator[list[int]]:
+    start = 0
+    for count in counts:
+        yield values[start:start + count]
+        start += count
+
+
+_NO_CELLS = np.zeros(0, dtype=bool)
