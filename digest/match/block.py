@@ -72,18 +72,19 @@ class Block:
         matched = ((best > -np.inf) & eligible).nonzero()[0]
         best[matched] = np.round(best[matched], 4)
         trending = self.trending(eligible, best)
-        chosen = self.chosen(best, best_row, matched, trending)
+        owner = matched // size
+        matched_count = np.bincount(owner, minlength=len(self.subscribers))
+        chosen = self.chosen(best, best_row, matched, matched_count, trending)
         chosen_cells = np.repeat(np.arange(len(chosen)) * size, [len(c) for c in chosen]) \
             + np.array([i for c in chosen for i in c], dtype=np.intp)
         chosen_rows = best_row[chosen_cells]
         also = self.also(cell, row, chosen_cells, chosen_rows)
-        per_topic = np.bincount(matched // size * self.rows + best_row[matched],
+        per_topic = np.bincount(owner * self.rows + best_row[matched],
                                 minlength=len(chosen) * self.rows).reshape(-1, self.rows).tolist()
-        matched_count = np.bincount(matched // size, minlength=len(chosen)).tolist()
         rows, scores = iter(chosen_rows.tolist()), iter(best[chosen_cells].tolist())
         return [self.digest(b, [(i, next(rows), next(scores), next(also)) for i in chosen[b]],
-                            per_topic[b], trending[b], matched_count[b])
-                for b in range(len(self.subscribers))]
+                            per_topic[b], trending[b], count)
+                for b, count in enumerate(matched_count.tolist())]
 
     # -- all subscribers of the block at once
 
@@ -180,22 +181,23 @@ class Block:
             trending[b] = papers
         return trending
 
-    def chosen(self, best: np.ndarray, best_row: np.ndarray, matched: np.ndarray,
+    def chosen(self, best: np.ndarray, best_row: np.ndarray, matched: np.ndarray, matched_count: np.ndarray,
                trending: list[list[int]]) -> list[list[int]]:
         """Each subscriber's papers in the topic sections, best ranked first: (score, upvotes,
         id) within their limits, dropping the lowest ranked."""
         index, size = self.index, self.index.size
-        ranked = np.full(self.cells, _UNRANKED).reshape(len(self.subscribers), size)
-        ranked.reshape(-1)[matched] = index.rank_key(best[matched], matched % size)
+        ranked = _rows(index.rank_key(best[matched], matched % size), matched_count)
         budget = [max(0, s.max_papers - len(t)) for s, t in zip(self.settings, trending)]
         capped = [s.max_per_topic is not None for s in self.settings]
-        width = min(size, max([0, *(b for b, c in zip(budget, capped) if not c)]))
-        top = np.sort(np.partition(ranked, width - 1, axis=1)[:, :width] if 0 < width < size else ranked[:, :width], axis=1)
+        width = min(ranked.shape[1], max([0, *(b for b, c in zip(budget, capped) if not c)]))
+        if width < ranked.shape[1]:  # only the best `width` of each need sorting
+            top = np.sort(np.partition(ranked, width - 1, axis=1)[:, :width] if width else ranked[:, :0], axis=1)
+        else:
+            top = np.sort(ranked, axis=1)
         papers = index.by_id[top & ID_BITS].tolist()
-        count = (top != _UNRANKED).sum(axis=1).tolist()
         return [self._capped(ranked[b], best_row[b * size:(b + 1) * size], budget[b], self.settings[b].max_per_topic)
-                if capped[b] else papers[b][:min(budget[b], count[b])]
-                for b in range(len(self.subscribers))]
+                if capped[b] else papers[b][:min(budget[b], count)]
+                for b, count in enumerate(matched_count.tolist())]
 
     def _capped(self, ranked: np.ndarray, best_row: np.ndarray, budget: int, cap: int | None) -> list[int]:
         """`chosen` for a subscriber with at most `cap` papers per topic."""
@@ -212,7 +214,7 @@ class Block:
         return picked
 
     def also(self, cell: np.ndarray, row: np.ndarray, chosen_cells: np.ndarray,
-             chosen_rows: np.ndarray) -> Iterator[list[int]]:
+             chosen_rows: np.ndarray) -> Iterator[tuple[int, ...]]:
         """For each chosen cell, in order, the other topic rows of its subscriber it matched."""
         number = np.full(self.cells, -1, dtype=np.intp)
         number[chosen_cells] = np.arange(len(chosen_cells))
@@ -221,21 +223,21 @@ class Block:
         which, row = which[hit], row[hit]
         other = row != chosen_rows[which]
         pairs = np.unique(which[other] * self.rows + row[other])  # once each, in order
-        others: list[list[int]] = [[] for _ in range(len(chosen_cells))]
+        others: list[tuple[int, ...]] = [()] * len(chosen_cells)
         for n, o in zip((pairs // self.rows).tolist(), (pairs % self.rows).tolist()):
-            others[n].append(o)
+            others[n] += (o,)
         return iter(others)
 
     # -- one subscriber
 
-    def digest(self, b: int, chosen: list[tuple[int, int, float, list[int]]], per_topic: list[int],
+    def digest(self, b: int, chosen: list[tuple[int, int, float, tuple[int, ...]]], per_topic: list[int],
                trending: list[int], matched: int) -> Digest:
         """Subscriber b's digest from their chosen (paper, topic row, score, other rows it fits)."""
         subscriber, plans = self.subscribers[b], self.plans[b]
         names = [topic.name for topic in subscriber.topics]
         kept: list[list[tuple[int, float, tuple[str, ...]]]] = [[] for _ in plans]
         for i, row, score, others in chosen:
-            kept[row].append((i, score, tuple([names[o] for o in others])))
+            kept[row].append((i, score, tuple([names[o] for o in others]) if others else ()))
         sections = [Section(names[row], plan.entries(self.index, kept[row]), per_topic[row] - len(kept[row]))
                     for row, plan in enumerate(plans) if kept[row]]
         if trending:
@@ -247,6 +249,15 @@ def _ranges(first: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     """The concatenation of range(f, f + n) for each f, n."""
     ends = np.cumsum(lengths)
     return np.arange(ends[-1] if len(ends) else 0) + np.repeat(first - (ends - lengths), lengths)
+
+
+def _rows(values: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """`values` (the first counts[0] of the first row, and so on) as the rows of a matrix, each
+    filled up with _UNRANKED."""
+    matrix = np.full((len(counts), max([0, *counts.tolist()])), _UNRANKED)
+    ends = np.cumsum(counts)
+    matrix[np.repeat(np.arange(len(counts)), counts), np.arange(len(values)) - np.repeat(ends - counts, counts)] = values
+    return matrix
 
 
 def _split(values: list[int], counts: list[int]) -> Iterator[list[int]]:

@@ -125,18 +125,19 @@ class TopicPlan:
         return tuple([known[w] for w in wanted])
 
     def _made(self, index: PaperIndex, wanted: list[tuple[int, float, tuple[str, ...]]]) -> tuple[DigestEntry, ...]:
-        papers, hits, shown_terms = index.papers, index.hits, self.shown_terms
+        papers, hits = index.papers, index.hits
+        shown_terms = [(text, hits.get(term_id, _NO_HITS), field_bits) for text, term_id, field_bits in self.shown_terms]
         made = []
         for i, score, also in wanted:
             paper = papers[i]
             # What the paper matched, as the explanation shows it: terms (display text,
             # TITLE|ABSTRACT bits), authors, categories.
-            terms = tuple([(text, bits) for text, term_id, field_bits in shown_terms
-                           if (bits := hits.get(term_id, _NO_HITS).get(i, 0) & field_bits)])
+            terms = tuple([(text, bits) for text, postings, field_bits in shown_terms
+                           if (bits := postings.get(i, 0) & field_bits)])
             authors = self._followed_authors(paper) if self.shown_authors else ()
             categories = _categories_in(tuple(paper.categories), self.shown_categories) if self.shown_categories else ()
-            why = explain(terms, authors, categories, paper.upvotes)
-            made.append(DigestEntry.made(paper, score, why, tuple([text for text, _ in terms]), also))
+            why, matched = _explained(terms, authors, categories, paper.upvotes)
+            made.append(_entry(paper, score, why, matched, also))
         return tuple(made)
 
     def evaluate(self, index: PaperIndex) -> tuple[np.ndarray, np.ndarray]:
@@ -251,6 +252,16 @@ class TopicPlan:
     def _followed_authors(self, paper: Paper) -> tuple[str, ...]:
         return tuple([n for n in paper.authors
                       if (a := AuthorName.parse(n)) and any(a.same_person(w) for w in self.shown_authors)])
+
+
+@lru_cache(maxsize=65_536)  # the same few terms and upvote counts recur across topics and papers
+def _explained(terms: tuple[tuple[str, int], ...], authors: tuple[str, ...], categories: tuple[str, ...],
+               upvotes: int | None) -> tuple[str, tuple[str, ...]]:
+    """(`explain`, the terms matched)."""
+    return explain(terms, authors, categories, upvotes), tuple([text for text, _ in terms])
+
+
+_entry = DigestEntry.made
 
 
 @lru_cache(maxsize=65_536)  # few distinct category lists, and patterns
