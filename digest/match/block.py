@@ -81,10 +81,15 @@ class Block:
         also = self.also(cell, row, chosen_cells, chosen_rows)
         per_topic = np.bincount(owner * self.rows + best_row[matched],
                                 minlength=len(chosen) * self.rows).reshape(-1, self.rows).tolist()
-        rows, scores = iter(chosen_rows.tolist()), iter(best[chosen_cells].tolist())
-        return [self.digest(b, [(i, next(rows), next(scores), next(also)) for i in chosen[b]],
-                            per_topic[b], trending[b], count)
-                for b, count in enumerate(matched_count.tolist())]
+        rows, scores = chosen_rows.tolist(), best[chosen_cells].tolist()
+        digests = []
+        start = 0
+        for b, count in enumerate(matched_count.tolist()):
+            end = start + len(chosen[b])
+            digests.append(self.digest(b, zip(chosen[b], rows[start:end], scores[start:end], also[start:end]),
+                                       per_topic[b], trending[b], count - (end - start)))
+            start = end
+        return digests
 
     # -- all subscribers of the block at once
 
@@ -214,7 +219,7 @@ class Block:
         return picked
 
     def also(self, cell: np.ndarray, row: np.ndarray, chosen_cells: np.ndarray,
-             chosen_rows: np.ndarray) -> Iterator[tuple[int, ...]]:
+             chosen_rows: np.ndarray) -> list[tuple[int, ...]]:
         """For each chosen cell, in order, the other topic rows of its subscriber it matched."""
         number = np.full(self.cells, -1, dtype=np.intp)
         number[chosen_cells] = np.arange(len(chosen_cells))
@@ -226,12 +231,12 @@ class Block:
         others: list[tuple[int, ...]] = [()] * len(chosen_cells)
         for n, o in zip((pairs // self.rows).tolist(), (pairs % self.rows).tolist()):
             others[n] += (o,)
-        return iter(others)
+        return others
 
     # -- one subscriber
 
-    def digest(self, b: int, chosen: list[tuple[int, int, float, tuple[int, ...]]], per_topic: list[int],
-               trending: list[int], matched: int) -> Digest:
+    def digest(self, b: int, chosen: Iterable[tuple[int, int, float, tuple[int, ...]]], per_topic: list[int],
+               trending: list[int], omitted: int) -> Digest:
         """Subscriber b's digest from their chosen (paper, topic row, score, other rows it fits)."""
         subscriber, plans = self.subscribers[b], self.plans[b]
         names = [topic.name for topic in subscriber.topics]
@@ -242,7 +247,7 @@ class Block:
                     for row, plan in enumerate(plans) if kept[row]]
         if trending:
             sections.append(self.matcher.trending_section(trending, self.now))
-        return Digest(subscriber.email, subscriber.name, self.now, self.since[b], tuple(sections), matched - len(chosen))
+        return Digest(subscriber.email, subscriber.name, self.now, self.since[b], tuple(sections), omitted)
 
 
 def _ranges(first: np.ndarray, lengths: np.ndarray) -> np.ndarray:

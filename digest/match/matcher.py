@@ -42,6 +42,7 @@ class Matcher:
         self._base: tuple[datetime, np.ndarray] | None = None
         self._windows: OrderedDict[datetime, np.ndarray] = OrderedDict()
         self._scratch = np.zeros(0)
+        self._trending: tuple[datetime | None, dict[int, DigestEntry]] = (None, {})
 
     def plan(self, topic: Topic) -> TopicPlan:
         key = _topic_key(topic)
@@ -156,10 +157,18 @@ class Matcher:
         return Digest(subscriber.email, subscriber.name, now, since, tuple(sections), omitted)
 
     def trending_section(self, trending: list[int], now: datetime) -> Section:
-        papers, base = self.index.papers, self.base_scores(now)
-        return Section(TRENDING, tuple(
-            DigestEntry(papers[i], round(float(base[i]), 4), f"trending: {papers[i].upvotes} upvotes on Hugging Face")
-            for i in trending), trending=True)
+        return Section(TRENDING, tuple([self._trending_entry(i, now) for i in trending]), trending=True)
+
+    def _trending_entry(self, i: int, now: datetime) -> DigestEntry:
+        """Paper i's entry in a Trending section: the same in every digest made at `now`, made once."""
+        if self._trending[0] != now:
+            self._trending = (now, {})
+        entry = self._trending[1].get(i)
+        if entry is None:
+            paper = self.index.papers[i]
+            entry = self._trending[1][i] = DigestEntry.made(
+                paper, round(float(self.base_scores(now)[i]), 4), f"trending: {paper.upvotes} upvotes on Hugging Face", (), ())
+        return entry
 
     def scratch(self, size: int) -> np.ndarray:
         """Zeros, `size` of them, to be left zeros after use: kept from one block of
