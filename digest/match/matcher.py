@@ -191,6 +191,13 @@ class Matcher:
         try:
             for block in blocks(subscribers, self.index.size):
                 windows = [window(s) if window else (None, ()) for s in block]
-                yield from Block(self, block, now, windows).digests()
+                enabled = gc.isenabled()
+                gc.disable()
+                try:
+                    made = Block(self, block, now, windows).digests()
+                finally:
+                    if enabled:
+                        gc.enable()
+                yield from made
         finally:
             gc.unfreeze()
