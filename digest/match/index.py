@@ -70,11 +70,13 @@ class PaperIndex:
         self.upvotes = np.array([p.upvotes or 0 for p in self.papers], dtype=np.float64)
         self.seen = np.array([p.first_seen_at.timestamp() if p.first_seen_at else np.nan for p in self.papers])
         self.by_id = np.array(sorted(range(size), key=lambda i: self.papers[i].id), dtype=np.intp)
-        self.id_rank = np.empty(size, dtype=np.int64)
-        self.id_rank[self.by_id] = np.arange(size)
+        id_rank = np.empty(size, dtype=np.int64)
+        id_rank[self.by_id] = np.arange(size)
         self.by_upvotes = sorted((i for i in range(size) if self.papers[i].upvotes),
                                  key=lambda i: (-self.upvotes[i], self.papers[i].id))
         self.upvoted = np.array(self.by_upvotes, dtype=np.intp)
+        # The low bits of a rank key: upvotes descending, then id ascending.
+        self.tie_key = (((1 << 20) - 1 - np.minimum(self.upvotes, (1 << 20) - 1).astype(np.int64)) << 21) | id_rank
         self.nothing = np.zeros(size, dtype=bool)
         self.nothing.flags.writeable = False
         # Dense arrays are made on demand and kept within a fixed budget (about 64 MiB, emptied
@@ -200,8 +202,7 @@ class PaperIndex:
     def rank_key(self, score: np.ndarray, papers: np.ndarray) -> np.ndarray:
         """`rank_keys` of `papers` scoring `score`; `by_id[key & ID_BITS]` is the paper again."""
         score = np.rint(score * 10_000).astype(np.int64)  # 0 .. 10,000
-        upvotes = np.minimum(self.upvotes[papers], (1 << 20) - 1).astype(np.int64)
-        return ((20_000 - score) << 41) | (((1 << 20) - 1 - upvotes) << 21) | self.id_rank[papers]
+        return ((20_000 - score) << 41) | self.tie_key[papers]
 
     def allowed(self, categories: tuple[str, ...], excludes: tuple[int, ...]) -> np.ndarray:
         """Papers in any of `categories` (any paper, if none) and without any of the terms `excludes`."""

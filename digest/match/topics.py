@@ -132,16 +132,23 @@ class TopicPlan:
     def _made(self, index: PaperIndex, wanted: list[tuple[int, float, tuple[str, ...]]]) -> tuple[DigestEntry, ...]:
         papers, hits = index.papers, index.hits
         shown_terms = [(text, hits.get(term_id, _NO_HITS), field_bits) for text, term_id, field_bits in self.shown_terms]
+        authors: tuple[str, ...] = ()
+        categories: tuple[str, ...] = ()
         made = []
-        for i, score, also in wanted:
+        for i, score, also in wanted:  # hundreds of thousands: loops, not comprehensions (frames)
             paper = papers[i]
             # What the paper matched, as the explanation shows it: terms (display text,
             # TITLE|ABSTRACT bits), authors, categories.
-            terms = tuple([(text, bits) for text, postings, field_bits in shown_terms
-                           if (bits := postings.get(i, 0) & field_bits)])
-            authors = self._followed_authors(paper) if self.shown_authors else ()
-            categories = _categories_in(tuple(paper.categories), self.shown_categories) if self.shown_categories else ()
-            why, matched = _explained(terms, authors, categories, paper.upvotes)
+            terms = []
+            for text, postings, field_bits in shown_terms:
+                bits = postings.get(i, 0) & field_bits
+                if bits:
+                    terms.append((text, bits))
+            if self.shown_authors:
+                authors = self._followed_authors(paper)
+            if self.shown_categories:
+                categories = _categories_in(tuple(paper.categories), self.shown_categories)
+            why, matched = _explained(tuple(terms), authors, categories, paper.upvotes)
             made.append(_entry(paper, score, why, matched, also))
         return tuple(made)
 
