@@ -79,17 +79,20 @@ class Block:
             + np.array([i for c in chosen for i in c], dtype=np.intp)
         chosen_rows = best_row[chosen_cells]
         also = self.also(cell, row, chosen_cells, chosen_rows)
-        per_topic = np.bincount(owner * self.rows + best_row[matched],
-                                minlength=len(chosen) * self.rows).reshape(-1, self.rows).tolist()
-        rows, scores = chosen_rows.tolist(), best[chosen_cells].tolist()
-        digests = []
-        start = 0
-        for b, count in enumerate(matched_count.tolist()):
-            end = start + len(chosen[b])
-            digests.append(self.digest(b, zip(chosen[b], rows[start:end], scores[start:end], also[start:end]),
-                                       per_topic[b], trending[b], count - (end - start)))
-            start = end
-        return digests
+        per_topic = np.bincount(owner * self.rows + best_row[matched], minlength=self.cells // size * self.rows)
+        # One section per (subscriber, topic row) chosen: its entries wanted as (paper, score,
+        # other topics), best ranked first, made in C (zip) rather than one by one.
+        section = chosen_cells // size * self.rows + chosen_rows
+        order = np.argsort(section, kind="stable")
+        wanted = list(zip((chosen_cells % size)[order].tolist(), best[chosen_cells][order].tolist(),
+                          [also[n] for n in order.tolist()]))
+        sections, starts = np.unique(section[order], return_index=True)
+        ends = [*starts[1:].tolist(), len(wanted)]
+        first = np.searchsorted(sections, np.arange(len(chosen) + 1) * self.rows).tolist()
+        rows, starts, counted = (sections % self.rows).tolist(), starts.tolist(), per_topic[sections].tolist()
+        return [self.digest(b, [(rows[k], wanted[starts[k]:ends[k]], counted[k]) for k in range(first[b], first[b + 1])],
+                            trending[b], count - len(chosen[b]))
+                for b, count in enumerate(matched_count.tolist())]
 
     # -- all subscribers of the block at once
 
@@ -219,8 +222,8 @@ class Block:
         return picked
 
     def also(self, cell: np.ndarray, row: np.ndarray, chosen_cells: np.ndarray,
-             chosen_rows: np.ndarray) -> list[tuple[int, ...]]:
-        """For each chosen cell, in order, the other topic rows of its subscriber it matched."""
+             chosen_rows: np.ndarray) -> list[tuple[str, ...]]:
+        """For each chosen cell, in order, the names of its subscriber's other topics it matched."""
         number = np.full(self.cells, -1, dtype=np.intp)
         number[chosen_cells] = np.arange(len(chosen_cells))
         which = number[cell]
@@ -228,23 +231,22 @@ class Block:
         which, row = which[hit], row[hit]
         other = row != chosen_rows[which]
         pairs = np.unique(which[other] * self.rows + row[other])  # once each, in order
-        others: list[tuple[int, ...]] = [()] * len(chosen_cells)
+        others: list[tuple[str, ...]] = [()] * len(chosen_cells)
+        size, topics = self.index.size, [s.topics for s in self.subscribers]
         for n, o in zip((pairs // self.rows).tolist(), (pairs % self.rows).tolist()):
-            others[n] += (o,)
+            others[n] += (topics[chosen_cells[n] // size][o].name,)
         return others
 
     # -- one subscriber
 
-    def digest(self, b: int, chosen: Iterable[tuple[int, int, float, tuple[int, ...]]], per_topic: list[int],
+    def digest(self, b: int, chosen: list[tuple[int, list[tuple[int, float, tuple[str, ...]]], int]],
                trending: list[int], omitted: int) -> Digest:
-        """Subscriber b's digest from their chosen (paper, topic row, score, other rows it fits)."""
+        """Subscriber b's digest from their chosen papers: for each topic row with some, the
+        papers wanted (paper, score, other topics it fits) and how many matched it."""
         subscriber, plans = self.subscribers[b], self.plans[b]
-        names = [topic.name for topic in subscriber.topics]
-        kept: list[list[tuple[int, float, tuple[str, ...]]]] = [[] for _ in plans]
-        for i, row, score, others in chosen:
-            kept[row].append((i, score, tuple([names[o] for o in others]) if others else ()))
-        sections = [Section(names[row], plan.entries(self.index, kept[row]), per_topic[row] - len(kept[row]))
-                    for row, plan in enumerate(plans) if kept[row]]
+        topics = subscriber.topics
+        sections = [Section(topics[row].name, plans[row].entries(self.index, wanted), matched - len(wanted))
+                    for row, wanted, matched in chosen]
         if trending:
             sections.append(self.matcher.trending_section(trending, self.now))
         return Digest(subscriber.email, subscriber.name, self.now, self.since[b], tuple(sections), omitted)
