@@ -74,9 +74,8 @@ class Block:
         trending = self.trending(eligible, best)
         owner = matched // size
         matched_count = np.bincount(owner, minlength=len(self.subscribers))
-        chosen = self.chosen(best, best_row, matched, matched_count, trending)
-        chosen_cells = np.repeat(np.arange(len(chosen)) * size, [len(c) for c in chosen]) \
-            + np.array([i for c in chosen for i in c], dtype=np.intp)
+        chosen_cells = self.chosen(best, best_row, matched, matched_count, trending)
+        chosen_count = np.bincount(chosen_cells // size, minlength=len(self.subscribers))
         chosen_rows = best_row[chosen_cells]
         also = self.also(cell, row, chosen_cells, chosen_rows)
         per_topic = np.bincount(owner * self.rows + best_row[matched], minlength=self.cells // size * self.rows)
@@ -88,11 +87,11 @@ class Block:
                           [also[n] for n in order.tolist()]))
         sections, starts = np.unique(section[order], return_index=True)
         ends = [*starts[1:].tolist(), len(wanted)]
-        first = np.searchsorted(sections, np.arange(len(chosen) + 1) * self.rows).tolist()
+        first = np.searchsorted(sections, np.arange(len(self.subscribers) + 1) * self.rows).tolist()
         rows, starts, counted = (sections % self.rows).tolist(), starts.tolist(), per_topic[sections].tolist()
         return [self.digest(b, [(rows[k], wanted[starts[k]:ends[k]], counted[k]) for k in range(first[b], first[b + 1])],
-                            trending[b], count - len(chosen[b]))
-                for b, count in enumerate(matched_count.tolist())]
+                            trending[b], omitted)
+                for b, omitted in enumerate((matched_count - chosen_count).tolist())]
 
     # -- all subscribers of the block at once
 
@@ -190,22 +189,29 @@ class Block:
         return trending
 
     def chosen(self, best: np.ndarray, best_row: np.ndarray, matched: np.ndarray, matched_count: np.ndarray,
-               trending: list[list[int]]) -> list[list[int]]:
-        """Each subscriber's papers in the topic sections, best ranked first: (score, upvotes,
-        id) within their limits, dropping the lowest ranked."""
+               trending: list[list[int]]) -> np.ndarray:
+        """The cells in topic sections, subscriber after subscriber, best ranked first (score,
+        upvotes, id) and within each subscriber's limits, dropping the lowest ranked."""
         index, size = self.index, self.index.size
         ranked = _rows(index.rank_key(best[matched], matched % size), matched_count)
-        budget = [max(0, s.max_papers - len(t)) for s, t in zip(self.settings, trending)]
-        capped = [s.max_per_topic is not None for s in self.settings]
-        width = min(ranked.shape[1], max([0, *(b for b, c in zip(budget, capped) if not c)]))
+        take = np.minimum([max(0, s.max_papers - len(t)) for s, t in zip(self.settings, trending)], matched_count)
+        capped = [b for b, s in enumerate(self.settings) if s.max_per_topic is not None]
+        take[capped] = 0
+        width = int(take.max(initial=0))
+        top = ranked
         if width < ranked.shape[1]:  # only the best `width` of each need sorting
-            top = np.sort(np.partition(ranked, width - 1, axis=1)[:, :width] if width else ranked[:, :0], axis=1)
-        else:
-            top = np.sort(ranked, axis=1)
-        papers = index.by_id[top & ID_BITS].tolist()
-        return [self._capped(ranked[b], best_row[b * size:(b + 1) * size], budget[b], self.settings[b].max_per_topic)
-                if capped[b] else papers[b][:min(budget[b], count)]
-                for b, count in enumerate(matched_count.tolist())]
+            top = np.partition(ranked, width - 1, axis=1)[:, :width] if width else ranked[:, :0]
+        keys = np.sort(top, axis=1)[np.arange(width) < take[:, None]]
+        cells = np.repeat(np.arange(len(take)) * size, take) + index.by_id[keys & ID_BITS]
+        if not capped:
+            return cells
+        chosen = np.split(cells, np.cumsum(take)[:-1])
+        for b in capped:
+            settings = self.settings[b]
+            picked = self._capped(ranked[b], best_row[b * size:(b + 1) * size], max(0, settings.max_papers - len(trending[b])),
+                                  settings.max_per_topic)
+            chosen[b] = b * size + np.array(picked, dtype=np.intp)
+        return np.concatenate(chosen)
 
     def _capped(self, ranked: np.ndarray, best_row: np.ndarray, budget: int, cap: int | None) -> list[int]:
         """`chosen` for a subscriber with at most `cap` papers per topic."""
