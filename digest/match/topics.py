@@ -56,12 +56,15 @@ def _polarity(node: Node, positive: bool = True) -> Iterator[tuple[Term, bool]]:
             yield from _polarity(child, positive)
 
 
+Shown = tuple[list[tuple[str, int, int]], list[AuthorName], tuple[str, ...]]
+
+
 class TopicPlan:
     """One topic compiled against the term table: evaluated on all papers at once."""
 
+    # Tens of thousands are made (one per distinct topic): slots make them faster.
     __slots__ = ("table", "keywords", "excludes", "authors", "categories", "min_upvotes", "query", "keyword_only",
-                 "terms", "narrowed", "_matches", "shared", "_entries", "shown_terms", "shown_authors",
-                 "shown_categories", "counted")  # tens of thousands are made: slots make them faster
+                 "terms", "narrowed", "_matches", "shared", "_entries", "_shown", "counted")
 
     def __init__(self, topic: Topic, table: TermTable) -> None:
         # Each topic of each subscriber gets one (50,000 on the bench): the empty criteria,
@@ -82,26 +85,27 @@ class TopicPlan:
         self._matches: tuple[PaperIndex, np.ndarray, np.ndarray] | None = None
         self.shared = False  # set by the matcher once a second subscriber has this topic
         self._entries: tuple[PaperIndex | None, dict[tuple, DigestEntry]] = (None, {})
-        # What an explanation shows: the keywords and counted query terms, authors and categories.
-        self.shown_terms = [(k, t, TITLE | ABSTRACT) for k, t in self.keywords if t is not None]
-        self.shown_authors = [a for _, a in self.authors]
-        self.shown_categories = tuple(self.categories)
-        self.counted: list[Term] = []
-        if self.query is not None:
-            self.counted = [t for t, positive in _polarity(self.query) if positive]
-            self._show_counted_terms()
+        self.counted = [t for t, positive in _polarity(self.query) if positive] if self.query is not None else []
+        self._shown: Shown | None = None
 
-    def _show_counted_terms(self) -> None:
-        shown_categories = list(self.shown_categories)
-        for term in self.counted:
-            if term.field == "author":
-                if author := AuthorName.parse(term.text):
-                    self.shown_authors.append(author)
-            elif term.field == "category":
-                shown_categories.append(term.text.lower() + ("*" if term.prefix else ""))
-            elif (term_id := self.table.id_of(term.text, term.prefix)) is not None:
-                self.shown_terms.append((term.text + ("*" if term.prefix else ""), term_id, _FIELD_BITS[term.field]))
-        self.shown_categories = tuple(shown_categories)
+    def shown(self) -> Shown:
+        """What an explanation shows: the keywords and counted query terms (display text, term
+        id, TITLE|ABSTRACT bits that count), the authors and the categories. Made when first
+        needed: many topics never have a paper to explain (half of them on the bench)."""
+        if self._shown is None:
+            terms = [(k, t, TITLE | ABSTRACT) for k, t in self.keywords if t is not None]
+            authors = [a for _, a in self.authors]
+            categories = list(self.categories)
+            for term in self.counted:
+                if term.field == "author":
+                    if author := AuthorName.parse(term.text):
+                        authors.append(author)
+                elif term.field == "category":
+                    categories.append(term.text.lower() + ("*" if term.prefix else ""))
+                elif (term_id := self.table.id_of(term.text, term.prefix)) is not None:
+                    terms.append((term.text + ("*" if term.prefix else ""), term_id, _FIELD_BITS[term.field]))
+            self._shown = (terms, authors, tuple(categories))
+        return self._shown
 
     # -- all papers at once
 
@@ -131,7 +135,8 @@ class TopicPlan:
 
     def _made(self, index: PaperIndex, wanted: list[tuple[int, float, tuple[str, ...]]]) -> tuple[DigestEntry, ...]:
         papers, hits = index.papers, index.hits
-        shown_terms = [(text, hits.get(term_id, _NO_HITS), field_bits) for text, term_id, field_bits in self.shown_terms]
+        shown_terms, shown_authors, shown_categories = self.shown()
+        shown_terms = [(text, hits.get(term_id, _NO_HITS), field_bits) for text, term_id, field_bits in shown_terms]
         authors: tuple[str, ...] = ()
         categories: tuple[str, ...] = ()
         made = []
@@ -144,10 +149,10 @@ class TopicPlan:
                 bits = postings.get(i, 0) & field_bits
                 if bits:
                     terms.append((text, bits))
-            if self.shown_authors:
-                authors = self._followed_authors(paper)
-            if self.shown_categories:
-                categories = _categories_in(tuple(paper.categories), self.shown_categories)
+            if shown_authors:
+                authors = _followed(paper, shown_authors)
+            if shown_categories:
+                categories = _categories_in(tuple(paper.categories), shown_categories)
             why, matched = _explained(tuple(terms), authors, categories, paper.upvotes)
             made.append(_entry(paper, score, why, matched, also))
         return tuple(made)
@@ -260,9 +265,6 @@ class TopicPlan:
             return index.category_mask(term.text.lower() + ("*" if term.prefix else ""))
         return index.term_present(self.table.id_of(term.text, term.prefix), term.field)
 
-    def _followed_authors(self, paper: Paper) -> tuple[str, ...]:
-        return tuple([n for n in paper.authors
-                      if (a := AuthorName.parse(n)) and any(a.same_person(w) for w in self.shown_authors)])
 
 
 @lru_cache(maxsize=65_536)  # the same few terms and upvote counts recur across topics and papers
@@ -273,6 +275,11 @@ def _explained(terms: tuple[tuple[str, int], ...], authors: tuple[str, ...], cat
 
 
 _entry = DigestEntry.made
+
+
+def _followed(paper: Paper, authors: list[AuthorName]) -> tuple[str, ...]:
+    """The paper's authors among `authors`, as the paper writes them."""
+    return tuple([n for n in paper.authors if (a := AuthorName.parse(n)) and any(a.same_person(w) for w in authors)])
 
 
 @lru_cache(maxsize=65_536)  # few distinct category lists, and patterns
