@@ -104,12 +104,12 @@ class Block:
             for n, plan in enumerate(plans):
                 (together if plan.keyword_only else alone).append((b, n, plan))
         parts = [self.keyword_matches(together), self.other_matches(alone)]
-        subscriber, row, paper, raw = (np.concatenate(arrays) for arrays in zip(*parts))
-        return subscriber * self.index.size + paper, row, paper, raw
+        cell, row, paper, raw = (np.concatenate(arrays) for arrays in zip(*parts))
+        return cell, row, paper, raw
 
     def keyword_matches(self, topics: list[tuple[int, int, TopicPlan]]) -> tuple[np.ndarray, ...]:
-        """(subscriber, topic row, paper, raw relevance) of keyword topics, from the postings of
-        their terms: each term's postings at once, summed per (topic, paper) in a scratch array."""
+        """`matches` of keyword topics, from the postings of their terms: each term's postings
+        at once, summed per (topic, paper) in a scratch array."""
         size = self.index.size
         start, postings, added = self.index.all_postings()
         terms: list[int] = []
@@ -129,31 +129,35 @@ class Block:
         sums[slot] = 0.0
         narrowed = [plan.narrowed for _, _, plan in topics]
         if any(narrowed):
-            allowed, in_categories = self._allowed(narrowed)
-            keep = allowed[topic, paper]
-            topic, paper, raw = topic[keep], paper[keep], raw[keep] + CATEGORY_WEIGHT * in_categories[topic[keep]]
-        subscriber = np.array([b for b, _, _ in topics], dtype=np.intp)
+            narrowing, which = self._narrowing(narrowed)
+            raw = raw + narrowing.ravel()[which[topic] * size + paper]
+            keep = (raw > -np.inf).nonzero()[0]
+            topic, paper, raw = topic[keep], paper[keep], raw[keep]
+        first_cell = np.array([b * size for b, _, _ in topics], dtype=np.intp)
         row = np.array([row for _, row, _ in topics], dtype=np.intp)
-        return subscriber[topic], row[topic], paper, raw
+        return first_cell[topic] + paper, row[topic], paper, raw
 
-    def _allowed(self, narrowed: list[Narrowing | None]) -> tuple[np.ndarray, np.ndarray]:
-        """(each topic's allowed papers, as rows of a matrix; whether it has categories)."""
-        masks: dict[Narrowing | None, np.ndarray] = {None: ~self.index.nothing}
-        for criteria in narrowed:
-            if criteria is not None and criteria not in masks:
-                masks[criteria] = self.index.allowed(*criteria)
-        number = {criteria: n for n, criteria in enumerate(masks)}
-        allowed = np.stack(list(masks.values()))[[number[c] for c in narrowed]]
-        return allowed, np.array([bool(c and c[0]) for c in narrowed])
+    def _narrowing(self, narrowed: list[Narrowing | None]) -> tuple[np.ndarray, np.ndarray]:
+        """What keyword topics' categories and excludes add to each paper's relevance: one row
+        per distinct narrowing (CATEGORY_WEIGHT or 0 where the paper is allowed, -inf where
+        not); and each topic's row."""
+        number: dict[Narrowing | None, int] = {None: 0}
+        which = np.array([number.setdefault(criteria, len(number)) for criteria in narrowed], dtype=np.intp)
+        narrowing = np.zeros((len(number), self.index.size))
+        for criteria, n in number.items():
+            if criteria is not None:
+                categories, excludes = criteria
+                narrowing[n] = np.where(self.index.allowed(categories, excludes), CATEGORY_WEIGHT if categories else 0.0, -np.inf)
+        return narrowing, which
 
     def other_matches(self, topics: list[tuple[int, int, TopicPlan]]) -> tuple[np.ndarray, ...]:
-        """(subscriber, topic row, paper, raw relevance) of the other topics, one by one."""
+        """`matches` of the other topics, one by one."""
         found = [plan.matches(self.index) for _, _, plan in topics]
         lengths = [len(papers) for papers, _ in found]
-        return (np.repeat(np.array([b for b, _, _ in topics], dtype=np.intp), lengths),
+        paper = np.concatenate([_NO_PAPERS, *(papers for papers, _ in found)])
+        return (np.repeat(np.array([b * self.index.size for b, _, _ in topics], dtype=np.intp), lengths) + paper,
                 np.repeat(np.array([row for _, row, _ in topics], dtype=np.intp), lengths),
-                np.concatenate([_NO_PAPERS, *(papers for papers, _ in found)]),
-                np.concatenate([_NO_WEIGHTS, *(raw for _, raw in found)]))
+                paper, np.concatenate([_NO_WEIGHTS, *(raw for _, raw in found)]))
 
     def best_topics(self, cell: np.ndarray, row: np.ndarray, value: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(each cell's best value, -inf where nothing matched; the topic row of it, the first
