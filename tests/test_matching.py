@@ -475,7 +475,7 @@ def random_topic(rnd: random.Random, papers: list[Paper], n: int) -> Topic:
     return Topic(**spec)
 
 
-@pytest.mark.parametrize("seed", range(8))
+@pytest.mark.parametrize("seed", range(12))
 def test_digests_for_many_at_once_are_the_digests_one_by_one(seed, monkeypatch):
     """`Matcher.digests` (a block of subscribers at a time) makes exactly the digest that
     `Matcher.digest` (the reference, one subscriber) makes for each: random topics of every
@@ -486,7 +486,7 @@ def test_digests_for_many_at_once_are_the_digests_one_by_one(seed, monkeypatch):
     rnd = random.Random(seed)
     papers = [Paper(**{**p.__dict__, "upvotes": rnd.choice([None, 0, 1, 3, 8, 40, p.upvotes]),
                        "first_seen_at": rnd.choice([None, NOW - timedelta(hours=rnd.uniform(0, 60))])})
-              for p in rnd.sample(seed_papers(), rnd.randint(1, 120))]
+              for p in rnd.sample(seed_papers(), rnd.choice([1, 8, 60, 120]))]
     pool = [random_topic(rnd, papers, n) for n in range(30)]
     subscribers = []
     for n in range(60):
@@ -501,7 +501,7 @@ def test_digests_for_many_at_once_are_the_digests_one_by_one(seed, monkeypatch):
                          {p.id for p in rnd.sample(papers, rnd.randint(0, min(5, len(papers))))} | {"gone"})
                for s in subscribers}
     monkeypatch.setattr(block, "BLOCK_CELLS", rnd.choice([1, 500, 5000, 1 << 20]))
-    defaults = Defaults(max_per_topic=rnd.choice([None, 3]), trending=rnd.choice([0, 1]))
+    defaults = Defaults(max_per_topic=rnd.choice([None, None, 3]), trending=rnd.choice([0, 1]))
 
     at_once = list(Matcher(subscribers, defaults, papers).digests(subscribers, NOW, lambda s: windows[s.email]))
     reference = Matcher(subscribers, defaults, papers)

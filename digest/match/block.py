@@ -28,7 +28,6 @@ if TYPE_CHECKING:
 # A block holds about this many (topic, paper) cells: its arrays stay a few MiB however many
 # subscribers there are, and are large enough that numpy's calls cost little per subscriber.
 BLOCK_CELLS = 1 << 20
-_UNRANKED = np.iinfo(np.int64).max & ~ID_BITS  # sorts after every rank key; its "paper" is 0
 
 Window = tuple[datetime | None, Iterable[str]]
 Narrowing = tuple[tuple[str, ...], tuple[int, ...]]  # a keyword topic's categories and excluded terms
@@ -197,33 +196,38 @@ class Block:
         """The cells in topic sections, subscriber after subscriber, best ranked first (score,
         upvotes, id) and within each subscriber's limits, dropping the lowest ranked."""
         index, size = self.index, self.index.size
-        ranked = _rows(index.rank_key(best[matched], matched % size), matched_count)
-        take = np.minimum([max(0, s.max_papers - len(t)) for s, t in zip(self.settings, trending)], matched_count)
+        owner = matched // size
+        budget = [max(0, s.max_papers - len(t)) for s, t in zip(self.settings, trending)]
+        take = np.minimum(budget, matched_count)
         capped = [b for b, s in enumerate(self.settings) if s.max_per_topic is not None]
         take[capped] = 0
-        width = int(take.max(initial=0))
-        top = ranked
-        if width < ranked.shape[1]:  # only the best `width` of each need sorting
-            top = np.partition(ranked, width - 1, axis=1)[:, :width] if width else ranked[:, :0]
-        keys = np.sort(top, axis=1)[np.arange(width) < take[:, None]]
-        cells = np.repeat(np.arange(len(take)) * size, take) + index.by_id[keys & ID_BITS]
+        # Only the papers in each subscriber's top score bands (a few dozen) need ranking.
+        band = _band(best[matched])
+        candidates = (band >= _lowest_band(band, owner, take)[owner]).nonzero()[0]
+        keys = index.rank_key(best[matched[candidates]], matched[candidates] % size)
+        order = np.lexsort((keys, owner[candidates]))
+        keys, owners = keys[order], owner[candidates][order]
+        count = np.bincount(owners, minlength=len(take))
+        kept = np.arange(len(keys)) - (np.cumsum(count) - count)[owners] < take[owners]
+        cells = owners[kept] * size + index.by_id[keys[kept] & ID_BITS]
         if not capped:
             return cells
         chosen = np.split(cells, np.cumsum(take)[:-1])
+        ends = np.cumsum(matched_count)
         for b in capped:
-            settings = self.settings[b]
-            picked = self._capped(ranked[b], best_row[b * size:(b + 1) * size], max(0, settings.max_papers - len(trending[b])),
-                                  settings.max_per_topic)
+            mine = matched[ends[b] - matched_count[b]:ends[b]]
+            picked = self._capped(index.rank_key(best[mine], mine - b * size), best_row[mine], budget[b],
+                                  self.settings[b].max_per_topic)
             chosen[b] = b * size + np.array(picked, dtype=np.intp)
         return np.concatenate(chosen)
 
-    def _capped(self, ranked: np.ndarray, best_row: np.ndarray, budget: int, cap: int | None) -> list[int]:
-        """`chosen` for a subscriber with at most `cap` papers per topic."""
-        order = np.sort(ranked)
-        papers = self.index.by_id[order[order != _UNRANKED] & ID_BITS]
+    def _capped(self, keys: np.ndarray, rows: np.ndarray, budget: int, cap: int | None) -> list[int]:
+        """`chosen` for a subscriber with at most `cap` papers per topic: their papers' rank
+        keys and topic rows."""
+        order = np.argsort(keys)
         taken = [0] * self.rows
         picked: list[int] = []
-        for i, row in zip(papers.tolist(), best_row[papers].tolist()):
+        for i, row in zip(self.index.by_id[keys[order] & ID_BITS].tolist(), rows[order].tolist()):
             if len(picked) == budget:
                 break
             if taken[row] < cap:  # type: ignore[operator]
@@ -268,13 +272,21 @@ def _ranges(first: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     return np.arange(ends[-1] if len(ends) else 0) + np.repeat(first - (ends - lengths), lengths)
 
 
-def _rows(values: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """`values` (the first counts[0] of the first row, and so on) as the rows of a matrix, each
-    filled up with _UNRANKED."""
-    matrix = np.full((len(counts), max([0, *counts.tolist()])), _UNRANKED)
-    ends = np.cumsum(counts)
-    matrix[np.repeat(np.arange(len(counts)), counts), np.arange(len(values)) - np.repeat(ends - counts, counts)] = values
-    return matrix
+_BAND_BITS = 6  # a score band: 64 ten-thousandths
+_BANDS = (20_000 >> _BAND_BITS) + 1  # scores from 0 to 2, as rank keys allow
+
+
+def _band(scores: np.ndarray) -> np.ndarray:
+    """The band of each score (rounded to 4 decimals): a higher band, a higher score."""
+    return np.rint(scores * 10_000).astype(np.intp) >> _BAND_BITS
+
+
+def _lowest_band(band: np.ndarray, owner: np.ndarray, take: np.ndarray) -> np.ndarray:
+    """For each subscriber (the `owner` of each band), the lowest band that the best `take`
+    of their scores reach into: none of those is below it."""
+    counts = np.bincount(owner * _BANDS + band, minlength=len(take) * _BANDS).reshape(len(take), _BANDS)
+    from_top = np.cumsum(counts[:, ::-1], axis=1)
+    return _BANDS - 1 - (from_top < take[:, None]).sum(axis=1)
 
 
 def _split(values: list[int], counts: list[int]) -> Iterator[list[int]]:
