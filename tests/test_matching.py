@@ -453,8 +453,10 @@ DIFFERENTIAL_TERMS = ["language model", "KV cache", "speculative decoding", "qua
                       "reinforcement learning", "retrieval", "vision", "no such word"]
 
 
-def random_topic(rnd: random.Random, papers: list[Paper], n: int) -> Topic:
-    """A topic of any kind: keywords (with excludes, categories), a query, authors, upvotes."""
+def random_topic(rnd: random.Random, n: int) -> Topic:
+    """A topic of any kind: keywords (with excludes, categories), a query, authors (of the
+    seeds), upvotes."""
+    papers = seed_papers()
     spec: dict = {"name": f"topic {n}"}
     kind = rnd.random()
     if kind < 0.6:
@@ -486,11 +488,11 @@ def test_digests_for_many_at_once_are_the_digests_one_by_one(seed, monkeypatch):
     rnd = random.Random(seed)
     papers = [Paper(**{**p.__dict__, "upvotes": rnd.choice([None, 0, 1, 3, 8, 40, p.upvotes]),
                        "first_seen_at": rnd.choice([None, NOW - timedelta(hours=rnd.uniform(0, 60))])})
-              for p in rnd.sample(seed_papers(), rnd.choice([1, 8, 60, 120]))]
-    pool = [random_topic(rnd, papers, n) for n in range(30)]
+              for p in rnd.sample(seed_papers(), rnd.choice([0, 1, 8, 60, 120]))]
+    pool = [random_topic(rnd, n) for n in range(30)]
     subscribers = []
     for n in range(60):
-        topics = [rnd.choice(pool) if rnd.random() < 0.4 else random_topic(rnd, papers, 100 + t)
+        topics = [rnd.choice(pool) if rnd.random() < 0.4 else random_topic(rnd, 100 + t)
                   for t in range(rnd.choice([0, 1, 2, 3, 5, 8]))]
         topics = list({t.name: t for t in topics}.values())  # names are unique within a subscriber
         subscribers.append(Subscriber(

@@ -77,7 +77,7 @@ class Block:
         chosen_count = np.bincount(chosen_cells // size, minlength=len(self.subscribers))
         chosen_rows = best_row[chosen_cells]
         also = self.also(cell, row, chosen_cells, chosen_rows)
-        per_topic = np.bincount(owner * self.rows + best_row[matched], minlength=self.cells // size * self.rows)
+        per_topic = np.bincount(owner * self.rows + best_row[matched], minlength=len(self.subscribers) * self.rows)
         # One section per (subscriber, topic row) chosen: its entries wanted as (paper, score,
         # other topics), best ranked first, made in C (zip) rather than one by one.
         section = chosen_cells // size * self.rows + chosen_rows
