@@ -145,6 +145,9 @@ class PaperIndex:
 
     def term_weights(self, term_id: int | None, field: str | None, phrase: bool) -> np.ndarray | None:
         """What one term adds to the relevance of every paper (None when it occurs in none)."""
+        known = self._dense.get(("weights", term_id, field))
+        if known is not None:  # most calls: no closures made
+            return known
         bits = self.term_bits(term_id)
         if bits is None:
             return None
@@ -189,6 +192,9 @@ class PaperIndex:
 
     def term_present(self, term_id: int | None, field: str | None = None) -> np.ndarray:
         """Papers in which the term occurs (in the field, if given)."""
+        known = self._dense.get(("present", term_id, field))
+        if known is not None:  # most calls: no closures made
+            return known
         bits = self.term_bits(term_id)
         if bits is None:
             return self.nothing

@@ -210,14 +210,14 @@ class TopicPlan:
                     raw += weights
             mask = raw > 0  # any keyword, anywhere
         if self.query is not None:
-            leaves: dict[Term, np.ndarray] = {}
+            leaves: dict[int, np.ndarray] = {}  # by id: a Term's dataclass hash costs more than its look-up
             satisfied = self._truth(self.query, index, leaves)
             mask = satisfied if mask is None else mask & satisfied
             for term in self.counted:
                 if term.field == "author":
-                    by_author = leaves[term] if by_author is None else by_author | leaves[term]
+                    by_author = leaves[id(term)] if by_author is None else by_author | leaves[id(term)]
                 elif term.field == "category":
-                    in_category = leaves[term] if in_category is None else in_category | leaves[term]
+                    in_category = leaves[id(term)] if in_category is None else in_category | leaves[id(term)]
                 else:
                     term_id = self.table.id_of(term.text, term.prefix)
                     weights = index.term_weights(term_id, term.field, term_id is not None and phrase[term_id])
@@ -247,11 +247,12 @@ class TopicPlan:
             raw += CATEGORY_WEIGHT * in_category
         return mask, raw
 
-    def _truth(self, node: Node, index: PaperIndex, leaves: dict[Term, np.ndarray]) -> np.ndarray:
+    def _truth(self, node: Node, index: PaperIndex, leaves: dict[int, np.ndarray]) -> np.ndarray:
         if isinstance(node, Term):
-            if node not in leaves:
-                leaves[node] = self._leaf(node, index)
-            return leaves[node]
+            leaf = leaves.get(id(node))
+            if leaf is None:
+                leaf = leaves[id(node)] = self._leaf(node, index)
+            return leaf
         if isinstance(node, Not):
             return ~self._truth(node.operand, index, leaves)
         parts = [self._truth(child, index, leaves) for child in node.operands]
