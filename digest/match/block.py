@@ -1,6 +1,6 @@
 """Digests for a block of subscribers at once: what `Matcher.digest` does for one subscriber,
-done for a few hundred with a few array operations per step, leaving per subscriber only the
-Python that builds their sections.
+done for dozens with a few array operations per step, leaving per subscriber only the Python
+that builds their sections.
 
 A cell is one (subscriber, paper) of the block, `b * size + paper` (b the subscriber's place in
 the block, size the number of papers); a match is one (cell, topic row, value). Keyword topics,
@@ -32,6 +32,7 @@ BLOCK_CELLS = 1 << 19
 
 Window = tuple[datetime | None, Iterable[str]]
 Narrowing = tuple[tuple[str, ...], tuple[int, ...]]  # a keyword topic's categories and excluded terms
+Wanted = tuple[int, list[tuple[int, float, tuple[str, ...]]], int]  # a section: see Block.sections
 
 
 def blocks(subscribers: Iterable[Subscriber], papers: int) -> Iterator[list[Subscriber]]:
@@ -64,34 +65,22 @@ class Block:
         self.cells = len(subscribers) * self.index.size
 
     def digests(self) -> list[Digest]:
-        size = self.index.size
+        """`Matcher.digest` of each subscriber of the block, in order."""
+        size, subscribers = self.index.size, len(self.subscribers)
         cell, row, paper, raw = self.matches()
-        base = self.matcher.base_scores(self.now)
-        best, best_row = self.best_topics(cell, row, relevance(raw) + base[paper])
+        best, best_row = self.best_topics(cell, row, relevance(raw) + self.matcher.base_scores(self.now)[paper])
         eligible = self.eligible()
         matched = ((best > -np.inf) & eligible).nonzero()[0]
         best[matched] = np.round(best[matched], 4)
         trending = self.trending(eligible, best)
         owner = matched // size
-        matched_count = np.bincount(owner, minlength=len(self.subscribers))
-        chosen_cells = self.chosen(best, best_row, matched, matched_count, trending)
-        chosen_count = np.bincount(chosen_cells // size, minlength=len(self.subscribers))
-        chosen_rows = best_row[chosen_cells]
-        also = self.also(cell, row, chosen_cells, chosen_rows)
-        per_topic = np.bincount(owner * self.rows + best_row[matched], minlength=len(self.subscribers) * self.rows)
-        # One section per (subscriber, topic row) chosen: its entries wanted as (paper, score,
-        # other topics), best ranked first, made in C (zip) rather than one by one.
-        section = chosen_cells // size * self.rows + chosen_rows
-        order = np.argsort(section, kind="stable")
-        wanted = list(zip((chosen_cells % size)[order].tolist(), best[chosen_cells][order].tolist(),
-                          [also[n] for n in order.tolist()]))
-        sections, starts = np.unique(section[order], return_index=True)
-        ends = [*starts[1:].tolist(), len(wanted)]
-        first = np.searchsorted(sections, np.arange(len(self.subscribers) + 1) * self.rows).tolist()
-        rows, starts, counted = (sections % self.rows).tolist(), starts.tolist(), per_topic[sections].tolist()
-        return [self.digest(b, [(rows[k], wanted[starts[k]:ends[k]], counted[k]) for k in range(first[b], first[b + 1])],
-                            trending[b], omitted)
-                for b, omitted in enumerate((matched_count - chosen_count).tolist())]
+        matched_count = np.bincount(owner, minlength=subscribers)
+        chosen = self.chosen(best, best_row, matched, matched_count, trending)
+        chosen_rows = best_row[chosen]
+        per_topic = np.bincount(owner * self.rows + best_row[matched], minlength=subscribers * self.rows)
+        sections = self.sections(chosen, chosen_rows, best[chosen], self.also(cell, row, chosen, chosen_rows), per_topic)
+        omitted = (matched_count - np.bincount(chosen // size, minlength=subscribers)).tolist()
+        return [self.digest(b, sections[b], trending[b], omitted[b]) for b in range(subscribers)]
 
     # -- all subscribers of the block at once
 
@@ -171,7 +160,7 @@ class Block:
 
     def eligible(self) -> np.ndarray:
         """Each cell: first seen within the subscriber's window, and not delivered to them."""
-        eligible = np.concatenate([self.matcher.eligible(since, ()) for since in self.since] or [_NO_CELLS])
+        eligible = np.concatenate([self.matcher.eligible(since, ()) for since in self.since])
         position, size = self.index.position, self.index.size
         gone = [b * size + position[p] for b, delivered in enumerate(self.delivered) for p in delivered if p in position]
         eligible[gone] = False
@@ -252,12 +241,26 @@ class Block:
             others[n] += (topics[chosen_cells[n] // size][o].name,)
         return others
 
+    def sections(self, chosen: np.ndarray, chosen_rows: np.ndarray, scores: np.ndarray, also: list[tuple[str, ...]],
+                 per_topic: np.ndarray) -> list[list[Wanted]]:
+        """Each subscriber's topic sections in topic order: (topic row, the entries wanted as
+        (paper, score, other topics) best ranked first, how many papers matched the topic).
+        Grouped with one stable sort; the wanted made in C (zip), not one by one."""
+        size, subscribers = self.index.size, len(self.subscribers)
+        section = chosen // size * self.rows + chosen_rows
+        order = np.argsort(section, kind="stable")
+        wanted = list(zip((chosen % size)[order].tolist(), scores[order].tolist(), [also[n] for n in order.tolist()]))
+        keys, starts = np.unique(section[order], return_index=True)
+        ends = [*starts[1:].tolist(), len(wanted)]
+        first = np.searchsorted(keys, np.arange(subscribers + 1) * self.rows).tolist()
+        rows, starts, matched = (keys % self.rows).tolist(), starts.tolist(), per_topic[keys].tolist()
+        return [[(rows[k], wanted[starts[k]:ends[k]], matched[k]) for k in range(first[b], first[b + 1])]
+                for b in range(subscribers)]
+
     # -- one subscriber
 
-    def digest(self, b: int, chosen: list[tuple[int, list[tuple[int, float, tuple[str, ...]]], int]],
-               trending: list[int], omitted: int) -> Digest:
-        """Subscriber b's digest from their chosen papers: for each topic row with some, the
-        papers wanted (paper, score, other topics it fits) and how many matched it."""
+    def digest(self, b: int, chosen: list[Wanted], trending: list[int], omitted: int) -> Digest:
+        """Subscriber b's digest from their `sections`, trending papers and papers left out."""
         subscriber, plans = self.subscribers[b], self.plans[b]
         topics = subscriber.topics
         sections = [Section(topics[row].name, plans[row].entries(self.index, wanted), matched - len(wanted))
@@ -291,10 +294,9 @@ def _lowest_band(band: np.ndarray, owner: np.ndarray, take: np.ndarray) -> np.nd
 
 
 def _split(values: list[int], counts: list[int]) -> Iterator[list[int]]:
+    """`values` in consecutive slices of `counts`."""
     start = 0
     for count in counts:
         yield values[start:start + count]
         start += count
 
-
-_NO_CELLS = np.zeros(0, dtype=bool)

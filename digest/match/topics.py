@@ -135,8 +135,8 @@ class TopicPlan:
 
     def _made(self, index: PaperIndex, wanted: list[tuple[int, float, tuple[str, ...]]]) -> tuple[DigestEntry, ...]:
         papers, hits = index.papers, index.hits
-        shown_terms, shown_authors, shown_categories = self.shown()
-        shown_terms = [(text, hits.get(term_id, _NO_HITS), field_bits) for text, term_id, field_bits in shown_terms]
+        terms_shown, shown_authors, shown_categories = self.shown()
+        shown_terms = [(text, hits.get(term_id, _NO_HITS), field_bits) for text, term_id, field_bits in terms_shown]
         authors: tuple[str, ...] = ()
         categories: tuple[str, ...] = ()
         made = []
