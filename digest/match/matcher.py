@@ -5,8 +5,9 @@ once against it (a dictionary look-up per word, not a search per keyword), givin
 term → papers. A topic is then a few operations on arrays (keyword topics on their terms'
 postings, others on arrays as long as the list of new papers), giving the papers it admits
 and their scores, and a subscriber's digest is the best topic per paper and a sort of the few
-hundred papers that matched. Digests are made one
-subscriber at a time: memory does not grow with the number of subscribers.
+hundred papers that matched. `digest` makes one subscriber's (the reference); `digests` makes
+them a block of a few dozen subscribers at a time, each step one array operation for the whole
+block (block.py): memory does not grow with the number of subscribers.
 
 Pure: no I/O, and the clock is an argument.
 """
@@ -32,7 +33,7 @@ TRENDING = "Trending"
 
 
 class Matcher:
-    """Topics of all subscribers compiled once; papers scanned once; digests made one by one."""
+    """Topics of all subscribers compiled once; papers scanned once; digests made a block at a time."""
 
     def __init__(self, subscribers: Sequence[Subscriber], defaults: Defaults, papers: Sequence[Paper]) -> None:
         self.defaults = defaults
