@@ -444,3 +444,67 @@ def test_relevance_looked_up_by_quarters_is_the_formula_and_computes_off_the_qua
 
     for raw in (np.arange(0, 200, 0.25), np.array([0.3, 1.25, 7.1, 400.0])):
         assert np.array_equal(relevance(raw), RELEVANCE * (1.0 - np.exp(-raw / SATURATION)))
+
+
+# ---------------------------------------------------------------- many subscribers at once = one by one
+
+DIFFERENTIAL_TERMS = ["language model", "KV cache", "speculative decoding", "quantiz*", "attention", "agent",
+                      "reasoning", "diffusion", "LoRA", "benchmark", "survey", "transformer", "token*", "graph",
+                      "reinforcement learning", "retrieval", "vision", "no such word"]
+
+
+def random_topic(rnd: random.Random, n: int) -> Topic:
+    """A topic of any kind: keywords (with excludes, categories), a query, authors (of the
+    seeds), upvotes."""
+    papers = seed_papers()
+    spec: dict = {"name": f"topic {n}"}
+    kind = rnd.random()
+    if kind < 0.6:
+        spec["keywords"] = rnd.sample(DIFFERENTIAL_TERMS, rnd.randint(1, 4))
+        spec["keywords"] += rnd.sample(spec["keywords"], rnd.random() < 0.1)  # a keyword said twice
+    elif kind < 0.8:
+        a, b, c = rnd.sample([t for t in DIFFERENTIAL_TERMS if not t.endswith("*")], 3)
+        spec["query"] = rnd.choice([f'"{a}" OR ("{b}" AND NOT "{c}")', f'title:"{a}" OR abstract:token*',
+                                    f'"{a}" AND (category:cs.CV OR author:"{rnd.choice(papers).authors[0]}")'])
+    elif kind < 0.9:
+        spec["authors"] = [rnd.choice(rnd.choice(papers).authors) for _ in range(rnd.randint(1, 2))]
+    else:
+        spec["min_upvotes"] = rnd.choice([0, 2, 5])
+    if rnd.random() < 0.25:
+        spec["exclude"] = rnd.sample(DIFFERENTIAL_TERMS, 1)
+    if rnd.random() < 0.25:
+        spec["categories"] = rnd.sample(["cs.CL", "cs.CV", "cs.AI", "stat.ML", "cs.*", "math.OC"], rnd.randint(1, 2))
+    return Topic(**spec)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_digests_for_many_at_once_are_the_digests_one_by_one(seed, monkeypatch):
+    """`Matcher.digests` (a block of subscribers at a time) makes exactly the digest that
+    `Matcher.digest` (the reference, one subscriber) makes for each: random topics of every
+    kind, shared and repeated topics, limits, trending, windows and delivered papers, blocks
+    of every size."""
+    from digest.match import block
+
+    rnd = random.Random(seed)
+    papers = [Paper(**{**p.__dict__, "upvotes": rnd.choice([None, 0, 1, 3, 8, 40, p.upvotes]),
+                       "first_seen_at": rnd.choice([None, NOW - timedelta(hours=rnd.uniform(0, 60))])})
+              for p in rnd.sample(seed_papers(), rnd.choice([0, 1, 8, 60, 120]))]
+    pool = [random_topic(rnd, n) for n in range(30)]
+    subscribers = []
+    for n in range(60):
+        topics = [rnd.choice(pool) if rnd.random() < 0.4 else random_topic(rnd, 100 + t)
+                  for t in range(rnd.choice([0, 1, 2, 3, 5, 8]))]
+        topics = list({t.name: t for t in topics}.values())  # names are unique within a subscriber
+        subscribers.append(Subscriber(
+            email=f"user{n}@example.org", topics=topics, max_papers=rnd.choice([None, 1, 3, 10, 500]),
+            max_per_topic=rnd.choice([None, None, 1, 2]), trending=rnd.choice([None, 0, 2, 5]),
+            lookback=rnd.choice([None, timedelta(hours=12), timedelta(days=3)])))
+    windows = {s.email: (rnd.choice([None, NOW - timedelta(hours=rnd.uniform(0, 48))]),
+                         {p.id for p in rnd.sample(papers, rnd.randint(0, min(5, len(papers))))} | {"gone"})
+               for s in subscribers}
+    monkeypatch.setattr(block, "BLOCK_CELLS", rnd.choice([1, 500, 5000, 1 << 20]))
+    defaults = Defaults(max_per_topic=rnd.choice([None, None, 3]), trending=rnd.choice([0, 1]))
+
+    at_once = list(Matcher(subscribers, defaults, papers).digests(subscribers, NOW, lambda s: windows[s.email]))
+    reference = Matcher(subscribers, defaults, papers)
+    assert at_once == [reference.digest(s, NOW, *windows[s.email]) for s in subscribers]

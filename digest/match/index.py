@@ -69,10 +69,14 @@ class PaperIndex:
             self._scan(index, paper, table)
         self.upvotes = np.array([p.upvotes or 0 for p in self.papers], dtype=np.float64)
         self.seen = np.array([p.first_seen_at.timestamp() if p.first_seen_at else np.nan for p in self.papers])
-        self.id_rank = np.empty(size, dtype=np.int64)
-        self.id_rank[sorted(range(size), key=lambda i: self.papers[i].id)] = np.arange(size)
+        self.by_id = np.array(sorted(range(size), key=lambda i: self.papers[i].id), dtype=np.intp)
+        id_rank = np.empty(size, dtype=np.int64)
+        id_rank[self.by_id] = np.arange(size)
         self.by_upvotes = sorted((i for i in range(size) if self.papers[i].upvotes),
                                  key=lambda i: (-self.upvotes[i], self.papers[i].id))
+        self.upvoted = np.array(self.by_upvotes, dtype=np.intp)
+        # The low bits of a rank key: upvotes descending, then id ascending.
+        self.tie_key = (((1 << 20) - 1 - np.minimum(self.upvotes, (1 << 20) - 1).astype(np.int64)) << 21) | id_rank
         self.nothing = np.zeros(size, dtype=bool)
         self.nothing.flags.writeable = False
         # Dense arrays are made on demand and kept within a fixed budget (about 64 MiB, emptied
@@ -80,6 +84,8 @@ class PaperIndex:
         self._capacity = max(256, (64 << 20) // max(1, 8 * size))
         self._dense: dict[object, np.ndarray] = {}
         self._sparse: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # as large as `hits`, at most
+        self._phrase = table.phrase
+        self._all_postings: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
     def _scan(self, index: int, paper: Paper, table: TermTable) -> None:
         hits, by_first, prefixes, longest = self.hits, table.by_first, table.prefixes, table.longest_prefix
@@ -139,18 +145,14 @@ class PaperIndex:
 
     def term_weights(self, term_id: int | None, field: str | None, phrase: bool) -> np.ndarray | None:
         """What one term adds to the relevance of every paper (None when it occurs in none)."""
+        known = self._dense.get(("weights", term_id, field))
+        if known is not None:  # most calls: no closures made
+            return known
         bits = self.term_bits(term_id)
         if bits is None:
             return None
-        factor = PHRASE_WEIGHT if phrase else 1.0
-
-        def make() -> np.ndarray:
-            title = (bits & TITLE) != 0 if field in (None, "title") else self.nothing
-            mentions = np.minimum(bits >> 2, 4).astype(np.float64) if field in (None, "abstract") else 0.0
-            abstract = np.where(mentions > 0, ABSTRACT_WEIGHT + REPEAT_WEIGHT * (mentions - 1), 0.0)
-            return np.maximum(np.where(title, TITLE_WEIGHT, 0.0), abstract) * factor
-
-        return self._cached(("weights", term_id, field), make)
+        return self._cached(("weights", term_id, field),
+                            lambda: _weights(bits, field, PHRASE_WEIGHT if phrase else 1.0))
 
     def term_postings(self, term_id: int | None, phrase: bool) -> tuple[np.ndarray, np.ndarray] | None:
         """(the papers in which a keyword occurs, what it adds to their relevance): the sparse
@@ -168,8 +170,31 @@ class PaperIndex:
             postings = self._sparse[term_id] = (papers, added)
         return postings
 
+    def all_postings(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """`term_postings` of every term of the table in one table (CSR): term t occurs in
+        papers[start[t]:start[t + 1]], adding added[...] to their relevance. Many keyword
+        topics are then evaluated together in a few array operations."""
+        if self._all_postings is None:
+            terms = len(self._phrase)
+            lengths = np.zeros(terms, dtype=np.intp)
+            for term_id, postings in self.hits.items():
+                lengths[term_id] = len(postings)
+            start = np.zeros(terms + 1, dtype=np.intp)
+            np.cumsum(lengths, out=start[1:])
+            papers = np.zeros(start[-1], dtype=np.intp)
+            bits = np.zeros(start[-1], dtype=np.uint8)
+            for term_id, postings in self.hits.items():
+                papers[start[term_id]:start[term_id + 1]] = list(postings)
+                bits[start[term_id]:start[term_id + 1]] = list(postings.values())
+            factor = np.where(np.repeat(np.array(self._phrase, dtype=bool), lengths), PHRASE_WEIGHT, 1.0)
+            self._all_postings = (start, papers, _weights(bits, None, factor))
+        return self._all_postings
+
     def term_present(self, term_id: int | None, field: str | None = None) -> np.ndarray:
         """Papers in which the term occurs (in the field, if given)."""
+        known = self._dense.get(("present", term_id, field))
+        if known is not None:  # most calls: no closures made
+            return known
         bits = self.term_bits(term_id)
         if bits is None:
             return self.nothing
@@ -178,9 +203,24 @@ class PaperIndex:
     def rank_keys(self, scores: np.ndarray, which: np.ndarray) -> np.ndarray:
         """One int64 per paper that sorts like (score desc, upvotes desc, id asc), for scores
         already rounded to 4 decimals: argpartition can then pick the best few."""
-        score = np.rint(scores[which] * 10_000).astype(np.int64)  # 0 .. 10,000
-        upvotes = np.minimum(self.upvotes[which], (1 << 20) - 1).astype(np.int64)
-        return ((20_000 - score) << 41) | (((1 << 20) - 1 - upvotes) << 21) | self.id_rank[which]
+        return self.rank_key(scores[which], which)
+
+    def rank_key(self, score: np.ndarray, papers: np.ndarray) -> np.ndarray:
+        """`rank_keys` of `papers` scoring `score`; `by_id[key & ID_BITS]` is the paper again."""
+        score = np.rint(score * 10_000).astype(np.int64)  # 0 .. 10,000
+        return ((20_000 - score) << 41) | self.tie_key[papers]
+
+    def allowed(self, categories: tuple[str, ...], excludes: tuple[int, ...]) -> np.ndarray:
+        """Papers in any of `categories` (any paper, if none) and without any of the terms `excludes`."""
+        def make() -> np.ndarray:
+            mask = self.nothing if categories else ~self.nothing
+            for pattern in categories:
+                mask = mask | self.category_mask(pattern)
+            for term_id in excludes:
+                mask = mask & ~self.term_present(term_id)
+            return mask
+
+        return self._cached(("allowed", categories, excludes), make)
 
     def category_mask(self, pattern: str) -> np.ndarray:
         def make() -> np.ndarray:
@@ -199,3 +239,15 @@ class PaperIndex:
             return mask
 
         return self._cached(("author", wanted), make)
+
+
+ID_BITS = (1 << 21) - 1  # the id rank's bits of a rank key
+
+
+def _weights(bits: np.ndarray, field: str | None, factor: float | np.ndarray) -> np.ndarray:
+    """What a term adds to the relevance of papers where it has these TITLE|ABSTRACT bits
+    (abstract mentions above), in `field` (None: both)."""
+    title = (bits & TITLE) != 0 if field in (None, "title") else np.zeros(len(bits), dtype=bool)
+    mentions = np.minimum(bits >> 2, 4).astype(np.float64) if field in (None, "abstract") else 0.0
+    abstract = np.where(mentions > 0, ABSTRACT_WEIGHT + REPEAT_WEIGHT * (mentions - 1), 0.0)
+    return np.maximum(np.where(title, TITLE_WEIGHT, 0.0), abstract) * factor

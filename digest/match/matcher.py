@@ -5,8 +5,9 @@ once against it (a dictionary look-up per word, not a search per keyword), givin
 term → papers. A topic is then a few operations on arrays (keyword topics on their terms'
 postings, others on arrays as long as the list of new papers), giving the papers it admits
 and their scores, and a subscriber's digest is the best topic per paper and a sort of the few
-hundred papers that matched. Digests are made one
-subscriber at a time: memory does not grow with the number of subscribers.
+hundred papers that matched. `digest` makes one subscriber's (the reference); `digests` makes
+them a block of a few dozen subscribers at a time, each step one array operation for the whole
+block (block.py): memory does not grow with the number of subscribers.
 
 Pure: no I/O, and the clock is an argument.
 """
@@ -22,6 +23,7 @@ import numpy as np
 
 from ..config import Defaults, Subscriber, Topic
 from ..models import Digest, DigestEntry, Paper, Section
+from .block import Block, blocks
 from .index import PaperIndex
 from .terms import compile_terms
 from .topics import _NO_PAPERS, _NO_WEIGHTS, Settings, TopicPlan, _topic_key, relevance
@@ -31,7 +33,7 @@ TRENDING = "Trending"
 
 
 class Matcher:
-    """Topics of all subscribers compiled once; papers scanned once; digests made one by one."""
+    """Topics of all subscribers compiled once; papers scanned once; digests made a block at a time."""
 
     def __init__(self, subscribers: Sequence[Subscriber], defaults: Defaults, papers: Sequence[Paper]) -> None:
         self.defaults = defaults
@@ -40,6 +42,8 @@ class Matcher:
         self._plans: OrderedDict[tuple, TopicPlan] = OrderedDict()
         self._base: tuple[datetime, np.ndarray] | None = None
         self._windows: OrderedDict[datetime, np.ndarray] = OrderedDict()
+        self._scratch = np.zeros(0)
+        self._trending: tuple[datetime | None, dict[int, DigestEntry]] = (None, {})
 
     def plan(self, topic: Topic) -> TopicPlan:
         key = _topic_key(topic)
@@ -86,7 +90,7 @@ class Matcher:
     ) -> Digest:
         settings = Settings.of(subscriber, self.defaults)
         since = since if since is not None else now - settings.lookback
-        index, papers = self.index, self.index.papers
+        index = self.index
         eligible = self.eligible(since, delivered)
         base = self.base_scores(now)
         plans = [self.plan(t) for t in subscriber.topics]
@@ -149,11 +153,30 @@ class Matcher:
         sections = [Section(names[row], plan.entries(index, kept[row]), per_topic[row] - len(kept[row]))
                     for row, plan in enumerate(plans) if kept[row]]
         if trending:
-            sections.append(Section(TRENDING, tuple(
-                DigestEntry(papers[i], round(float(base[i]), 4), f"trending: {papers[i].upvotes} upvotes on Hugging Face")
-                for i in trending), trending=True))
+            sections.append(self.trending_section(trending, now))
         omitted = len(matched) - len(chosen)
         return Digest(subscriber.email, subscriber.name, now, since, tuple(sections), omitted)
+
+    def trending_section(self, trending: list[int], now: datetime) -> Section:
+        return Section(TRENDING, tuple([self._trending_entry(i, now) for i in trending]), trending=True)
+
+    def _trending_entry(self, i: int, now: datetime) -> DigestEntry:
+        """Paper i's entry in a Trending section: the same in every digest made at `now`, made once."""
+        if self._trending[0] != now:
+            self._trending = (now, {})
+        entry = self._trending[1].get(i)
+        if entry is None:
+            paper = self.index.papers[i]
+            entry = self._trending[1][i] = DigestEntry.made(
+                paper, round(float(self.base_scores(now)[i]), 4), f"trending: {paper.upvotes} upvotes on Hugging Face", (), ())
+        return entry
+
+    def scratch(self, size: int) -> np.ndarray:
+        """Zeros, `size` of them, to be left zeros after use: kept from one block of
+        subscribers to the next, as writing every page of a new array costs more than the use."""
+        if len(self._scratch) < size:
+            self._scratch = np.zeros(size)
+        return self._scratch[:size]
 
     def digests(
         self,
@@ -161,13 +184,23 @@ class Matcher:
         now: datetime,
         window: Callable[[Subscriber], tuple[datetime | None, Iterable[str]]] | None = None,
     ) -> Iterator[Digest]:
-        """Digests for many subscribers, one at a time (nothing kept between them)."""
+        """`digest` for each subscriber, in order: a block of them at a time (block.py), nothing
+        kept from one block to the next."""
         # The configuration, the papers and the index outlive the batch: keep the cycle
-        # collector from walking them again every few thousand new objects (~10% of the time).
+        # collector from walking them again every few thousand new objects. It is also paused
+        # while a block is made (tens of thousands of new objects, none in a cycle, would be
+        # walked every 700), never while the caller runs.
         gc.freeze()
+        enabled = gc.isenabled()
         try:
-            for subscriber in subscribers:
-                since, delivered = window(subscriber) if window else (None, ())
-                yield self.digest(subscriber, now, since, delivered)
+            for block in blocks(subscribers, self.index.size):
+                windows = [window(s) if window else (None, ()) for s in block]
+                gc.disable()
+                try:
+                    made = Block(self, block, now, windows).digests()
+                finally:
+                    if enabled:
+                        gc.enable()
+                yield from made
         finally:
             gc.unfreeze()

@@ -22,7 +22,7 @@ BATCH = 500  # subscribers per question to the ledger
 def newly_seen(config: Config, store: Store, subscribers: Sequence[Subscriber], now: datetime, *,
                ledger: Ledger | None, since: datetime | None = None,
                batch: int = BATCH) -> tuple[list[Paper], Iterator[Digest]]:
-    """The papers read, and each subscriber's digest in order (made lazily, one at a time; the
+    """The papers read, and each subscriber's digest in order (made lazily, a block at a time; the
     ledger asked once per `batch` subscribers). Without a ledger, only the look-back counts
     (nothing is known to be delivered)."""
     last: dict[str, datetime] = {}

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from ..config import Subscriber, Topic
+from ..config import Subscriber
 from ..query import parse_query, terms
 from .normalise import joined, term_key
 
@@ -61,20 +61,23 @@ class TermTable:
     key = staticmethod(term_key)
 
 
-def _topic_terms(topic: Topic) -> Iterator[tuple[str, bool]]:
-    for keyword in (*topic.keywords, *topic.exclude):
-        yield keyword.rstrip("*"), keyword.endswith("*")
-    if topic.query:
-        for term in terms(parse_query(topic.query)):
-            if term.field in (None, "title", "abstract"):
-                yield term.text, term.prefix
-
-
 def compile_terms(subscribers: Iterable[Subscriber]) -> TermTable:
-    """One table for the topics of all subscribers (distinct terms only)."""
-    table = TermTable()
+    """One table for the topics of all subscribers (distinct terms only). The keywords and
+    queries of tens of thousands of topics are gathered first and each distinct one added
+    once: most recur."""
+    keywords: list[str] = []
+    queries: list[str] = []
     for subscriber in subscribers:
         for topic in subscriber.topics:
-            for text, prefix in _topic_terms(topic):
-                table.add(text, prefix)
+            keywords += topic.keywords
+            keywords += topic.exclude
+            if topic.query:
+                queries.append(topic.query)
+    table = TermTable()
+    for keyword in dict.fromkeys(keywords):
+        table.add(keyword.rstrip("*"), keyword.endswith("*"))
+    for query in dict.fromkeys(queries):
+        for term in terms(parse_query(query)):
+            if term.field in (None, "title", "abstract"):
+                table.add(term.text, term.prefix)
     return table

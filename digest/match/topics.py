@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
-from functools import lru_cache
+from functools import lru_cache, reduce
 
 import numpy as np
 
@@ -55,8 +56,15 @@ def _polarity(node: Node, positive: bool = True) -> Iterator[tuple[Term, bool]]:
             yield from _polarity(child, positive)
 
 
+Shown = tuple[list[tuple[str, int, int]], list[AuthorName], tuple[str, ...]]
+
+
 class TopicPlan:
     """One topic compiled against the term table: evaluated on all papers at once."""
+
+    # Tens of thousands are made (one per distinct topic): slots make them faster.
+    __slots__ = ("table", "keywords", "excludes", "authors", "categories", "min_upvotes", "query", "keyword_only",
+                 "terms", "narrowed", "_matches", "shared", "_entries", "_shown", "counted")
 
     def __init__(self, topic: Topic, table: TermTable) -> None:
         # Each topic of each subscriber gets one (50,000 on the bench): the empty criteria,
@@ -69,29 +77,35 @@ class TopicPlan:
         self.categories = [c.lower() for c in topic.categories] if topic.categories else []
         self.min_upvotes = topic.min_upvotes
         self.query = parse_query(topic.query) if topic.query else None
+        # Keyword topics (most) are evaluated many at once (Matcher.digests): from their terms'
+        # postings, narrowed to the papers their categories and excludes allow.
+        self.keyword_only = bool(self.keywords) and self.query is None and not self.authors and self.min_upvotes is None
+        self.terms = [t for _, t in self.keywords if t is not None]
+        self.narrowed = (tuple(self.categories), tuple(self.excludes)) if self.categories or self.excludes else None
         self._matches: tuple[PaperIndex, np.ndarray, np.ndarray] | None = None
         self.shared = False  # set by the matcher once a second subscriber has this topic
         self._entries: tuple[PaperIndex | None, dict[tuple, DigestEntry]] = (None, {})
-        # What an explanation shows: the keywords and counted query terms, authors and categories.
-        self.shown_terms = [(k, t, TITLE | ABSTRACT) for k, t in self.keywords if t is not None]
-        self.shown_authors = [a for _, a in self.authors]
-        self.shown_categories = tuple(self.categories)
-        self.counted: list[Term] = []
-        if self.query is not None:
-            self.counted = [t for t, positive in _polarity(self.query) if positive]
-            self._show_counted_terms()
+        self.counted = [t for t, positive in _polarity(self.query) if positive] if self.query is not None else []
+        self._shown: Shown | None = None
 
-    def _show_counted_terms(self) -> None:
-        shown_categories = list(self.shown_categories)
-        for term in self.counted:
-            if term.field == "author":
-                if author := AuthorName.parse(term.text):
-                    self.shown_authors.append(author)
-            elif term.field == "category":
-                shown_categories.append(term.text.lower() + ("*" if term.prefix else ""))
-            elif (term_id := self.table.id_of(term.text, term.prefix)) is not None:
-                self.shown_terms.append((term.text + ("*" if term.prefix else ""), term_id, _FIELD_BITS[term.field]))
-        self.shown_categories = tuple(shown_categories)
+    def shown(self) -> Shown:
+        """What an explanation shows: the keywords and counted query terms (display text, term
+        id, TITLE|ABSTRACT bits that count), the authors and the categories. Made when first
+        needed: many topics never have a paper to explain (half of them on the bench)."""
+        if self._shown is None:
+            terms = [(k, t, TITLE | ABSTRACT) for k, t in self.keywords if t is not None]
+            authors = [a for _, a in self.authors]
+            categories = list(self.categories)
+            for term in self.counted:
+                if term.field == "author":
+                    if author := AuthorName.parse(term.text):
+                        authors.append(author)
+                elif term.field == "category":
+                    categories.append(term.text.lower() + ("*" if term.prefix else ""))
+                elif (term_id := self.table.id_of(term.text, term.prefix)) is not None:
+                    terms.append((term.text + ("*" if term.prefix else ""), term_id, _FIELD_BITS[term.field]))
+            self._shown = (terms, authors, tuple(categories))
+        return self._shown
 
     # -- all papers at once
 
@@ -120,25 +134,34 @@ class TopicPlan:
         return tuple([known[w] for w in wanted])
 
     def _made(self, index: PaperIndex, wanted: list[tuple[int, float, tuple[str, ...]]]) -> tuple[DigestEntry, ...]:
-        papers, hits, shown_terms = index.papers, index.hits, self.shown_terms
+        papers, hits = index.papers, index.hits
+        terms_shown, shown_authors, shown_categories = self.shown()
+        shown_terms = [(text, hits.get(term_id, _NO_HITS), field_bits) for text, term_id, field_bits in terms_shown]
+        authors: tuple[str, ...] = ()
+        categories: tuple[str, ...] = ()
         made = []
-        for i, score, also in wanted:
+        for i, score, also in wanted:  # hundreds of thousands: loops, not comprehensions (frames)
             paper = papers[i]
             # What the paper matched, as the explanation shows it: terms (display text,
             # TITLE|ABSTRACT bits), authors, categories.
-            terms = tuple([(text, bits) for text, term_id, field_bits in shown_terms
-                           if (bits := hits.get(term_id, _NO_HITS).get(i, 0) & field_bits)])
-            authors = self._followed_authors(paper) if self.shown_authors else ()
-            categories = _categories_in(tuple(paper.categories), self.shown_categories) if self.shown_categories else ()
-            why = explain(terms, authors, categories, paper.upvotes)
-            made.append(DigestEntry.made(paper, score, why, tuple([text for text, _ in terms]), also))
+            terms = []
+            for text, postings, field_bits in shown_terms:
+                bits = postings.get(i, 0) & field_bits
+                if bits:
+                    terms.append((text, bits))
+            if shown_authors:
+                authors = _followed(paper, shown_authors)
+            if shown_categories:
+                categories = _categories_in(tuple(paper.categories), shown_categories)
+            why, matched = _explained(tuple(terms), authors, categories, paper.upvotes)
+            made.append(_entry(paper, score, why, matched, also))
         return tuple(made)
 
     def evaluate(self, index: PaperIndex) -> tuple[np.ndarray, np.ndarray]:
         """(the papers that satisfy every criterion, in ascending order, and their raw relevance:
         the weights summed, before saturation). Sums of weights are exact in floating point
         (multiples of 1/4), so their order does not matter."""
-        if self.keywords and self.query is None and not self.authors and self.min_upvotes is None:
+        if self.keyword_only:
             return self._keyword_matches(index)
         mask, raw = self._evaluate_dense(index)
         papers = mask.nonzero()[0]
@@ -187,14 +210,14 @@ class TopicPlan:
                     raw += weights
             mask = raw > 0  # any keyword, anywhere
         if self.query is not None:
-            leaves: dict[Term, np.ndarray] = {}
+            leaves: dict[int, np.ndarray] = {}  # by id: a Term's dataclass hash costs more than its look-up
             satisfied = self._truth(self.query, index, leaves)
             mask = satisfied if mask is None else mask & satisfied
             for term in self.counted:
                 if term.field == "author":
-                    by_author = leaves[term] if by_author is None else by_author | leaves[term]
+                    by_author = leaves[id(term)] if by_author is None else by_author | leaves[id(term)]
                 elif term.field == "category":
-                    in_category = leaves[term] if in_category is None else in_category | leaves[term]
+                    in_category = leaves[id(term)] if in_category is None else in_category | leaves[id(term)]
                 else:
                     term_id = self.table.id_of(term.text, term.prefix)
                     weights = index.term_weights(term_id, term.field, term_id is not None and phrase[term_id])
@@ -224,16 +247,16 @@ class TopicPlan:
             raw += CATEGORY_WEIGHT * in_category
         return mask, raw
 
-    def _truth(self, node: Node, index: PaperIndex, leaves: dict[Term, np.ndarray]) -> np.ndarray:
+    def _truth(self, node: Node, index: PaperIndex, leaves: dict[int, np.ndarray]) -> np.ndarray:
         if isinstance(node, Term):
-            if node not in leaves:
-                leaves[node] = self._leaf(node, index)
-            return leaves[node]
+            leaf = leaves.get(id(node))
+            if leaf is None:
+                leaf = leaves[id(node)] = self._leaf(node, index)
+            return leaf
         if isinstance(node, Not):
             return ~self._truth(node.operand, index, leaves)
         parts = [self._truth(child, index, leaves) for child in node.operands]
-        combine = np.logical_and if isinstance(node, And) else np.logical_or
-        return combine.reduce(parts)
+        return reduce(operator.and_ if isinstance(node, And) else operator.or_, parts)  # not np.logical_*.reduce: it stacks them first
 
     def _leaf(self, term: Term, index: PaperIndex) -> np.ndarray:
         if term.field == "author":
@@ -243,9 +266,21 @@ class TopicPlan:
             return index.category_mask(term.text.lower() + ("*" if term.prefix else ""))
         return index.term_present(self.table.id_of(term.text, term.prefix), term.field)
 
-    def _followed_authors(self, paper: Paper) -> tuple[str, ...]:
-        return tuple([n for n in paper.authors
-                      if (a := AuthorName.parse(n)) and any(a.same_person(w) for w in self.shown_authors)])
+
+
+@lru_cache(maxsize=65_536)  # the same few terms and upvote counts recur across topics and papers
+def _explained(terms: tuple[tuple[str, int], ...], authors: tuple[str, ...], categories: tuple[str, ...],
+               upvotes: int | None) -> tuple[str, tuple[str, ...]]:
+    """(`explain`, the terms matched)."""
+    return explain(terms, authors, categories, upvotes), tuple([text for text, _ in terms])
+
+
+_entry = DigestEntry.made
+
+
+def _followed(paper: Paper, authors: list[AuthorName]) -> tuple[str, ...]:
+    """The paper's authors among `authors`, as the paper writes them."""
+    return tuple([n for n in paper.authors if (a := AuthorName.parse(n)) and any(a.same_person(w) for w in authors)])
 
 
 @lru_cache(maxsize=65_536)  # few distinct category lists, and patterns
