@@ -173,3 +173,15 @@ def test_a_database_subscriber_is_sent_previewed_and_unsubscribed_like_any_other
         assert {p["email"]: p["state"] for p in listed(config)}["ada@example.org"] == "unsubscribed"
         status = json.loads(digest_cli("status", "--format", "json", config=config).stdout)
         assert {r["subscriber"]: r["status"] for r in status}["ada@example.org"] == "unsubscribed"
+
+
+def test_a_spreadsheets_semicolon_or_tab_separated_file_imports_too():
+    from digest.subscribe.csv_rows import read_subscribers
+
+    semicolons = 'email;name;topics\r\nada@example.org;Ada;"KV cache; Agents: tool use, web agent"\r\n'
+    tabs = "email\tname\ttopics\nada@example.org\tAda\tKV cache; Agents: tool use, web agent\n"
+    for text in (semicolons, "\ufeff" + semicolons, tabs):
+        (line, ada), = read_subscribers(text, "people.csv")[0]
+        assert line == 2 and ada.name == "Ada"
+        assert [(t.name, t.keywords) for t in ada.topics] == [("KV cache", ["KV cache"]),
+                                                              ("Agents", ["tool use", "web agent"])]

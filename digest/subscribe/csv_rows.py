@@ -4,6 +4,7 @@
     ada@example.org,Ada,KV cache; Reasoning: chain of thought, test-time scaling,daily 07:30,Europe/London,20,3
 
 `email` is required; every other column is optional, and an empty cell means the default.
+Columns are separated by commas, or by semicolons or tabs as some spreadsheets save them.
 `topics`: topics separated by `;`, each a keyword or phrase (a topic of its own, named after
 it) or `Name: keyword, keyword` (a named topic of several keywords). Every row is validated
 by the same model as subscribers.yaml's, with the same limits; every bad row is reported with
@@ -68,7 +69,8 @@ def read_subscribers(text: str, shown: str) -> tuple[list[tuple[int, Subscriber]
     """Every row as a Subscriber with its line, and how many rows were skipped as another
     subscribers.yaml's (an export's rows of origin `config`: copy that file instead); raises
     ConfigError listing every bad row."""
-    reader = csv.DictReader(io.StringIO(text.removeprefix("\ufeff"), newline=""))
+    text = text.removeprefix("\ufeff")
+    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=_delimiter(text))
     header = [h.strip().lower() for h in reader.fieldnames or []]
     problems = _header_problems(header, shown)
     if problems:
@@ -102,6 +104,17 @@ def read_subscribers(text: str, shown: str) -> tuple[list[tuple[int, Subscriber]
     if problems:
         raise ConfigError(problems)
     return found, skipped
+
+
+def _delimiter(text: str) -> str:
+    """The column separator, from the header line: a comma, or what spreadsheets in many
+    locales write instead (a semicolon), or a tab."""
+    header = text.split("\n", 1)[0]
+    if "," not in header:
+        for other in (";", "\t"):
+            if other in header:
+                return other
+    return ","
 
 
 def write_subscribers(rows: Iterable[dict[str, str]]) -> str:
