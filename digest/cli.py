@@ -598,11 +598,11 @@ def subscribers_add(app: App, email: str, name: str | None, topics: tuple[str, .
 
     Example: digest subscribers add ada@example.org --name Ada --topic "KV cache" --topic "Agents: tool use, web agent"
     """
-    from .subscribe.csv_rows import parse_topics
+    from .subscribe.csv_rows import parse_topics, validated
 
     settings = {"email": email, "name": name, "topics": parse_topics(";".join(topics)), "schedule": schedule,
                 "timezone": timezone, "max_papers": max_papers, "trending": trending}
-    subscriber = _validated({k: v for k, v in settings.items() if v is not None and v != []})
+    subscriber = validated({k: v for k, v in settings.items() if v is not None and v != []}, "digest subscribers add")
     _admin(app).add(subscriber)
     out.print(f"{subscriber.email} added ({len(subscriber.topics)} topics)", highlight=False)
 
@@ -667,18 +667,6 @@ def _admin(app: App):  # type: ignore[no-untyped-def]
     from .subscribe.admin import SubscriberAdmin
 
     return SubscriberAdmin(app.config, app.store())
-
-
-def _validated(settings: dict[str, Any]) -> Any:
-    from pydantic import ValidationError
-
-    from .config import Subscriber
-    from .subscribe.csv_rows import _row_problem
-
-    try:
-        return Subscriber.model_validate(settings)
-    except ValidationError as exc:
-        raise ConfigError([_row_problem(e, "digest subscribers add", 0) for e in exc.errors()]) from None
 
 
 def _print_subscribers(rows: list[dict[str, Any]], fmt: str) -> None:

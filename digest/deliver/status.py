@@ -46,8 +46,7 @@ def subscriber_status(config: Config, store: Store, now: datetime) -> list[dict[
             "suspended_reason": state.suspended_reason,
             "unsubscribed": state.unsubscribed_at is not None,
             "enabled": subscriber.enabled,
-            "status": ("paused" if not subscriber.enabled else "unsubscribed" if state.unsubscribed_at
-                       else "suspended" if state.suspended_at else "active"),
+            "status": state.status(subscriber.enabled),
         })
     return rows
 

@@ -72,6 +72,11 @@ class Synced:
     shadowed: tuple[str, ...] = ()  # the origin's addresses that another origin holds (left as they are)
 
 
+def _unchanged(old: sa.Row | None, want: Wanted) -> bool:
+    """The directory already holds `want` as it is."""
+    return old is not None and (old.profile, old.schedule, old.timezone) == (want.profile, want.schedule, want.timezone)
+
+
 def _row(origin: str, want: Wanted, old: sa.Row | None, now: datetime,
          first_due: Callable[[str, str], datetime | None]) -> dict:
     """The row that makes the directory hold `want`: next_due kept unless the schedule, time
@@ -134,8 +139,7 @@ class Directory:
                 shadowed.append(want.email)
                 continue
             old = held.get(want.key)
-            if old is not None and (old.profile, old.schedule, old.timezone) == (want.profile, want.schedule,
-                                                                                  want.timezone):
+            if _unchanged(old, want):
                 continue
             rows.append(_row(origin, want, old, now, first_due))
             added += old is None
@@ -189,8 +193,7 @@ class Directory:
                 rows = []
                 for want in chunk:
                     old = held.get(want.key)
-                    if old is not None and (old.origin != origin or (old.profile, old.schedule, old.timezone) == (
-                            want.profile, want.schedule, want.timezone)):
+                    if old is not None and old.origin != origin or _unchanged(old, want):
                         continue
                     rows.append(_row(origin, want, old, now, first_due))
                 if rows:

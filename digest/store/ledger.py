@@ -134,6 +134,12 @@ class SubscriberState:
     def active(self) -> bool:
         return self.suspended_at is None and self.unsubscribed_at is None
 
+    def status(self, enabled: bool) -> str:
+        """What `digest status` and `digest subscribers list` call it: paused (by its settings),
+        unsubscribed, suspended (for bounces) or active."""
+        return ("paused" if not enabled else "unsubscribed" if self.unsubscribed_at
+                else "suspended" if self.suspended_at else "active")
+
 
 def _owner_gone(owner: str | None, lease_until: datetime | None, updated_at: datetime, now: datetime) -> bool:
     """A holder known to have ended is gone at once; any other when its lease is over."""

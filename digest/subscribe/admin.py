@@ -18,7 +18,7 @@ from ..deliver import roster
 from ..errors import ConfigError, DigestError, Problem, UnknownSubscriber
 from ..store.database import Store
 from ..store.directory import Directory, Listed
-from ..store.ledger import Ledger, subscriber_key
+from ..store.ledger import Ledger, SubscriberState, subscriber_key
 from .csv_rows import topics_cell
 
 ORIGIN = "admin"
@@ -79,9 +79,8 @@ class SubscriberAdmin:
                                   lambda schedule, timezone: roster.first_due(schedule, timezone, now))
 
 
-def _described(row: Listed, subscriber: Subscriber, state: Any) -> dict[str, Any]:
-    status = ("paused" if not subscriber.enabled else "unsubscribed" if state.unsubscribed_at
-              else "suspended" if state.suspended_at else "active")
+def _described(row: Listed, subscriber: Subscriber, state: SubscriberState) -> dict[str, Any]:
+    status = state.status(subscriber.enabled)
     return {
         "email": row.email,
         "name": subscriber.name or "",

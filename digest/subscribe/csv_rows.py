@@ -98,9 +98,9 @@ def read_subscribers(text: str, shown: str) -> tuple[list[tuple[int, Subscriber]
             continue
         first_line[key] = line
         try:
-            found.append((line, Subscriber.model_validate(_settings(cells))))
-        except ValidationError as exc:
-            problems += [_row_problem(error, shown, line) for error in exc.errors()]
+            found.append((line, validated(_settings(cells), shown, line)))
+        except ConfigError as exc:
+            problems += exc.problems
     if problems:
         raise ConfigError(problems)
     return found, skipped
@@ -115,6 +115,15 @@ def _delimiter(text: str) -> str:
             if other in header:
                 return other
     return ","
+
+
+def validated(settings: dict[str, Any], shown: str, line: int | None = None) -> Subscriber:
+    """A subscriber's settings checked by the model subscribers.yaml's are; a ConfigError
+    locating every problem (`shown`, and `line` for a file's row)."""
+    try:
+        return Subscriber.model_validate(settings)
+    except ValidationError as exc:
+        raise ConfigError([_row_problem(error, shown, line) for error in exc.errors()]) from None
 
 
 def write_subscribers(rows: Iterable[dict[str, str]]) -> str:
@@ -153,7 +162,7 @@ def _settings(cells: dict[str, str]) -> dict:
     return settings
 
 
-def _row_problem(error: Any, shown: str, line: int) -> Problem:
+def _row_problem(error: Any, shown: str, line: int | None) -> Problem:
     problem = _locate(error, {}, shown)
     path = problem.path
     if path.startswith("topics"):  # topics[1].keywords: say which of the cell's topics
