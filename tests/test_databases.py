@@ -58,9 +58,12 @@ def test_records_and_claims(database):
     ledger.sending(first.id, T0)
     ledger.sent(first, T0)
     assert ledger.delivered("a@example.org") == {"x"}
-    ledger.unsubscribe("b@example.org", T0)
-    ledger.unsubscribe("b@example.org", T0 + timedelta(hours=1))  # again: an update, not a second row
-    assert ledger.state("b@example.org").unsubscribed_at == T0 + timedelta(hours=1)
+    assert ledger.unsubscribe("b@example.org", T0) == T0
+    # again: an update, not a second row, and since when stays the first time
+    assert ledger.unsubscribe("b@example.org", T0 + timedelta(hours=1)) == T0
+    assert ledger.state("b@example.org").unsubscribed_at == T0
+    ledger.resubscribe("b@example.org")
+    assert ledger.unsubscribe("b@example.org", T0 + timedelta(hours=2)) == T0 + timedelta(hours=2)
 
 
 def test_the_same_digest_recorded_by_many_workers_at_once_is_one(database):

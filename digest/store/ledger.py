@@ -444,8 +444,17 @@ class Ledger:
 
     # -- subscribers
 
-    def unsubscribe(self, subscriber: str, now: datetime) -> None:
-        self._write(lambda conn: _upsert_state(conn, subscriber, unsubscribed_at=now))
+    def unsubscribe(self, subscriber: str, now: datetime) -> datetime:
+        """Unsubscribe (again): returns since when, which a repeated request leaves as it was.
+        One statement, so a mail provider's burst of one-click requests costs one round trip each."""
+        def work(conn: Connection) -> datetime:
+            values = {"subscriber": subscriber_key(subscriber), "hard_failures": 0, "unsubscribed_at": now}
+            statement = dialect_insert(conn)(subscriber_state).values(**values)
+            kept = sa.func.coalesce(subscriber_state.c.unsubscribed_at, statement.excluded.unsubscribed_at)
+            return conn.execute(statement.on_conflict_do_update(
+                index_elements=[subscriber_state.c.subscriber], set_={"unsubscribed_at": kept}).returning(
+                subscriber_state.c.unsubscribed_at)).scalar_one()
+        return self.store.write(work, alone=True)
 
     def resubscribe(self, subscriber: str) -> None:
         """Undo an unsubscription (the reader's own request); a suspension for bounces stays."""

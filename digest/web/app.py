@@ -100,11 +100,10 @@ def make_app(secret: str, ledger: Ledger, *, list_name: str = "Paper digest", te
             log.info("resubscribed %s", email)
             return pages.page("unsubscribe.html.j2", title="Subscribed again", state="resubscribed", email=email)
         # The button, or a mail client's one-click request (RFC 8058: List-Unsubscribe=One-Click).
-        state = await run_in_threadpool(ledger.state, email)
-        if state.unsubscribed_at is not None:
-            return unsubscribed(email, state.unsubscribed_at, already=True)
         now = datetime.now(UTC)
-        await run_in_threadpool(ledger.unsubscribe, email, now)
+        since = await run_in_threadpool(ledger.unsubscribe, email, now)
+        if since != now:
+            return unsubscribed(email, since, already=True)
         log.info("unsubscribed %s", email)
         return unsubscribed(email, now, already=False)
 
