@@ -167,19 +167,21 @@ class NaiveRenderer:
     """The full chain for every digest: Jinja → MJML → premailer."""
 
     compiled = False
+    html_name = HTML_TEMPLATE  # the pair of templates rendered (a subclass may render another)
+    text_name = TEXT_TEMPLATE
 
     def __init__(self, directory: Path | None = None) -> None:
         self.env = environment(directory)
         self.text_env = environment(directory, html=False)
-        self.html_template = _load(self.env, HTML_TEMPLATE)
-        self.text_template = _load(self.text_env, TEXT_TEMPLATE)
+        self.html_template = _load(self.env, self.html_name)
+        self.text_template = _load(self.text_env, self.text_name)
 
     def html(self, values: dict[str, Any]) -> str:
-        mjml = _guarded(self.html_template.render, HTML_TEMPLATE)(values)
+        mjml = _guarded(self.html_template.render, self.html_name)(values)
         return inline_css(mjml_to_html(mjml))
 
     def text(self, values: dict[str, Any]) -> str:
-        return _guarded(self.text_template.render, TEXT_TEMPLATE)(values)
+        return _guarded(self.text_template.render, self.text_name)(values)
 
 
 class CompiledRenderer(NaiveRenderer):
@@ -192,7 +194,7 @@ class CompiledRenderer(NaiveRenderer):
         self.fallback_reason: str | None = None
         self.compiled_template: jinja2.Template | None = None
         try:
-            source = _expanded(self.env, HTML_TEMPLATE)
+            source = _expanded(self.env, self.html_name)
             stage_two = _restore_tags(inline_css(mjml_to_html(source)))
             unsafe = _unescaped_attributes(stage_two)
             if unsafe:
@@ -213,7 +215,7 @@ class CompiledRenderer(NaiveRenderer):
     def html(self, values: dict[str, Any]) -> str:
         if self.compiled_template is None:
             return super().html(values)
-        return _guarded(self.compiled_template.render, HTML_TEMPLATE)(values)
+        return _guarded(self.compiled_template.render, self.html_name)(values)
 
 
 def _load(env: jinja2.Environment, name: str) -> jinja2.Template:
