@@ -18,11 +18,12 @@ from .gather import gather
 from .match import Matcher
 from .models import VERSION as __version__
 from .models import Digest, DigestEntry, Listing, Paper, Section, SourceReport
-from .render import Composer
+from .render import Composer, notice_message
 from .store import Store
 
 __all__ = [
     "Composer", "Config", "ConfigError", "Delivery", "Digest", "DigestEntry", "DigestError", "FetchError",
     "Listing", "Matcher", "Paper", "ParseError", "Section", "SourceError", "SourceReport", "Store",
     "StoreError", "UnknownSubscriber", "__version__", "gather", "load_config",
+    "notice_message",
 ]
