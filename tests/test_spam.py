@@ -1,5 +1,6 @@
 """SpamAssassin's local rules (Debian's spamassassin, `spamassassin -t -L`) score the e-mail
-as sent at 0 or below, for digests of 1 to 40 papers, read through `digest preview --format eml`."""
+as sent at 0 or below, for digests of 1 to 40 papers, read through `digest preview --format eml`,
+and for the subscription centre's notices."""
 
 from __future__ import annotations
 
@@ -8,8 +9,12 @@ import email.policy
 import re
 import shutil
 import subprocess
+from datetime import UTC, datetime, timedelta
 
 import pytest
+
+from digest import notice_message
+from digest.config import Config, Sender
 
 from .conftest import write_config
 from .test_cli import SAMPLES, digest
@@ -48,4 +53,16 @@ def test_preview_eml_scores_at_most_zero(tmp_path, max_papers):
     html = email.message_from_bytes(message, policy=email.policy.default).get_body(("html",)).get_content()
     assert html.count('<h3 class="pt"') == max_papers
     score, report = spam_score(message)
+    assert score <= 0, report
+
+
+@pytest.mark.parametrize("kind,reason", [("confirm", "asked"), ("manage", "already")])
+def test_notices_score_at_most_zero(kind, reason):
+    config = Config(sender=Sender(**{"from": "Paper Digest <digest@example.org>", "reply_to": "admin@example.org",
+                                     "list_name": "NLP Lab Papers"}), base_url="https://digest.example.org")
+    now = datetime.now(UTC)
+    message = notice_message(config, kind, "alice@example.org",
+                             "https://digest.example.org/subscription/confirm/Zk3lQm0aB9xYq2Wv7tR1uHc",
+                             now=now, expires=now + timedelta(hours=48), reason=reason)
+    score, report = spam_score(message.as_bytes())
     assert score <= 0, report
