@@ -367,6 +367,8 @@ Source = Annotated[
 def _query(value: Any) -> str:
     if not isinstance(value, str):
         raise _error("query", "expected a query string such as '\"KV cache\" OR quantiz*'")
+    if len(value) > MAX_QUERY:
+        raise _error("query", f"the query is {len(value)} characters long: at most {MAX_QUERY}")
     try:
         parse_query(value)
     except QuerySyntaxError as exc:
@@ -374,9 +376,19 @@ def _query(value: Any) -> str:
     return value
 
 
+MAX_KEYWORD = 100  # characters in one keyword (a phrase of a dozen words)
+MAX_KEYWORDS = 50  # keywords (or excludes) in one topic
+MAX_QUERY = 2000  # characters in one topic's query
+MAX_TOPICS = 20  # topics of one subscriber
+
+
 def _keywords(value: Any) -> list[str]:
     items = _strings(value)
+    if len(items) > MAX_KEYWORDS:
+        raise _error("keywords", f"{len(items)} keywords: a topic takes at most {MAX_KEYWORDS} (split it in two)")
     for item in items:
+        if len(item) > MAX_KEYWORD:
+            raise _error("keyword", f"keyword {item[:30]!r}… is {len(item)} characters long: at most {MAX_KEYWORD}")
         if not re.search(r"\w", item):
             raise _error("keyword", f"keyword {item!r} has no letters or digits to match")
         if "*" in item.rstrip("*") or (item.endswith("*") and (" " in item or len(item.rstrip("*")) < 3)):
@@ -389,6 +401,10 @@ Keywords = Annotated[list[str], BeforeValidator(_keywords)]
 
 class Topic(_Strict):
     name: Annotated[OneLine, Field(min_length=1, max_length=200)]
+    # A sentence or two on what the topic is about (shown on the sign-up page for presets).
+    description: Annotated[str, Field(max_length=1000)] | None = None
+    # The catalogue entry (`presets:`) this topic was picked from on the web: a copy of it, named.
+    preset: Annotated[OneLine, Field(max_length=200)] | None = None
     keywords: Keywords = []
     query: Annotated[str, BeforeValidator(_query)] | None = None
     exclude: Keywords = []
@@ -441,13 +457,32 @@ class Subscriber(_Strict):
     name: Annotated[OneLine, Field(max_length=200)] | None = None
     timezone: TimeZoneName | None = None
     schedule: Schedule | None = None
-    topics: list[Topic] = []
+    topics: Annotated[list[Topic], Field(max_length=MAX_TOPICS)] = []
     max_papers: int | None = Field(default=None, ge=1, le=500)
     max_per_topic: int | None = Field(default=None, ge=1)
     trending: int | None = Field(default=None, ge=0, le=100)
     lookback: Lookback | None = None
     send_empty: bool | None = None
     enabled: bool = True
+
+
+class SignUps(_Strict):
+    """The subscription centre's sign-up page (/subscribe on `listen:`; `base_url` must be set).
+    Closed unless opened: a public form that sends mail is the admin's choice to make."""
+
+    open: bool = False
+    per_client: int = Field(default=10, ge=1, le=10_000)  # sign-up and link requests per client address an hour
+    per_address: int = Field(default=3, ge=1, le=100)  # e-mails to one address a day (no mail-bombing a stranger)
+    per_hour: int = Field(default=200, ge=1, le=1_000_000)  # e-mails the web side sends an hour, in all
+
+
+def _unique_presets(value: list[Topic]) -> list[Topic]:
+    seen: set[str] = set()
+    for topic in value:
+        if topic.name.casefold() in seen:
+            raise _error("presets", f"two presets are named {topic.name!r}: each needs a name of its own")
+        seen.add(topic.name.casefold())
+    return value
 
 
 class Config(_Strict):
@@ -467,6 +502,9 @@ class Config(_Strict):
     listen: Annotated[str, BeforeValidator(_listen)] | None = None  # the unsubscribe endpoint of `digest run`
     sources: list[Source] = []
     defaults: Defaults = Defaults()
+    # Topics people pick from on the sign-up and manage pages (name, description, keywords/query).
+    presets: Annotated[list[Topic], AfterValidator(_unique_presets)] = []
+    signups: SignUps = SignUps()
     subscribers: list[Subscriber] = []
     # Where the file was read from: relative paths (state, templates, local feeds) resolve against it.
     _path: Path = PrivateAttr(default=Path(DEFAULT_CONFIG))
@@ -789,7 +827,7 @@ def _line(raw: Any, loc: tuple[Any, ...]) -> int | None:
 
 _SECTION_MODELS: dict[str, type[BaseModel]] = {
     "sender": Sender, "smtp": Smtp, "defaults": Defaults, "subscribers": Subscriber,
-    "topics": Topic, "backups": Backups, "workers": Workers,
+    "topics": Topic, "presets": Topic, "signups": SignUps, "backups": Backups, "workers": Workers,
 }
 _SOURCE_MODELS: dict[str, type[BaseModel]] = {
     "arxiv": ArxivSource, "arxiv-api": ArxivApiSource, "huggingface": HuggingFaceSource, "feed": FeedSource,

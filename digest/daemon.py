@@ -150,6 +150,8 @@ class Daemon:
             return
         changed_fetch = config.fetch != self.config.fetch
         self.config = config
+        if (centre := getattr(self, "centre", None)) is not None:  # presets and limits as the file says now
+            centre.config = config
         if changed_fetch:
             self.scheduler.reschedule_job("fetch", trigger=fetch_trigger(config.fetch))
         log.info("configuration reloaded: %s, %d sources", f"{len(config.subscribers)} subscribers"
@@ -184,16 +186,27 @@ class Daemon:
 
     def _serve_unsubscribe(self, address: str) -> None:
         from .store.ledger import Ledger
+        from .subscribe.centre import Centre, smtp_send
         from .web.unsubscribe import unsubscribe_server
 
         store = open_store(self.config)
         secret = store.signing_secret()
         templates = Path(self.config.resolve_local(self.config.templates)) if self.config.templates else None
+        # The subscription centre's pages need base_url: their links go out in e-mails.
+        self.centre = Centre(self.config, store, secret, smtp_send(self.config)) if self.config.base_url else None
         self.web = unsubscribe_server(address, secret, Ledger(store), list_name=self.config.sender.list_name,
-                                      templates=templates)
+                                      templates=templates, centre=self.centre)
         threading.Thread(target=self.web.serve_forever, name="web", daemon=True).start()
         host, port = self.web.server_address[:2]
-        log.info("links answered on http://%s:%d/unsubscribe/…", host, port)
+        log.info("links answered on http://%s:%d/unsubscribe/…%s", host, port,
+                 "; sign-ups on /subscribe" if self.centre and self.config.signups.open else "")
+        if self.centre is not None:
+            self.scheduler.add_job(self._purge_signups, IntervalTrigger(hours=1), id="purge-signups",
+                                   name="purge unconfirmed sign-ups", next_run_time=datetime.now(UTC))
+
+    def _purge_signups(self) -> None:
+        if (centre := getattr(self, "centre", None)) is not None and (purged := centre.purge()):
+            log.info("purged %d sign-ups older than a week", purged)
 
     def serve(self) -> None:
         """Run until SIGTERM/SIGINT; reload on SIGHUP or when the config file changes."""

@@ -93,3 +93,36 @@ def unsubscribe_url(base_url: str | None, secret: str, email: str) -> str | None
 def unsubscribe_mailto(address: str, email: str) -> str:
     """A mailto: link that asks the sender to unsubscribe `email` (works without a web server)."""
     return f"mailto:{address}?subject={quote('unsubscribe ' + email)}"
+
+
+# -- the subscription centre's links
+
+CONFIRM = "confirm"
+MANAGE = "manage"
+
+
+def confirm_token(secret: str, signup_id: str) -> str:
+    """The link that confirms one sign-up (its row says whether it is still unconfirmed)."""
+    return seal(secret, CONFIRM, signup_id)
+
+
+def signup_from_token(secret: str, token: str) -> str | None:
+    return unseal(secret, CONFIRM, token)
+
+
+def manage_token(secret: str, key: str, generation: int) -> str:
+    """A subscriber's manage link of one generation (a fresh link moves the generation on)."""
+    return seal(secret, MANAGE, f"{generation}:{key}")
+
+
+def manage_from_token(secret: str, token: str) -> tuple[str, int] | None:
+    """(address key, generation) of a genuine manage token, else None."""
+    text = unseal(secret, MANAGE, token)
+    generation, _, key = (text or "").partition(":")
+    return (key, int(generation)) if generation.isdigit() and key else None
+
+
+def address_hash(secret: str, key: str) -> str:
+    """A keyed hash of an address: the same for the same address, and no address behind it
+    for anyone without the key (what the web's mail records keep)."""
+    return _b64(hmac.new(secret.encode(), b"address:" + key.encode(), hashlib.sha256).digest()[:18])

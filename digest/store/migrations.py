@@ -88,6 +88,25 @@ def _m7_subscriber_directory(conn: Connection) -> None:
         conn.exec_driver_sql(ddl)
 
 
+def _m8_subscription_centre(conn: Connection) -> None:
+    # Sign-ups waiting for their confirmation (purged after a week); the e-mails the web side
+    # sent, by a keyed hash of the address (the caps per address and per hour); each
+    # subscriber's manage-link generation (a fresh link retires the older ones after a grace).
+    for ddl in (
+        """CREATE TABLE signups (
+            id TEXT PRIMARY KEY, key TEXT NOT NULL, email TEXT NOT NULL, profile TEXT NOT NULL,
+            created_at TEXT NOT NULL, confirmed_at TEXT)""",
+        "CREATE INDEX signups_created ON signups (created_at)",
+        "CREATE INDEX signups_key ON signups (key)",
+        "CREATE TABLE web_mail (target TEXT NOT NULL, kind TEXT NOT NULL, sent_at TEXT NOT NULL)",
+        "CREATE INDEX web_mail_target ON web_mail (target, sent_at)",
+        "CREATE INDEX web_mail_sent ON web_mail (sent_at)",
+        """CREATE TABLE manage_links (
+            key TEXT PRIMARY KEY, generation INTEGER NOT NULL, previous_until TEXT)""",
+    ):
+        conn.exec_driver_sql(ddl)
+
+
 MIGRATIONS: list[Callable[[Connection], None]] = [
     _m1_papers_and_fetch_state, _m2_settings, _m3_ledger, _m4_uncertain_resends, _m5_digest_ids_on_postgresql,
-    _m6_shared_plans, _m7_subscriber_directory]
+    _m6_shared_plans, _m7_subscriber_directory, _m8_subscription_centre]

@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlsplit
 
 import jinja2
 from starlette.applications import Starlette
@@ -33,12 +33,16 @@ from starlette.routing import Route
 from ..render.links import email_from_token
 from ..render.renderer import builtin_templates
 from ..store.ledger import Ledger
+from ..subscribe.centre import Centre
+from .centre import centre_routes
+from .csrf import Csrf
 
 log = logging.getLogger("digest.web")
 
 MAX_BODY = 64 * 1024  # a form is a few hundred bytes; nothing larger is read
 SECURITY_HEADERS = [
-    (b"content-security-policy", b"default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
+    (b"content-security-policy", b"default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self'; "
+                                 b"form-action 'self'; "
                                  b"frame-ancestors 'none'; base-uri 'none'"),
     (b"referrer-policy", b"no-referrer"),
     (b"x-content-type-options", b"nosniff"),
@@ -46,6 +50,7 @@ SECURITY_HEADERS = [
     (b"cache-control", b"no-store"),
 ]
 _STATIC = "/static/site.css"
+_SCRIPT = "/static/timezone.js"
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -70,12 +75,19 @@ class Pages:
         return HTMLResponse(html, status_code=status)
 
     def css(self) -> str:
-        source, _, _ = self.env.loader.get_source(self.env, "site.css")  # type: ignore[union-attr]
+        return self.source("site.css")
+
+    def source(self, name: str) -> str:
+        source, _, _ = self.env.loader.get_source(self.env, name)  # type: ignore[union-attr]
         return source
 
 
-def make_app(secret: str, ledger: Ledger, *, list_name: str = "Paper digest", templates: Path | None = None) -> ASGIApp:
+def make_app(secret: str, ledger: Ledger, *, list_name: str = "Paper digest", templates: Path | None = None,
+             centre: Centre | None = None) -> ASGIApp:
+    """The web side; with a `centre`, the subscription centre's pages too (web/centre.py)."""
     pages = Pages(list_name, templates)
+    base_url = centre.config.base_url if centre else None
+    csrf = Csrf(secret, site_host=urlsplit(base_url).netloc if base_url else None)
 
     def not_valid(status: int) -> HTMLResponse:
         return pages.page("unsubscribe.html.j2", status, title="Link not valid", state="invalid",
@@ -110,6 +122,9 @@ def make_app(secret: str, ledger: Ledger, *, list_name: str = "Paper digest", te
     async def stylesheet(_request: Request) -> Response:
         return Response(pages.css(), media_type="text/css")
 
+    async def script(_request: Request) -> Response:
+        return Response(pages.source("timezone.js"), media_type="text/javascript")
+
     async def http_error(_request: Request, exc: Exception) -> Response:
         status = exc.status_code if isinstance(exc, HTTPException) else 500
         if status == 404:
@@ -120,6 +135,8 @@ def make_app(secret: str, ledger: Ledger, *, list_name: str = "Paper digest", te
     app = Starlette(routes=[
         Route("/unsubscribe/{token}", unsubscribe, methods=["GET", "POST"]),
         Route(_STATIC, stylesheet, methods=["GET"]),
+        Route(_SCRIPT, script, methods=["GET"]),
+        *centre_routes(centre, pages.page, csrf),
     ], exception_handlers={404: http_error, 405: http_error})
     return security_headers(body_limit(app, MAX_BODY))
 

@@ -1,0 +1,170 @@
+"""The subscription centre's core: sign-up with double opt-in, and the links that let a
+subscriber manage their own settings. The web pages (web/centre.py) are a thin layer over it.
+
+- A sign-up is kept apart from the directory until its address is confirmed: nothing is sent
+  to that address but the confirmation. The confirmation link works once, for 48 hours; GET
+  shows a button and only POST confirms (mail scanners fetch links). Unconfirmed sign-ups are
+  purged after a week.
+- Signing up an address that is already subscribed looks the same to the visitor and mails
+  the owner a manage link instead: the form tells nobody who is subscribed.
+- Subscribers who signed up on the web are of origin `self`: only they change their row (a
+  reload of subscribers.yaml never does; see store/directory.py).
+- Every e-mail the pages send is capped per address (a day) and in all (an hour): a bot
+  cannot make us mail-bomb a stranger, and a flood is refused, never queued.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
+from pathlib import Path
+
+from ..config import Config, Subscriber
+from ..deliver import roster
+from ..deliver.smtp import SmtpSender
+from ..render.links import (
+    address_hash,
+    confirm_token,
+    manage_from_token,
+    manage_token,
+    signup_from_token,
+)
+from ..store.database import Store
+from ..store.directory import Directory
+from ..store.ledger import Ledger, subscriber_key
+from ..store.signups import SignUp, SignUpStore
+
+ORIGIN = "self"
+CONFIRM_FOR = timedelta(hours=48)
+PURGE_AFTER = timedelta(days=7)
+MANAGE_GRACE = timedelta(days=1)  # an older manage link keeps working this long after a fresh one
+
+log = logging.getLogger("digest.subscribe")
+
+
+@dataclass(frozen=True)
+class Confirmed:
+    email: str
+    manage_url: str
+    already: bool  # the address was subscribed before this confirmation
+
+
+class Centre:
+    def __init__(self, config: Config, store: Store, secret: str, send: Callable[[EmailMessage], None],
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        if not config.base_url:
+            raise ValueError("the subscription centre needs base_url (its links go in e-mails)")
+        self.config, self.secret, self.send, self.clock = config, secret, send, clock
+        self.base_url = config.base_url.rstrip("/")
+        self.directory, self.ledger, self.signups = Directory(store), Ledger(store), SignUpStore(store)
+
+    # -- links
+
+    def manage_url(self, email: str) -> str:
+        key = subscriber_key(email)
+        generation, _ = self.signups.generation(key)
+        return f"{self.base_url}/manage/{manage_token(self.secret, key, generation)}"
+
+    def manage_key(self, token: str) -> str | None:
+        """The address key a manage token is valid for now (its generation current, or the one
+        before within the grace period, and the subscriber still there), else None."""
+        found = manage_from_token(self.secret, token)
+        if found is None:
+            return None
+        key, generation = found
+        current, previous_until = self.signups.generation(key)
+        fresh = generation == current or (generation == current - 1 and previous_until is not None
+                                          and self.clock() < previous_until)
+        return key if fresh and self._known(key) else None
+
+    # -- sign-up
+
+    def sign_up(self, subscriber: Subscriber) -> None:
+        """Mail a confirmation link (or, to an address already subscribed, a manage link), if
+        the caps allow; the caller answers the same whatever happened."""
+        key = subscriber_key(subscriber.email)
+        now = self.clock()
+        if self._known(key):
+            self._mail(key, subscriber.email, "manage", self.manage_url(subscriber.email), reason="already")
+            return
+        signup_id = secrets.token_urlsafe(18)
+        self.signups.add(signup_id, key, subscriber.email, subscriber.model_dump(mode="json", exclude_defaults=True), now)
+        self._mail(key, subscriber.email, "confirm", f"{self.base_url}/confirm/{confirm_token(self.secret, signup_id)}",
+                   expires=now + CONFIRM_FOR)
+
+    def pending(self, token: str) -> SignUp | None:
+        """The unconfirmed, unexpired sign-up a confirmation token names (nothing changes)."""
+        signup_id = signup_from_token(self.secret, token)
+        signup = self.signups.get(signup_id) if signup_id else None
+        if signup is None or signup.confirmed_at is not None or self.clock() - signup.created_at >= CONFIRM_FOR:
+            return None
+        return signup
+
+    def confirm(self, token: str) -> Confirmed | None:
+        """Confirm a sign-up (once): the subscriber joins the directory, of origin `self`."""
+        signup_id = signup_from_token(self.secret, token)
+        now = self.clock()
+        signup = self.signups.confirm(signup_id, now, CONFIRM_FOR) if signup_id else None
+        if signup is None:
+            return None
+        if self._known(signup.key):  # subscribed meanwhile: keep what is there
+            return Confirmed(signup.email, self.manage_url(signup.email), already=True)
+        subscriber = Subscriber.model_validate(signup.profile)
+        self.directory.put(ORIGIN, [roster.as_wanted(self.config, subscriber)], now,
+                           lambda schedule, timezone: roster.first_due(schedule, timezone, now))
+        self.ledger.resubscribe(signup.email)  # a new opt-in lifts an old unsubscription
+        log.info("confirmed a sign-up")
+        return Confirmed(signup.email, self.manage_url(signup.email), already=False)
+
+    def mail_manage_link(self, email: str) -> None:
+        """A fresh manage link to a subscriber (the older ones retire after a grace period);
+        nothing to an address that is not subscribed (the caller answers the same)."""
+        key = subscriber_key(email)
+        if not self._known(key):
+            return
+        self.signups.renew(key, self.clock(), MANAGE_GRACE)
+        self._mail(key, email, "manage", self.manage_url(email), reason="asked")
+
+    def purge(self) -> int:
+        """Remove sign-ups (and mail records) older than a week; how many sign-ups went."""
+        return self.signups.purge(self.clock() - PURGE_AFTER)
+
+    def _known(self, key: str) -> bool:
+        """Whether the address is a subscriber, of any origin (subscribers.yaml's synced first:
+        one query when the file has not changed)."""
+        roster.sync(self.config, self.directory, self.clock())
+        return key in self.directory.origins([key])
+
+    # -- mail
+
+    def _mail(self, key: str, email: str, kind: str, link: str, *, reason: str = "asked",
+              expires: datetime | None = None) -> None:
+        from ..render.notice import notice_message
+
+        signups = self.config.signups
+        if not self.signups.allow_mail(address_hash(self.secret, key), kind, self.clock(),
+                                       per_address=signups.per_address, per_hour=signups.per_hour):
+            log.warning("not mailing a %s link: the cap of %d a day to one address or %d an hour is reached",
+                        kind, signups.per_address, signups.per_hour)
+            return
+        templates = Path(self.config.resolve_local(self.config.templates)) if self.config.templates else None
+        self.send(notice_message(self.config, kind, email, link, now=self.clock(), expires=expires,  # type: ignore[arg-type]
+                                 reason=reason, templates=templates))
+
+
+def smtp_send(config: Config) -> Callable[[EmailMessage], None]:
+    """Send one notice through the configured SMTP server (a connection each: the pages send
+    a few an hour, not thousands)."""
+    ca_file = config.resolve_local(config.smtp.ca_file) if config.smtp.ca_file else None
+
+    def send(message: EmailMessage) -> None:
+        sender = SmtpSender(config.smtp, ca_file=ca_file)
+        try:
+            sender.send(message)
+        finally:
+            sender.close()
+    return send

@@ -1,0 +1,188 @@
+"""The sign-up and settings form, both ways: the fields a person filled in into a Subscriber
+(validated by the same model as subscribers.yaml, with the same limits), with every problem
+located at its field in words a person reads; and a Subscriber back into the form's values.
+
+Fields: email, name, preset (one per picked catalogue entry), topic_name_N,
+topic_description_N, topic_keywords_N (separated by commas, semicolons or lines),
+topic_query_N (optional, the query language), schedule_kind (daily, weekdays, weekly),
+schedule_day, schedule_time (HH:MM), timezone, max_papers.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from ..config import MAX_TOPICS, Config, Subscriber, Topic
+
+OWN_TOPIC_ROWS = 3  # blank rows for topics of one's own (no script needed to add one)
+DAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+_SPLIT = re.compile(r"[,;\n]")
+_TOPIC_FIELDS = ("name", "description", "keywords", "query")
+
+
+@dataclass
+class Filled:
+    """A form as filled in: its values (to show again), and the Subscriber or the problems."""
+
+    values: dict[str, Any]
+    subscriber: Subscriber | None = None
+    errors: dict[str, str] = field(default_factory=dict)  # field name → message
+
+    @property
+    def problems(self) -> list[str]:
+        return list(self.errors.values())
+
+
+def blank(config: Config, email: str = "") -> dict[str, Any]:
+    """The values of an empty form: the configuration's defaults."""
+    kind, day, time = _schedule_parts(config.defaults.schedule)
+    return {"email": email, "name": "", "preset": [], "topics": [_blank_topic() for _ in range(OWN_TOPIC_ROWS)],
+            "schedule_kind": kind, "schedule_day": day, "schedule_time": time,
+            "timezone": config.defaults.timezone, "max_papers": str(config.defaults.max_papers)}
+
+
+def values_of(config: Config, subscriber: Subscriber) -> dict[str, Any]:
+    """A subscriber's settings as the form's values (for the manage page)."""
+    kind, day, time = _schedule_parts(subscriber.schedule or config.defaults.schedule)
+    own = [{"name": t.name, "description": t.description or "", "keywords": ", ".join(t.keywords),
+            "query": t.query or ""} for t in subscriber.topics if t.preset is None]
+    return {"email": subscriber.email, "name": subscriber.name or "",
+            "preset": [t.preset for t in subscriber.topics if t.preset is not None],
+            "topics": own + [_blank_topic() for _ in range(max(1, OWN_TOPIC_ROWS - len(own)))],
+            "schedule_kind": kind, "schedule_day": day, "schedule_time": time,
+            "timezone": subscriber.timezone or config.defaults.timezone,
+            "max_papers": str(subscriber.max_papers or config.defaults.max_papers)}
+
+
+def read(config: Config, form: Mapping[str, Sequence[str]], *, email: str | None = None,
+         keep: Subscriber | None = None) -> Filled:
+    """The form's fields (as parse_qs gives them) into a Subscriber, or every problem found.
+    `email`: the address is fixed (the manage page); `keep`: settings the form does not show
+    (carried over from the subscriber being edited)."""
+    def one(name: str) -> str:
+        return (form.get(name) or [""])[0].strip()
+
+    rows = sorted({int(m.group(1)) for name in form if (m := re.fullmatch(r"topic_\w+?_(\d+)", name))})
+    topics_shown = [{f: one(f"topic_{f}_{n}") for f in _TOPIC_FIELDS} for n in rows]
+    values: dict[str, Any] = {
+        "email": email if email is not None else one("email"), "name": one("name"),
+        "preset": [p for p in form.get("preset", []) if p], "topics": topics_shown or [_blank_topic()],
+        "schedule_kind": one("schedule_kind"), "schedule_day": one("schedule_day"),
+        "schedule_time": one("schedule_time"), "timezone": one("timezone"), "max_papers": one("max_papers")}
+    filled = Filled(values)
+    errors = filled.errors
+
+    catalogue = {p.name: p for p in config.presets}
+    topics: list[dict[str, Any]] = []
+    where: list[str] = []  # the form field prefix of each topic, to place the model's messages
+    for name in values["preset"]:
+        if name not in catalogue:
+            errors.setdefault("preset", f"there is no preset topic {name!r} (any more): pick from the list")
+            continue
+        topics.append(catalogue[name].model_copy(update={"preset": name}).model_dump(exclude_defaults=True))
+        where.append("preset")
+    for n, shown in zip(rows, topics_shown):
+        if not any(shown.values()):
+            continue
+        if not shown["name"]:
+            errors[f"topic_name_{n}"] = f"Topic {n}: give it a name"
+        topic: dict[str, Any] = {"name": shown["name"] or "?",
+                                 "keywords": [k.strip() for k in _SPLIT.split(shown["keywords"]) if k.strip()]}
+        if shown["description"]:
+            topic["description"] = shown["description"]
+        if shown["query"]:
+            topic["query"] = shown["query"]
+        topics.append(topic)
+        where.append(f"topic_{{}}_{n}")
+    if not topics:
+        errors["topics"] = "Pick at least one topic, or describe one of your own"
+    elif len(topics) > MAX_TOPICS:
+        errors["topics"] = f"{len(topics)} topics: at most {MAX_TOPICS}"
+
+    data: dict[str, Any] = {**(keep.model_dump(exclude_defaults=True) if keep else {}),
+                            "email": values["email"], "topics": topics}
+    data.pop("name", None)
+    if values["name"]:
+        data["name"] = values["name"]
+    schedule = _schedule(values, errors)
+    if schedule:
+        data["schedule"] = schedule
+    if values["timezone"]:
+        data["timezone"] = values["timezone"]
+    if values["max_papers"]:
+        if values["max_papers"].isdigit():
+            data["max_papers"] = int(values["max_papers"])
+        else:
+            errors["max_papers"] = "Papers at most: a whole number, such as 10"
+    try:
+        subscriber = Subscriber.model_validate(data)
+    except ValidationError as exc:
+        for error in exc.errors():
+            name, message = _located(error, where)
+            if name not in errors:
+                errors[name] = message
+    else:
+        if not errors:
+            filled.subscriber = subscriber
+    return filled
+
+
+def _located(error: Any, where: list[str]) -> tuple[str, str]:
+    """(form field, a person's message) for one of the model's errors."""
+    loc = [part for part in error["loc"] if not (isinstance(part, str) and "[" in part)]
+    message = str(error.get("msg", "")).removeprefix("Value error, ")
+    head = loc[0] if loc else ""
+    labels = {"email": "E-mail", "name": "Name", "schedule": "Schedule", "timezone": "Time zone",
+              "max_papers": "Papers at most"}
+    if head in labels:
+        field_name = {"schedule": "schedule_time"}.get(str(head), str(head))
+        return field_name, f"{labels[str(head)]}: {message}"
+    if head == "topics" and len(loc) > 1 and isinstance(loc[1], int) and loc[1] < len(where):
+        prefix = where[loc[1]]
+        part = str(loc[2]) if len(loc) > 2 else "keywords"
+        if prefix == "preset":
+            return "preset", f"Preset topic: {message}"
+        number = prefix.rsplit("_", 1)[1]
+        part = part if part in _TOPIC_FIELDS else "keywords"
+        return prefix.format(part), f"Topic {number}, {part}: {message}"
+    if head == "topics":
+        return "topics", f"Topics: {message}"
+    return "form", message
+
+
+def _schedule(values: dict[str, Any], errors: dict[str, str]) -> str | None:
+    kind, day, time = values["schedule_kind"], values["schedule_day"], values["schedule_time"]
+    if not kind and not time:
+        return None
+    if kind not in ("daily", "weekdays", "weekly"):
+        errors["schedule_kind"] = "Schedule: pick daily, weekdays or weekly"
+        return None
+    if not re.fullmatch(r"\d{1,2}:\d{2}", time):
+        errors["schedule_time"] = "Schedule: a time such as 07:30"
+        return None
+    if kind == "weekly":
+        if day not in DAYS:
+            errors["schedule_day"] = "Schedule: pick the day of the week"
+            return None
+        return f"weekly {day} {time}"
+    return f"{kind} {time}"
+
+
+def _schedule_parts(schedule: str) -> tuple[str, str, str]:
+    parts = schedule.split()
+    if parts[0] == "weekly":
+        return "weekly", parts[1][:3], parts[2]
+    return parts[0], "mon", parts[1]
+
+
+def _blank_topic() -> dict[str, str]:
+    return dict.fromkeys(_TOPIC_FIELDS, "")
+
+
+def preset_topics(config: Config) -> list[Topic]:
+    return list(config.presets)

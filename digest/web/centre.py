@@ -1,0 +1,181 @@
+"""The subscription centre's pages: thin routes over subscribe/centre.py.
+
+GET /subscribe shows the form; POST /subscribe validates it (every problem at its field,
+nothing stored until all is valid) and answers "check your inbox" whether the address is new,
+already subscribed or refused by a cap; the e-mail goes out after the answer, so not even the
+response time tells who is subscribed. GET /confirm/<token> shows a button, POST confirms.
+GET /manage asks for an address, POST mails a fresh manage link (the same answer for anyone).
+
+Abuse: every form carries a CSRF token (web/csrf.py); a honeypot field that people never see
+marks bots, who get the usual answer and nothing else; each client address may send
+`signups.per_client` requests an hour (then 429 with Retry-After); the centre caps the mail.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from functools import lru_cache
+from typing import Any
+from urllib.parse import parse_qs
+from zoneinfo import available_timezones
+
+from limits import RateLimitItemPerHour, storage, strategies
+from starlette.background import BackgroundTask
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import Route
+
+from ..config import Subscriber
+from ..subscribe import form as signup_form
+from ..subscribe.centre import Centre
+from .csrf import FIELD, Csrf
+
+log = logging.getLogger("digest.web")
+
+HONEYPOT = "website"  # a field people never see (hidden by the stylesheet, skipped by tab)
+
+
+@lru_cache(maxsize=1)
+def time_zones() -> list[str]:
+    return sorted(z for z in available_timezones() if "/" in z and not z.startswith(("Etc/", "SystemV/"))) + ["UTC"]
+
+
+class Limiter:
+    """Requests per client address an hour (a moving window, in this process's memory)."""
+
+    def __init__(self, per_hour: int) -> None:
+        self.item = RateLimitItemPerHour(per_hour)
+        self.window = strategies.MovingWindowRateLimiter(storage.MemoryStorage())
+
+    def retry_after(self, client: str) -> int | None:
+        """None if the request may go on (and counts it), else seconds until it may."""
+        if self.window.hit(self.item, "web", client):
+            return None
+        reset = self.window.get_window_stats(self.item, "web", client).reset_time
+        return max(1, math.ceil(reset - time.time()))
+
+
+def centre_routes(centre: Centre | None, page: Callable[..., HTMLResponse], csrf: Csrf) -> list[Route]:
+    limiter = Limiter(centre.config.signups.per_client if centre else 10)
+
+    def closed() -> HTMLResponse:
+        return page("message.html.j2", 404, title="Sign-ups are closed", state="closed",
+                    message="This list does not take sign-ups on the web. Ask the person who runs it.")
+
+    def invalid_link(kind: str) -> HTMLResponse:
+        return page("message.html.j2", 400, title="Link not valid", state="invalid",
+                    message=f"This {kind} link is not valid: it may have been used already, or it has expired. "
+                            + ("Sign up again to get a new one." if kind == "confirmation"
+                               else "Ask for a fresh one below."), ask_link=kind == "manage")
+
+    def too_many(seconds: int) -> HTMLResponse:
+        minutes = max(1, round(seconds / 60))
+        response = page("message.html.j2", 429, title="Too many requests", state="limited",
+                        message=f"Too many requests from your address. Try again in {minutes} minute"
+                                f"{'s' if minutes != 1 else ''}.")
+        response.headers["retry-after"] = str(seconds)
+        return response
+
+    def forged() -> HTMLResponse:
+        return page("message.html.j2", 403, title="Form expired", state="forged",
+                    message="This form was not sent from this site's page, or it has expired. "
+                            "Go back, reload the page and send it again.")
+
+    def with_token(request: Request, name: str, status: int = 200, **values: Any) -> HTMLResponse:
+        token, cookie = csrf.token(request)
+        return csrf.set_cookie(request, page(name, status, csrf_field=FIELD, csrf_token=token, **values), cookie)  # type: ignore[return-value]
+
+    async def posted(request: Request) -> dict[str, list[str]] | None:
+        form = parse_qs((await request.body()).decode("utf-8", "replace"), keep_blank_values=True)
+        return form if csrf.valid(request, form) else None
+
+    def signup_page(request: Request, values: dict[str, Any], errors: dict[str, str] | None = None,
+                    status: int = 200) -> HTMLResponse:
+        assert centre is not None
+        return with_token(request, "subscribe.html.j2", status, title="Subscribe", values=values,
+                          errors=errors or {}, presets=centre.config.presets, zones=time_zones(),
+                          days=signup_form.DAYS, honeypot=HONEYPOT)
+
+    def client(request: Request) -> str:
+        return request.client.host if request.client else "unknown"
+
+    def background(call: Callable[..., None], *args: Any) -> BackgroundTask:
+        def run() -> None:
+            try:
+                call(*args)
+            except Exception as exc:  # the visitor has their answer; the admin reads the log
+                log.error("could not mail a subscription link: %s: %s", exc.__class__.__name__, exc)
+        return BackgroundTask(run)
+
+    async def subscribe(request: Request) -> Response:
+        if centre is None or not centre.config.signups.open:
+            return closed()
+        if request.method == "GET":
+            return signup_page(request, signup_form.blank(centre.config))
+        if (wait := limiter.retry_after(client(request))) is not None:
+            return too_many(wait)
+        form = await posted(request)
+        if form is None:
+            return forged()
+        sent = page("message.html.j2", title="Check your inbox", state="sent",
+                    message="We sent a link to the address you gave. Open it within 48 hours to confirm your "
+                            "subscription; until then you get nothing else from us.")
+        if (form.get(HONEYPOT) or [""])[0]:
+            return sent  # a bot: the usual answer, and nothing done
+        filled = signup_form.read(centre.config, form)
+        if filled.subscriber is None:
+            return signup_page(request, filled.values, filled.errors, 400)
+        sent.background = background(centre.sign_up, filled.subscriber)
+        return sent
+
+    async def confirm(request: Request) -> Response:
+        if centre is None:
+            return closed()
+        token = request.path_params["token"]
+        if request.method == "GET":
+            signup = await run_in_threadpool(centre.pending, token)
+            if signup is None:
+                return invalid_link("confirmation")
+            return with_token(request, "confirm.html.j2", title="Confirm your subscription", email=signup.email)
+        form = await posted(request)
+        if form is None:
+            return forged()
+        done = await run_in_threadpool(centre.confirm, token)
+        if done is None:
+            return invalid_link("confirmation")
+        return page("message.html.j2", title="You are subscribed", state="confirmed", email=done.email,
+                    manage_url=done.manage_url, message="")
+
+    async def ask_for_link(request: Request) -> Response:
+        if centre is None:
+            return closed()
+        if request.method == "GET":
+            return with_token(request, "manage_ask.html.j2", title="Manage your subscription", email="")
+        if (wait := limiter.retry_after(client(request))) is not None:
+            return too_many(wait)
+        form = await posted(request)
+        if form is None:
+            return forged()
+        sent = page("message.html.j2", title="Check your inbox", state="sent",
+                    message="If that address gets this list, a link to manage it is on its way. "
+                            "Links from earlier e-mails stop working a day after this one.")
+        email = (form.get("email") or [""])[0].strip()
+        if (form.get(HONEYPOT) or [""])[0] or not email:
+            return sent
+        try:
+            Subscriber.model_validate({"email": email})
+        except ValueError:  # pydantic's ValidationError is one
+            return with_token(request, "manage_ask.html.j2", 400, title="Manage your subscription", email=email,
+                              error="That is not an e-mail address: check it and send again.")
+        sent.background = background(centre.mail_manage_link, email)
+        return sent
+
+    return [
+        Route("/subscribe", subscribe, methods=["GET", "POST"]),
+        Route("/confirm/{token}", confirm, methods=["GET", "POST"]),
+        Route("/manage", ask_for_link, methods=["GET", "POST"]),
+    ]

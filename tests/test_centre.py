@@ -1,0 +1,290 @@
+"""The subscription centre on its real server (uvicorn on loopback) with a real SMTP server
+capturing the mail: sign-up, double opt-in, manage links, and what a hostile visitor tries
+(forged and reused tokens, posts without the CSRF field, the honeypot, floods, enumeration)."""
+
+from __future__ import annotations
+
+import http.client
+import http.cookiejar
+import re
+import threading
+import urllib.error
+import urllib.parse
+import urllib.request
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from digest.config import load_config
+from digest.render.links import confirm_token
+from digest.store import Store
+from digest.store.directory import Directory
+from digest.store.ledger import Ledger
+from digest.store.signups import SignUpStore
+from digest.subscribe.centre import Centre, smtp_send
+from digest.web.unsubscribe import unsubscribe_server
+
+from .conftest import fresh_database
+from .smtp_server import SmtpServer
+from .test_deliver import write
+
+pytestmark = [pytest.mark.database]  # on PostgreSQL too (.ci/run)
+
+PRESETS = """presets:
+  - name: Language models
+    description: Training, evaluating and serving large language models.
+    keywords: [language model, LLM]
+  - name: Robotics
+    keywords: [robot, manipulation]
+"""
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = datetime(2026, 6, 12, 9, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@pytest.fixture
+def site(tmp_path):
+    with SmtpServer() as smtp:
+        path = write(tmp_path, smtp.port, ["yaml@example.org"], state=fresh_database(tmp_path),
+                     extra=PRESETS + "signups:\n  open: true\n  per_client: 30\n  per_address: 3\n  per_hour: 50\n")
+        config = load_config(path)
+        store = Store(config.database_url())
+        secret = store.secret()
+        clock = Clock()
+        centre = Centre(config, store, secret, smtp_send(config), clock=clock)
+        server = unsubscribe_server("127.0.0.1:0", secret, Ledger(store), centre=centre)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        try:
+            yield Site(server, smtp, centre, store, secret, clock)
+        finally:
+            server.shutdown()
+
+
+class Site:
+    def __init__(self, server, smtp, centre, store, secret, clock) -> None:
+        self.server, self.smtp, self.centre, self.store, self.secret, self.clock = server, smtp, centre, store, secret, clock
+        host, port = server.server_address[:2]
+        self.base = f"http://{host}:{port}"
+
+    def browser(self) -> Browser:
+        return Browser(self.base)
+
+    def mails(self, to: str) -> list:
+        return self.smtp.handler.to(to)
+
+    def wait_mails(self, count: int) -> None:
+        self.smtp.wait_for(count, timeout=10)
+        assert len(self.smtp.handler.received) == count, [m["To"] for m in self.smtp.handler.received]
+
+
+class Browser:
+    """A visitor with a cookie jar (as a browser keeps the CSRF cookie)."""
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+        self.jar = http.cookiejar.CookieJar()
+        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.jar), NoRedirect)
+
+    def get(self, path: str) -> tuple[int, str]:
+        return self._open(urllib.request.Request(self.base + path))
+
+    def post(self, path: str, fields: dict | list, headers: dict | None = None) -> tuple[int, str]:
+        body = urllib.parse.urlencode(fields, doseq=True).encode()
+        return self._open(urllib.request.Request(self.base + path, data=body, headers={
+            "Content-Type": "application/x-www-form-urlencoded", **(headers or {})}))
+
+    def _open(self, request: urllib.request.Request) -> tuple[int, str]:
+        try:
+            with self.opener.open(request, timeout=10) as response:
+                return response.status, response.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read().decode()
+
+    def form(self, path: str) -> dict[str, str]:
+        """The hidden fields of the page's form (the CSRF token)."""
+        status, html = self.get(path)
+        assert status == 200, html
+        return dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', html))
+
+    def subscribe(self, email: str, **fields: object) -> tuple[int, str]:
+        data = {**self.form("/subscribe"), "email": email, "preset": "Language models",
+                "schedule_kind": "daily", "schedule_time": "07:30", "timezone": "Europe/Berlin", "max_papers": "10"}
+        data.update({k: v for k, v in fields.items()})
+        return self.post("/subscribe", data)
+
+
+class NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):  # noqa: ANN002, ANN003, ANN201
+        return None
+
+
+def link_in(message, path: str) -> str:
+    text = message.get_body(("plain",)).get_content()
+    found = re.search(rf"https://digest\.example\.org(/{path}/[A-Za-z0-9_-]+)", text)
+    assert found, text
+    return found.group(1)
+
+
+def test_sign_up_confirm_by_post_only_then_subscribed(site):
+    visitor = site.browser()
+    status, html = visitor.subscribe("new@example.org", name="Ada", topic_name_1="Diffusion",
+                                     topic_keywords_1="diffusion model, text-to-image")
+    assert status == 200 and "Check your inbox" in html
+    site.wait_mails(1)
+    mail = site.mails("new@example.org")[0]
+    assert "Ada" not in mail.as_string() and "Diffusion" not in mail.as_string()  # nothing of theirs before confirming
+    path = link_in(mail, "confirm")
+    directory = Directory(site.store)
+    status, html = visitor.get(path)  # what a mail scanner does: nothing changes
+    assert status == 200 and "Confirm my subscription" in html
+    assert directory.get(["new@example.org"]) == {}
+    hidden = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', html))
+    status, html = visitor.post(path, hidden)
+    assert status == 200 and "You are subscribed" in html
+    row = directory.get(["new@example.org"])["new@example.org"]
+    assert row.origin == "self" and row.timezone == "Europe/Berlin" and row.schedule == "daily 07:30"
+    assert '"preset":"Language models"' in row.profile and "text-to-image" in row.profile
+    assert re.search(r'href="https://digest\.example\.org/manage/[A-Za-z0-9_-]+"', html)
+    # single use: the same link again is refused, and changes nothing
+    assert visitor.post(path, hidden)[0] == 400
+    assert visitor.get(path)[0] == 400
+
+
+def test_an_existing_address_gets_the_same_answer_and_a_manage_link(site):
+    first = site.browser().subscribe("yaml@example.org")
+    second = site.browser().subscribe("stranger@example.org")
+    assert first[0] == second[0] == 200
+    strip = lambda html: re.sub(r"csrf[^>]*", "", html)  # noqa: E731
+    assert strip(first[1]) == strip(second[1])
+    site.wait_mails(2)
+    assert link_in(site.mails("yaml@example.org")[0], "manage")
+    assert link_in(site.mails("stranger@example.org")[0], "confirm")
+    assert Directory(site.store).get(["stranger@example.org"]) == {}  # pending until confirmed
+
+
+def test_a_confirmation_link_expires_after_48_hours_and_sign_ups_are_purged_after_a_week(site):
+    site.browser().subscribe("late@example.org")
+    site.wait_mails(1)
+    path = link_in(site.mails("late@example.org")[0], "confirm")
+    site.clock.now += timedelta(hours=48, seconds=1)
+    visitor = site.browser()
+    assert visitor.get(path)[0] == 400
+    assert visitor.post(path, visitor.form("/subscribe"))[0] == 400
+    assert Directory(site.store).get(["late@example.org"]) == {}
+    site.clock.now += timedelta(days=6)
+    assert site.centre.purge() == 1
+    assert SignUpStore(site.store).get(path.rsplit("/", 1)[1]) is None
+
+
+def test_forged_and_altered_tokens_are_refused(site):
+    visitor = site.browser()
+    hidden = visitor.form("/subscribe")
+    other_key = Store(site.store.engine.url.render_as_string(hide_password=False)).secret()  # same database: same key
+    assert other_key == site.secret
+    for token in ["x", confirm_token("another-secret", "abc"), confirm_token(site.secret, "no-such-signup"),
+                  confirm_token(site.secret, "abc")[:-2] + "AA", "A" * 3000]:
+        assert visitor.get(f"/confirm/{token}")[0] in (400, 404)
+        assert visitor.post(f"/confirm/{token}", hidden)[0] in (400, 404)
+    assert [row.origin for page in Directory(site.store).pages() for row in page] in ([], ["config"])
+
+
+def test_posts_without_the_csrf_field_or_from_another_site_change_nothing(site):
+    visitor = site.browser()
+    fields = {"email": "csrf@example.org", "preset": "Language models"}
+    assert visitor.post("/subscribe", fields)[0] == 403  # no cookie, no field
+    hidden = visitor.form("/subscribe")
+    assert visitor.post("/subscribe", {**fields, "csrf": "0" * 64})[0] == 403
+    assert visitor.post("/subscribe", {**fields, **hidden}, {"Origin": "https://evil.example"})[0] == 403
+    assert visitor.post("/subscribe", {**fields, **hidden}, {"Sec-Fetch-Site": "cross-site"})[0] == 403
+    assert site.browser().post("/subscribe", {**fields, **hidden})[0] == 403  # the field without its cookie
+    assert visitor.post("/manage", {"email": "yaml@example.org"})[0] == 403
+    assert len(site.smtp.handler.received) == 0
+
+
+def test_the_honeypot_gets_the_usual_answer_and_nothing_is_sent(site):
+    status, html = site.browser().subscribe("bot@example.org", website="http://spam.example")
+    assert status == 200 and "Check your inbox" in html
+    assert SignUpStore(site.store).mails(site.clock.now - timedelta(days=1)) == 0
+    assert len(site.smtp.handler.received) == 0
+
+
+def test_every_problem_is_shown_at_its_field_and_nothing_is_stored(site):
+    status, html = site.browser().subscribe(
+        "not-an-address", preset=[], topic_name_1="Long", topic_keywords_1="k" * 5000,
+        topic_name_2="Bad query", topic_keywords_2="x", topic_query_2='"KV cache AND (', max_papers="lots")
+    assert status == 400
+    assert 'id="email-error"' in html and 'id="topic_keywords_1-error"' in html
+    assert "5000 characters long: at most 100" in html
+    assert 'id="topic_query_2-error"' in html and "Topic 2, query" in html
+    assert 'id="max_papers-error"' in html
+    assert 'value="Bad query"' in html  # what they typed is kept
+    assert "k" * 5000 in html  # kept to correct, escaped as any value
+    assert SignUpStore(site.store).mails(site.clock.now - timedelta(days=1)) == 0
+    status, html = site.browser().subscribe("ok@example.org", preset=[])
+    assert status == 400 and "Pick at least one topic" in html
+    topics = {f"topic_name_{n}": f"T{n}" for n in range(1, 23)} | {f"topic_keywords_{n}": "word" for n in range(1, 23)}
+    status, html = site.browser().subscribe("many@example.org", **topics)
+    assert status == 400 and "at most 20" in html
+
+
+def test_one_address_gets_at_most_three_mails_a_day_whoever_asks(site):
+    for _ in range(6):
+        assert site.browser().subscribe("target@example.org")[0] == 200
+    site.smtp.wait_for(3)
+    assert len(site.mails("target@example.org")) == 3
+    site.clock.now += timedelta(days=1, seconds=1)
+    assert site.browser().subscribe("target@example.org")[0] == 200
+    site.smtp.wait_for(4)
+    assert len(site.mails("target@example.org")) == 4
+
+
+def test_a_flood_from_one_client_gets_429_and_at_most_the_allowed_mails(site):
+    visitor = site.browser()
+    answers = [visitor.subscribe(f"flood{n}@example.org")[0] for n in range(40)]
+    assert answers[:30] == [200] * 30 and set(answers[30:]) == {429}
+    status, _ = visitor.post("/subscribe", visitor.form("/subscribe"))
+    assert status == 429
+    site.smtp.wait_for(30)
+    assert len(site.smtp.handler.received) == 30
+
+
+def test_manage_link_requests_answer_the_same_for_anyone(site):
+    visitor = site.browser()
+    known = visitor.post("/manage", {**visitor.form("/manage"), "email": "yaml@example.org"})
+    unknown = visitor.post("/manage", {**visitor.form("/manage"), "email": "nobody@example.org"})
+    assert known == unknown and known[0] == 200
+    site.wait_mails(1)
+    assert link_in(site.mails("yaml@example.org")[0], "manage")
+
+
+def test_a_fresh_manage_link_retires_the_old_one_after_a_day(site):
+    old = site.centre.manage_url("yaml@example.org").rsplit("/", 1)[1]
+    assert site.centre.manage_key(old) == "yaml@example.org"
+    site.centre.mail_manage_link("yaml@example.org")
+    site.wait_mails(1)
+    new = link_in(site.mails("yaml@example.org")[0], "manage").rsplit("/", 1)[1]
+    assert new != old and site.centre.manage_key(new) == "yaml@example.org"
+    assert site.centre.manage_key(old) == "yaml@example.org"  # within the grace period
+    site.clock.now += timedelta(days=1, seconds=1)
+    assert site.centre.manage_key(old) is None and site.centre.manage_key(new) == "yaml@example.org"
+
+
+def test_sign_ups_are_closed_unless_opened(tmp_path):
+    with SmtpServer() as smtp:
+        config = load_config(write(tmp_path, smtp.port, ["a@example.org"], state=fresh_database(tmp_path)))
+        store = Store(config.database_url())
+        centre = Centre(config, store, store.secret(), smtp_send(config))
+        server = unsubscribe_server("127.0.0.1:0", store.secret(), Ledger(store), centre=centre)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        try:
+            connection = http.client.HTTPConnection(*server.server_address[:2], timeout=10)
+            connection.request("GET", "/subscribe")
+            response = connection.getresponse()
+            assert response.status == 404 and "Sign-ups are closed" in response.read().decode()
+        finally:
+            server.shutdown()
