@@ -115,6 +115,12 @@ def manage_token(secret: str, key: str, generation: int) -> str:
     return seal(secret, MANAGE, f"{generation}:{key}")
 
 
+def manage_url(base_url: str, secret: str, key: str, generation: int) -> str:
+    """`{base_url}/manage/{token}`: the subscriber's settings page (key: the address trimmed
+    and lower-cased)."""
+    return f"{base_url.rstrip('/')}/manage/{manage_token(secret, key, generation)}"
+
+
 def manage_from_token(secret: str, token: str) -> tuple[str, int] | None:
     """(address key, generation) of a genuine manage token, else None."""
     text = unseal(secret, MANAGE, token)

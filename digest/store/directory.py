@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -35,6 +35,10 @@ subscribers = sa.Table(
     sa.Column("timezone", sa.Text, nullable=False),
     sa.Column("next_due", UTCTime),
     sa.Column("updated_at", UTCTime, nullable=False),
+    # The manage link's generation: a fresh link moves it on; the one before stays valid until
+    # manage_previous_until (subscribe/centre.py). Kept across syncs (not in _upsert's columns).
+    sa.Column("manage_generation", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("manage_previous_until", UTCTime),
 )
 
 
@@ -49,6 +53,8 @@ class Listed:
     schedule: str
     timezone: str
     next_due: datetime | None
+    manage_generation: int = 0
+    manage_previous_until: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -101,7 +107,8 @@ def _upsert(conn: Connection, origin: str, rows: Sequence[dict]) -> None:
 
 
 def _listed(row: sa.Row) -> Listed:
-    return Listed(row.key, row.email, row.origin, row.profile, row.schedule, row.timezone, row.next_due)
+    return Listed(row.key, row.email, row.origin, row.profile, row.schedule, row.timezone, row.next_due,
+                  row.manage_generation, row.manage_previous_until)
 
 
 class Directory:
@@ -213,6 +220,13 @@ class Directory:
             removed += self._write(lambda conn, c=chunk: conn.execute(subscribers.delete().where(
                 subscribers.c.key.in_(c), subscribers.c.origin == origin)).rowcount)
         return removed
+
+    def renew_manage(self, key: str, now: datetime, grace: timedelta) -> int | None:
+        """Move the subscriber's manage-link generation on (the previous one valid until
+        now + grace); the new generation, or None if there is no such subscriber."""
+        return self._write(lambda conn: conn.execute(subscribers.update().where(subscribers.c.key == key).values(
+            manage_generation=subscribers.c.manage_generation + 1, manage_previous_until=now + grace).returning(
+            subscribers.c.manage_generation)).scalar())
 
     # -- reading
 

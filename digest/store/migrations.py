@@ -91,7 +91,8 @@ def _m7_subscriber_directory(conn: Connection) -> None:
 def _m8_subscription_centre(conn: Connection) -> None:
     # Sign-ups waiting for their confirmation (purged after a week); the e-mails the web side
     # sent, by a keyed hash of the address (the caps per address and per hour); each
-    # subscriber's manage-link generation (a fresh link retires the older ones after a grace).
+    # subscriber's manage-link generation, on their directory row so a digest's link costs no
+    # query (a fresh link retires the older ones after a grace period).
     for ddl in (
         """CREATE TABLE signups (
             id TEXT PRIMARY KEY, key TEXT NOT NULL, email TEXT NOT NULL, profile TEXT NOT NULL,
@@ -101,8 +102,8 @@ def _m8_subscription_centre(conn: Connection) -> None:
         "CREATE TABLE web_mail (target TEXT NOT NULL, kind TEXT NOT NULL, sent_at TEXT NOT NULL)",
         "CREATE INDEX web_mail_target ON web_mail (target, sent_at)",
         "CREATE INDEX web_mail_sent ON web_mail (sent_at)",
-        """CREATE TABLE manage_links (
-            key TEXT PRIMARY KEY, generation INTEGER NOT NULL, previous_until TEXT)""",
+        "ALTER TABLE subscribers ADD COLUMN manage_generation INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE subscribers ADD COLUMN manage_previous_until TEXT",
     ):
         conn.exec_driver_sql(ddl)
 

@@ -1,14 +1,11 @@
 """What the subscription centre keeps besides the directory: sign-ups waiting for their
-confirmation, the e-mails the web side sent (to cap them), and each subscriber's manage-link
-generation.
+confirmation, and the e-mails the web side sent (to cap them).
 
 - A sign-up is a row until it is confirmed (once: the confirming UPDATE takes only an
   unconfirmed row) and purged a week after it was made, confirmed or not.
 - `web_mail` records each e-mail the pages sent, by a keyed hash of the address: enough to
   refuse a fourth mail to one address in a day, or the 201st in an hour, without keeping the
   addresses of strangers someone typed into the form.
-- A manage link carries its generation; a fresh link moves the generation on, and the previous
-  one stays valid for a grace period (a person who asked twice can use either mail).
 """
 
 from __future__ import annotations
@@ -20,7 +17,7 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from .database import Store, UTCTime, dialect_insert
+from .database import Store, UTCTime
 
 _meta = sa.MetaData()
 signups = sa.Table(
@@ -37,12 +34,6 @@ web_mail = sa.Table(
     sa.Column("target", sa.Text, nullable=False),
     sa.Column("kind", sa.Text, nullable=False),
     sa.Column("sent_at", UTCTime, nullable=False),
-)
-manage_links = sa.Table(
-    "manage_links", _meta,
-    sa.Column("key", sa.Text, primary_key=True),
-    sa.Column("generation", sa.Integer, nullable=False),
-    sa.Column("previous_until", UTCTime),
 )
 
 _CAP_LOCK = 7_351_184_221  # PostgreSQL: the advisory lock that makes check-and-record one step
@@ -99,7 +90,6 @@ class SignUpStore:
         def work(conn: Connection) -> None:
             conn.execute(signups.delete().where(signups.c.key == key))
             conn.execute(web_mail.delete().where(web_mail.c.target == target))
-            conn.execute(manage_links.delete().where(manage_links.c.key == key))
         self.store.write(work)
 
     # -- the caps on the web's mail
@@ -123,21 +113,3 @@ class SignUpStore:
     def mails(self, since: datetime) -> int:
         return int(self.store.read(lambda conn: conn.scalar(sa.select(sa.func.count()).select_from(web_mail).where(
             web_mail.c.sent_at > since))) or 0)
-
-    # -- manage-link generations
-
-    def generation(self, key: str) -> tuple[int, datetime | None]:
-        """The subscriber's current manage-link generation, and until when the one before is valid."""
-        row = self.store.read(lambda conn: conn.execute(sa.select(manage_links).where(
-            manage_links.c.key == key)).first(), alone=True)
-        return (row.generation, row.previous_until) if row is not None else (0, None)
-
-    def renew(self, key: str, now: datetime, grace: timedelta) -> int:
-        """A new generation (links of older ones stop working; the one before after `grace`)."""
-        def work(conn: Connection) -> int:
-            insert = dialect_insert(conn)(manage_links).values(key=key, generation=1, previous_until=now + grace)
-            return int(conn.execute(insert.on_conflict_do_update(
-                index_elements=[manage_links.c.key],
-                set_={"generation": manage_links.c.generation + 1, "previous_until": now + grace}).returning(
-                manage_links.c.generation)).scalar_one())
-        return int(self.store.write(work))

@@ -30,7 +30,7 @@ from ..render.links import (
     address_hash,
     confirm_token,
     manage_from_token,
-    manage_token,
+    manage_url,
     signup_from_token,
 )
 from ..store.database import Store
@@ -66,8 +66,8 @@ class Centre:
 
     def manage_url(self, email: str) -> str:
         key = subscriber_key(email)
-        generation, _ = self.signups.generation(key)
-        return f"{self.base_url}/manage/{manage_token(self.secret, key, generation)}"
+        row = self.directory.get([key]).get(key)
+        return manage_url(self.base_url, self.secret, key, row.manage_generation if row else 0)
 
     def manage_key(self, token: str) -> str | None:
         """The address key a manage token is valid for now (its generation current, or the one
@@ -76,10 +76,14 @@ class Centre:
         if found is None:
             return None
         key, generation = found
-        current, previous_until = self.signups.generation(key)
-        fresh = generation == current or (generation == current - 1 and previous_until is not None
-                                          and self.clock() < previous_until)
-        return key if fresh and self._known(key) else None
+        roster.sync(self.config, self.directory, self.clock())
+        row = self.directory.get([key]).get(key)
+        if row is None:
+            return None
+        fresh = generation == row.manage_generation or (
+            generation == row.manage_generation - 1 and row.manage_previous_until is not None
+            and self.clock() < row.manage_previous_until)
+        return key if fresh else None
 
     # -- sign-up
 
@@ -126,7 +130,7 @@ class Centre:
         key = subscriber_key(email)
         if not self._known(key):
             return
-        self.signups.renew(key, self.clock(), MANAGE_GRACE)
+        self.directory.renew_manage(key, self.clock(), MANAGE_GRACE)
         self._mail(key, email, "manage", self.manage_url(email), reason="asked")
 
     def purge(self) -> int:
