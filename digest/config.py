@@ -11,7 +11,7 @@ import json
 import os
 import re
 import unicodedata
-from datetime import timedelta
+from datetime import date, timedelta
 from email.utils import parseaddr
 from functools import lru_cache
 from pathlib import Path
@@ -464,6 +464,8 @@ class Subscriber(_Strict):
     lookback: Lookback | None = None
     send_empty: bool | None = None
     enabled: bool = True
+    # No digests before this day (in their time zone); from it on, as before. Set on the manage page.
+    paused_until: date | None = None
 
 
 class SignUps(_Strict):

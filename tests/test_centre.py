@@ -288,3 +288,95 @@ def test_sign_ups_are_closed_unless_opened(tmp_path):
             assert response.status == 404 and "Sign-ups are closed" in response.read().decode()
         finally:
             server.shutdown()
+
+
+def subscribed(site, email: str = "me@example.org", **fields: object) -> tuple[Browser, str]:
+    """A visitor who signed up and confirmed: their browser and manage page path."""
+    visitor = site.browser()
+    count = len(site.smtp.handler.received)
+    assert visitor.subscribe(email, **fields)[0] == 200
+    site.wait_mails(count + 1)
+    path = link_in(site.mails(email)[-1], "confirm")
+    status, html = visitor.post(path, visitor.form(path))
+    assert status == 200, html
+    manage = re.search(r'href="https://digest\.example\.org(/manage/[A-Za-z0-9_-]+)"', html)
+    assert manage
+    return visitor, manage.group(1)
+
+
+def test_the_manage_page_edits_settings_and_a_yaml_reload_never_undoes_them(site):
+    from digest.deliver import roster
+
+    visitor, manage = subscribed(site)
+    status, html = visitor.get(manage)
+    assert status == 200 and "me@example.org" in html and 'value="Language models" checked' in html
+    fields = {**visitor.form(manage), "action": "save", "preset": "Robotics", "topic_name_1": "Graphs",
+              "topic_keywords_1": "graph neural network", "schedule_kind": "weekly", "schedule_day": "fri",
+              "schedule_time": "18:00", "timezone": "Asia/Tokyo", "max_papers": "7"}
+    status, _ = visitor.post(manage, fields)
+    assert status == 303
+    row = Directory(site.store).get(["me@example.org"])["me@example.org"]
+    assert (row.schedule, row.timezone, row.origin) == ("weekly fri 18:00", "Asia/Tokyo", "self")
+    assert '"max_papers":7' in row.profile and "Graphs" in row.profile and "Language models" not in row.profile
+    # the YAML's own subscriber edits on the web: their row is theirs from then on
+    _, page = visitor.get(manage)
+    yaml_manage = site.centre.manage_url("yaml@example.org").split("digest.example.org", 1)[1]
+    other = site.browser()
+    status, _ = other.post(yaml_manage, {**other.form(yaml_manage), "action": "save", "preset": "Robotics",
+                                         "schedule_kind": "daily", "schedule_time": "06:00", "timezone": "UTC",
+                                         "max_papers": "3"})
+    assert status == 303
+    site.centre.config._source_sha256 = "changed"  # as if the file were edited and reloaded
+    synced = roster.sync(site.centre.config, Directory(site.store), site.clock.now)
+    assert synced.shadowed == ("yaml@example.org",)
+    row = Directory(site.store).get(["yaml@example.org"])["yaml@example.org"]
+    assert row.origin == "self" and row.schedule == "daily 06:00"
+
+
+def test_preview_without_saving_and_invalid_edits_change_nothing(site):
+    visitor, manage = subscribed(site)
+    before = Directory(site.store).get(["me@example.org"])["me@example.org"].profile
+    status, html = visitor.post(manage, {**visitor.form(manage), "action": "preview", "topic_name_1": "X",
+                                         "topic_keywords_1": "transformer", "schedule_kind": "daily",
+                                         "schedule_time": "07:30", "timezone": "UTC", "max_papers": "5"})
+    assert status == 200 and "not saved yet" in html
+    status, html = visitor.post(manage, {**visitor.form(manage), "action": "save", "topic_name_1": "X",
+                                         "topic_keywords_1": "k" * 300, "schedule_kind": "daily",
+                                         "schedule_time": "07:30", "timezone": "Mars/Base", "max_papers": "5"})
+    assert status == 400 and 'id="timezone-error"' in html and 'id="topic_keywords_1-error"' in html
+    assert Directory(site.store).get(["me@example.org"])["me@example.org"].profile == before
+
+
+def test_pause_unsubscribe_resubscribe_export_and_delete(site):
+    import json
+
+    visitor, manage = subscribed(site)
+    assert visitor.post(manage, {**visitor.form(manage), "action": "pause", "until": "2026-06-11"})[0] == 400
+    assert visitor.post(manage, {**visitor.form(manage), "action": "pause", "until": "2026-06-20"})[0] == 303
+    _, html = visitor.get(manage + "?done=paused")
+    assert "paused until 2026-06-20" in html and "Resume now" in html
+    assert visitor.post(manage, {**visitor.form(manage), "action": "resume"})[0] == 303
+    assert "paused_until" not in Directory(site.store).get(["me@example.org"])["me@example.org"].profile
+    assert visitor.post(manage, {**visitor.form(manage), "action": "unsubscribe"})[0] == 303
+    assert not Ledger(site.store).state("me@example.org").active
+    assert visitor.post(manage, {**visitor.form(manage), "action": "resubscribe"})[0] == 303
+    assert Ledger(site.store).state("me@example.org").active
+    status, body = visitor.get(manage + "/export")
+    data = json.loads(body)
+    assert status == 200 and data["email"] == "me@example.org" and data["settings"]["timezone"] == "Europe/Berlin"
+    assert visitor.post(manage + "/delete", {})[0] == 403  # no CSRF field
+    status, html = visitor.post(manage + "/delete", visitor.form(manage + "/delete"))
+    assert status == 200 and "deleted" in html.lower()
+    assert Directory(site.store).get(["me@example.org"]) == {}
+    assert visitor.get(manage)[0] == 400  # the link is dead
+    assert Ledger(site.store).state("me@example.org").active  # no state kept (a new sign-up starts afresh)
+
+
+def test_the_live_preview_answers_for_the_values_being_edited(site):
+    visitor, manage = subscribed(site)
+    status, html = visitor.get(manage + "/preview?topic_name_1=Z&topic_keywords_1=zzzqqq&schedule_kind=daily"
+                               "&schedule_time=07:30&timezone=UTC&max_papers=5")
+    assert status == 200 and "no papers" in html
+    status, html = visitor.get(manage + "/preview?topic_name_1=Z&topic_keywords_1=" + "k" * 200)
+    assert status == 200 and "Fix these" in html
+    assert site.browser().get("/manage/forged/preview")[0] == 404

@@ -73,7 +73,7 @@ def test_every_page_carries_the_security_headers_and_no_server_banner(web):
     status, headers, css = fetch(server, "GET", "/static/site.css")
     assert status == 200 and headers["content-type"].startswith("text/css") and "font" in css
     status, headers, page = fetch(server, "GET", "/nothing-here")
-    assert status == 404 and "not valid" in page and "referrer-policy" in headers
+    assert status == 404 and "Page not found" in page and "referrer-policy" in headers
     status, _, _ = fetch(server, "DELETE", f"/unsubscribe/{unsubscribe_token(secret, 'a@example.org')}")
     assert status == 405
 

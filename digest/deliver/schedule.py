@@ -57,6 +57,17 @@ def last_slot(schedule: str, timezone: str, now: datetime) -> datetime | None:
     return found
 
 
+def receiving(config: Config, subscriber: Subscriber, now: datetime) -> bool:
+    """Whether the subscriber gets digests now: enabled, and not paused until a later day
+    (their day, in their time zone)."""
+    if not subscriber.enabled:
+        return False
+    if subscriber.paused_until is None:
+        return True
+    zone = ZoneInfo(subscriber.timezone or config.defaults.timezone)
+    return now.astimezone(zone).date() >= subscriber.paused_until
+
+
 def subscriber_schedule(config: Config, subscriber: Subscriber) -> tuple[str, str]:
     return (subscriber.schedule or config.defaults.schedule, subscriber.timezone or config.defaults.timezone)
 

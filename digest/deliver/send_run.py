@@ -36,7 +36,7 @@ from ..store.ledger import ACTIVE_RUNS, Entry, Ledger, Planned, owner_id
 from ..store.locks import Locks
 from . import roster
 from .planned import decode, encode, paper_ids
-from .schedule import due_slot, last_slot, next_slot, subscriber_schedule
+from .schedule import due_slot, last_slot, next_slot, receiving, subscriber_schedule
 from .smtp import (
     ConnectionLost,
     PermanentError,
@@ -157,7 +157,8 @@ class Delivery:
     def _unrecorded(self, subscribers: list[Subscriber], now: datetime, *, scheduled: bool, dry_run: bool,
                     to: str | None, done: Callable[[Outcome], None]) -> None:
         """--dry-run and --to: matched and rendered (and sent to `to`), nothing recorded."""
-        due = [s for s in subscribers if s.enabled and self.period_of(s, now, scheduled=scheduled) is not None]
+        due = [s for s in subscribers if receiving(self.config, s, now)
+               and self.period_of(s, now, scheduled=scheduled) is not None]
         _, digests = newly_seen(self.config, self.store, due, now, ledger=None)
         jobs = []
         for subscriber, digest in zip(due, digests):
@@ -209,7 +210,7 @@ class Delivery:
         resend: list[int] = []
         batch: list[Subscriber] = []
         for subscriber in subscribers:
-            if subscriber.enabled:
+            if receiving(self.config, subscriber, now):
                 batch.append(subscriber)
             if len(batch) >= PLAN_BATCH:
                 self._triage(batch, now, scheduled=scheduled, done=done, due=due, resend=resend)
@@ -229,7 +230,7 @@ class Delivery:
         while page := self.directory.due(now, limit=PLAN_BATCH, after=after):
             after = (page[-1].next_due, page[-1].key)  # type: ignore[assignment]
             listed = [roster.subscriber(row) for row in page]
-            self._triage([s for s in listed if s.enabled], now, scheduled=True, done=done, due=due, resend=resend)
+            self._triage([s for s in listed if receiving(self.config, s, now)], now, scheduled=True, done=done, due=due, resend=resend)
             moves += [(row.key, next_slot(row.schedule, row.timezone, now)) for row in page]
         planned = self._record(due, resend, now, done)
         self.directory.advance(moves, self.clock())  # after the plan is recorded: a crash between re-plans (no-op)
@@ -406,8 +407,9 @@ class Delivery:
             row = listed.get(entry.subscriber)
             subscriber = roster.subscriber(row) if row is not None else None
             state = states[entry.subscriber]
-            if subscriber is None or not subscriber.enabled or not state.active:
-                why = ("no longer in the configuration" if subscriber is None else "paused" if not subscriber.enabled
+            if subscriber is None or not receiving(self.config, subscriber, now) or not state.active:
+                why = ("no longer in the configuration" if subscriber is None
+                       else "paused" if not receiving(self.config, subscriber, now)
                        else "unsubscribed since it was planned" if state.unsubscribed_at else "suspended")
                 self.ledger.cancel(entry.id, why, self.clock())
                 done(Outcome(entry.subscriber, "skipped", detail=why))

@@ -498,6 +498,10 @@ class Store:
         row = self.read(lambda conn: conn.execute(sa.select(fetch_state).where(fetch_state.c.source == source)).first())
         return FetchState(**row._mapping) if row else FetchState(source)
 
+    def newest_first_seen(self) -> datetime | None:
+        """When the most recently seen paper was first seen (None: no papers yet)."""
+        return cast("datetime | None", self.read(lambda conn: conn.scalar(sa.select(sa.func.max(papers.c.first_seen_at)))))
+
     def papers(self, *, since: datetime | None = None, source: str | None = None,
                ids: Sequence[str] | None = None) -> list[Paper]:
         """Stored papers, newest first-seen first; filtered by first-seen time, source or ids."""

@@ -212,13 +212,29 @@ class Directory:
             added, changed = added + more, changed + updated
         return added, changed
 
-    def remove(self, origin: str, keys: Sequence[str]) -> int:
-        """Remove these subscribers if `origin` holds them; how many were removed."""
+    def claim(self, origin: str, want: Wanted, now: datetime,
+              first_due: Callable[[str, str], datetime | None]) -> bool:
+        """Hold `want` for `origin`, whichever origin held the row before (a subscriber who
+        edits their own settings takes their row over: no sync of another origin undoes it).
+        False if there is no such subscriber."""
+        def work(conn: Connection) -> bool:
+            old = conn.execute(sa.select(subscribers).where(subscribers.c.key == want.key)).first()
+            if old is None:
+                return False
+            row = _row(origin, want, old, now, first_due)
+            conn.execute(subscribers.update().where(subscribers.c.key == want.key).values(
+                {name: value for name, value in row.items() if name != "key"}))
+            return True
+        return bool(self._write(work))
+
+    def remove(self, origin: str | None, keys: Sequence[str]) -> int:
+        """Remove these subscribers if `origin` holds them (None: whichever origin does); how
+        many were removed."""
         removed = 0
         for start in range(0, len(keys), BATCH):
             chunk = list(keys[start:start + BATCH])
             removed += self._write(lambda conn, c=chunk: conn.execute(subscribers.delete().where(
-                subscribers.c.key.in_(c), subscribers.c.origin == origin)).rowcount)
+                subscribers.c.key.in_(c), sa.true() if origin is None else subscribers.c.origin == origin)).rowcount)
         return removed
 
     def renew_manage(self, key: str, now: datetime, grace: timedelta) -> int | None:

@@ -468,6 +468,23 @@ class Ledger:
     def state(self, subscriber: str) -> SubscriberState:
         return self._read(lambda conn: _state(conn, subscriber))
 
+    def forget(self, subscriber: str, pseudonym: str, now: datetime, *, still_listed: bool = False) -> int:
+        """A subscriber's own request to be deleted: their digests keep only what counts
+        (period, state, times, papers) under `pseudonym`, never their address, content or
+        errors; their state goes. `still_listed`: subscribers.yaml lists the address, so a
+        sync would bring it back: it stays unsubscribed. Returns the digests anonymised."""
+        key = subscriber_key(subscriber)
+
+        def work(conn: Connection) -> int:
+            changed = conn.execute(digests.update().where(digests.c.subscriber == key).values(
+                subscriber=pseudonym, message_id="<deleted>", content=None, last_error=None, claimed_by=None,
+                updated_at=now)).rowcount
+            conn.execute(subscriber_state.delete().where(subscriber_state.c.subscriber == key))
+            if still_listed:
+                _upsert_state(conn, subscriber, unsubscribed_at=now)
+            return int(changed)
+        return int(self._write(work))
+
     # -- reading
 
     def entry(self, subscriber: str, period: str) -> Entry | None:

@@ -41,7 +41,7 @@ log = logging.getLogger("digest.web")
 
 MAX_BODY = 64 * 1024  # a form is a few hundred bytes; nothing larger is read
 SECURITY_HEADERS = [
-    (b"content-security-policy", b"default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self'; "
+    (b"content-security-policy", b"default-src 'none'; style-src 'self'; script-src 'self'; connect-src 'self'; img-src 'self'; "
                                  b"form-action 'self'; "
                                  b"frame-ancestors 'none'; base-uri 'none'"),
     (b"referrer-policy", b"no-referrer"),
@@ -50,7 +50,7 @@ SECURITY_HEADERS = [
     (b"cache-control", b"no-store"),
 ]
 _STATIC = "/static/site.css"
-_SCRIPT = "/static/timezone.js"
+_SCRIPTS = ("timezone.js", "preview.js")  # small helpers; every page works without them
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -122,20 +122,25 @@ def make_app(secret: str, ledger: Ledger, *, list_name: str = "Paper digest", te
     async def stylesheet(_request: Request) -> Response:
         return Response(pages.css(), media_type="text/css")
 
-    async def script(_request: Request) -> Response:
-        return Response(pages.source("timezone.js"), media_type="text/javascript")
-
-    async def http_error(_request: Request, exc: Exception) -> Response:
-        status = exc.status_code if isinstance(exc, HTTPException) else 500
-        if status == 404:
+    async def script(request: Request) -> Response:
+        if request.path_params["name"] not in _SCRIPTS:
             return not_valid(404)
+        return Response(pages.source(request.path_params["name"]), media_type="text/javascript")
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        status = exc.status_code if isinstance(exc, HTTPException) else 500
+        if status == 404 and request.url.path.startswith("/unsubscribe"):
+            return not_valid(404)
+        if status == 404:
+            return pages.page("message.html.j2", 404, title="Page not found", state="missing",
+                              message="There is no page at this address. Check the link you followed.")
         return pages.page("unsubscribe.html.j2", status, title="Not allowed", state="error",
                           message="This address does not take that request.")
 
     app = Starlette(routes=[
         Route("/unsubscribe/{token}", unsubscribe, methods=["GET", "POST"]),
         Route(_STATIC, stylesheet, methods=["GET"]),
-        Route(_SCRIPT, script, methods=["GET"]),
+        Route("/static/{name}", script, methods=["GET"]),
         *centre_routes(centre, pages.page, csrf),
     ], exception_handlers={404: http_error, 405: http_error})
     return security_headers(body_limit(app, MAX_BODY))

@@ -13,14 +13,16 @@ marks bots, who get the usual answer and nothing else; each client address may s
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
 from collections.abc import Callable
+from datetime import timedelta
 from functools import lru_cache
 from typing import Any
 from urllib.parse import parse_qs
-from zoneinfo import available_timezones
+from zoneinfo import ZoneInfo, available_timezones
 
 from limits import RateLimitItemPerHour, storage, strategies
 from starlette.background import BackgroundTask
@@ -32,6 +34,7 @@ from starlette.routing import Route
 from ..config import Subscriber
 from ..subscribe import form as signup_form
 from ..subscribe.centre import Centre
+from ..subscribe.manage import Managed, SelfService, paused_day
 from .csrf import FIELD, Csrf
 
 log = logging.getLogger("digest.web")
@@ -174,8 +177,141 @@ def centre_routes(centre: Centre | None, page: Callable[..., HTMLResponse], csrf
         sent.background = background(centre.mail_manage_link, email)
         return sent
 
+    service = SelfService(centre) if centre is not None else None
+
+    def managed_service() -> SelfService:
+        assert service is not None
+        return service
+
+    async def managed_key(request: Request) -> str | None:
+        if centre is None:
+            return None
+        return await run_in_threadpool(centre.manage_key, request.path_params["token"])
+
+    def preview_of(subscriber: Subscriber) -> dict[str, Any]:
+        assert service is not None
+        digest = service.preview(subscriber)
+        shown = [s for s in digest.sections if s.entries]
+        sections = [{"topic": s.topic, "count": len(s.entries) + s.omitted, "shown": [
+            {"title": e.paper.title, "url": e.paper.url, "why": e.why} for e in s.entries]} for s in shown]
+        return {"sections": sections, "papers": sum(len(s.entries) for s in shown),
+                "matched": sum(len(s.entries) + s.omitted for s in shown)}
+
+    def manage_page(request: Request, managed: Managed, *, values: dict[str, Any] | None = None,
+                    errors: dict[str, str] | None = None, status: int = 200, notice: str = "",
+                    preview: dict[str, Any] | None = None, unsaved: bool = False) -> HTMLResponse:
+        assert centre is not None
+        config = centre.config
+        today = centre.clock().astimezone(ZoneInfo(managed.row.timezone)).date()
+        return with_token(request, "manage.html.j2", status, title="Your subscription", managed=managed,
+                          values=values or signup_form.values_of(config, managed.subscriber), errors=errors or {},
+                          presets=config.presets, zones=time_zones(), days=signup_form.DAYS, notice=notice,
+                          preview=preview if preview is not None else preview_of(managed.subscriber),
+                          unsaved=unsaved, today=today.isoformat(), tomorrow=(today + timedelta(days=1)).isoformat(),
+                          latest=(today + timedelta(days=366)).isoformat(), request_path=request.url.path)
+
+    NOTICES = {"saved": "Your settings are saved: the next digest follows them.",
+               "paused": "Paused: no digests until the day you chose.", "resumed": "Digests resume from the next one.",
+               "unsubscribed": "Unsubscribed: no more digests. You can come back below.",
+               "resubscribed": "Welcome back: digests resume from the next one."}
+
+    async def manage(request: Request) -> Response:
+        key = await managed_key(request)
+        if key is None or service is None:
+            return invalid_link("manage")
+        managed = await run_in_threadpool(service.load, key)
+        if managed is None:
+            return invalid_link("manage")
+        if request.method == "GET":
+            done = request.query_params.get("done", "")
+            return await run_in_threadpool(lambda: manage_page(request, managed, notice=NOTICES.get(done, "")))
+        form = await posted(request)
+        if form is None:
+            return forged()
+        action = (form.get("action") or [""])[0]
+        if action in ("save", "preview"):
+            filled = signup_form.read(centre.config, form, email=managed.row.email,  # type: ignore[union-attr]
+                                      keep=managed.subscriber)
+            if filled.subscriber is None:
+                return await run_in_threadpool(lambda: manage_page(
+                    request, managed, values=filled.values, errors=filled.errors, status=400, unsaved=True))
+            if action == "preview":
+                new = filled.subscriber
+                return await run_in_threadpool(lambda: manage_page(
+                    request, managed, values=filled.values, preview=preview_of(new), unsaved=True,
+                    notice="A preview with your changes: not saved yet."))
+            await run_in_threadpool(service.save, key, filled.subscriber)
+            return done_redirect("saved")
+        if action == "pause":
+            today = centre.clock().astimezone(ZoneInfo(managed.row.timezone)).date()  # type: ignore[union-attr]
+            until = paused_day((form.get("until") or [""])[0], today)
+            if until is None:
+                return await run_in_threadpool(lambda: manage_page(
+                    request, managed, errors={"until": "Pause until: pick a day after today, within a year"},
+                    status=400))
+            await run_in_threadpool(service.pause, key, until)
+            return done_redirect("paused")
+        if action == "resume":
+            await run_in_threadpool(service.pause, key, None)
+            return done_redirect("resumed")
+        if action == "unsubscribe":
+            await run_in_threadpool(service.unsubscribe, key)
+            return done_redirect("unsubscribed")
+        if action == "resubscribe":
+            await run_in_threadpool(service.resubscribe, key)
+            return done_redirect("resubscribed")
+        return page("message.html.j2", 400, title="Not understood", state="invalid",
+                    message="That form asked for something this page does not do. Go back and try again.")
+
+    def done_redirect(what: str) -> Response:
+        # Post/Redirect/Get, relative to the page (so a path prefix at the proxy still works)
+        return Response(status_code=303, headers={"location": f"?done={what}"})
+
+    async def live_preview(request: Request) -> Response:
+        """The preview for the form's current values (GET, changes nothing): the manage page's
+        script asks as the person edits."""
+        key = await managed_key(request)
+        managed = await run_in_threadpool(service.load, key) if key is not None and service else None
+        if managed is None:
+            return Response("", status_code=404)
+        form = parse_qs(request.url.query, keep_blank_values=True)
+        filled = signup_form.read(centre.config, form, email=managed.row.email, keep=managed.subscriber)  # type: ignore[union-attr]
+        if filled.subscriber is None:
+            return page("_preview.html.j2", 200, preview=None, problems=filled.problems, unsaved=True)
+        new = filled.subscriber
+        return await run_in_threadpool(lambda: page("_preview.html.j2", 200, preview=preview_of(new), problems=[],
+                                                    unsaved=True))
+
+    async def export(request: Request) -> Response:
+        key = await managed_key(request)
+        data = await run_in_threadpool(service.export, key) if key is not None and service else None
+        if data is None:
+            return invalid_link("manage")
+        return Response(json.dumps(data, indent=2, ensure_ascii=False), media_type="application/json", headers={
+            "content-disposition": 'attachment; filename="my-paper-digest-data.json"'})
+
+    async def delete(request: Request) -> Response:
+        key = await managed_key(request)
+        managed = await run_in_threadpool(service.load, key) if key is not None and service else None
+        if managed is None:
+            return invalid_link("manage")
+        if request.method == "GET":
+            return with_token(request, "delete.html.j2", title="Delete your data", email=managed.row.email,
+                              manage_path=request.url.path.removesuffix("/delete"))
+        form = await posted(request)
+        if form is None:
+            return forged()
+        await run_in_threadpool(managed_service().delete, managed.row.key)
+        return page("message.html.j2", title="Deleted", state="deleted",
+                    message="Your subscription and everything kept about you are deleted. "
+                            "No more digests will come.")
+
     return [
         Route("/subscribe", subscribe, methods=["GET", "POST"]),
         Route("/confirm/{token}", confirm, methods=["GET", "POST"]),
         Route("/manage", ask_for_link, methods=["GET", "POST"]),
+        Route("/manage/{token}", manage, methods=["GET", "POST"]),
+        Route("/manage/{token}/preview", live_preview, methods=["GET"]),
+        Route("/manage/{token}/export", export, methods=["GET"]),
+        Route("/manage/{token}/delete", delete, methods=["GET", "POST"]),
     ]

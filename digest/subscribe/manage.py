@@ -1,0 +1,186 @@
+"""A subscriber's own settings, behind their manage link: read and change them, pause until a
+day, unsubscribe and come back, see what today's digest would have been, export everything
+kept about them, and delete it.
+
+An edit here takes the subscriber's row over for origin `self` (store/directory.py): a reload
+of subscribers.yaml never undoes it, and the admin sees the file's entry reported as shadowed.
+Deleting removes the row, the sign-ups and mail records, and the ledger's state; the digests
+sent stay only as anonymous counts. An address subscribers.yaml still lists would come back
+with the next sync, so it is kept unsubscribed and the admin is told to remove it there.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import Any
+
+from ..config import Subscriber
+from ..deliver import roster
+from ..deliver.schedule import receiving
+from ..match.matcher import Matcher
+from ..models import Digest, Paper
+from ..render.links import address_hash
+from ..store.directory import Listed
+from ..store.ledger import SubscriberState, subscriber_key
+from .centre import ORIGIN, Centre
+
+log = logging.getLogger("digest.subscribe")
+
+PAPERS_FRESH_FOR = 300.0  # seconds the preview's papers are read once for every visitor
+
+
+@dataclass(frozen=True)
+class Managed:
+    """A subscriber as their manage page shows them."""
+
+    row: Listed
+    subscriber: Subscriber
+    state: SubscriberState
+    receiving: bool
+
+    @property
+    def status(self) -> str:
+        if self.state.unsubscribed_at is not None:
+            return "unsubscribed"
+        if self.state.suspended_at is not None:
+            return "suspended"
+        if self.subscriber.paused_until is not None and not self.receiving:
+            return "paused"
+        return "active" if self.receiving else "paused"
+
+
+class SelfService:
+    def __init__(self, centre: Centre) -> None:
+        self.centre = centre
+        self._papers: tuple[float, list[Paper]] | None = None
+        self._papers_lock = threading.Lock()
+
+    @property
+    def config(self):  # type: ignore[no-untyped-def]  # the centre's, reloaded with the file
+        return self.centre.config
+
+    # -- reading
+
+    def load(self, key: str) -> Managed | None:
+        row = self.centre.directory.get([key]).get(key)
+        if row is None:
+            return None
+        subscriber = roster.subscriber(row)
+        state = self.centre.ledger.state(row.email)
+        return Managed(row, subscriber, state, receiving(self.config, subscriber, self.centre.clock()))
+
+    # -- changing
+
+    def save(self, key: str, subscriber: Subscriber) -> bool:
+        """Their new settings (the address stays theirs); False if they are gone."""
+        if subscriber_key(subscriber.email) != key:
+            raise ValueError("a subscriber's settings cannot move to another address")
+        now = self.centre.clock()
+        taken = self.centre.directory.claim(ORIGIN, roster.as_wanted(self.config, subscriber), now,
+                                            lambda schedule, timezone: roster.first_due(schedule, timezone, now))
+        if taken:
+            log.info("a subscriber changed their settings")
+        return taken
+
+    def pause(self, key: str, until: date | None) -> bool:
+        """No digests before `until` (their day); None resumes now."""
+        managed = self.load(key)
+        if managed is None:
+            return False
+        return self.save(key, managed.subscriber.model_copy(update={"paused_until": until}))
+
+    def unsubscribe(self, key: str) -> None:
+        managed = self.load(key)
+        if managed is not None:
+            self.centre.ledger.unsubscribe(managed.row.email, self.centre.clock())
+
+    def resubscribe(self, key: str) -> None:
+        managed = self.load(key)
+        if managed is not None:
+            self.centre.ledger.resubscribe(managed.row.email)
+
+    def export(self, key: str) -> dict[str, Any] | None:
+        """Everything kept about them, as JSON-ready data."""
+        managed = self.load(key)
+        if managed is None:
+            return None
+        entries = self.centre.ledger.entries(managed.row.email)
+        state = managed.state
+        return {
+            "email": managed.row.email,
+            "exported_at": self.centre.clock().isoformat(),
+            "origin": managed.row.origin,
+            "status": managed.status,
+            "settings": managed.subscriber.model_dump(mode="json", exclude_defaults=True),
+            "effective_schedule": {"schedule": managed.row.schedule, "timezone": managed.row.timezone},
+            "unsubscribed_at": state.unsubscribed_at.isoformat() if state.unsubscribed_at else None,
+            "suspended_at": state.suspended_at.isoformat() if state.suspended_at else None,
+            "digests": [{"period": e.period, "state": e.state, "sent_at": e.sent_at.isoformat() if e.sent_at else None,
+                         "papers": list(e.papers)} for e in entries],
+            "ratings": [],
+        }
+
+    def delete(self, key: str) -> bool:
+        """Remove them and everything personal; False if they were not there."""
+        managed = self.load(key)
+        if managed is None:
+            return False
+        email = managed.row.email
+        listed_in_file = any(subscriber_key(s.email) == key for s in self._file_subscribers())
+        now = self.centre.clock()
+        self.centre.ledger.forget(email, f"deleted:{secrets.token_hex(8)}", now, still_listed=listed_in_file)
+        self.centre.signups.forget(key, address_hash(self.centre.secret, key))
+        self.centre.directory.remove(None, [key])
+        if listed_in_file:
+            log.warning("a subscriber deleted themselves, but %s still lists them: they stay unsubscribed; "
+                        "remove their entry from the file", self.config.path)
+            roster.sync(self.config, self.centre.directory, now)
+        log.info("a subscriber deleted their data")
+        return True
+
+    def _file_subscribers(self) -> list[Subscriber]:
+        config = self.config
+        if not config.subscribers_read:
+            from ..config import load_config
+
+            config = load_config(config.path)
+        return list(config.subscribers)
+
+    # -- what today's digest would have had
+
+    def preview(self, subscriber: Subscriber) -> Digest:
+        """The digest these settings would have made from the latest day's papers (the last 24
+        hours before the newest paper), nothing delivered taken out: what the topics catch."""
+        papers = self.latest_papers()
+        now = self.centre.clock()
+        newest = max((p.first_seen_at for p in papers if p.first_seen_at), default=now)
+        shown = subscriber.model_copy(update={"paused_until": None})
+        return Matcher([shown], self.config.defaults, papers).digest(shown, now, since=newest - timedelta(days=1))
+
+    def latest_papers(self) -> list[Paper]:
+        """The papers of the day before the newest one was first seen, read once per
+        PAPERS_FRESH_FOR seconds for every visitor."""
+        with self._papers_lock:
+            cached = self._papers
+            if cached is not None and time.monotonic() - cached[0] < PAPERS_FRESH_FOR:
+                return cached[1]
+            store = self.centre.directory.store
+            newest = store.newest_first_seen()
+            since = (newest or self.centre.clock()) - timedelta(days=1)
+            papers = store.papers(since=since)
+            self._papers = (time.monotonic(), papers)
+            return papers
+
+
+def paused_day(text: str, today: date) -> date | None:
+    """A pause's end typed in a date field: None if not a day after today."""
+    try:
+        day = date.fromisoformat(text.strip())
+    except ValueError:
+        return None
+    return day if today < day <= today + timedelta(days=366) else None
