@@ -508,3 +508,27 @@ def test_digests_for_many_at_once_are_the_digests_one_by_one(seed, monkeypatch):
     at_once = list(Matcher(subscribers, defaults, papers).digests(subscribers, NOW, lambda s: windows[s.email]))
     reference = Matcher(subscribers, defaults, papers)
     assert at_once == [reference.digest(s, NOW, *windows[s.email]) for s in subscribers]
+
+
+@cache
+def seed_words():  # noqa: ANN201
+    from digest.match.index import paper_words
+
+    return paper_words(seed_papers())
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(topic_strategy, min_size=1, max_size=4, unique_by=lambda t: t["name"]),
+       st.sampled_from([None, "quantiz*", "transform*", "token*", "4bit", "adhoc", "activation-aware"]),
+       st.sampled_from([None, "Fatima Andersson", "Lukas Singh", "Wei Kowalski", "M. Novak"]))
+def test_papers_read_once_match_as_papers_read_each_time(topics, prefix, author):
+    """The manage page's preview indexes the day's papers from words read once (paper_words);
+    it finds exactly what reading the text finds: phrases, compounds, prefixes, authors."""
+    papers = seed_papers()
+    extras = ([{"name": "extra", "keywords": [prefix]}] if prefix else []) + (
+        [{"name": "author", "authors": [author]}] if author else [])  # authors named last in their papers
+    sub = subscriber(*topics, *extras, max_papers=500)
+    read, scanned = Matcher([sub], Defaults(), papers, seed_words()), Matcher([sub], Defaults(), papers)
+    assert read.index.hits == scanned.index.hits
+    assert read.index.by_author == scanned.index.by_author and read.index.by_category == scanned.index.by_category
+    assert read.digest(sub, NOW) == scanned.digest(sub, NOW)

@@ -54,11 +54,47 @@ def _category_ok(category: str, pattern: str) -> bool:
     return category == pattern
 
 
+@dataclass(frozen=True)
+class TextWords:
+    """One text's words as the scan reads them: stemmed in order (and where each occurs),
+    joined compounds, and the unstemmed ones (for prefix wildcards)."""
+
+    sequence: tuple[str, ...]
+    joined: frozenset[str]
+    raw: frozenset[str]
+    positions: dict[str, tuple[int, ...]]
+
+    @classmethod
+    def of(cls, text: str) -> TextWords:
+        sequence, joined = words_with_compounds(text)
+        positions: dict[str, list[int]] = {}
+        for position, word in enumerate(sequence):
+            positions.setdefault(word, []).append(position)
+        return cls(tuple(sequence), frozenset(joined), frozenset(raw_words(text)),
+                   {word: tuple(where) for word, where in positions.items()})
+
+
+@dataclass(frozen=True)
+class PaperWords:
+    """A paper read once (paper_words): many indexes of the same papers, one per question
+    (the manage page's preview asks one per visit), then skip reading the text again."""
+
+    title: TextWords
+    abstract: TextWords
+    authors: tuple[AuthorName, ...]
+
+
+def paper_words(papers: Sequence[Paper]) -> list[PaperWords]:
+    return [PaperWords(TextWords.of(p.title), TextWords.of(p.abstract),
+                       tuple(a for a in map(AuthorName.parse, p.authors) if a)) for p in papers]
+
+
 class PaperIndex:
     """The papers scanned once against a term table: postings, author and category indexes,
-    and per-paper arrays (upvotes, first seen, id order) for ranking."""
+    and per-paper arrays (upvotes, first seen, id order) for ranking. `words`: each paper's
+    words read before (paper_words), in the papers' order."""
 
-    def __init__(self, papers: Sequence[Paper], table: TermTable) -> None:
+    def __init__(self, papers: Sequence[Paper], table: TermTable, words: Sequence[PaperWords] | None = None) -> None:
         self.papers = list(papers)
         self.size = size = len(self.papers)
         self.position = {p.id: i for i, p in enumerate(self.papers)}
@@ -66,7 +102,10 @@ class PaperIndex:
         self.by_category: dict[str, list[int]] = {}
         self.by_author: dict[str, list[tuple[int, AuthorName]]] = {}
         for index, paper in enumerate(self.papers):
-            self._scan(index, paper, table)
+            if words is not None:
+                self._scan_read(index, paper, table, words[index])
+            else:
+                self._scan(index, paper, table)
         self.upvotes = np.array([p.upvotes or 0 for p in self.papers], dtype=np.float64)
         self.seen = np.array([p.first_seen_at.timestamp() if p.first_seen_at else np.nan for p in self.papers])
         self.by_id = np.array(sorted(range(size), key=lambda i: self.papers[i].id), dtype=np.intp)
@@ -120,6 +159,43 @@ class PaperIndex:
             author = AuthorName.parse(name)
             if author:
                 self.by_author.setdefault(author.last, []).append((index, author))
+
+    def _scan_read(self, index: int, paper: Paper, table: TermTable, read: PaperWords) -> None:
+        """`_scan` of a paper read before: the table's words looked up in the paper's (a table
+        of one person's few topics has far fewer words than a paper), the same postings."""
+        hits, by_first, prefixes, longest = self.hits, table.by_first, table.prefixes, table.longest_prefix
+
+        def hit(term_id: int, bit: int) -> None:
+            postings = hits.setdefault(term_id, {})
+            value = postings.get(index, 0) | bit
+            if bit == ABSTRACT and value < _COUNT_CAP:
+                value += _ONE_MORE
+            postings[index] = value
+
+        for bit, words in ((TITLE, read.title), (ABSTRACT, read.abstract)):
+            sequence, size = words.sequence, len(words.sequence)
+            for word, entries in by_first.items():
+                where = words.positions.get(word)
+                if where is not None:
+                    for position in where:
+                        for phrase, term_id in entries:
+                            length = len(phrase)
+                            if length == 1 or (position + length <= size
+                                               and sequence[position:position + length] == phrase):
+                                hit(term_id, bit)
+                if word in words.joined:
+                    for phrase, term_id in entries:
+                        if len(phrase) == 1:
+                            hit(term_id, bit)
+            if prefixes:
+                for word in words.raw:
+                    for length in range(3, min(len(word), longest) + 1):
+                        for term_id in prefixes.get(word[:length], ()):
+                            hit(term_id, bit)
+        for category in paper.categories:
+            self.by_category.setdefault(category.lower(), []).append(index)
+        for author in read.authors:
+            self.by_author.setdefault(author.last, []).append((index, author))
 
     def _cached(self, key: object, make: Callable[[], np.ndarray]) -> np.ndarray:
         dense = self._dense.get(key)

@@ -22,6 +22,7 @@ from typing import Any
 from ..config import Subscriber
 from ..deliver import roster
 from ..deliver.schedule import receiving
+from ..match.index import PaperWords, paper_words
 from ..match.matcher import Matcher
 from ..models import Digest, Paper
 from ..render.links import address_hash
@@ -57,7 +58,7 @@ class Managed:
 class SelfService:
     def __init__(self, centre: Centre) -> None:
         self.centre = centre
-        self._papers: tuple[float, list[Paper]] | None = None
+        self._papers: tuple[float, list[Paper], list[PaperWords]] | None = None
         self._papers_lock = threading.Lock()
 
     @property
@@ -156,25 +157,27 @@ class SelfService:
     def preview(self, subscriber: Subscriber) -> Digest:
         """The digest these settings would have made from the latest day's papers (the last 24
         hours before the newest paper), nothing delivered taken out: what the topics catch."""
-        papers = self.latest_papers()
+        papers, words = self.latest_papers()
         now = self.centre.clock()
         newest = max((p.first_seen_at for p in papers if p.first_seen_at), default=now)
         shown = subscriber.model_copy(update={"paused_until": None})
-        return Matcher([shown], self.config.defaults, papers).digest(shown, now, since=newest - timedelta(days=1))
+        return Matcher([shown], self.config.defaults, papers, words).digest(shown, now, since=newest - timedelta(days=1))
 
-    def latest_papers(self) -> list[Paper]:
-        """The papers of the day before the newest one was first seen, read once per
-        PAPERS_FRESH_FOR seconds for every visitor."""
+    def latest_papers(self) -> tuple[list[Paper], list[PaperWords]]:
+        """The papers of the day before the newest one was first seen, and their words: read
+        once per PAPERS_FRESH_FOR seconds for every visitor (a preview then scans words, not
+        text: ~1 ms, not ~50, for a day of 400 papers)."""
         with self._papers_lock:
             cached = self._papers
             if cached is not None and time.monotonic() - cached[0] < PAPERS_FRESH_FOR:
-                return cached[1]
+                return cached[1], cached[2]
             store = self.centre.directory.store
             newest = store.newest_first_seen()
             since = (newest or self.centre.clock()) - timedelta(days=1)
             papers = store.papers(since=since)
-            self._papers = (time.monotonic(), papers)
-            return papers
+            words = paper_words(papers)
+            self._papers = (time.monotonic(), papers, words)
+            return papers, words
 
 
 def paused_day(text: str, today: date) -> date | None:
