@@ -402,3 +402,23 @@ def test_the_page_in_a_browser_without_javascript(admin_site, width):
             context.close()
         finally:
             browser.close()
+
+
+def test_a_resend_the_mail_server_refuses_changes_nothing(admin_site, monkeypatch):
+    import smtplib
+
+    site = admin_site
+    old = pending_signup(site)
+    admin = Admin(site.base)
+    signup = re.search(r'name="signup" value="([^"]+)"', admin.listed()[1]).group(1)
+
+    def refuse(message):  # noqa: ANN001, ANN202
+        raise smtplib.SMTPRecipientsRefused({"pending@example.org": (550, b"no")})
+
+    monkeypatch.setattr(site.centre, "send", refuse)
+    assert admin.act("resend", signup=signup)[0] == 303 and admin.location == "?done=failed"
+    assert "Not sent: the mail could not be handed" in admin.listed("?done=failed")[1]
+    assert re.search(r'name="signup" value="([^"]+)"', admin.listed()[1]).group(1) == signup
+    visitor = site.browser()
+    status, html = visitor.post(old, visitor.form(old))  # the link mailed before still works
+    assert status == 200 and "You are subscribed" in html
