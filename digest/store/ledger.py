@@ -460,6 +460,17 @@ class Ledger:
         """Undo an unsubscription (the reader's own request); a suspension for bounces stays."""
         self._write(lambda conn: _upsert_state(conn, subscriber, unsubscribed_at=None))
 
+    def suspend(self, subscriber: str, reason: str, now: datetime) -> bool:
+        """Suspend by hand (the admin pages): no digests until `resume`. A suspension already
+        there (for bounces, say) is kept as it was, reason and time; its refusal count stays.
+        True if this suspended them."""
+        def work(conn: Connection) -> bool:
+            if _state(conn, subscriber).suspended_at is not None:
+                return False
+            _upsert_state(conn, subscriber, suspended_at=now, suspended_reason=reason)
+            return True
+        return bool(self._write(work))
+
     def resume(self, subscriber: str) -> None:
         """Lift a suspension (and an unsubscription): the subscriber gets digests again."""
         self._write(lambda conn: _upsert_state(conn, subscriber, hard_failures=0, suspended_at=None,

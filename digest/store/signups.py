@@ -2,7 +2,8 @@
 confirmation, and the e-mails the web side sent (to cap them).
 
 - A sign-up is a row until it is confirmed (once: the confirming UPDATE takes only an
-  unconfirmed row) and purged a week after it was made, confirmed or not.
+  unconfirmed row) and purged a week after it was made, confirmed or not. The admin's
+  "resend confirmation" renews it: a new id (so a new link) and made anew.
 - `web_mail` records each e-mail the pages sent, by a keyed hash of the address: enough to
   refuse a fourth mail to one address in a day, or the 201st in an hour, without keeping the
   addresses of strangers someone typed into the form.
@@ -75,6 +76,20 @@ class SignUpStore:
                 signups.c.id == signup_id, signups.c.confirmed_at.is_(None),
                 signups.c.created_at > now - valid_for).values(confirmed_at=now).returning(*signups.c)).first()
             return _signup(row) if row is not None else None
+        return self.store.write(work)
+
+    def renew(self, signup_id: str, new_id: str, now: datetime) -> datetime | None:
+        """Give an unconfirmed sign-up a new id (a new confirmation link: the old one stops
+        working) made `now` (its 48 hours, and its week before the purge, start again). The
+        time it was made before, or None if there is no such unconfirmed sign-up."""
+        def work(conn: Connection) -> datetime | None:
+            before = conn.scalar(sa.select(signups.c.created_at).where(
+                signups.c.id == signup_id, signups.c.confirmed_at.is_(None)))
+            if before is None:
+                return None
+            changed = conn.execute(signups.update().where(
+                signups.c.id == signup_id, signups.c.confirmed_at.is_(None)).values(id=new_id, created_at=now))
+            return before if changed.rowcount == 1 else None
         return self.store.write(work)
 
     def purge(self, before: datetime) -> int:

@@ -100,6 +100,35 @@ class Centre:
         self._mail(key, subscriber.email, "confirm", f"{self.base_url}/confirm/{confirm_token(self.secret, signup_id)}",
                    expires=now + CONFIRM_FOR)
 
+    def resend_confirmation(self, signup_id: str) -> str:
+        """Mail a pending sign-up a fresh confirmation link (the admin pages' button), through
+        the same caps as any mail of the pages. The sign-up is renewed rather than copied: it
+        takes a new id, so the new link is the only one that works (an older mail's link, which
+        may have been forwarded or leaked, stops), its 48 hours start again, and the admin sees
+        one pending row, not two. Returns "sent"; "capped" (nothing changed: the caps refused
+        it); "subscribed" (the address is a subscriber now); or "gone" (confirmed or purged).
+        A failure to send undoes the renewal and raises."""
+        signup = self.signups.get(signup_id)
+        if signup is None or signup.confirmed_at is not None:
+            return "gone"
+        if self._known(signup.key):
+            return "subscribed"
+        if not self._may_mail(signup.key, "confirm"):
+            return "capped"
+        now = self.clock()
+        new_id = secrets.token_urlsafe(18)
+        made = self.signups.renew(signup_id, new_id, now)
+        if made is None:
+            return "gone"  # confirmed meanwhile
+        try:
+            self._send_notice(signup.email, "confirm", f"{self.base_url}/confirm/{confirm_token(self.secret, new_id)}",
+                              expires=now + CONFIRM_FOR)
+        except Exception:
+            self.signups.renew(new_id, signup_id, made)  # the old link works again, as before
+            raise
+        log.info("mailed a pending sign-up a fresh confirmation link")
+        return "sent"
+
     def pending(self, token: str) -> SignUp | None:
         """The unconfirmed, unexpired sign-up a confirmation token names (nothing changes)."""
         signup_id = signup_from_token(self.secret, token)
@@ -147,14 +176,23 @@ class Centre:
 
     def _mail(self, key: str, email: str, kind: str, link: str, *, reason: str = "asked",
               expires: datetime | None = None) -> None:
-        from ..render.notice import notice_message
+        if self._may_mail(key, kind):
+            self._send_notice(email, kind, link, reason=reason, expires=expires)
 
+    def _may_mail(self, key: str, kind: str) -> bool:
+        """Whether the caps allow one more mail to this address (counted as sent if so)."""
         signups = self.config.signups
         if not self.signups.allow_mail(address_hash(self.secret, key), kind, self.clock(),
                                        per_address=signups.per_address, per_hour=signups.per_hour):
             log.warning("not mailing a %s link: the cap of %d a day to one address or %d an hour is reached",
                         kind, signups.per_address, signups.per_hour)
-            return
+            return False
+        return True
+
+    def _send_notice(self, email: str, kind: str, link: str, *, reason: str = "asked",
+                     expires: datetime | None = None) -> None:
+        from ..render.notice import notice_message
+
         templates = Path(self.config.resolve_local(self.config.templates)) if self.config.templates else None
         self.send(notice_message(self.config, kind, email, link, now=self.clock(), expires=expires,  # type: ignore[arg-type]
                                  reason=reason, templates=templates))

@@ -7,6 +7,9 @@ URL — the button, or a mail client's one-click request (RFC 8058, body
 is the subscriber's address sealed with the installation's key: it cannot be made for another
 address, and no address can be read from it.
 
+With the subscription centre come its pages (web/centre.py) and, when DIGEST_ADMIN_PASSWORD is
+set, the admin page /admin (web/admin.py: basic auth, to be used over HTTPS only).
+
 Pages are Jinja2 templates in templates/web/, overridable like the e-mail's: a `web/` folder in
 the configuration's `templates:` folder. Every response carries security headers (a strict
 Content-Security-Policy, no framing, no referrer, so a token never leaks to a linked site);
@@ -34,6 +37,7 @@ from ..render.links import email_from_token
 from ..render.renderer import builtin_templates
 from ..store.ledger import Ledger
 from ..subscribe.centre import Centre
+from .admin import admin_routes
 from .centre import centre_routes
 from .csrf import Csrf
 
@@ -142,6 +146,7 @@ def make_app(secret: str, ledger: Ledger, *, list_name: str = "Paper digest", te
         Route(_STATIC, stylesheet, methods=["GET"]),
         Route("/static/{name}", script, methods=["GET"]),
         *centre_routes(centre, pages.page, csrf),
+        *admin_routes(centre, pages.page, csrf),
     ], exception_handlers={404: http_error, 405: http_error})
     return security_headers(body_limit(app, MAX_BODY))
 

@@ -58,6 +58,16 @@ class Limiter:
         """None if the request may go on (and counts it), else seconds until it may."""
         if self.window.hit(self.item, "web", client):
             return None
+        return self._wait(client)
+
+    def blocked(self, client: str) -> int | None:
+        """Seconds until the client may go on if it has used up its limit, else None (nothing
+        counted: for limits on failures, counted with `retry_after` when one happens)."""
+        if self.window.test(self.item, "web", client):
+            return None
+        return self._wait(client)
+
+    def _wait(self, client: str) -> int:
         reset = self.window.get_window_stats(self.item, "web", client).reset_time
         return max(1, math.ceil(reset - time.time()))
 
