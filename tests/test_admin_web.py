@@ -34,6 +34,7 @@ def password(monkeypatch):
 
 @pytest.fixture
 def admin_site(password, centre_site):  # noqa: F811 - the password in the environment before the app is made
+    centre_site.clock.now = datetime(2026, 6, 12, 9, 0, tzinfo=UTC)  # the dates below
     return centre_site
 
 
