@@ -140,7 +140,8 @@ def test_email_content_for_a_reader():
     toc = doc.xpath("//ul[@class='toc']//a")
     assert toc[0].get("href") == "#topic-1" and doc.xpath("//h2[@id='topic-1']")
     footer = doc.xpath("//div[contains(@class, 'rule')]")[0].text_content()
-    assert "alice@example.org" in footer and "for: KV" in footer and "reply to this e-mail" in footer
+    assert "alice@example.org" in footer and "for: KV" in footer
+    assert "Manage your topics, schedule or time zone" in footer and "reply to this e-mail" not in footer  # base_url: a link
     unsubscribe = doc.xpath("//a[text()='Unsubscribe from these e-mails']")[0].get("href")
     assert unsubscribe.startswith("https://digest.example.org/unsubscribe/")
     assert "prefers-color-scheme: dark" in email_.html and '<meta name="color-scheme"' in email_.html
