@@ -273,12 +273,14 @@ def preview(app: App, email: str | None, fmt: str, since: str | None, out_file: 
         return
     if not email:
         raise click.UsageError("give a subscriber's EMAIL, or --serve")
+    from .deliver.roster import subscriber as roster_subscriber
     from .render.compose import Composer
     from .render.preview import preview_digest
 
     config, store = app.config, app.store()
     now = datetime.now(UTC)
-    subscriber = _find(config, store, email, now)
+    listed = _find_listed(config, store, email, now)
+    subscriber = roster_subscriber(listed)
     shown = preview_digest(config, store, subscriber, now, _since(since) if since else None)
     zone = subscriber.timezone or config.defaults.timezone
     if shown.digest.is_empty and not config.setting(subscriber, "send_empty") and fmt != "json":
@@ -291,7 +293,8 @@ def preview(app: App, email: str | None, fmt: str, since: str | None, out_file: 
     if fmt == "json":
         data: str | bytes = json.dumps(digest_json(shown.digest, zone, config.sender.list_name), ensure_ascii=False, indent=2) + "\n"
     else:
-        composed = Composer(config, secret=store.signing_secret()).email(shown.digest, subscriber)
+        composed = Composer(config, secret=store.signing_secret()).email(
+            shown.digest, subscriber, manage_generation=listed.manage_generation)
         data = {"text": composed.text, "html": composed.html, "eml": composed.wire}[fmt]
     payload = data if isinstance(data, bytes) else data.encode("utf-8")
     if out_file or open_browser:
@@ -658,9 +661,16 @@ def _topic_names(row: dict[str, Any]) -> str:
 def _find(config: Config, store: Store, email: str, now: datetime) -> Any:
     """A subscriber of any origin (subscribers.yaml or the database) by address."""
     from .deliver import roster
+
+    return roster.subscriber(_find_listed(config, store, email, now))
+
+
+def _find_listed(config: Config, store: Store, email: str, now: datetime) -> Any:
+    """As `_find`, the subscriber's directory row."""
+    from .deliver import roster
     from .store.directory import Directory
 
-    return roster.find(config, Directory(store), [email], now)[0]
+    return roster.find_listed(config, Directory(store), [email], now)[0]
 
 
 def _admin(app: App):  # type: ignore[no-untyped-def]

@@ -150,6 +150,58 @@ def test_send_once_with_the_right_headers(tmp_path, fetched):
     assert len(ledger.delivered("reader0@example.org")) == 5
 
 
+def test_sent_digests_carry_the_manage_link_of_the_directory_rows_generation(tmp_path, fetched):
+    """A digest's manage link is of the generation on the subscriber's directory row (read by
+    the send path anyway): after renew_manage moved it on, what is sent carries the new one;
+    so do --to and the previews."""
+    from digest.render.compose import Composer
+    from digest.render.links import manage_from_token, manage_url
+    from digest.store.directory import Directory
+    from digest.web.preview import _render
+
+    from .test_render import manage_links
+
+    def links(message) -> tuple[str | None, str | None, str | None]:  # noqa: ANN001
+        return manage_links(message.get_body(("html",)).get_content(), message.get_body(("plain",)).get_content())
+
+    emails = EMAILS[:3]
+    with SmtpServer() as server:
+        config = setup(tmp_path, fetched, server.port, emails)
+        sender = delivery(config)
+        secret = sender.store.signing_secret()
+
+        def link(key: str, generation: int) -> str:
+            return manage_url("https://digest.example.org", secret, key, generation)
+
+        sender.run(["reader0@example.org"], to="me@example.org")  # before any fresh link: generation 0
+        assert links(server.handler.received[-1]) == (link("reader0@example.org", 0),) * 3
+        now = datetime.now(UTC)
+        directory = Directory(sender.store)
+        assert directory.count() == 3  # synced from subscribers.yaml by the run
+        for _ in range(3):
+            generation = directory.renew_manage("reader0@example.org", now, timedelta(days=1))
+        assert generation == 3 and directory.renew_manage("reader1@example.org", now, timedelta(days=1)) == 1
+
+        shown = digest_cli("preview", "reader0@example.org", "--format", "text", config=config)
+        assert f"Manage your topics: {link('reader0@example.org', 3)}\n" in shown.stdout
+        composer = Composer(sender.config, secret=secret)
+        previewed, _ = _render(sender.config, composer, sender.store, sender.config.subscribers[0])  # preview --serve
+        assert manage_links(previewed.html, previewed.text) == (link("reader0@example.org", 3),) * 3
+        sender.run(["reader0@example.org"], to="me@example.org")
+        assert links(server.handler.received[-1]) == (link("reader0@example.org", 3),) * 3
+
+        server.handler.received.clear()
+        outcomes = delivery(config).run()
+        assert [o.status for o in outcomes] == ["sent"] * 3
+    generations = {"reader0@example.org": 3, "reader1@example.org": 1, "reader2@example.org": 0}
+    for message in server.handler.received:
+        to = str(message["To"])
+        header, footer, text = links(message)
+        assert header == footer == text == link(to, generations[to]), to
+        assert manage_from_token(secret, header.rsplit("/", 1)[1]) == (to, generations[to])
+    assert sorted(str(m["To"]) for m in server.handler.received) == emails
+
+
 def test_failures_never_stop_the_batch_and_are_recorded(tmp_path, fetched):
     with SmtpServer() as server:
         script = server.handler.script

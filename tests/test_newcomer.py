@@ -448,8 +448,13 @@ def test_footer_highlighting_upvotes_tex_and_the_text_part():
     mail = compose(config, one_paper_digest(upvotes=1234, hf_url="https://huggingface.co/papers/2611.00001",
                                             title=title_text("Scaling -- a (KV) cache study")), subscriber)
     doc = lxml.html.fromstring(mail.html)
-    footer = " ".join(doc.xpath("//div[contains(@class,'rule')]")[0].text_content().split())
-    assert "Scaling laws. To change" in footer  # a space between the sentences
+    footer = doc.xpath("//div[contains(@class,'rule')]")[0]
+    assert " ".join(footer.text_content().split()).startswith("You get this e-mail because alice@example.org is "
+                                                              "subscribed to Paper digest for: Scaling laws.")
+    assert footer.xpath(".//a[text()='Manage your topics, schedule or time zone']")  # base_url: a link, not the reply
+    replying = compose(Config(sender=config.sender), one_paper_digest(), subscriber)  # without base_url
+    footer_text = " ".join(lxml.html.fromstring(replying.html).xpath("//div[contains(@class,'rule')]")[0].text_content().split())
+    assert "Scaling laws. To change" in footer_text  # a space between the sentences
     assert "Scaling – a (KV) cache study" in doc.xpath("//h3")[0].text_content()  # TeX's -- is a dash
     counts = [s for s in doc.xpath("//span") if "▲" in s.text_content()]
     assert counts and "white-space:nowrap" in counts[0].get("style") and "▲\u00a01234" in counts[0].text_content()

@@ -140,7 +140,8 @@ def test_email_content_for_a_reader():
     toc = doc.xpath("//ul[@class='toc']//a")
     assert toc[0].get("href") == "#topic-1" and doc.xpath("//h2[@id='topic-1']")
     footer = doc.xpath("//div[contains(@class, 'rule')]")[0].text_content()
-    assert "alice@example.org" in footer and "for: KV" in footer and "reply to this e-mail" in footer
+    assert "alice@example.org" in footer and "for: KV" in footer
+    assert "Manage your topics, schedule or time zone" in footer and "reply to this e-mail" not in footer  # base_url: a link
     unsubscribe = doc.xpath("//a[text()='Unsubscribe from these e-mails']")[0].get("href")
     assert unsubscribe.startswith("https://digest.example.org/unsubscribe/")
     assert "prefers-color-scheme: dark" in email_.html and '<meta name="color-scheme"' in email_.html
@@ -284,6 +285,69 @@ def test_no_base_url_unsubscribes_by_mail():
     assert email_.message["List-Unsubscribe"] == "<mailto:digest@example.org?subject=unsubscribe%20alice%40example.org>"
     assert "List-Unsubscribe-Post" not in email_.message
     assert 'href="mailto:digest@example.org?subject=unsubscribe%20alice%40example.org"' in email_.html
+
+
+def manage_links(html: str, text: str) -> tuple[str | None, str | None, str | None]:
+    """The manage link in an e-mail's header, its footer and its text part (None: not there)."""
+    doc = lxml.html.fromstring(html)
+    header = doc.xpath("//div[@class='fg'][h1]//a[text()='Manage your topics']/@href")
+    footer = doc.xpath("//div[contains(@class, 'rule')]//a[text()='Manage your topics, schedule or time zone']/@href")
+    lines = text.splitlines()
+    text = [line.removeprefix("Manage your topics: ") for line in lines if line.startswith("Manage your topics: ")]
+    assert len(header) <= 1 and len(footer) <= 1 and len(text) <= 1
+    if text:  # right above the unsubscribe line
+        assert lines[lines.index("Manage your topics: " + text[0]) + 1].startswith("Unsubscribe: ")
+    return (header or [None])[0], (footer or [None])[0], (text or [None])[0]
+
+
+@pytest.mark.parametrize("renderer", [0, 1], ids=["full-chain", "compiled"])
+def test_manage_link_of_the_subscribers_generation_in_header_footer_and_text(renderer):
+    from digest.render.links import manage_from_token, manage_url
+    from digest.store.ledger import subscriber_key
+
+    reader = Subscriber(email="Alice@Example.org", name="Alice", topics=[Topic(name="KV", keywords=["KV cache"])])
+    composer = Composer(config(), secret="s", renderer=renderers()[renderer])
+    email_ = composer.email(make_digest([paper(1), paper(2)]), reader, manage_generation=3)
+    expected = manage_url("https://digest.example.org", "s", subscriber_key(reader.email), 3)
+    assert expected.startswith("https://digest.example.org/manage/")
+    assert manage_links(email_.html, email_.text) == (expected, expected, expected)
+    assert manage_from_token("s", expected.rsplit("/", 1)[1]) == ("alice@example.org", 3)
+    assert "alice" not in expected and "example.org/manage/" in expected  # opaque: no address in the URL
+    footer = lxml.html.fromstring(email_.html).xpath("//div[contains(@class, 'rule')]")[0].text_content()
+    assert "reply to this e-mail" not in footer and "Unsubscribe from these e-mails" in footer
+    assert "reply to this e-mail" not in email_.text
+
+    first = composer.email(make_digest([paper(1)]), reader)  # no generation given: 0 (a preview's)
+    assert manage_from_token("s", manage_links(first.html, first.text)[0].rsplit("/", 1)[1]) == ("alice@example.org", 0)
+    empty = composer.email(Digest("alice@example.org", "Alice", NOW, NOW - timedelta(days=1), ()), reader,
+                           manage_generation=3)
+    assert manage_links(empty.html, empty.text) == (expected, expected, expected)  # "nothing new" digests too
+
+
+@pytest.mark.parametrize("reply_to", ["admin@example.org", None])
+def test_without_base_url_no_manage_link_and_the_reply_text_stays(reply_to):
+    cfg = Config(sender=Sender(**{"from": "Paper Digest <digest@example.org>", "reply_to": reply_to}))
+    digest = make_digest([paper(1), paper(2)])
+    slow, fast = both(digest, cfg)
+    assert fast.html == slow.html and fast.text == slow.text
+    email_ = Composer(cfg, secret="s", renderer=renderers()[1]).email(digest, subscriber(), manage_generation=3)
+    assert email_.html == fast.html and email_.text == fast.text  # the generation changes nothing here
+    assert manage_links(email_.html, email_.text) == (None, None, None)
+    assert "/manage/" not in email_.html and "/manage/" not in email_.text and "Manage your" not in email_.text
+    footer = lxml.html.fromstring(email_.html).xpath("//div[contains(@class, 'rule')]")[0].text_content()
+    assert "for: KV. To change your topics or limits, reply to this e-mail." in footer
+    assert "\nTo change your topics or limits, reply to this e-mail.\nUnsubscribe: mailto:" in email_.text
+
+
+def test_compiled_equals_full_chain_with_and_without_the_manage_link():
+    digest = make_digest([paper(n, upvotes=n) for n in range(1, 6)], topics=("KV", "Other"))
+    with_link = both(digest)
+    without = both(digest, Config(sender=Sender(**{"from": "Digest <digest@example.org>", "reply_to": "a@example.org"})))
+    for slow, fast in (with_link, without):
+        assert fast.html == slow.html and fast.text == slow.text
+    assert "/manage/" in with_link[1].html and "/manage/" not in without[1].html
+    probes = probe_values()  # the compiled template was checked against both branches
+    assert any(p["manage_url"] for p in probes) and any(not p["manage_url"] and p["manage"] for p in probes)
 
 
 def test_unsubscribe_tokens():

@@ -77,14 +77,25 @@ def sync(config: Config, directory: Directory, now: datetime) -> Synced:
 
 def everyone(config: Config, directory: Directory, now: datetime) -> Iterator[Subscriber]:
     """Every subscriber, of every origin (the directory, synced first), by address."""
+    return (subscriber(row) for row in everyone_listed(config, directory, now))
+
+
+def everyone_listed(config: Config, directory: Directory, now: datetime) -> Iterator[Listed]:
+    """Every subscriber's directory row (synced first), by address."""
     sync(config, directory, now)
     for page in directory.pages():
-        yield from (subscriber(row) for row in page)
+        yield from page
 
 
 def find(config: Config, directory: Directory, emails: Sequence[str], now: datetime) -> list[Subscriber]:
     """The subscribers with these addresses (any case, any origin), in that order; a user
     error with a suggestion for the first that is nobody's."""
+    return [subscriber(row) for row in find_listed(config, directory, emails, now)]
+
+
+def find_listed(config: Config, directory: Directory, emails: Sequence[str], now: datetime) -> list[Listed]:
+    """As `find`, their directory rows (with what a Subscriber does not hold: the manage-link
+    generation, say)."""
     sync(config, directory, now)
     found = directory.get([subscriber_key(e) for e in emails])
     missing = [e for e in emails if subscriber_key(e) not in found]
@@ -92,7 +103,7 @@ def find(config: Config, directory: Directory, emails: Sequence[str], now: datet
         find_subscriber(config, missing[0])  # raises, with a did-you-mean among the file's
         raise UnknownSubscriber(f"no subscriber {missing[0]!r} in {config.path} or the database",
                                 hint="`digest subscribers list` shows them all")
-    return [subscriber(found[subscriber_key(e)]) for e in emails]
+    return [found[subscriber_key(e)] for e in emails]
 
 
 def first_due(schedule: str, timezone: str, now: datetime) -> datetime:

@@ -30,7 +30,7 @@ from ..models import Digest, Paper
 from ..render.compose import Composer, Email
 from ..render.message import message_id
 from ..store.database import Store
-from ..store.directory import Directory
+from ..store.directory import Directory, Listed
 from ..store.heartbeat import Heartbeat
 from ..store.ledger import ACTIVE_RUNS, Entry, Ledger, Planned, owner_id
 from ..store.locks import Locks
@@ -67,6 +67,7 @@ class Job:
     entry: Entry | None  # None for --dry-run and --to
     email: Email | None = None
     resend: bool = False  # an uncertain digest sent once more
+    manage_generation: int = 0  # of the subscriber's manage link, from their directory row (no query of its own)
 
 
 class Delivery:
@@ -115,10 +116,14 @@ class Delivery:
         """The named subscribers (of any origin: subscribers.yaml's and the database's), or with
         none named everyone, by address; a configuration read without its subscribers names nobody here
         (its runs read them from the directory as they plan)."""
+        return [roster.subscriber(row) for row in self.select_listed(emails)]
+
+    def select_listed(self, emails: Sequence[str] = ()) -> list[Listed]:
+        """As `select`, their directory rows."""
         now = self.clock()
         if emails:
-            return roster.find(self.config, self.directory, sorted({e.strip().lower() for e in emails}), now)
-        return list(roster.everyone(self.config, self.directory, now)) if self.config.subscribers_read else []
+            return roster.find_listed(self.config, self.directory, sorted({e.strip().lower() for e in emails}), now)
+        return list(roster.everyone_listed(self.config, self.directory, now)) if self.config.subscribers_read else []
 
     # ------------------------------------------------------------ the run
 
@@ -141,7 +146,7 @@ class Delivery:
                 progress(outcome)
 
         if dry_run or to:
-            self._unrecorded(self.select(emails), now, scheduled=scheduled, dry_run=dry_run, to=to, done=done)
+            self._unrecorded(self.select_listed(emails), now, scheduled=scheduled, dry_run=dry_run, to=to, done=done)
             return outcomes
         subscribers = self.select(emails) if emails else []  # everyone: read from the directory as planned
         roster.sync(self.config, self.directory, now)  # one query unless subscribers.yaml changed
@@ -154,21 +159,22 @@ class Delivery:
             ACTIVE_RUNS.discard(run_id)
         return outcomes
 
-    def _unrecorded(self, subscribers: list[Subscriber], now: datetime, *, scheduled: bool, dry_run: bool,
+    def _unrecorded(self, rows: list[Listed], now: datetime, *, scheduled: bool, dry_run: bool,
                     to: str | None, done: Callable[[Outcome], None]) -> None:
         """--dry-run and --to: matched and rendered (and sent to `to`), nothing recorded."""
-        due = [s for s in subscribers if receiving(self.config, s, now)
-               and self.period_of(s, now, scheduled=scheduled) is not None]
-        _, digests = newly_seen(self.config, self.store, due, now, ledger=None)
+        listed = [(roster.subscriber(row), row) for row in rows]
+        due = [(s, row) for s, row in listed
+               if receiving(self.config, s, now) and self.period_of(s, now, scheduled=scheduled) is not None]
+        _, digests = newly_seen(self.config, self.store, [s for s, _ in due], now, ledger=None)
         jobs = []
-        for subscriber, digest in zip(due, digests):
+        for (subscriber, row), digest in zip(due, digests):
             if digest.is_empty and not self._send_empty(subscriber):
                 done(Outcome(subscriber.email, "empty", detail="nothing new matched"))
                 continue
-            jobs.append(Job(subscriber, digest, None))
+            jobs.append(Job(subscriber, digest, None, manage_generation=row.manage_generation))
         if dry_run:
             for job in jobs:
-                email_ = self.composer.email(job.digest, job.subscriber)
+                email_ = self.composer.email(job.digest, job.subscriber, manage_generation=job.manage_generation)
                 done(Outcome(job.subscriber.email, "dry-run", len(job.digest.papers),
                              f"{email_.html_bytes:,} bytes of HTML: {email_.subject}"))
             return
@@ -407,7 +413,7 @@ class Delivery:
             row = listed.get(entry.subscriber)
             subscriber = roster.subscriber(row) if row is not None else None
             state = states[entry.subscriber]
-            if subscriber is None or not receiving(self.config, subscriber, now) or not state.active:
+            if row is None or subscriber is None or not receiving(self.config, subscriber, now) or not state.active:
                 why = ("no longer in the configuration" if subscriber is None
                        else "paused" if not receiving(self.config, subscriber, now)
                        else "unsubscribed since it was planned" if state.unsubscribed_at else "suspended")
@@ -417,7 +423,8 @@ class Delivery:
             digest = decode(entry.content, subscriber, self._papers) if entry.content else None
             if digest is None:  # recorded by an older version: matched again over its recorded papers
                 digest = self._rebuilt(subscriber, entry, now)
-            jobs.append(Job(subscriber, digest, entry, resend=entry.uncertain_resends > 0))
+            jobs.append(Job(subscriber, digest, entry, resend=entry.uncertain_resends > 0,
+                            manage_generation=row.manage_generation))
         if len(self._papers) > 50_000:  # a day's papers recur across digests; bound the cache all the same
             self._papers.clear()
         return jobs
@@ -534,7 +541,8 @@ class Delivery:
         if job.email is None:
             key = entry.period if entry is not None else now.isoformat()
             with self.timings.timed("render"):
-                job.email = self.composer.email(job.digest, subscriber, key=key, to=to)
+                job.email = self.composer.email(job.digest, subscriber, key=key, to=to,
+                                                manage_generation=job.manage_generation)
 
         def mark() -> None:
             if entry is None:

@@ -14,8 +14,9 @@ from typing import Any
 
 from ..config import Config, Subscriber
 from ..models import Digest, DigestEntry, Paper, Section
+from ..store.ledger import subscriber_key
 from .email_context import EmailContext, Sender, build_context, with_kept
-from .links import unsubscribe_mailto, unsubscribe_url
+from .links import manage_url, unsubscribe_mailto, unsubscribe_url
 from .message import MESSAGE_POLICY, message_id, wire_message
 from .renderer import CompiledRenderer, NaiveRenderer
 
@@ -98,19 +99,31 @@ class Composer:
         return (unsubscribe_url(self.config.base_url, self.secret, subscriber.email),
                 unsubscribe_mailto(self.config.sender.reply_to or self.sender_address, subscriber.email))
 
+    def manage_link(self, subscriber: Subscriber, generation: int = 0) -> str | None:
+        """The subscriber's settings page (the subscription centre), or None without base_url.
+        `generation`: the manage-link generation on their directory row (a fresh link asked
+        for moves it on, and the older links then expire)."""
+        if not self.config.base_url:
+            return None
+        return manage_url(self.config.base_url, self.secret, subscriber_key(subscriber.email), generation)
+
     def values(self, digest: Digest, subscriber: Subscriber,
-               links: tuple[str | None, str] | None = None) -> EmailContext:
+               links: tuple[str | None, str] | None = None, *, manage_generation: int = 0) -> EmailContext:
         timezone = subscriber.timezone or self.config.defaults.timezone
         link, mailto = links or self.unsubscribe_links(subscriber)
         return build_context(digest, timezone=timezone, unsubscribe_url=link or mailto, sender=self.sender,
-                             topics=[t.name for t in subscriber.topics])
+                             topics=[t.name for t in subscriber.topics],
+                             manage_url=self.manage_link(subscriber, manage_generation))
 
-    def email(self, digest: Digest, subscriber: Subscriber, *, key: str | None = None, to: str | None = None) -> Email:
+    def email(self, digest: Digest, subscriber: Subscriber, *, key: str | None = None, to: str | None = None,
+              manage_generation: int = 0) -> Email:
         """The finished e-mail. `key` identifies this digest (its Message-ID): the same key
         gives the same Message-ID, so a retried send is recognisably the same message. `to`:
-        addressed there instead (`digest send --to`, for testing)."""
+        addressed there instead (`digest send --to`, for testing). `manage_generation`: the
+        subscriber's manage-link generation (`Listed.manage_generation`; 0 without a
+        directory row: valid until they first ask for a fresh link)."""
         link, mailto = self.unsubscribe_links(subscriber)
-        context = self.values(digest, subscriber, (link, mailto))
+        context = self.values(digest, subscriber, (link, mailto), manage_generation=manage_generation)
         values, html, cards = fit(context, self.renderer, self.budget)
         text = self.renderer.text(values)
         wire = wire_message(
@@ -132,7 +145,8 @@ HOSTILE = '<script>alert("x")</script> {{ 7*7 }} {% if %} <b>unclosed & "quoted"
 
 def probe_values() -> list[dict[str, Any]]:
     """Values that exercise every branch of a template: full cards with every optional field,
-    hostile text, omitted counts, links-only papers, and an empty digest."""
+    hostile text, omitted counts, links-only papers, with a manage link and with the reply
+    text instead, and an empty digest."""
     now = datetime(2026, 1, 1, 7, 30, tzinfo=UTC)
 
     def entry(n: int, **extra: Any) -> DigestEntry:
@@ -151,5 +165,8 @@ def probe_values() -> list[dict[str, Any]]:
         Section("Trending", tuple(full[2:]), trending=True)), omitted=2)
     empty = Digest("probe@example.org", None, now, now - timedelta(days=1), ())
     context = build_context(digest, unsubscribe_url="https://example.org/unsubscribe?email=a%40b&token=x",
-                            topics=["Topic", HOSTILE])
-    return [context.values, with_kept(context, 2), build_context(empty).values]
+                            topics=["Topic", HOSTILE], manage_url="https://example.org/manage/Ab-c_9?x=1&y=2")
+    # Without base_url: no manage link, the footer's reply text instead (and neither, in the last).
+    replying = build_context(digest, unsubscribe_url="mailto:list@example.org?subject=unsubscribe%20a%40b",
+                             sender=Sender(manage=f"To change your topics, reply. {HOSTILE}"), topics=["Topic"])
+    return [context.values, with_kept(context, 2), replying.values, build_context(empty).values]

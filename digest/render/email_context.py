@@ -191,7 +191,10 @@ class EmailContext:
 
 
 def build_context(digest: Digest, *, timezone: str = "UTC", unsubscribe_url: str = "",
-                  sender: Sender | None = None, topics: list[str] | None = None) -> EmailContext:
+                  sender: Sender | None = None, topics: list[str] | None = None,
+                  manage_url: str | None = None) -> EmailContext:
+    """`manage_url`: the subscriber's settings page (the subscription centre), shown in the
+    header and footer; without one the footer keeps `sender.manage` (reply to change)."""
     sender = sender or Sender()
     sections = []
     for number, section in enumerate(digest.sections, 1):
@@ -218,6 +221,7 @@ def build_context(digest: Digest, *, timezone: str = "UTC", unsubscribe_url: str
         "manage": clean(sender.manage),
         "topics": ", ".join(clean(t) for t in (topics or [])),
         "unsubscribe_url": clean_url(unsubscribe_url) or "",
+        "manage_url": clean_url(manage_url) or "",
         "sections": sections,
         "more": [],
         "omitted": digest.omitted,

@@ -17,6 +17,8 @@ from ..render.compose import Composer
 from ..render.preview import preview_digest
 from ..render.renderer import builtin_templates
 from ..store.database import Store, open_store
+from ..store.directory import Directory
+from ..store.ledger import subscriber_key
 from .server import http_server
 
 _PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{title}</title>
@@ -134,7 +136,10 @@ def _render(config: Config, composer: Composer, store: Store, subscriber) -> tup
     preview = preview_digest(config, store, subscriber, datetime.now(UTC))
     if preview.digest.is_empty and not config.setting(subscriber, "send_empty"):
         return None, preview.stored
-    return composer.email(preview.digest, subscriber), preview.stored
+    key = subscriber_key(subscriber.email)
+    row = Directory(store).get([key]).get(key)  # the manage link as their digests carry it (0: not synced yet)
+    generation = row.manage_generation if row is not None else 0
+    return composer.email(preview.digest, subscriber, manage_generation=generation), preview.stored
 
 
 def serve(config_path: str | None, port: int = 8025, host: str = "127.0.0.1") -> ThreadingHTTPServer:
