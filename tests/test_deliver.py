@@ -459,3 +459,22 @@ def test_about_one_commit_per_digest_sent(tmp_path, fetched):
     # per run about 30 (a dozen statements, and the transactions above with BEGIN and COMMIT).
     round_trips = counts["statement"] + 2 * (counts["write"] + counts["read"])
     assert round_trips - 30 <= 1.4 * 30, counts
+
+
+def test_a_subscriber_paused_until_a_day_gets_nothing_before_it(tmp_path, fetched):
+    from zoneinfo import ZoneInfo
+
+    with SmtpServer() as server:
+        config = setup(tmp_path, fetched, server.port, EMAILS[:2])
+        today = datetime.now(ZoneInfo("Pacific/Kiritimati")).date()  # UTC+14: their day, not ours
+        text = config.read_text(encoding="utf-8").replace(
+            "  - email: reader0@example.org\n",
+            f"  - email: reader0@example.org\n    timezone: Pacific/Kiritimati\n    paused_until: {today + timedelta(days=1)}\n")
+        config.write_text(text, encoding="utf-8")
+        result = digest_cli("send", config=config)
+        assert result.returncode == 0, result.stderr
+        assert [str(m["To"]) for m in server.handler.received] == ["reader1@example.org"]
+        config.write_text(text.replace(f"paused_until: {today + timedelta(days=1)}", f"paused_until: {today}"),
+                          encoding="utf-8")
+        result = digest_cli("send", config=config)
+        assert sorted(str(m["To"]) for m in server.handler.received) == ["reader0@example.org", "reader1@example.org"]
