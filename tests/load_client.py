@@ -1,7 +1,7 @@
 """HTTP clients in a process of their own (not sharing the server's interpreter lock), for the
 load tests: `python tests/load_client.py HOST PORT METHOD AT_ONCE BODY` with a JSON list of
-paths on stdin; prints a JSON list of [status, seconds], one per path, in order. All start
-together (a barrier), AT_ONCE at a time."""
+paths on stdin (or of [path, body, headers] for requests that differ); prints a JSON list of
+[status, seconds], one per request, in order. All start together (a barrier), AT_ONCE at a time."""
 
 from __future__ import annotations
 
@@ -17,9 +17,10 @@ def main() -> None:
     host, port, method, at_once, body = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4]), sys.argv[5]
     paths = json.loads(sys.stdin.read())
     barrier = threading.Barrier(min(at_once, len(paths)))
-    headers = {"Content-Type": "application/x-www-form-urlencoded"} if body else {}
+    headers = {"Content-Type": "application/x-www-form-urlencoded"} if method == "POST" else {}
 
-    def one(path: str) -> list:
+    def one(item: str | list) -> list:
+        path, data, extra = (item, body, {}) if isinstance(item, str) else item
         try:
             barrier.wait(timeout=30)
         except threading.BrokenBarrierError:
@@ -27,7 +28,7 @@ def main() -> None:
         connection = http.client.HTTPConnection(host, port, timeout=60)
         began = time.monotonic()
         try:
-            connection.request(method, path, body=body.encode() or None, headers=headers)
+            connection.request(method, path, body=data.encode() or None, headers={**headers, **extra})
             response = connection.getresponse()
             response.read()
             return [response.status, time.monotonic() - began]

@@ -34,7 +34,7 @@ from ..render.links import (
     signup_from_token,
 )
 from ..store.database import Store
-from ..store.directory import Directory
+from ..store.directory import Directory, Listed
 from ..store.ledger import Ledger, subscriber_key
 from ..store.signups import SignUp, SignUpStore
 
@@ -70,8 +70,13 @@ class Centre:
         return manage_url(self.base_url, self.secret, key, row.manage_generation if row else 0)
 
     def manage_key(self, token: str) -> str | None:
-        """The address key a manage token is valid for now (its generation current, or the one
-        before within the grace period, and the subscriber still there), else None."""
+        """The address key a manage token is valid for now, else None (see manage_row)."""
+        row = self.manage_row(token)
+        return row.key if row is not None else None
+
+    def manage_row(self, token: str) -> Listed | None:
+        """The directory row of the subscriber a manage token is valid for now (its generation
+        current, or the one before within the grace period, and the subscriber still there)."""
         found = manage_from_token(self.secret, token)
         if found is None:
             return None
@@ -83,7 +88,7 @@ class Centre:
         fresh = generation == row.manage_generation or (
             generation == row.manage_generation - 1 and row.manage_previous_until is not None
             and self.clock() < row.manage_previous_until)
-        return key if fresh else None
+        return row if fresh else None
 
     # -- sign-up
 

@@ -15,6 +15,7 @@ import logging
 import secrets
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
@@ -33,6 +34,7 @@ from .centre import ORIGIN, Centre
 log = logging.getLogger("digest.subscribe")
 
 PAPERS_FRESH_FOR = 300.0  # seconds the preview's papers are read once for every visitor
+PREVIEWS_KEPT = 2048  # previews of the same settings over the same papers, the most recent
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,7 @@ class SelfService:
         self.centre = centre
         self._papers: tuple[float, list[Paper], list[PaperWords]] | None = None
         self._papers_lock = threading.Lock()
+        self._previews: OrderedDict[tuple[float, str], Digest] = OrderedDict()  # by papers read and settings
 
     @property
     def config(self):  # type: ignore[no-untyped-def]  # the centre's, reloaded with the file
@@ -67,8 +70,13 @@ class SelfService:
 
     # -- reading
 
-    def load(self, key: str) -> Managed | None:
-        row = self.centre.directory.get([key]).get(key)
+    def by_token(self, token: str) -> Managed | None:
+        """The subscriber a manage token is valid for now, else None."""
+        row = self.centre.manage_row(token)
+        return self.load(row.key, row) if row is not None else None
+
+    def load(self, key: str, row: Listed | None = None) -> Managed | None:
+        row = row or self.centre.directory.get([key]).get(key)
         if row is None:
             return None
         subscriber = roster.subscriber(row)
@@ -157,27 +165,38 @@ class SelfService:
     def preview(self, subscriber: Subscriber) -> Digest:
         """The digest these settings would have made from the latest day's papers (the last 24
         hours before the newest paper), nothing delivered taken out: what the topics catch."""
-        papers, words = self.latest_papers()
+        read_at, papers, words = self.latest_papers()
+        shown = subscriber.model_copy(update={"paused_until": None})
+        key = (read_at, shown.model_dump_json())
+        with self._papers_lock:
+            known = self._previews.get(key)
+        if known is not None:  # the same settings over the same papers (a reload, a save)
+            return known
         now = self.centre.clock()
         newest = max((p.first_seen_at for p in papers if p.first_seen_at), default=now)
-        shown = subscriber.model_copy(update={"paused_until": None})
-        return Matcher([shown], self.config.defaults, papers, words).digest(shown, now, since=newest - timedelta(days=1))
+        digest = Matcher([shown], self.config.defaults, papers, words).digest(shown, now, since=newest - timedelta(days=1))
+        with self._papers_lock:
+            self._previews[key] = digest
+            if len(self._previews) > PREVIEWS_KEPT:
+                self._previews.popitem(last=False)
+        return digest
 
-    def latest_papers(self) -> tuple[list[Paper], list[PaperWords]]:
+    def latest_papers(self) -> tuple[float, list[Paper], list[PaperWords]]:
         """The papers of the day before the newest one was first seen, and their words: read
         once per PAPERS_FRESH_FOR seconds for every visitor (a preview then scans words, not
         text: ~1 ms, not ~50, for a day of 400 papers)."""
         with self._papers_lock:
             cached = self._papers
             if cached is not None and time.monotonic() - cached[0] < PAPERS_FRESH_FOR:
-                return cached[1], cached[2]
+                return cached
             store = self.centre.directory.store
             newest = store.newest_first_seen()
             since = (newest or self.centre.clock()) - timedelta(days=1)
             papers = store.papers(since=since)
             words = paper_words(papers)
             self._papers = (time.monotonic(), papers, words)
-            return papers, words
+            self._previews.clear()
+            return self._papers
 
 
 def paused_day(text: str, today: date) -> date | None:

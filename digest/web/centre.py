@@ -193,10 +193,11 @@ def centre_routes(centre: Centre | None, page: Callable[..., HTMLResponse], csrf
         assert service is not None
         return service
 
-    async def managed_key(request: Request) -> str | None:
-        if centre is None:
+    async def managed_of(request: Request) -> Managed | None:
+        """The subscriber the URL's manage token is valid for now (one trip to the threads)."""
+        if service is None:
             return None
-        return await run_in_threadpool(centre.manage_key, request.path_params["token"])
+        return await run_in_threadpool(service.by_token, request.path_params["token"])
 
     def preview_of(subscriber: Subscriber) -> dict[str, Any]:
         assert service is not None
@@ -226,12 +227,10 @@ def centre_routes(centre: Centre | None, page: Callable[..., HTMLResponse], csrf
                "resubscribed": "Welcome back: digests resume from the next one."}
 
     async def manage(request: Request) -> Response:
-        key = await managed_key(request)
-        if key is None or service is None:
+        managed = await managed_of(request)
+        if managed is None or service is None:
             return invalid_link("manage")
-        managed = await run_in_threadpool(service.load, key)
-        if managed is None:
-            return invalid_link("manage")
+        key = managed.row.key
         if request.method == "GET":
             done = request.query_params.get("done", "")
             return await run_in_threadpool(lambda: manage_page(request, managed, notice=NOTICES.get(done, "")))
@@ -280,8 +279,7 @@ def centre_routes(centre: Centre | None, page: Callable[..., HTMLResponse], csrf
     async def live_preview(request: Request) -> Response:
         """The preview for the form's current values (GET, changes nothing): the manage page's
         script asks as the person edits."""
-        key = await managed_key(request)
-        managed = await run_in_threadpool(service.load, key) if key is not None and service else None
+        managed = await managed_of(request)
         if managed is None:
             return Response("", status_code=404)
         form = parse_qs(request.url.query, keep_blank_values=True)
@@ -293,16 +291,15 @@ def centre_routes(centre: Centre | None, page: Callable[..., HTMLResponse], csrf
                                                     unsaved=True))
 
     async def export(request: Request) -> Response:
-        key = await managed_key(request)
-        data = await run_in_threadpool(service.export, key) if key is not None and service else None
+        managed = await managed_of(request)
+        data = await run_in_threadpool(managed_service().export, managed.row.key) if managed is not None else None
         if data is None:
             return invalid_link("manage")
         return Response(json.dumps(data, indent=2, ensure_ascii=False), media_type="application/json", headers={
             "content-disposition": 'attachment; filename="my-paper-digest-data.json"'})
 
     async def delete(request: Request) -> Response:
-        key = await managed_key(request)
-        managed = await run_in_threadpool(service.load, key) if key is not None and service else None
+        managed = await managed_of(request)
         if managed is None:
             return invalid_link("manage")
         if request.method == "GET":
