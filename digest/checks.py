@@ -61,6 +61,13 @@ def check_setup(config: Config) -> list[Finding]:
                 if renderer.fallback_reason:
                     add(False, ("templates",), f"renders with the slower full chain: {renderer.fallback_reason}")
 
+    if config.signups.open and not config.base_url:
+        add(True, ("signups", "open"), "sign-ups need `base_url`: the confirmation e-mails link to it "
+                                       "(e.g. base_url: https://papers.example.org)")
+    elif config.signups.open and not config.listen:
+        add(False, ("signups", "open"), "nothing serves the sign-up page: set `listen:` (e.g. 127.0.0.1:8025) for "
+                                        "`digest run` or `digest serve`, behind your web server")
+
     for index, source in enumerate(config.sources):
         if not source.enabled:
             continue

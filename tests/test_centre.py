@@ -387,3 +387,14 @@ def test_the_live_preview_answers_for_the_values_being_edited(site):
     status, html = visitor.get(manage + "/preview?topic_name_1=Z&topic_keywords_1=" + "k" * 200)
     assert status == 200 and "Fix these" in html
     assert site.browser().get("/manage/forged/preview")[0] == 404
+
+
+def test_validate_says_what_open_sign_ups_still_need(tmp_path):
+    from digest.checks import check_setup
+
+    path = write(tmp_path, 25, ["a@example.org"], state=fresh_database(tmp_path), extra="signups:\n  open: true\n")
+    found = [str(f.problem) for f in check_setup(load_config(path))]
+    assert any("signups.open: nothing serves the sign-up page: set `listen:`" in f for f in found), found
+    path.write_text(path.read_text().replace("base_url: https://digest.example.org\n", ""))
+    found = [(str(f.problem), f.fatal) for f in check_setup(load_config(path))]
+    assert any("sign-ups need `base_url`" in text and fatal for text, fatal in found), found
