@@ -12,7 +12,7 @@ from ..store.database import Store
 from ..store.directory import Directory
 from ..store.ledger import Entry, Ledger, SubscriberState
 from . import roster
-from .schedule import next_slot, subscriber_schedule
+from .schedule import next_slot, receiving, subscriber_schedule
 
 
 def subscriber_status(config: Config, store: Store, now: datetime) -> list[dict[str, Any]]:
@@ -46,7 +46,8 @@ def subscriber_status(config: Config, store: Store, now: datetime) -> list[dict[
             "suspended_reason": state.suspended_reason,
             "unsubscribed": state.unsubscribed_at is not None,
             "enabled": subscriber.enabled,
-            "status": state.status(subscriber.enabled),
+            "paused_until": subscriber.paused_until.isoformat() if subscriber.paused_until else None,
+            "status": state.status(receiving(config, subscriber, now)),
         })
     return rows
 

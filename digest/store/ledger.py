@@ -134,11 +134,12 @@ class SubscriberState:
     def active(self) -> bool:
         return self.suspended_at is None and self.unsubscribed_at is None
 
-    def status(self, enabled: bool) -> str:
-        """What `digest status` and `digest subscribers list` call it: paused (by its settings),
-        unsubscribed, suspended (for bounces) or active."""
-        return ("paused" if not enabled else "unsubscribed" if self.unsubscribed_at
-                else "suspended" if self.suspended_at else "active")
+    def status(self, receiving: bool) -> str:
+        """What `digest status`, `digest subscribers list`, /admin and the manage page call it:
+        unsubscribed (their own word first), suspended (for bounces), paused (by their settings,
+        or until a day: `receiving` is deliver.schedule.receiving) or active."""
+        return ("unsubscribed" if self.unsubscribed_at else "suspended" if self.suspended_at
+                else "paused" if not receiving else "active")
 
 
 def _owner_gone(owner: str | None, lease_until: datetime | None, updated_at: datetime, now: datetime) -> bool:

@@ -15,6 +15,7 @@ from typing import Any
 
 from ..config import Config, Subscriber
 from ..deliver import roster
+from ..deliver.schedule import receiving
 from ..errors import ConfigError, DigestError, Problem, UnknownSubscriber
 from ..store.database import Store
 from ..store.directory import Directory, Listed
@@ -36,7 +37,8 @@ class SubscriberAdmin:
         for page in self.directory.pages():
             states = self.ledger.states([row.email for row in page])
             for row in page:
-                yield _described(row, roster.subscriber(row), states[row.email])
+                subscriber = roster.subscriber(row)
+                yield _described(row, subscriber, states[row.email], receiving(self.config, subscriber, self.clock()))
 
     def shadowed(self) -> list[str]:
         """subscribers.yaml's addresses that another origin holds (the file's entries ignored)."""
@@ -79,8 +81,8 @@ class SubscriberAdmin:
                                   lambda schedule, timezone: roster.first_due(schedule, timezone, now))
 
 
-def _described(row: Listed, subscriber: Subscriber, state: SubscriberState) -> dict[str, Any]:
-    status = state.status(subscriber.enabled)
+def _described(row: Listed, subscriber: Subscriber, state: SubscriberState, receiving_now: bool) -> dict[str, Any]:
+    status = state.status(receiving_now)
     return {
         "email": row.email,
         "name": subscriber.name or "",

@@ -48,13 +48,7 @@ class Managed:
 
     @property
     def status(self) -> str:
-        if self.state.unsubscribed_at is not None:
-            return "unsubscribed"
-        if self.state.suspended_at is not None:
-            return "suspended"
-        if self.subscriber.paused_until is not None and not self.receiving:
-            return "paused"
-        return "active" if self.receiving else "paused"
+        return self.state.status(self.receiving)
 
 
 class SelfService:
