@@ -150,6 +150,7 @@ class Daemon:
             return
         changed_fetch = config.fetch != self.config.fetch
         self.config = config
+        self._refresh_presets()
         if (centre := getattr(self, "centre", None)) is not None:  # presets and limits as the file says now
             centre.config = config
         if changed_fetch:
@@ -161,6 +162,7 @@ class Daemon:
 
     def start(self) -> None:
         now = datetime.now(UTC)
+        self._refresh_presets()
         schedules = self.role in ("all", "scheduler")
         # next_run_time=None would add the job paused (APScheduler 3): leave it out to keep the trigger's
         if schedules:
@@ -203,6 +205,20 @@ class Daemon:
         if self.centre is not None:
             self.scheduler.add_job(self._purge_signups, IntervalTrigger(hours=1), id="purge-signups",
                                    name="purge unconfirmed sign-ups", next_run_time=datetime.now(UTC))
+
+    def _refresh_presets(self) -> None:
+        """Subscribers' picked presets as the catalogue has them now (after an edit of it)."""
+        from .deliver import roster
+        from .store.directory import Directory
+
+        try:
+            store = open_store(self.config)
+            try:
+                roster.refresh_presets(self.config, Directory(store), datetime.now(UTC))
+            finally:
+                store.close()
+        except DigestError as exc:
+            log.error("presets not refreshed: %s", exc)
 
     def _purge_signups(self) -> None:
         if (centre := getattr(self, "centre", None)) is not None and (purged := centre.purge()):

@@ -398,3 +398,26 @@ def test_validate_says_what_open_sign_ups_still_need(tmp_path):
     path.write_text(path.read_text().replace("base_url: https://digest.example.org\n", ""))
     found = [(str(f.problem), f.fatal) for f in check_setup(load_config(path))]
     assert any("sign-ups need `base_url`" in text and fatal for text, fatal in found), found
+
+
+def test_an_edited_preset_reaches_everyone_who_picked_it_and_a_removed_one_stays_theirs(site):
+    from digest.config import Topic
+    from digest.deliver import roster
+
+    subscribed(site, "one@example.org", preset=["Language models", "Robotics"])
+    directory = Directory(site.store)
+    assert roster.refresh_presets(site.centre.config, directory, site.clock.now) == 0  # nothing changed
+    config = site.centre.config.model_copy(update={"presets": [
+        Topic(name="Language models", keywords=["LLM", "foundation model"])]})
+    assert roster.refresh_presets(config, directory, site.clock.now) == 1
+    topics = {t.name: t for t in roster.subscriber(directory.get(["one@example.org"])["one@example.org"]).topics}
+    assert topics["Language models"].keywords == ["LLM", "foundation model"] and topics["Language models"].preset
+    assert topics["Robotics"].keywords == ["robot", "manipulation"] and topics["Robotics"].preset is None
+    assert roster.refresh_presets(config, directory, site.clock.now) == 0  # once per change of the catalogue
+
+
+def test_an_oversized_sign_up_is_refused_unread(site):
+    visitor = site.browser()
+    status, _ = visitor.subscribe("big@example.org", topic_name_1="Big", topic_description_1="x" * 100_000)
+    assert status == 413
+    assert SignUpStore(site.store).mails(site.clock.now - timedelta(days=1)) == 0

@@ -75,6 +75,36 @@ def sync(config: Config, directory: Directory, now: datetime) -> Synced:
     return synced
 
 
+def refresh_presets(config: Config, directory: Directory, now: datetime) -> int:
+    """Topics picked from the catalogue (`presets:`) as the catalogue has them now: after an
+    edit of a preset, everyone who picked it gets the new definition; a preset taken out of the
+    catalogue stays with them as a topic of their own (never silently dropped). Rows of
+    subscribers.yaml are the file's to say. Once per change of the catalogue; returns how
+    many subscribers changed."""
+    catalogue = {topic.name: topic for topic in config.presets}
+    current = hashlib.sha256(json.dumps([t.model_dump(mode="json", exclude_defaults=True) for t in config.presets],
+                                        sort_keys=True).encode()).hexdigest()
+    if directory.store.setting("presets") == current:
+        return 0
+    changed = 0
+    for page in directory.pages():
+        for row in page:
+            if row.origin == ORIGIN or '"preset":' not in row.profile:
+                continue
+            before = subscriber(row)
+            topics = [(catalogue[t.preset].model_copy(update={"preset": t.preset}) if t.preset in catalogue
+                       else t.model_copy(update={"preset": None})) if t.preset is not None else t
+                      for t in before.topics]
+            if topics != before.topics:
+                after = before.model_copy(update={"topics": topics})
+                changed += directory.claim(row.origin, as_wanted(config, after), now,
+                                           lambda schedule, timezone: first_due(schedule, timezone, now))
+    directory.store.put_setting("presets", current)
+    if changed:
+        log.info("presets changed: %d subscribers' picked topics follow the catalogue", changed)
+    return changed
+
+
 def everyone(config: Config, directory: Directory, now: datetime) -> Iterator[Subscriber]:
     """Every subscriber, of every origin (the directory, synced first), by address."""
     return (subscriber(row) for row in everyone_listed(config, directory, now))

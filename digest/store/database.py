@@ -386,6 +386,12 @@ class Store:
         """A value of the `settings` table (None if unset)."""
         return self.read(lambda conn: conn.scalar(sa.select(settings_table.c.value).where(settings_table.c.key == key)))
 
+    def put_setting(self, key: str, value: str) -> None:
+        def work(conn: Connection) -> None:
+            insert = dialect_insert(conn)(settings_table).values(key=key, value=value)
+            conn.execute(insert.on_conflict_do_update(index_elements=[settings_table.c.key], set_={"value": value}))
+        self.write(work)
+
     # ------------------------------------------------------------ safety of the state
 
     def sent_before(self) -> dict | None:

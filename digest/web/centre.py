@@ -124,16 +124,22 @@ def centre_routes(centre: Centre | None, page: Callable[..., HTMLResponse], csrf
                 log.error("could not mail a subscription link: %s: %s", exc.__class__.__name__, exc)
         return BackgroundTask(run)
 
+    async def mailing_form(request: Request) -> dict[str, list[str]] | Response:
+        """The form of a request that may send mail: within its client's rate (else 429), and
+        posted from our page (else 403)."""
+        if (wait := limiter.retry_after(client(request))) is not None:
+            return too_many(wait)
+        form = await posted(request)
+        return forged() if form is None else form
+
     async def subscribe(request: Request) -> Response:
         if centre is None or not centre.config.signups.open:
             return closed()
         if request.method == "GET":
             return signup_page(request, signup_form.blank(centre.config))
-        if (wait := limiter.retry_after(client(request))) is not None:
-            return too_many(wait)
-        form = await posted(request)
-        if form is None:
-            return forged()
+        form = await mailing_form(request)
+        if isinstance(form, Response):
+            return form
         sent = page("message.html.j2", title="Check your inbox", state="sent",
                     message="We sent a link to the address you gave. Open it within 48 hours to confirm your "
                             "subscription; until then you get nothing else from us.")
@@ -168,11 +174,9 @@ def centre_routes(centre: Centre | None, page: Callable[..., HTMLResponse], csrf
             return closed()
         if request.method == "GET":
             return with_token(request, "manage_ask.html.j2", title="Manage your subscription", email="")
-        if (wait := limiter.retry_after(client(request))) is not None:
-            return too_many(wait)
-        form = await posted(request)
-        if form is None:
-            return forged()
+        form = await mailing_form(request)
+        if isinstance(form, Response):
+            return form
         sent = page("message.html.j2", title="Check your inbox", state="sent",
                     message="If that address gets this list, a link to manage it is on its way. "
                             "Links from earlier e-mails stop working a day after this one.")
