@@ -171,7 +171,8 @@ def test_digest_serve_answers_the_links_alone_and_stops_on_sigterm(tmp_path):
 
     from .test_deliver import write
 
-    config = write(tmp_path, 25, ["a@example.org"], extra="listen: 127.0.0.1:0\n", state=fresh_database(tmp_path))
+    config = write(tmp_path, 25, ["a@example.org"], extra="listen: 127.0.0.1:0\nsignups:\n  open: true\n",
+                   state=fresh_database(tmp_path))
     log = tmp_path / "serve.log"
     with log.open("w") as out:
         process = subprocess.Popen([sys.executable, "-m", "digest", "-c", str(config), "serve"], stdout=out,
@@ -186,6 +187,11 @@ def test_digest_serve_answers_the_links_alone_and_stops_on_sigterm(tmp_path):
         connection = http.client.HTTPConnection("127.0.0.1", int(found.group(1)), timeout=10)
         connection.request("GET", f"/unsubscribe/{unsubscribe_token(secret, 'a@example.org')}")
         assert connection.getresponse().status == 200
+        connection.close()
+        connection = http.client.HTTPConnection("127.0.0.1", int(found.group(1)), timeout=10)
+        connection.request("GET", "/subscribe")  # the subscription centre too
+        response = connection.getresponse()
+        assert response.status == 200 and 'name="email"' in response.read().decode()
         connection.close()
     finally:
         process.send_signal(signal.SIGTERM)

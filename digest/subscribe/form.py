@@ -162,8 +162,9 @@ def _schedule(values: dict[str, Any], errors: dict[str, str]) -> str | None:
     if kind not in ("daily", "weekdays", "weekly"):
         errors["schedule_kind"] = "Schedule: pick daily, weekdays or weekly"
         return None
-    if not re.fullmatch(r"\d{1,2}:\d{2}", time):
-        errors["schedule_time"] = "Schedule: a time such as 07:30"
+    found = re.fullmatch(r"(\d{1,2}):(\d{2})", time)
+    if not found or int(found[1]) > 23 or int(found[2]) > 59:
+        errors["schedule_time"] = "Schedule: a time of day such as 07:30"
         return None
     if kind == "weekly":
         if day not in DAYS:
