@@ -13,6 +13,8 @@ from .errors import Problem
 from .gather.collect import source_location
 from .gather.http import is_local, local_path
 from .render.compose import probe_values
+from .render.notice import NoticeRenderer
+from .render.notice import probe_values as notice_probes
 from .render.renderer import CompiledRenderer, TemplateError
 
 
@@ -60,6 +62,14 @@ def check_setup(config: Config) -> list[Finding]:
             else:
                 if renderer.fallback_reason:
                     add(False, ("templates",), f"renders with the slower full chain: {renderer.fallback_reason}")
+            if any((folder / name).is_file() for name in (NoticeRenderer.html_name, NoticeRenderer.text_name)):
+                try:  # the subscription centre's notices, when the folder has its own
+                    notices = NoticeRenderer(folder, probes=notice_probes())
+                    for values in notice_probes():
+                        notices.html(values)
+                        notices.text(values)
+                except TemplateError as exc:
+                    add(True, ("templates",), str(exc))
 
     if config.signups.open and not config.base_url:
         add(True, ("signups", "open"), "sign-ups need `base_url`: the confirmation e-mails link to it "

@@ -421,3 +421,14 @@ def test_an_oversized_sign_up_is_refused_unread(site):
     status, _ = visitor.subscribe("big@example.org", topic_name_1="Big", topic_description_1="x" * 100_000)
     assert status == 413
     assert SignUpStore(site.store).mails(site.clock.now - timedelta(days=1)) == 0
+
+
+def test_validate_compiles_the_notice_templates_of_a_templates_folder(tmp_path):
+    from digest.checks import check_setup
+
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "notice.txt.j2").write_text("{{ link }\n", encoding="utf-8")  # a typo
+    path = write(tmp_path, 25, ["a@example.org"], state=fresh_database(tmp_path), extra="templates: mine\n")
+    found = [(str(f.problem), f.fatal) for f in check_setup(load_config(path))]
+    assert any("notice.txt.j2" in text and fatal for text, fatal in found), found
