@@ -405,6 +405,8 @@ class Topic(_Strict):
     description: Annotated[str, Field(max_length=1000)] | None = None
     # The catalogue entry (`presets:`) this topic was picked from on the web: a copy of it, named.
     preset: Annotated[OneLine, Field(max_length=200)] | None = None
+    # With a description: more papers (up to +3) or fewer (down to -3) than the usual closeness lets in.
+    sensitivity: int = Field(default=0, ge=-3, le=3)
     keywords: Keywords = []
     query: Annotated[str, BeforeValidator(_query)] | None = None
     exclude: Keywords = []

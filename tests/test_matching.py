@@ -474,7 +474,16 @@ def random_topic(rnd: random.Random, n: int) -> Topic:
         spec["exclude"] = rnd.sample(DIFFERENTIAL_TERMS, 1)
     if rnd.random() < 0.25:
         spec["categories"] = rnd.sample(["cs.CL", "cs.CV", "cs.AI", "stat.ML", "cs.*", "math.OC"], rnd.randint(1, 2))
+    if rnd.random() < 0.3:  # described: matched by closeness to its words, keywords a bonus
+        spec["description"] = rnd.choice(DESCRIPTIONS)
+        spec["sensitivity"] = rnd.choice([0, 0, 2, -2])
     return Topic(**spec)
+
+
+DESCRIPTIONS = ["Making language model inference cheaper: KV-cache compression, speculative decoding, quantization.",
+                "Agents that use tools and browse the web, and benchmarks for them.",
+                "Diffusion models for image and video generation.",
+                "Reasoning in large language models: math, chain-of-thought and reinforcement learning."]
 
 
 @pytest.mark.parametrize("seed", range(12))

@@ -34,10 +34,57 @@ def test_rare_words_weigh_more_and_the_description_finds_what_keywords_miss():
             [(f"A model for task {n}", "We propose a model and evaluate the model.") for n in range(20)]
     index = LexicalIndex(texts)
     assert index.idf[index.vocabulary["model"]] < index.idf[index.vocabulary["spoken"]]
-    speech = TopicText("Speech", "Automatic speech recognition and transcription of spoken audio.", ["speech recognition"])
-    catch_all = TopicText("Everything", None, ["model"])
+    speech = TopicText("Speech", "Automatic speech recognition and transcription of spoken audio.", ("speech recognition",))
+    catch_all = TopicText("Everything", None, ("model",))
     z = standardised(index.scores([speech, catch_all]))
     ranked = list(np.argsort(-z[0]))
     assert ranked[:2] == [0, 3] or ranked[:2] == [3, 0]  # both speech papers first, the ASR false friend below
     assert z[0][2] < z[0][3]
     assert z[1].max() < 4  # a word in nearly every paper lifts none far above the rest
+
+
+def _papers():  # noqa: ANN202
+    from datetime import UTC, datetime, timedelta
+
+    from digest.models import Paper
+
+    now = datetime(2026, 6, 12, tzinfo=UTC)
+    texts = [("Whisper goes multilingual: speech recognition for 100 languages",
+              "An automatic speech recognition model trained on spoken audio transcribes low-resource languages."),
+             ("Streaming transcription on a phone", "We transcribe spoken audio in real time with a small acoustic model."),
+             ("Jailbreaks that work", "Our attack raises the ASR (attack success rate) against aligned language models."),
+             ("Text-to-speech with emotions", "A speech synthesis model that speaks with the emotion of the text.")]
+    texts += [(f"A benchmark for {w}", f"We evaluate language models on {w} and report accuracy.")
+              for w in ["tables", "maps", "law", "chemistry", "code", "poetry", "finance", "biology", "chess", "music"]]
+    return now, [Paper(id=f"p{n}", title=t, url=f"https://example.org/{n}", abstract=a, first_seen_at=now - timedelta(hours=1))
+                 for n, (t, a) in enumerate(texts)]
+
+
+def _digest(topic: dict):  # noqa: ANN202
+    from digest.config import Defaults, Subscriber
+    from digest.match.matcher import Matcher
+
+    now, papers = _papers()
+    subscriber = Subscriber(email="a@example.org", max_papers=50, topics=[topic])
+    return Matcher([subscriber], Defaults(), papers).digest(subscriber, now)
+
+
+def test_a_described_topic_finds_papers_without_its_keywords_and_drops_false_friends():
+    speech = {"name": "Speech", "keywords": ["ASR"],
+              "description": "Automatic speech recognition, transcription of spoken audio and speech synthesis."}
+    found = {e.paper.id: e.why for s in _digest(speech).sections for e in s.entries}
+    assert {"p0", "p3"} <= set(found)  # neither says "ASR"
+    assert "p2" not in found  # "ASR" meaning attack success rate: the keyword alone no longer lets it in
+    assert found["p3"] == "close to your description"
+    keywords_only = {e.paper.id for s in _digest({"name": "Speech", "keywords": ["ASR"]}).sections for e in s.entries}
+    assert keywords_only == {"p2"}  # what the keyword alone did
+
+
+def test_sensitivity_lets_in_more_or_fewer():
+    def found(sensitivity: int) -> set[str]:
+        topic = {"name": "Benchmarks", "keywords": ["benchmark"], "sensitivity": sensitivity,
+                 "description": "Benchmarks that evaluate language models on law and finance."}
+        return {e.paper.id for s in _digest(topic).sections for e in s.entries}
+
+    fewer, usual, more = found(-3), found(0), found(3)
+    assert fewer <= usual <= more and len(fewer) < len(more)

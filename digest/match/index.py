@@ -9,6 +9,7 @@ import numpy as np
 
 from ..models import Paper
 from .normalise import raw_words, words_with_compounds
+from .relevance import DescriptionScores, TopicText
 from .terms import TermTable
 from .weights import (
     _COUNT_CAP,
@@ -125,6 +126,7 @@ class PaperIndex:
         self._sparse: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # as large as `hits`, at most
         self._phrase = table.phrase
         self._all_postings: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._described: DescriptionScores | None = None
 
     def _scan(self, index: int, paper: Paper, table: TermTable) -> None:
         hits, by_first, prefixes, longest = self.hits, table.by_first, table.prefixes, table.longest_prefix
@@ -196,6 +198,13 @@ class PaperIndex:
             self.by_category.setdefault(category.lower(), []).append(index)
         for author in read.authors:
             self.by_author.setdefault(author.last, []).append((index, author))
+
+    def description_scores(self, topics: Sequence[TopicText]) -> list[np.ndarray]:
+        """Each described topic's closeness to every paper (relevance.py), made a batch at a
+        time; the lexical index of the papers is built when first asked for."""
+        if self._described is None:
+            self._described = DescriptionScores([(p.title, p.abstract) for p in self.papers])
+        return self._described.of(topics)
 
     def _cached(self, key: object, make: Callable[[], np.ndarray]) -> np.ndarray:
         dense = self._dense.get(key)

@@ -15,12 +15,15 @@ from ..models import DigestEntry, Paper
 from ..query import And, Node, Not, Term, parse_query
 from .explain import explain
 from .index import AuthorName, PaperIndex, _category_ok
+from .relevance import KEYWORD_BONUS, SENSITIVITY_STEP, TopicText
+from .relevance import THRESHOLD as DESCRIPTION_THRESHOLD
 from .terms import TermTable
 from .weights import (
     _FIELD_BITS,
     ABSTRACT,
     AUTHOR_WEIGHT,
     CATEGORY_WEIGHT,
+    DESCRIPTION_WEIGHT,
     RELEVANCE,
     SATURATION,
     TITLE,
@@ -64,7 +67,7 @@ class TopicPlan:
 
     # Tens of thousands are made (one per distinct topic): slots make them faster.
     __slots__ = ("table", "keywords", "excludes", "authors", "categories", "min_upvotes", "query", "keyword_only",
-                 "terms", "narrowed", "_matches", "shared", "_entries", "_shown", "counted")
+                 "terms", "narrowed", "_matches", "shared", "_entries", "_shown", "counted", "described", "threshold", "_close")
 
     def __init__(self, topic: Topic, table: TermTable) -> None:
         # Each topic of each subscriber gets one (50,000 on the bench): the empty criteria,
@@ -79,7 +82,13 @@ class TopicPlan:
         self.query = parse_query(topic.query) if topic.query else None
         # Keyword topics (most) are evaluated many at once (Matcher.digests): from their terms'
         # postings, narrowed to the papers their categories and excludes allow.
-        self.keyword_only = bool(self.keywords) and self.query is None and not self.authors and self.min_upvotes is None
+        # A described topic is matched by how close papers are to its words (relevance.py):
+        # its keywords then count as a bonus, not as the door.
+        self.described = TopicText(topic.name, topic.description, tuple(topic.keywords)) if topic.description else None
+        self.threshold = DESCRIPTION_THRESHOLD - SENSITIVITY_STEP * topic.sensitivity
+        self._close: tuple[PaperIndex, np.ndarray] | None = None
+        self.keyword_only = (bool(self.keywords) and self.query is None and not self.authors and self.min_upvotes is None
+                             and self.described is None)
         self.terms = [t for _, t in self.keywords if t is not None]
         self.narrowed = (tuple(self.categories), tuple(self.excludes)) if self.categories or self.excludes else None
         self._matches: tuple[PaperIndex, np.ndarray, np.ndarray] | None = None
@@ -139,6 +148,7 @@ class TopicPlan:
         shown_terms = [(text, hits.get(term_id, _NO_HITS), field_bits) for text, term_id, field_bits in terms_shown]
         authors: tuple[str, ...] = ()
         categories: tuple[str, ...] = ()
+        close = self.closeness(index) if self.described is not None else None
         made = []
         for i, score, also in wanted:  # hundreds of thousands: loops, not comprehensions (frames)
             paper = papers[i]
@@ -154,8 +164,17 @@ class TopicPlan:
             if shown_categories:
                 categories = _categories_in(tuple(paper.categories), shown_categories)
             why, matched = _explained(tuple(terms), authors, categories, paper.upvotes)
+            if close is not None and close[i] >= self.threshold:  # its words alone let it in
+                why = "close to your description" + ("; " + why if why else "")
             made.append(_entry(paper, score, why, matched, also))
         return tuple(made)
+
+    def closeness(self, index: PaperIndex) -> np.ndarray:
+        """How close every paper is to the topic's own words (0 to about 1; relevance.py)."""
+        assert self.described is not None
+        if self._close is None or self._close[0] is not index:
+            self._close = (index, index.description_scores([self.described])[0])
+        return self._close[1]
 
     def evaluate(self, index: PaperIndex) -> tuple[np.ndarray, np.ndarray]:
         """(the papers that satisfy every criterion, in ascending order, and their raw relevance:
@@ -209,6 +228,11 @@ class TopicPlan:
                 if weights is not None:
                     raw += weights
             mask = raw > 0  # any keyword, anywhere
+        if self.described is not None:
+            close = self.closeness(index)
+            near = close + KEYWORD_BONUS * (raw > 0) >= self.threshold
+            mask = near  # instead of "any keyword": a keyword alone no longer lets a paper in
+            raw += DESCRIPTION_WEIGHT * close
         if self.query is not None:
             leaves: dict[int, np.ndarray] = {}  # by id: a Term's dataclass hash costs more than its look-up
             satisfied = self._truth(self.query, index, leaves)

@@ -10,4 +10,7 @@ _ONE_MORE, _COUNT_CAP = 4, 63 * 4  # postings keep TITLE|ABSTRACT in bits 0-1, a
 _FIELD_BITS = {None: TITLE | ABSTRACT, "title": TITLE, "abstract": ABSTRACT}
 PHRASE_WEIGHT, AUTHOR_WEIGHT, CATEGORY_WEIGHT, SATURATION = 1.5, 3.0, 0.5, 2.5
 RELEVANCE, TREND, FRESHNESS = 0.70, 0.20, 0.10
+# A described topic: how close a paper is to its words (0 to about 1, relevance.py) adds up to a
+# title hit and an abstract hit to its relevance.
+DESCRIPTION_WEIGHT = 4.0
 TREND_FULL_AT, FRESH_HOURS = 200, 72.0
