@@ -92,9 +92,10 @@ class Block:
         for b, plans in enumerate(self.plans):
             for n, plan in enumerate(plans):
                 (together if plan.keyword_only else alone).append((b, n, plan))
-        described = [plan.described for _, _, plan in alone if plan.described is not None]
+        described = [plan for _, _, plan in alone if plan.described is not None]
         if described:  # every described topic of the block scored in one sparse product
-            self.index.description_scores(described)
+            for plan, close in zip(described, self.index.description_scores([p.described for p in described])):
+                plan.hold_closeness(self.index, close)
         parts = [self.keyword_matches(together), self.other_matches(alone)]
         cell, row, paper, raw = (np.concatenate(arrays) for arrays in zip(*parts))
         return cell, row, paper, raw

@@ -93,14 +93,28 @@ class LexicalIndex:
         self.weights = counts  # papers × terms
         self.by_term = counts.T.tocsr()  # terms × papers: what a product with topics wants
         self.size = size
+        self._known_columns: dict[str, list[int]] = {}
+
+    def _columns(self, text: str) -> list[int]:
+        """The vocabulary's columns of a text's terms (kept: names, keywords and presets'
+        descriptions recur across topics)."""
+        found = self._known_columns.get(text)
+        if found is None:
+            if len(self._known_columns) > 65_536:
+                self._known_columns.clear()
+            vocabulary = self.vocabulary
+            found = self._known_columns[text] = [col for term in _terms(text) if (col := vocabulary.get(term)) is not None]
+        return found
 
     def queries(self, topics: Sequence[TopicText]) -> sparse.csr_matrix:
         """Topics as term-count vectors over this vocabulary (topics × terms); unknown words drop out."""
         rows: list[int] = []
         cols: list[int] = []
-        vocabulary = self.vocabulary
+        columns = self._columns
         for row, topic in enumerate(topics):
-            found = [col for term in topic.terms() if (col := vocabulary.get(term)) is not None]
+            found = [*columns(topic.name), *columns(topic.description or "")]
+            for keyword in topic.keywords:
+                found += columns(keyword.rstrip("*")) * KEYWORD_REPEAT
             rows += [row] * len(found)
             cols += found
         matrix = sparse.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(len(topics), self.weights.shape[1]))
@@ -137,10 +151,9 @@ class DescriptionScores:
                 missing = list(dict.fromkeys(topics))
             queries = self.lexical.queries(missing)
             raw = (queries @ self.lexical.by_term).toarray()
-            possible = np.asarray(queries.multiply(self.lexical.idf[None, :]).sum(axis=1)).ravel() * (K1 + 1)
+            possible = (queries @ self.lexical.idf) * (K1 + 1)
             scale = np.maximum(raw.max(axis=1, initial=0.0), FLOOR * possible)
-            for topic, row, by in zip(missing, raw, scale):
-                scores = row / by if by > 0 else np.zeros_like(row)
-                scores.flags.writeable = False
-                self.known[topic] = scores
+            raw /= np.where(scale > 0, scale, 1.0)[:, None]
+            raw.flags.writeable = False
+            self.known.update(zip(missing, raw))
         return [self.known[t] for t in topics]

@@ -169,6 +169,10 @@ class TopicPlan:
             made.append(_entry(paper, score, why, matched, also))
         return tuple(made)
 
+    def hold_closeness(self, index: PaperIndex, close: np.ndarray) -> None:
+        """Keep the closeness computed for a batch of topics (block.py)."""
+        self._close = (index, close)
+
     def closeness(self, index: PaperIndex) -> np.ndarray:
         """How close every paper is to the topic's own words (0 to about 1; relevance.py)."""
         assert self.described is not None
@@ -182,6 +186,8 @@ class TopicPlan:
         (multiples of 1/4), so their order does not matter."""
         if self.keyword_only:
             return self._keyword_matches(index)
+        if self.described is not None and self.query is None and not self.authors and self.min_upvotes is None:
+            return self._described_matches(index)
         mask, raw = self._evaluate_dense(index)
         papers = mask.nonzero()[0]
         return papers, raw[papers]
@@ -214,6 +220,29 @@ class TopicPlan:
         if keep is not None:
             papers, raw = papers[keep], raw[keep]
         return papers, raw
+
+    def _described_matches(self, index: PaperIndex) -> tuple[np.ndarray, np.ndarray]:
+        """`evaluate` for a described topic of keywords (with excludes and categories): only the
+        papers close enough to be in with the keyword bonus are looked at (a few of them)."""
+        close = self.closeness(index)
+        papers = (close >= self.threshold - KEYWORD_BONUS).nonzero()[0]
+        raw = np.zeros(len(papers))
+        phrase = self.table.phrase
+        for _, term_id in self.keywords:
+            weights = index.term_weights(term_id, None, term_id is not None and phrase[term_id])
+            if weights is not None:
+                raw += weights[papers]
+        near = close[papers] + KEYWORD_BONUS * (raw > 0) >= self.threshold
+        for term_id in self.excludes:
+            near &= ~index.term_present(term_id)[papers]
+        if self.categories:
+            wanted = index.nothing
+            for pattern in self.categories:
+                wanted = wanted | index.category_mask(pattern)
+            near &= wanted[papers]
+            raw = raw + CATEGORY_WEIGHT
+        papers = papers[near]
+        return papers, raw[near] + DESCRIPTION_WEIGHT * close[papers]
 
     def _evaluate_dense(self, index: PaperIndex) -> tuple[np.ndarray, np.ndarray]:
         """(mask of the papers that satisfy every criterion, the raw relevance of every paper)."""
