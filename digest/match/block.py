@@ -94,7 +94,8 @@ class Block:
                 (together if plan.keyword_only else alone).append((b, n, plan))
         described = [plan for _, _, plan in alone if plan.described is not None]
         if described:  # every described topic of the block scored in one sparse product
-            for plan, close in zip(described, self.index.description_scores([p.described for p in described])):
+            texts = [plan.described for plan in described if plan.described is not None]
+            for plan, close in zip(described, self.index.description_scores(texts)):
                 plan.hold_closeness(self.index, close)
         parts = [self.keyword_matches(together), self.other_matches(alone)]
         cell, row, paper, raw = (np.concatenate(arrays) for arrays in zip(*parts))
