@@ -4,13 +4,21 @@ manage page's list of them, export and delete; and the store underneath."""
 
 from __future__ import annotations
 
+import base64
+import dataclasses
+import re
 from datetime import UTC, datetime, timedelta
 
+import lxml.html
 import pytest
 
+from digest.config import Config, Sender, Subscriber, Topic
+from digest.render.compose import Composer, probe_values
+from digest.render.links import rating_from_token, rating_token, rating_url, seal, unsubscribe_token
 from digest.store import Store
 from digest.store.ratings import Ratings
 
+from . import test_render as render
 from .conftest import fresh_database
 
 pytestmark = [pytest.mark.database]  # on PostgreSQL too (.ci/run)
@@ -35,3 +43,92 @@ def test_one_rating_per_subscriber_and_paper_newest_first_and_forgotten(tmp_path
     assert ratings.remove("ada@example.org", "2611.00002") and not ratings.remove("ada@example.org", "2611.00002")
     assert ratings.forget("ada@example.org") == 1
     assert ratings.of("ada@example.org") == [] and len(ratings.of("bob@example.org")) == 1
+
+
+# ---------------------------------------------------------------- the links in the e-mail
+
+
+def rating_links(html: str, text: str) -> tuple[list[tuple[str, str, str]], list[tuple[str, str]]]:
+    """Per card of the HTML: (its title, its "More like this" link, its "Not for me" link), "" for
+    one not there; and the text part's (label, link) lines, in order."""
+    doc = lxml.html.fromstring(html)
+    cards = []
+    for card in doc.xpath("//div[@class='card'][h3]"):
+        more = card.xpath(".//a[text()='More like this']/@href")
+        less = card.xpath(".//a[text()='Not for me']/@href")
+        assert len(more) <= 1 and len(less) <= 1
+        cards.append((card.xpath("h3")[0].text_content(), (more or [""])[0], (less or [""])[0]))
+    lines = re.findall(r"^   (More like this|Not for me): (\S+)$", text, re.MULTILINE)
+    return cards, lines
+
+
+def decoded(url: str) -> tuple[str, str, str, int] | None:
+    assert url.startswith("https://digest.example.org/rate/"), url
+    return rating_from_token("s", url.rsplit("/", 1)[1])
+
+
+@pytest.mark.parametrize("renderer", [0, 1], ids=["full-chain", "compiled"])
+def test_every_topic_paper_carries_both_rating_links_and_trending_none(renderer):
+    papers = [render.paper(n) for n in range(1, 6)]
+    digest = render.make_digest(papers, topics=("KV", "Other <b>&", "Trending"))
+    sections = list(digest.sections)
+    sections[2] = dataclasses.replace(sections[2], trending=True)
+    digest = dataclasses.replace(digest, sections=tuple(sections))
+    reader = Subscriber(email="Alice@Example.org", topics=[Topic(name="KV", keywords=["KV cache"])])
+    email_ = Composer(render.config(), secret="s", renderer=render.renderers()[renderer]).email(digest, reader)
+    cards, lines = rating_links(email_.html, email_.text)
+    assert len(cards) == 5
+    expected = []
+    for section in digest.sections:
+        for entry in section.entries:
+            if section.trending:
+                expected.append((entry.paper.title, "", ""))
+                continue
+            more = rating_url("https://digest.example.org", "s", reader.email, entry.paper.id, section.topic, 1)
+            less = rating_url("https://digest.example.org", "s", reader.email, entry.paper.id, section.topic, -1)
+            assert decoded(more) == ("alice@example.org", entry.paper.id, section.topic, 1)
+            assert decoded(less) == ("alice@example.org", entry.paper.id, section.topic, -1)
+            expected.append((entry.paper.title, more, less))
+    assert cards == expected
+    assert lines == [(label, url) for _, more, less in expected if more
+                     for label, url in (("More like this", more), ("Not for me", less))]
+    assert "alice" not in "".join(url for _, url in lines)  # opaque
+    trending = email_.text[email_.text.index("## Trending"):]
+    assert "/rate/" not in trending and "More like this" not in trending
+
+
+def test_no_rating_links_without_base_url_and_both_renderers_agree():
+    cfg = Config(sender=Sender(**{"from": "Paper Digest <digest@example.org>", "reply_to": "admin@example.org"}))
+    digest = render.make_digest([render.paper(n) for n in range(1, 4)], topics=("KV", "Other"))
+    slow, fast = render.both(digest, cfg)
+    assert fast.html == slow.html and fast.text == slow.text
+    assert "/rate/" not in fast.html + fast.text and "More like this" not in fast.html + fast.text
+    with_links = render.both(digest)
+    assert with_links[0].html == with_links[1].html and with_links[0].text == with_links[1].text
+    assert with_links[1].html.count("/rate/") == 6 and with_links[1].text.count("/rate/") == 6
+    probes = probe_values()  # the compiled template was checked with and without them
+    cards = [p for probe in probes for s in probe["sections"] for p in s["papers"]]
+    assert any(p["more_url"] for p in cards) and any(not p["more_url"] for p in cards)
+
+
+def test_cards_shared_between_readers_keep_each_readers_links():
+    digest = render.make_digest([render.paper(n) for n in range(1, 4)])
+    composer = Composer(render.config(), secret="s", renderer=render.renderers()[1])
+    ada = composer.email(digest, Subscriber(email="ada@example.org", topics=[Topic(name="KV", keywords=["KV"])]))
+    bob = composer.email(digest, Subscriber(email="bob@example.org", topics=[Topic(name="KV", keywords=["KV"])]))
+    for email_, key in ((ada, "ada@example.org"), (bob, "bob@example.org")):
+        cards, lines = rating_links(email_.html, email_.text)
+        assert {decoded(url)[0] for _, more, less in cards for url in (more, less)} == {key}
+        assert {decoded(url)[0] for _, url in lines} == {key}
+
+
+def test_rating_tokens_are_opaque_and_unforgeable():
+    token = rating_token("s", "ada@example.org", "2611.00001", "KV\ncache", -1)
+    assert rating_from_token("s", token) == ("ada@example.org", "2611.00001", "KV\ncache", -1)
+    assert "ada" not in token and b"ada" not in base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+    assert rating_from_token("other", token) is None
+    assert rating_from_token("s", token[:-2] + ("AA" if token[-2:] != "AA" else "BB")) is None
+    assert rating_from_token("s", unsubscribe_token("s", "ada@example.org")) is None  # another purpose
+    assert rating_from_token("s", seal("s", "rate", "2\n2611.00001\nKV\nada@example.org")) is None
+    with pytest.raises(ValueError):
+        rating_token("s", "ada@example.org", "2611.00001", "KV", 0)
