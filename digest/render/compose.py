@@ -3,6 +3,7 @@ and the MIME message."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
@@ -16,7 +17,7 @@ from ..config import Config, Subscriber
 from ..models import Digest, DigestEntry, Paper, Section
 from ..store.ledger import subscriber_key
 from .email_context import EmailContext, Sender, build_context, with_kept
-from .links import manage_url, unsubscribe_mailto, unsubscribe_url
+from .links import manage_url, rating_url, unsubscribe_mailto, unsubscribe_url
 from .message import MESSAGE_POLICY, message_id, wire_message
 from .renderer import CompiledRenderer, NaiveRenderer
 
@@ -113,7 +114,15 @@ class Composer:
         link, mailto = links or self.unsubscribe_links(subscriber)
         return build_context(digest, timezone=timezone, unsubscribe_url=link or mailto, sender=self.sender,
                              topics=[t.name for t in subscriber.topics],
-                             manage_url=self.manage_link(subscriber, manage_generation))
+                             manage_url=self.manage_link(subscriber, manage_generation),
+                             rating=self.rating_links(subscriber))
+
+    def rating_links(self, subscriber: Subscriber) -> Callable[[str, str, int], str] | None:
+        """What makes the subscriber's "more like this" / "not for me" links (None without base_url)."""
+        base_url = self.config.base_url
+        if not base_url:
+            return None
+        return lambda paper, topic, value: rating_url(base_url, self.secret, subscriber.email, paper, topic, value)
 
     def email(self, digest: Digest, subscriber: Subscriber, *, key: str | None = None, to: str | None = None,
               manage_generation: int = 0) -> Email:
@@ -145,8 +154,8 @@ HOSTILE = '<script>alert("x")</script> {{ 7*7 }} {% if %} <b>unclosed & "quoted"
 
 def probe_values() -> list[dict[str, Any]]:
     """Values that exercise every branch of a template: full cards with every optional field,
-    hostile text, omitted counts, links-only papers, with a manage link and with the reply
-    text instead, and an empty digest."""
+    hostile text, omitted counts, links-only papers, with a manage link and rating links and
+    with the reply text and no rating links instead, and an empty digest."""
     now = datetime(2026, 1, 1, 7, 30, tzinfo=UTC)
 
     def entry(n: int, **extra: Any) -> DigestEntry:
@@ -165,8 +174,10 @@ def probe_values() -> list[dict[str, Any]]:
         Section("Trending", tuple(full[2:]), trending=True)), omitted=2)
     empty = Digest("probe@example.org", None, now, now - timedelta(days=1), ())
     context = build_context(digest, unsubscribe_url="https://example.org/unsubscribe?email=a%40b&token=x",
-                            topics=["Topic", HOSTILE], manage_url="https://example.org/manage/Ab-c_9?x=1&y=2")
-    # Without base_url: no manage link, the footer's reply text instead (and neither, in the last).
+                            topics=["Topic", HOSTILE], manage_url="https://example.org/manage/Ab-c_9?x=1&y=2",
+                            rating=lambda paper, topic, value: f"https://example.org/rate/{value}-{paper}?t={topic}&x=1")
+    # Without base_url: no manage link nor rating links, the footer's reply text instead (and
+    # neither, in the last).
     replying = build_context(digest, unsubscribe_url="mailto:list@example.org?subject=unsubscribe%20a%40b",
                              sender=Sender(manage=f"To change your topics, reply. {HOSTILE}"), topics=["Topic"])
     return [context.values, with_kept(context, 2), replying.values, build_context(empty).values]

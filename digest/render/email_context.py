@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -172,6 +173,17 @@ def paper_values(entry: DigestEntry) -> dict[str, Any]:
     return values
 
 
+def _card(entry: DigestEntry, topic: str, rate: RatingLink | None) -> dict[str, Any]:
+    """A paper as this digest shows it: the shared card (`card`, what `{% cache paper.card %}`
+    keys on: it is the same in every digest) and this reader's rating links ("" without)."""
+    shared = paper_values(entry)
+    more = less = ""
+    if rate is not None:
+        more = clean_url(rate(entry.paper.id, topic, 1)) or ""
+        less = clean_url(rate(entry.paper.id, topic, -1)) or ""
+    return {**shared, "card": shared, "more_url": more, "less_url": less}
+
+
 @dataclass
 class Sender:
     """Who the e-mail says it is from, and how a reader changes their topics."""
@@ -190,21 +202,26 @@ class EmailContext:
     ranked: list[tuple[int, int]] = field(default_factory=list)  # (section, index) best first
 
 
+RatingLink = Callable[[str, str, int], str]  # (paper id, topic, +1 or -1) -> the link that rates it
+
+
 def build_context(digest: Digest, *, timezone: str = "UTC", unsubscribe_url: str = "",
                   sender: Sender | None = None, topics: list[str] | None = None,
-                  manage_url: str | None = None) -> EmailContext:
+                  manage_url: str | None = None, rating: RatingLink | None = None) -> EmailContext:
     """`manage_url`: the subscriber's settings page (the subscription centre), shown in the
-    header and footer; without one the footer keeps `sender.manage` (reply to change)."""
+    header and footer; without one the footer keeps `sender.manage` (reply to change).
+    `rating`: makes each topic paper's "more like this" / "not for me" links (not Trending's)."""
     sender = sender or Sender()
     sections = []
     for number, section in enumerate(digest.sections, 1):
+        rate = rating if rating is not None and not section.trending else None
         sections.append({
             "topic": clean(section.topic),
             "anchor": f"topic-{number}",
             "href": f"#topic-{number}",
             "omitted": section.omitted,
             "trending": section.trending,
-            "papers": [paper_values(e) for e in section.entries],
+            "papers": [_card(e, section.topic, rate) for e in section.entries],
         })
     ranked = sorted(((s, i) for s, section in enumerate(sections) for i in range(len(section["papers"]))),
                     key=lambda si: (-sections[si[0]]["papers"][si[1]]["score"], si[0], si[1]))

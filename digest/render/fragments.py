@@ -2,7 +2,8 @@
 
 A paper's card reads as the same markup in every digest it appears in (its values are
 shared: see email_context.paper_values), so the built-in templates wrap each card in
-`{% cache paper %}`; a digest then costs one lookup per card instead of its ~25
+`{% cache paper.card %}` (the shared values; what is the reader's own, their rating links,
+stays outside the fragment); a digest then costs one lookup per card instead of its ~25
 expressions. The key is the value's identity, not its contents (hashing a card's values
 would cost as much as rendering them): a template author declares with the tag that
 the fragment depends on that value alone. The cache holds the value itself, so an id is

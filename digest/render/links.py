@@ -128,6 +128,34 @@ def manage_from_token(secret: str, token: str) -> tuple[str, int] | None:
     return (key, int(generation)) if generation.isdigit() and key else None
 
 
+# -- the reader's ratings ("more like this" / "not for me" under a paper)
+
+RATE = "rate"
+
+
+def rating_token(secret: str, key: str, paper_id: str, topic: str, value: int) -> str:
+    """A rating, sealed: who (the address key), which paper, under which topic, +1 or -1.
+    Lines, not JSON: each e-mail carries two per paper, and its size is budgeted."""
+    if value not in (1, -1):
+        raise ValueError(f"a rating is +1 or -1, not {value!r}")
+    return seal(secret, RATE, f"{value}\n{paper_id}\n{topic}\n{key}")
+
+
+def rating_from_token(secret: str, token: str) -> tuple[str, str, str, int] | None:
+    """(address key, paper id, topic, value) of a genuine rating token, else None."""
+    value, _, rest = (unseal(secret, RATE, token) or "").partition("\n")
+    paper_id, _, rest = rest.partition("\n")
+    topic, _, key = rest.rpartition("\n")  # the topic is the one part that might hold a line break
+    if value not in ("1", "-1") or not paper_id or not key:
+        return None
+    return key, paper_id, topic, int(value)
+
+
+def rating_url(base_url: str, secret: str, email: str, paper_id: str, topic: str, value: int) -> str:
+    """`{base_url}/rate/{token}`: the link that rates a paper for this subscriber."""
+    return f"{base_url.rstrip('/')}/rate/{rating_token(secret, email.strip().lower(), paper_id, topic, value)}"
+
+
 def address_hash(secret: str, key: str) -> str:
     """A keyed hash of an address: the same for the same address, and no address behind it
     for anyone without the key (what the web's mail records keep)."""

@@ -108,6 +108,17 @@ def _m8_subscription_centre(conn: Connection) -> None:
         conn.exec_driver_sql(ddl)
 
 
+def _m9_ratings(conn: Connection) -> None:
+    # A reader's "more like this" / "not for me" on a paper of a digest: one row per subscriber
+    # and paper (a new rating replaces the old), with the topic the paper was under.
+    for ddl in (
+        """CREATE TABLE ratings (
+            subscriber TEXT NOT NULL, paper_id TEXT NOT NULL, topic TEXT NOT NULL, value INTEGER NOT NULL,
+            rated_at TEXT NOT NULL, PRIMARY KEY (subscriber, paper_id))""",
+    ):
+        conn.exec_driver_sql(ddl)
+
+
 MIGRATIONS: list[Callable[[Connection], None]] = [
     _m1_papers_and_fetch_state, _m2_settings, _m3_ledger, _m4_uncertain_resends, _m5_digest_ids_on_postgresql,
-    _m6_shared_plans, _m7_subscriber_directory, _m8_subscription_centre]
+    _m6_shared_plans, _m7_subscriber_directory, _m8_subscription_centre, _m9_ratings]

@@ -36,6 +36,7 @@ from ..render.links import (
 from ..store.database import Store
 from ..store.directory import Directory, Listed
 from ..store.ledger import Ledger, subscriber_key
+from ..store.ratings import Ratings
 from ..store.signups import SignUp, SignUpStore
 
 ORIGIN = "self"
@@ -61,6 +62,7 @@ class Centre:
         self.config, self.secret, self.send, self.clock = config, secret, send, clock
         self.base_url = config.base_url.rstrip("/")
         self.directory, self.ledger, self.signups = Directory(store), Ledger(store), SignUpStore(store)
+        self.ratings = Ratings(store)  # the readers' "more like this" / "not for me" (web/ratings.py)
 
     # -- links
 

@@ -1,11 +1,11 @@
 """A subscriber's own settings, behind their manage link: read and change them, pause until a
-day, unsubscribe and come back, see what today's digest would have been, export everything
-kept about them, and delete it.
+day, unsubscribe and come back, see what today's digest would have been and the papers they
+rated, export everything kept about them, and delete it.
 
 An edit here takes the subscriber's row over for origin `self` (store/directory.py): a reload
 of subscribers.yaml never undoes it, and the admin sees the file's entry reported as shadowed.
-Deleting removes the row, the sign-ups and mail records, and the ledger's state; the digests
-sent stay only as anonymous counts. An address subscribers.yaml still lists would come back
+Deleting removes the row, the sign-ups and mail records, the ratings and the ledger's state;
+the digests sent stay only as anonymous counts. An address subscribers.yaml still lists would come back
 with the next sync, so it is kept unsubscribed and the admin is told to remove it there.
 """
 
@@ -107,6 +107,22 @@ class SelfService:
         if managed is not None:
             self.centre.ledger.resubscribe(managed.row.email)
 
+    def rated(self, key: str) -> list[dict[str, Any]]:
+        """Their ratings, newest first, as the manage page lists them: the paper's title and
+        link when the store still has it (else its id and no link), its topic, +1 or -1."""
+        ratings = self.centre.ratings.of(key)
+        papers = {p.id: p for p in self.centre.directory.store.papers(ids=[r.paper for r in ratings])} if ratings else {}
+        return [{"paper": r.paper, "title": papers[r.paper].title if r.paper in papers else r.paper,
+                 "url": papers[r.paper].url if r.paper in papers else "", "topic": r.topic, "value": r.value,
+                 "rated_at": r.rated_at} for r in ratings]
+
+    def unrate(self, key: str, paper: str) -> bool:
+        """Take a rating back; False if there was none."""
+        removed = self.centre.ratings.remove(key, paper)
+        if removed:
+            log.info("a subscriber took a rating back")
+        return removed
+
     def export(self, key: str) -> dict[str, Any] | None:
         """Everything kept about them, as JSON-ready data."""
         managed = self.load(key)
@@ -125,7 +141,8 @@ class SelfService:
             "suspended_at": state.suspended_at.isoformat() if state.suspended_at else None,
             "digests": [{"period": e.period, "state": e.state, "sent_at": e.sent_at.isoformat() if e.sent_at else None,
                          "papers": list(e.papers)} for e in entries],
-            "ratings": [],
+            "ratings": [{"paper": r.paper, "topic": r.topic, "value": r.value, "rated_at": r.rated_at.isoformat()}
+                        for r in self.centre.ratings.of(key)],
         }
 
     def delete(self, key: str) -> bool:
@@ -138,6 +155,7 @@ class SelfService:
         now = self.centre.clock()
         self.centre.ledger.forget(email, f"deleted:{secrets.token_hex(8)}", now, still_listed=listed_in_file)
         self.centre.signups.forget(key, address_hash(self.centre.secret, key))
+        self.centre.ratings.forget(key)
         self.centre.directory.remove(None, [key])
         if listed_in_file:
             log.warning("a subscriber deleted themselves, but %s still lists them: they stay unsubscribed; "

@@ -40,6 +40,7 @@ from ..subscribe.centre import Centre
 from .admin import admin_routes
 from .centre import centre_routes
 from .csrf import Csrf
+from .ratings import rating_routes
 
 log = logging.getLogger("digest.web")
 
@@ -54,7 +55,7 @@ SECURITY_HEADERS = [
     (b"cache-control", b"no-store"),
 ]
 _STATIC = "/static/site.css"
-_SCRIPTS = ("timezone.js", "preview.js")  # small helpers; every page works without them
+_SCRIPTS = ("timezone.js", "preview.js", "rate.js")  # small helpers; every page works without them
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -146,6 +147,7 @@ def make_app(secret: str, ledger: Ledger, *, list_name: str = "Paper digest", te
         Route(_STATIC, stylesheet, methods=["GET"]),
         Route("/static/{name}", script, methods=["GET"]),
         *centre_routes(centre, pages.page, csrf),
+        *rating_routes(centre, pages.page, csrf),
         *admin_routes(centre, pages.page, csrf),
     ], exception_handlers={404: http_error, 405: http_error})
     return security_headers(body_limit(app, MAX_BODY))

@@ -72,6 +72,19 @@ class Limiter:
         return max(1, math.ceil(reset - time.time()))
 
 
+def form_page(csrf: Csrf, page: Callable[..., HTMLResponse], request: Request, name: str, status: int = 200,
+              **values: Any) -> HTMLResponse:
+    """A page with a form: its CSRF field's value, and the cookie it is checked against."""
+    token, cookie = csrf.token(request)
+    return csrf.set_cookie(request, page(name, status, csrf_field=FIELD, csrf_token=token, **values), cookie)  # type: ignore[return-value]
+
+
+async def posted_form(csrf: Csrf, request: Request) -> dict[str, list[str]] | None:
+    """The posted form's fields, or None when it was not sent from one of our pages."""
+    form = parse_qs((await request.body()).decode("utf-8", "replace"), keep_blank_values=True)
+    return form if csrf.valid(request, form) else None
+
+
 def centre_routes(centre: Centre | None, page: Callable[..., HTMLResponse], csrf: Csrf) -> list[Route]:
     limiter = Limiter(centre.config.signups.per_client if centre else 10)
 
@@ -99,12 +112,10 @@ def centre_routes(centre: Centre | None, page: Callable[..., HTMLResponse], csrf
                             "Go back, reload the page and send it again.")
 
     def with_token(request: Request, name: str, status: int = 200, **values: Any) -> HTMLResponse:
-        token, cookie = csrf.token(request)
-        return csrf.set_cookie(request, page(name, status, csrf_field=FIELD, csrf_token=token, **values), cookie)  # type: ignore[return-value]
+        return form_page(csrf, page, request, name, status, **values)
 
     async def posted(request: Request) -> dict[str, list[str]] | None:
-        form = parse_qs((await request.body()).decode("utf-8", "replace"), keep_blank_values=True)
-        return form if csrf.valid(request, form) else None
+        return await posted_form(csrf, request)
 
     def signup_page(request: Request, values: dict[str, Any], errors: dict[str, str] | None = None,
                     status: int = 200) -> HTMLResponse:
@@ -223,12 +234,14 @@ def centre_routes(centre: Centre | None, page: Callable[..., HTMLResponse], csrf
                           presets=config.presets, zones=time_zones(), days=signup_form.DAYS, notice=notice,
                           preview=preview if preview is not None else preview_of(managed.subscriber),
                           unsaved=unsaved, today=today.isoformat(), tomorrow=(today + timedelta(days=1)).isoformat(),
-                          latest=(today + timedelta(days=366)).isoformat(), request_path=request.url.path)
+                          latest=(today + timedelta(days=366)).isoformat(), request_path=request.url.path,
+                          ratings=managed_service().rated(managed.row.key))
 
     NOTICES = {"saved": "Your settings are saved: the next digest follows them.",
                "paused": "Paused: no digests until the day you chose.", "resumed": "Digests resume from the next one.",
                "unsubscribed": "Unsubscribed: no more digests. You can come back below.",
-               "resubscribed": "Welcome back: digests resume from the next one."}
+               "resubscribed": "Welcome back: digests resume from the next one.",
+               "unrated": "Rating removed."}
 
     async def manage(request: Request) -> Response:
         managed = await managed_of(request)
@@ -273,6 +286,9 @@ def centre_routes(centre: Centre | None, page: Callable[..., HTMLResponse], csrf
         if action == "resubscribe":
             await run_in_threadpool(service.resubscribe, key)
             return done_redirect("resubscribed")
+        if action == "unrate":
+            await run_in_threadpool(service.unrate, key, (form.get("paper") or [""])[0])
+            return done_redirect("unrated")
         return page("message.html.j2", 400, title="Not understood", state="invalid",
                     message="That form asked for something this page does not do. Go back and try again.")
 

@@ -1,0 +1,240 @@
+"""The reader's ratings: "more like this" / "not for me" under each paper of a topic in the
+e-mail, the landing page behind those links (GET asks, POST records, undo takes it back), the
+manage page's list of them, export and delete; and the store underneath."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import json
+import re
+from datetime import UTC, datetime, timedelta
+
+import lxml.html
+import pytest
+
+from digest.config import Config, Sender, Subscriber, Topic
+from digest.models import Listing, Paper
+from digest.render.compose import Composer, probe_values
+from digest.render.links import rating_from_token, rating_token, rating_url, seal, unsubscribe_token
+from digest.store import Store
+from digest.store.ratings import Ratings
+
+from . import test_render as render
+from .conftest import fresh_database
+from .test_centre import Site, subscribed
+from .test_centre import site as centre_site  # noqa: F401 - the fixture: the centre on its real server
+
+pytestmark = [pytest.mark.database]  # on PostgreSQL too (.ci/run)
+
+T0 = datetime(2026, 11, 22, 7, 30, tzinfo=UTC)
+
+
+def test_one_rating_per_subscriber_and_paper_newest_first_and_forgotten(tmp_path):
+    store = Store(fresh_database(tmp_path))
+    store.migrate()
+    ratings = Ratings(store)
+    assert ratings.rate(" Ada@Example.org ", "2611.00001", "KV", 1, T0)
+    assert not ratings.rate("ada@example.org", "2611.00001", "KV", 1, T0 + timedelta(hours=1))  # the same again
+    assert ratings.rate("ada@example.org", "2611.00002", "KV", -1, T0 + timedelta(hours=2))
+    assert ratings.rate("ada@example.org", "2611.00001", "Other", -1, T0 + timedelta(hours=3))  # a changed mind
+    assert ratings.rate("bob@example.org", "2611.00001", "KV", 1, T0)
+    mine = ratings.of("ADA@example.org")
+    assert [(r.paper, r.topic, r.value) for r in mine] == [("2611.00001", "Other", -1), ("2611.00002", "KV", -1)]
+    assert mine[0].rated_at == T0 + timedelta(hours=3) and mine[0].subscriber == "ada@example.org"
+    with pytest.raises(ValueError):
+        ratings.rate("ada@example.org", "2611.00003", "KV", 2, T0)
+    assert ratings.remove("ada@example.org", "2611.00002") and not ratings.remove("ada@example.org", "2611.00002")
+    assert ratings.forget("ada@example.org") == 1
+    assert ratings.of("ada@example.org") == [] and len(ratings.of("bob@example.org")) == 1
+
+
+# ---------------------------------------------------------------- the links in the e-mail
+
+
+def rating_links(html: str, text: str) -> tuple[list[tuple[str, str, str]], list[tuple[str, str]]]:
+    """Per card of the HTML: (its title, its "More like this" link, its "Not for me" link), "" for
+    one not there; and the text part's (label, link) lines, in order."""
+    doc = lxml.html.fromstring(html)
+    cards = []
+    for card in doc.xpath("//div[@class='card'][h3]"):
+        more = card.xpath(".//a[text()='More like this']/@href")
+        less = card.xpath(".//a[text()='Not for me']/@href")
+        assert len(more) <= 1 and len(less) <= 1
+        cards.append((card.xpath("h3")[0].text_content(), (more or [""])[0], (less or [""])[0]))
+    lines = re.findall(r"^   (More like this|Not for me): (\S+)$", text, re.MULTILINE)
+    return cards, lines
+
+
+def decoded(url: str) -> tuple[str, str, str, int] | None:
+    assert url.startswith("https://digest.example.org/rate/"), url
+    return rating_from_token("s", url.rsplit("/", 1)[1])
+
+
+@pytest.mark.parametrize("renderer", [0, 1], ids=["full-chain", "compiled"])
+def test_every_topic_paper_carries_both_rating_links_and_trending_none(renderer):
+    papers = [render.paper(n) for n in range(1, 6)]
+    digest = render.make_digest(papers, topics=("KV", "Other <b>&", "Trending"))
+    sections = list(digest.sections)
+    sections[2] = dataclasses.replace(sections[2], trending=True)
+    digest = dataclasses.replace(digest, sections=tuple(sections))
+    reader = Subscriber(email="Alice@Example.org", topics=[Topic(name="KV", keywords=["KV cache"])])
+    email_ = Composer(render.config(), secret="s", renderer=render.renderers()[renderer]).email(digest, reader)
+    cards, lines = rating_links(email_.html, email_.text)
+    assert len(cards) == 5
+    expected = []
+    for section in digest.sections:
+        for entry in section.entries:
+            if section.trending:
+                expected.append((entry.paper.title, "", ""))
+                continue
+            more = rating_url("https://digest.example.org", "s", reader.email, entry.paper.id, section.topic, 1)
+            less = rating_url("https://digest.example.org", "s", reader.email, entry.paper.id, section.topic, -1)
+            assert decoded(more) == ("alice@example.org", entry.paper.id, section.topic, 1)
+            assert decoded(less) == ("alice@example.org", entry.paper.id, section.topic, -1)
+            expected.append((entry.paper.title, more, less))
+    assert cards == expected
+    assert lines == [(label, url) for _, more, less in expected if more
+                     for label, url in (("More like this", more), ("Not for me", less))]
+    assert "alice" not in "".join(url for _, url in lines)  # opaque
+    trending = email_.text[email_.text.index("## Trending"):]
+    assert "/rate/" not in trending and "More like this" not in trending
+
+
+def test_no_rating_links_without_base_url_and_both_renderers_agree():
+    cfg = Config(sender=Sender(**{"from": "Paper Digest <digest@example.org>", "reply_to": "admin@example.org"}))
+    digest = render.make_digest([render.paper(n) for n in range(1, 4)], topics=("KV", "Other"))
+    slow, fast = render.both(digest, cfg)
+    assert fast.html == slow.html and fast.text == slow.text
+    assert "/rate/" not in fast.html + fast.text and "More like this" not in fast.html + fast.text
+    with_links = render.both(digest)
+    assert with_links[0].html == with_links[1].html and with_links[0].text == with_links[1].text
+    assert with_links[1].html.count("/rate/") == 6 and with_links[1].text.count("/rate/") == 6
+    probes = probe_values()  # the compiled template was checked with and without them
+    cards = [p for probe in probes for s in probe["sections"] for p in s["papers"]]
+    assert any(p["more_url"] for p in cards) and any(not p["more_url"] for p in cards)
+
+
+def test_cards_shared_between_readers_keep_each_readers_links():
+    digest = render.make_digest([render.paper(n) for n in range(1, 4)])
+    composer = Composer(render.config(), secret="s", renderer=render.renderers()[1])
+    ada = composer.email(digest, Subscriber(email="ada@example.org", topics=[Topic(name="KV", keywords=["KV"])]))
+    bob = composer.email(digest, Subscriber(email="bob@example.org", topics=[Topic(name="KV", keywords=["KV"])]))
+    for email_, key in ((ada, "ada@example.org"), (bob, "bob@example.org")):
+        cards, lines = rating_links(email_.html, email_.text)
+        assert {decoded(url)[0] for _, more, less in cards for url in (more, less)} == {key}
+        assert {decoded(url)[0] for _, url in lines} == {key}
+
+
+def test_rating_tokens_are_opaque_and_unforgeable():
+    token = rating_token("s", "ada@example.org", "2611.00001", "KV\ncache", -1)
+    assert rating_from_token("s", token) == ("ada@example.org", "2611.00001", "KV\ncache", -1)
+    assert "ada" not in token and b"ada" not in base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+    assert rating_from_token("other", token) is None
+    assert rating_from_token("s", token[:-2] + ("AA" if token[-2:] != "AA" else "BB")) is None
+    assert rating_from_token("s", unsubscribe_token("s", "ada@example.org")) is None  # another purpose
+    assert rating_from_token("s", seal("s", "rate", "2\n2611.00001\nKV\nada@example.org")) is None
+    with pytest.raises(ValueError):
+        rating_token("s", "ada@example.org", "2611.00001", "KV", 0)
+
+
+# ---------------------------------------------------------------- the page behind the links, on the real server
+
+
+def stored_paper(site: Site, paper_id: str = "2611.00042", title: str = "Sparse attention for long KV caches") -> None:
+    paper = Paper(id=paper_id, title=title, url=f"https://arxiv.org/abs/{paper_id}", authors=("Ada",),
+                  abstract="About KV caches.", categories=("cs.CL",))
+    site.store.save_listing("test", Listing((paper,)), site.clock.now)
+
+
+def rate_path(site: Site, email: str, paper: str, value: int, topic: str = "Language models") -> str:
+    url = rating_url("https://digest.example.org", site.secret, email, paper, topic, value)
+    return url.removeprefix("https://digest.example.org")
+
+
+def test_get_asks_post_records_undo_takes_back_and_a_replay_changes_nothing(centre_site):  # noqa: F811
+    site = centre_site
+    visitor, _ = subscribed(site)
+    stored_paper(site)
+    ratings = Ratings(site.store)
+    path = rate_path(site, "Me@Example.org", "2611.00042", 1)
+    status, html = visitor.get(path)  # what a mail scanner does: nothing is recorded
+    assert status == 200 and "Rate this paper: <b>Sparse attention for long KV caches</b> — More like this?" in html
+    assert 'data-autosubmit' in html and '<script src="/static/rate.js"></script>' in html
+    assert ratings.of("me@example.org") == []
+    hidden = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', html))
+    status, html = visitor.post(path, hidden)  # what rate.js sends: no button, no action
+    assert status == 200 and "Thanks — your next digests will have more papers like this." in html
+    assert 'value="undo"' in html
+    first = ratings.of("me@example.org")
+    assert [(r.paper, r.topic, r.value) for r in first] == [("2611.00042", "Language models", 1)]
+    site.clock.now += timedelta(minutes=5)
+    status, html = visitor.post(path, {**hidden, "action": "rate"})  # the same POST again
+    assert status == 200 and "Thanks" in html
+    assert ratings.of("me@example.org") == first  # once, and not even its time moved on
+    status, html = visitor.post(path, {**visitor.form(path), "action": "undo"})
+    assert status == 200 and "Undone" in html and "data-autosubmit" not in html  # no second automatic rating
+    assert ratings.of("me@example.org") == []
+    less = rate_path(site, "me@example.org", "2611.00042", -1)
+    status, html = visitor.post(less, visitor.form(less))
+    assert status == 200 and "fewer papers like this" in html
+    assert [(r.paper, r.value) for r in ratings.of("me@example.org")] == [("2611.00042", -1)]
+    visitor.post(path, {**visitor.form(path), "action": "undo"})  # undo of the older "more": not this one
+    assert [(r.paper, r.value) for r in ratings.of("me@example.org")] == [("2611.00042", -1)]
+    status, script = visitor.get("/static/rate.js")
+    assert status == 200 and "form.submit()" in script
+
+
+def test_forged_altered_and_orphaned_tokens_and_posts_without_csrf_change_nothing(centre_site):  # noqa: F811
+    site = centre_site
+    visitor, _ = subscribed(site)
+    ratings = Ratings(site.store)
+    good = rate_path(site, "me@example.org", "2611.00042", 1)
+    token = good.rsplit("/", 1)[1]
+    hidden = visitor.form(good)
+    forged = [rating_token("another-secret", "me@example.org", "2611.00042", "Language models", 1),
+              token[:-2] + ("AA" if token[-2:] != "AA" else "BB"), token[:-1], "x", "A" * 3000,
+              unsubscribe_token(site.secret, "me@example.org"),  # genuine, for another purpose
+              rating_token(site.secret, "nobody@example.org", "2611.00042", "Language models", 1)]  # no such subscriber
+    for bad in forged:
+        assert visitor.get(f"/rate/{bad}")[0] in (400, 404)
+        assert visitor.post(f"/rate/{bad}", {**hidden, "action": "rate"})[0] in (400, 404, 413)
+    assert visitor.post(good, {"action": "rate"})[0] == 403  # no CSRF field
+    assert site.browser().post(good, {**hidden, "action": "rate"})[0] == 403  # another browser: not its cookie
+    assert visitor.post(good, {**hidden, "action": "rate"}, {"Origin": "https://evil.example"})[0] == 403
+    assert ratings.of("me@example.org") == [] and ratings.of("nobody@example.org") == []
+
+
+def test_the_manage_page_lists_ratings_removes_one_and_export_and_delete_carry_them(centre_site):  # noqa: F811
+    site = centre_site
+    visitor, manage = subscribed(site)
+    stored_paper(site)
+    for paper, value in (("2611.00042", 1), ("2611.09999", -1)):  # the second: not in the store
+        path = rate_path(site, "me@example.org", paper, value)
+        assert visitor.post(path, visitor.form(path))[0] == 200
+        site.clock.now += timedelta(minutes=1)
+    status, html = visitor.get(manage)
+    assert status == 200 and "Papers you rated" in html
+    listed = re.findall(r'<li><form method="post">.*?</form></li>', html, re.DOTALL)
+    assert len(listed) == 2
+    assert "2611.09999" in listed[0] and "not for me" in listed[0]  # newest first; its id for want of a title
+    assert '<a href="https://arxiv.org/abs/2611.00042">Sparse attention for long KV caches</a>' in listed[1]
+    assert "Language models" in listed[1] and "more like this" in listed[1]
+
+    data = json.loads(visitor.get(manage + "/export")[1])
+    assert [(r["paper"], r["topic"], r["value"]) for r in data["ratings"]] == [
+        ("2611.09999", "Language models", -1), ("2611.00042", "Language models", 1)]
+    assert all(datetime.fromisoformat(r["rated_at"]) for r in data["ratings"])
+
+    assert visitor.post(manage, {"action": "unrate", "paper": "2611.09999"})[0] == 403  # no CSRF field
+    assert len(Ratings(site.store).of("me@example.org")) == 2
+    status, _ = visitor.post(manage, {**visitor.form(manage), "action": "unrate", "paper": "2611.09999"})
+    assert status == 303
+    assert [r.paper for r in Ratings(site.store).of("me@example.org")] == ["2611.00042"]
+    _, html = visitor.get(manage + "?done=unrated")
+    assert "Rating removed." in html and "2611.09999" not in html
+
+    assert visitor.post(manage + "/delete", visitor.form(manage + "/delete"))[0] == 200
+    assert Ratings(site.store).of("me@example.org") == []
+    path = rate_path(site, "me@example.org", "2611.00042", 1)
+    assert visitor.get(path)[0] == 400  # the links in their old digests now lead nowhere
