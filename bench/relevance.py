@@ -25,7 +25,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
-import yaml
+from ruamel.yaml import YAML
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -41,7 +41,7 @@ NOW = datetime(2026, 6, 12, tzinfo=UTC)
 
 def load() -> tuple[list[dict], list[dict], dict[str, set[str]]]:
     papers = [json.loads(line) for line in (JUDGED / "papers.jsonl").read_text(encoding="utf-8").splitlines() if line]
-    topics = yaml.safe_load((JUDGED / "topics.yaml").read_text(encoding="utf-8"))
+    topics = YAML(typ="safe").load((JUDGED / "topics.yaml").read_text(encoding="utf-8"))
     relevant: dict[str, set[str]] = {t["name"]: set() for t in topics}
     judged: set[str] = set()
     for part in sorted((JUDGED / "judgements").glob("*.jsonl")):

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import numpy as np
-import yaml
+from ruamel.yaml import YAML
 
 from digest.match.relevance import LexicalIndex, TopicText, standardised
 
@@ -16,7 +16,7 @@ JUDGED = Path(__file__).resolve().parent / "data" / "judged"
 
 def test_the_judged_set_is_whole():
     papers = [json.loads(line) for line in (JUDGED / "papers.jsonl").read_text(encoding="utf-8").splitlines()]
-    topics = {t["name"] for t in yaml.safe_load((JUDGED / "topics.yaml").read_text(encoding="utf-8"))}
+    topics = {t["name"] for t in YAML(typ="safe").load((JUDGED / "topics.yaml").read_text(encoding="utf-8"))}
     judged = [json.loads(line) for part in sorted((JUDGED / "judgements").glob("*.jsonl"))
               for line in part.read_text(encoding="utf-8").splitlines() if line.strip()]
     assert len(papers) >= 400 and len(topics) >= 8
