@@ -88,3 +88,28 @@ def test_sensitivity_lets_in_more_or_fewer():
 
     fewer, usual, more = found(-3), found(0), found(3)
     assert fewer <= usual <= more and len(fewer) < len(more)
+
+
+def test_a_catch_all_keyword_no_longer_swallows_the_digest():
+    """The issue's case: `model` (in most papers) beside a specific topic. The specific topic's
+    papers come first; the catch-all fills what is left."""
+    from datetime import UTC, datetime, timedelta
+
+    from digest.config import Defaults, Subscriber
+    from digest.match.matcher import Matcher
+    from digest.models import Paper
+
+    now = datetime(2026, 6, 12, tzinfo=UTC)
+    papers = [Paper(id=f"m{n}", title=f"A model for task {n}", url=f"https://example.org/m{n}",
+                    abstract="We train a model and compare the model with other models.",
+                    first_seen_at=now - timedelta(hours=1)) for n in range(80)]
+    papers += [Paper(id=f"k{n}", title=f"Serving at scale {n}", url=f"https://example.org/k{n}",
+                     abstract="We compress the KV cache of long prompts.", first_seen_at=now - timedelta(hours=1))
+               for n in range(5)]
+    subscriber = Subscriber(email="a@example.org", max_papers=10, topics=[
+        {"name": "Everything", "keywords": ["model"]}, {"name": "KV cache", "keywords": ["KV cache"]}])
+    digest = Matcher([subscriber], Defaults(), papers).digest(subscriber, now)
+    shown = [e.paper.id for s in digest.sections for e in s.entries]
+    assert {f"k{n}" for n in range(5)} <= set(shown)  # all five specific papers made the ten
+    ranked = sorted((e for s in digest.sections for e in s.entries), key=lambda e: -e.score)
+    assert {e.paper.id for e in ranked[:5]} == {f"k{n}" for n in range(5)}  # and they come first

@@ -237,7 +237,8 @@ class PaperIndex:
         if bits is None:
             return None
         return self._cached(("weights", term_id, field),
-                            lambda: _weights(bits, field, PHRASE_WEIGHT if phrase else 1.0))
+                            lambda: _weights(bits, field, (PHRASE_WEIGHT if phrase else 1.0)
+                                             * float(rarity(np.array([len(self.hits[term_id])]), self.size)[0])))
 
     def term_postings(self, term_id: int | None, phrase: bool) -> tuple[np.ndarray, np.ndarray] | None:
         """(the papers in which a keyword occurs, what it adds to their relevance): the sparse
@@ -272,6 +273,7 @@ class PaperIndex:
                 papers[start[term_id]:start[term_id + 1]] = list(postings)
                 bits[start[term_id]:start[term_id + 1]] = list(postings.values())
             factor = np.where(np.repeat(np.array(self._phrase, dtype=bool), lengths), PHRASE_WEIGHT, 1.0)
+            factor = factor * np.repeat(rarity(lengths, self.size), lengths)
             self._all_postings = (start, papers, _weights(bits, None, factor))
         return self._all_postings
 
@@ -327,6 +329,21 @@ class PaperIndex:
 
 
 ID_BITS = (1 << 21) - 1  # the id rank's bits of a rank key
+
+
+RARE_ENOUGH = 0.05  # a term in at most this share of the papers keeps its full weight
+COUNTED_FROM = 50  # papers in a pool before a term's share says anything
+
+
+def rarity(counts: np.ndarray, size: int) -> np.ndarray:
+    """What a keyword's hits weigh for how common it is (papers it occurs in, `counts`, out of
+    `size`): 1 up to RARE_ENOUGH of the papers, then less as it spreads (log(size/count) /
+    log(1/RARE_ENOUGH)), never under 0.1. A term in 40 % of the day's papers says almost
+    nothing, and a catch-all keyword (`model`) no longer outranks every specific topic."""
+    if size < COUNTED_FROM:
+        return np.ones(len(counts))
+    share = np.maximum(counts, 1) / size
+    return np.where(share <= RARE_ENOUGH, 1.0, np.clip(np.log(1 / share) / np.log(1 / RARE_ENOUGH), 0.1, 1.0))
 
 
 def _weights(bits: np.ndarray, field: str | None, factor: float | np.ndarray) -> np.ndarray:
