@@ -234,11 +234,11 @@ class PaperIndex:
         if known is not None:  # most calls: no closures made
             return known
         bits = self.term_bits(term_id)
-        if bits is None:
+        if bits is None or term_id is None:
             return None
+        common = float(rarity(np.array([len(self.hits[term_id])]), self.size)[0])
         return self._cached(("weights", term_id, field),
-                            lambda: _weights(bits, field, (PHRASE_WEIGHT if phrase else 1.0)
-                                             * float(rarity(np.array([len(self.hits[term_id])]), self.size)[0])))
+                            lambda: _weights(bits, field, (PHRASE_WEIGHT if phrase else 1.0) * common))
 
     def term_postings(self, term_id: int | None, phrase: bool) -> tuple[np.ndarray, np.ndarray] | None:
         """(the papers in which a keyword occurs, what it adds to their relevance): the sparse
