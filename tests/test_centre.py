@@ -315,13 +315,16 @@ def test_the_manage_page_edits_settings_and_a_yaml_reload_never_undoes_them(site
     status, html = visitor.get(manage)
     assert status == 200 and "me@example.org" in html and 'value="Language models" checked' in html
     fields = {**visitor.form(manage), "action": "save", "preset": "Robotics", "topic_name_1": "Graphs",
-              "topic_keywords_1": "graph neural network", "schedule_kind": "weekly", "schedule_day": "fri",
+              "topic_keywords_1": "graph neural network", "topic_description_1": "Learning on graphs.",
+              "topic_sensitivity_1": "2", "schedule_kind": "weekly", "schedule_day": "fri",
               "schedule_time": "18:00", "timezone": "Asia/Tokyo", "max_papers": "7"}
     status, _ = visitor.post(manage, fields)
     assert status == 303
     row = Directory(site.store).get(["me@example.org"])["me@example.org"]
     assert (row.schedule, row.timezone, row.origin) == ("weekly fri 18:00", "Asia/Tokyo", "self")
     assert '"max_papers":7' in row.profile and "Graphs" in row.profile and "Language models" not in row.profile
+    assert '"sensitivity":2' in row.profile
+    assert '<option value="2" selected>' in visitor.get(manage)[1]  # shown as saved
     # the YAML's own subscriber edits on the web: their row is theirs from then on
     _, page = visitor.get(manage)
     yaml_manage = site.centre.manage_url("yaml@example.org").split("digest.example.org", 1)[1]

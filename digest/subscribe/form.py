@@ -4,7 +4,7 @@ located at its field in words a person reads; and a Subscriber back into the for
 
 Fields: email, name, preset (one per picked catalogue entry), topic_name_N,
 topic_description_N, topic_keywords_N (separated by commas, semicolons or lines),
-topic_query_N (optional, the query language), schedule_kind (daily, weekdays, weekly),
+topic_query_N (optional, the query language), topic_sensitivity_N (-2 fewer papers, 0, 2 more), schedule_kind (daily, weekdays, weekly),
 schedule_day, schedule_time (HH:MM), timezone, max_papers.
 """
 
@@ -50,7 +50,7 @@ def values_of(config: Config, subscriber: Subscriber) -> dict[str, Any]:
     """A subscriber's settings as the form's values (for the manage page)."""
     kind, day, time = _schedule_parts(subscriber.schedule or config.defaults.schedule)
     own = [{"name": t.name, "description": t.description or "", "keywords": ", ".join(t.keywords),
-            "query": t.query or ""} for t in subscriber.topics if t.preset is None]
+            "query": t.query or "", "sensitivity": str(t.sensitivity)} for t in subscriber.topics if t.preset is None]
     return {"email": subscriber.email, "name": subscriber.name or "",
             "preset": [t.preset for t in subscriber.topics if t.preset is not None],
             "topics": own + [_blank_topic() for _ in range(max(1, OWN_TOPIC_ROWS - len(own)))],
@@ -69,9 +69,12 @@ def read(config: Config, form: Mapping[str, Sequence[str]], *, email: str | None
 
     rows = sorted({int(m.group(1)) for name in form if (m := re.fullmatch(r"topic_\w+?_(\d+)", name))})
     topics_shown = [{f: one(f"topic_{f}_{n}") for f in _TOPIC_FIELDS} for n in rows]
+    sensitivities = [one(f"topic_sensitivity_{n}") or "0" for n in rows]
     values: dict[str, Any] = {
         "email": email if email is not None else one("email"), "name": one("name"),
-        "preset": [p for p in form.get("preset", []) if p], "topics": topics_shown or [_blank_topic()],
+        "preset": [p for p in form.get("preset", []) if p],
+        "topics": [{**shown, "sensitivity": level} for shown, level in zip(topics_shown, sensitivities)]
+        or [_blank_topic()],
         "schedule_kind": one("schedule_kind"), "schedule_day": one("schedule_day"),
         "schedule_time": one("schedule_time"), "timezone": one("timezone"), "max_papers": one("max_papers")}
     filled = Filled(values)
@@ -86,7 +89,7 @@ def read(config: Config, form: Mapping[str, Sequence[str]], *, email: str | None
             continue
         topics.append(catalogue[name].model_copy(update={"preset": name}).model_dump(exclude_defaults=True))
         where.append("preset")
-    for n, shown in zip(rows, topics_shown):
+    for n, shown, level in zip(rows, topics_shown, sensitivities):
         if not any(shown.values()):
             continue
         if not shown["name"]:
@@ -97,6 +100,11 @@ def read(config: Config, form: Mapping[str, Sequence[str]], *, email: str | None
             topic["description"] = shown["description"]
         if shown["query"]:
             topic["query"] = shown["query"]
+        if level != "0":
+            if level.lstrip("-").isdigit():
+                topic["sensitivity"] = int(level)
+            else:
+                errors[f"topic_sensitivity_{n}"] = f"Topic {n}: pick fewer, the usual or more papers"
         topics.append(topic)
         where.append(f"topic_{{}}_{n}")
     if not topics:
@@ -182,7 +190,7 @@ def _schedule_parts(schedule: str) -> tuple[str, str, str]:
 
 
 def _blank_topic() -> dict[str, str]:
-    return dict.fromkeys(_TOPIC_FIELDS, "")
+    return {**dict.fromkeys(_TOPIC_FIELDS, ""), "sensitivity": "0"}
 
 
 def preset_topics(config: Config) -> list[Topic]:
