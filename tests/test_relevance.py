@@ -113,3 +113,22 @@ def test_a_catch_all_keyword_no_longer_swallows_the_digest():
     assert {f"k{n}" for n in range(5)} <= set(shown)  # all five specific papers made the ten
     ranked = sorted((e for s in digest.sections for e in s.entries), key=lambda e: -e.score)
     assert {e.paper.id for e in ranked[:5]} == {f"k{n}" for n in range(5)}  # and they come first
+
+
+def test_topics_alike_but_for_their_description_are_matched_apart():
+    """One subscriber's described topic and another's plain one with the same keywords share
+    nothing: each gets what its own settings say (the matcher shares plans between topics)."""
+    from digest.config import Defaults, Subscriber
+    from digest.match.matcher import Matcher
+
+    now, papers = _papers()
+    plain = Subscriber(email="a@example.org", topics=[{"name": "Speech", "keywords": ["ASR"]}])
+    described = Subscriber(email="b@example.org", topics=[{"name": "Speech", "keywords": ["ASR"],
+                           "description": "Automatic speech recognition and speech synthesis."}])
+    fewer = Subscriber(email="c@example.org", topics=[{"name": "Speech", "keywords": ["ASR"], "sensitivity": -3,
+                       "description": "Automatic speech recognition and speech synthesis."}])
+    matcher = Matcher([plain, described, fewer], Defaults(), papers)
+    found = [{e.paper.id for s in d.sections for e in s.entries} for d in matcher.digests([plain, described, fewer], now)]
+    alone = [{e.paper.id for s in Matcher([x], Defaults(), papers).digest(x, now).sections for e in s.entries}
+             for x in (plain, described, fewer)]
+    assert found == alone and found[0] == {"p2"} and "p2" not in found[1] and found[2] <= found[1]

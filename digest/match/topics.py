@@ -367,6 +367,8 @@ _NO_PAPERS.flags.writeable = _NO_WEIGHTS.flags.writeable = False
 
 
 def _topic_key(topic: Topic) -> tuple:
-    """What a plan depends on: a topic's criteria, not its name (topics named differently share one)."""
+    """What a plan depends on: a topic's criteria; its name only when it is described (its
+    words then count), so undescribed topics named differently share one plan."""
+    described = (topic.name, topic.description, topic.sensitivity) if topic.description else None
     return (tuple(topic.keywords), topic.query, tuple(topic.exclude), tuple(topic.categories),
-            tuple(topic.authors), topic.min_upvotes)
+            tuple(topic.authors), topic.min_upvotes, described)
