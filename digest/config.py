@@ -407,6 +407,9 @@ class Topic(_Strict):
     preset: Annotated[OneLine, Field(max_length=200)] | None = None
     # With a description: more papers (up to +3) or fewer (down to -3) than the usual closeness lets in.
     sensitivity: int = Field(default=0, ge=-3, le=3)
+    # What the reader's ratings of this topic taught (match/learned.py): put here for matching
+    # (subscribe/learning.py), never written to a file or a profile.
+    learned: Annotated[Any, Field(exclude=True)] = None
     keywords: Keywords = []
     query: Annotated[str, BeforeValidator(_query)] | None = None
     exclude: Keywords = []

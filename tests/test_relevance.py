@@ -132,3 +132,56 @@ def test_topics_alike_but_for_their_description_are_matched_apart():
     alone = [{e.paper.id for s in Matcher([x], Defaults(), papers).digest(x, now).sections for e in s.entries}
              for x in (plain, described, fewer)]
     assert found == alone and found[0] == {"p2"} and "p2" not in found[1] and found[2] <= found[1]
+
+
+def test_a_not_for_me_lowers_similar_papers_in_the_next_digest(tmp_path):
+    """Through the store, as the rating page does: rate, retrain, and the next digest (the
+    window `digest send` would match) ranks the papers like the rejected one lower."""
+    import time
+    from datetime import UTC, datetime, timedelta
+
+    from digest.config import Subscriber, load_config
+    from digest.match.newly_seen import newly_seen
+    from digest.models import Listing, Paper
+    from digest.store import Store
+    from digest.store.ratings import Ratings
+    from digest.subscribe.learning import retrain
+
+    from .conftest import fresh_database
+    from .test_deliver import write
+
+    now = datetime.now(UTC)
+    store = Store(fresh_database(tmp_path))
+    jailbreak = [Paper(id=f"j{n}", title=f"Jailbreak attacks on language models {n}", url=f"https://example.org/j{n}",
+                       abstract="We raise the attack success rate of jailbreak prompts against chat models.")
+                 for n in range(6)]
+    speech = [Paper(id=f"s{n}", title=f"Chain-of-thought reasoning in language models {n}", url=f"https://example.org/s{n}",
+                    abstract="Language models solve math problems step by step; we improve chat models' reasoning.")
+              for n in range(6)]
+    others = [Paper(id=f"o{n}", title=f"Graph networks for chemistry {n}", url=f"https://example.org/o{n}",
+                    abstract="Molecules as graphs, message passing and property prediction.") for n in range(40)]
+    store.save_listing("test", Listing(tuple([*jailbreak, *speech, *others])), now - timedelta(hours=2))
+
+    config = load_config(write(tmp_path, 25, ["a@example.org"], state=store.engine.url.render_as_string(hide_password=False)))
+    subscriber = Subscriber(email="a@example.org", max_papers=50, topics=[
+        {"name": "Speech", "keywords": ["language model"], "description": "Research on large language models and chat models."}])
+
+    def scores() -> dict[str, float]:
+        _, digests = newly_seen(config, store, [subscriber], now, ledger=None)
+        return {e.paper.id: e.score for s in next(digests).sections for e in s.entries}
+
+    before = scores()
+    assert {"j2", "j3", "s2", "s3"} <= set(before)  # both kinds are in the topic
+    for paper in ("j0", "j1"):
+        Ratings(store).rate("a@example.org", paper, "Speech", -1, now)
+    Ratings(store).rate("a@example.org", "s0", "Speech", 1, now)
+    started = time.perf_counter()
+    assert retrain(store, "a@example.org", "Speech", now)
+    assert time.perf_counter() - started < 1.0
+    after = scores()
+    assert all(after.get(p, 0.0) < before[p] for p in ("j2", "j3", "j4", "j5"))  # similar ones lower (or out)
+    assert all(after[p] >= before[p] - 1e-9 for p in ("s2", "s3") if p in before)  # the liked kind not lower
+    for paper in ("j0", "j1", "s0"):
+        Ratings(store).remove("a@example.org", paper)
+    assert not retrain(store, "a@example.org", "Speech", now)  # no ratings left: no model, as before
+    assert scores() == before

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..models import Paper
 from .normalise import raw_words, words_with_compounds
 from .relevance import DescriptionScores, TopicText
+
+if TYPE_CHECKING:
+    from .learned import Learned
 from .terms import TermTable
 from .weights import (
     _COUNT_CAP,
@@ -205,6 +209,12 @@ class PaperIndex:
         if self._described is None:
             self._described = DescriptionScores([(p.title, p.abstract) for p in self.papers])
         return self._described.of(topics)
+
+    def learned_probabilities(self, model: Learned) -> np.ndarray:
+        """A reader's learned model of a topic applied to every paper (learned.py)."""
+        if self._described is None:
+            self._described = DescriptionScores([(p.title, p.abstract) for p in self.papers])
+        return self._described.learned(model)
 
     def _cached(self, key: object, make: Callable[[], np.ndarray]) -> np.ndarray:
         dense = self._dense.get(key)

@@ -14,6 +14,8 @@ from ..config import Config, Subscriber
 from ..models import Digest, Paper
 from ..store.database import Store
 from ..store.ledger import Ledger
+from ..store.ratings import Ratings
+from .learned import with_learned
 from .matcher import Matcher
 
 BATCH = 500  # subscribers per question to the ledger
@@ -25,6 +27,7 @@ def newly_seen(config: Config, store: Store, subscribers: Sequence[Subscriber], 
     """The papers read, and each subscriber's digest in order (made lazily, a block at a time; the
     ledger asked once per `batch` subscribers). Without a ledger, only the look-back counts
     (nothing is known to be delivered)."""
+    subscribers = with_learned(subscribers, Ratings(store).models([s.email for s in subscribers]))
     last: dict[str, datetime] = {}
     if ledger is not None and since is None:
         for chunk in chunks(subscribers, batch):

@@ -24,11 +24,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import sparse
 
 from .normalise import words
+
+if TYPE_CHECKING:
+    from .learned import Learned
 
 K1 = 1.2
 B = 0.75
@@ -94,6 +98,7 @@ class LexicalIndex:
         self.by_term = counts.T.tocsr()  # terms × papers: what a product with topics wants
         self.size = size
         self._known_columns: dict[str, list[int]] = {}
+        self._unit: sparse.csr_matrix | None = None
 
     def _columns(self, text: str) -> list[int]:
         """The vocabulary's columns of a text's terms (kept: names, keywords and presets'
@@ -105,6 +110,13 @@ class LexicalIndex:
             vocabulary = self.vocabulary
             found = self._known_columns[text] = [col for term in _terms(text) if (col := vocabulary.get(term)) is not None]
         return found
+
+    def unit_rows(self) -> sparse.csr_matrix:
+        """The papers' term weights scaled to unit length (a learned model's features)."""
+        if self._unit is None:
+            norms = np.sqrt(np.asarray(self.weights.multiply(self.weights).sum(axis=1)).ravel())
+            self._unit = sparse.csr_matrix(sparse.diags(1.0 / np.where(norms > 0, norms, 1.0)) @ self.weights)
+        return self._unit
 
     def queries(self, topics: Sequence[TopicText]) -> sparse.csr_matrix:
         """Topics as term-count vectors over this vocabulary (topics × terms); unknown words drop out."""
@@ -142,6 +154,7 @@ class DescriptionScores:
     def __init__(self, texts: Sequence[tuple[str, str]]) -> None:
         self.lexical = LexicalIndex(texts)
         self.known: dict[TopicText, np.ndarray] = {}
+        self.known_learned: dict[Learned, np.ndarray] = {}
 
     def of(self, topics: Sequence[TopicText]) -> list[np.ndarray]:
         missing = list(dict.fromkeys(t for t in topics if t not in self.known))
@@ -157,3 +170,13 @@ class DescriptionScores:
             raw.flags.writeable = False
             self.known.update(zip(missing, raw))
         return [self.known[t] for t in topics]
+
+    def learned(self, model: Learned) -> np.ndarray:
+        """A learned model's probabilities for every paper of the pool (kept per model)."""
+        found = self.known_learned.get(model)
+        if found is None:
+            if len(self.known_learned) > 4096:
+                self.known_learned.clear()
+            found = self.known_learned[model] = model.probabilities(self.lexical)
+            found.flags.writeable = False
+        return found

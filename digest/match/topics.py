@@ -17,6 +17,7 @@ from .explain import explain
 from .index import AuthorName, PaperIndex, _category_ok
 from .relevance import KEYWORD_BONUS, SENSITIVITY_STEP, TopicText
 from .relevance import THRESHOLD as DESCRIPTION_THRESHOLD
+from .relevance import terms as relevance_terms
 from .terms import TermTable
 from .weights import (
     _FIELD_BITS,
@@ -67,7 +68,7 @@ class TopicPlan:
 
     # Tens of thousands are made (one per distinct topic): slots make them faster.
     __slots__ = ("table", "keywords", "excludes", "authors", "categories", "min_upvotes", "query", "keyword_only",
-                 "terms", "narrowed", "_matches", "shared", "_entries", "_shown", "counted", "described", "threshold", "_close")
+                 "terms", "narrowed", "_matches", "shared", "_entries", "_shown", "counted", "described", "threshold", "_close", "learned")
 
     def __init__(self, topic: Topic, table: TermTable) -> None:
         # Each topic of each subscriber gets one (50,000 on the bench): the empty criteria,
@@ -84,7 +85,9 @@ class TopicPlan:
         # postings, narrowed to the papers their categories and excludes allow.
         # A described topic is matched by how close papers are to its words (relevance.py):
         # its keywords then count as a bonus, not as the door.
-        self.described = TopicText(topic.name, topic.description, tuple(topic.keywords)) if topic.description else None
+        self.learned = topic.learned
+        self.described = (TopicText(topic.name, topic.description, tuple(topic.keywords))
+                          if topic.description or topic.learned is not None else None)
         self.threshold = DESCRIPTION_THRESHOLD - SENSITIVITY_STEP * topic.sensitivity
         self._close: tuple[PaperIndex, np.ndarray] | None = None
         self.keyword_only = (bool(self.keywords) and self.query is None and not self.authors and self.min_upvotes is None
@@ -165,20 +168,39 @@ class TopicPlan:
                 categories = _categories_in(tuple(paper.categories), shown_categories)
             why, matched = _explained(tuple(terms), authors, categories, paper.upvotes)
             if close is not None and close[i] >= self.threshold:  # its words alone let it in
-                why = "close to your description" + ("; " + why if why else "")
+                liked = self._liked_like(paper) if self.learned is not None else None
+                lead = f'like "{liked}" that you liked' if liked else "close to your description"
+                why = lead + ("; " + why if why else "")
             made.append(_entry(paper, score, why, matched, also))
         return tuple(made)
 
     def hold_closeness(self, index: PaperIndex, close: np.ndarray) -> None:
         """Keep the closeness computed for a batch of topics (block.py)."""
-        self._close = (index, close)
+        self._close = (index, self._with_learned(index, close))
 
     def closeness(self, index: PaperIndex) -> np.ndarray:
-        """How close every paper is to the topic's own words (0 to about 1; relevance.py)."""
+        """How close every paper is to the topic's own words (0 to about 1; relevance.py), moved
+        towards what the reader's ratings taught, as far as they weigh (learned.py)."""
         assert self.described is not None
         if self._close is None or self._close[0] is not index:
-            self._close = (index, index.description_scores([self.described])[0])
+            self._close = (index, self._with_learned(index, index.description_scores([self.described])[0]))
         return self._close[1]
+
+    def _with_learned(self, index: PaperIndex, close: np.ndarray) -> np.ndarray:
+        if self.learned is None:
+            return close
+        # p above one half lifts a paper, below lowers it, by up to the model's weight
+        return close + self.learned.weight * (2 * index.learned_probabilities(self.learned) - 1)
+
+    def _liked_like(self, paper: Paper) -> str | None:
+        """The liked paper this one shares most words with (at least three), its title shortened."""
+        words = set(relevance_terms(paper.title)) | set(relevance_terms(paper.abstract))
+        best, shared = None, 2
+        for title in self.learned.liked:
+            common = len(words & set(relevance_terms(title)))
+            if common > shared:
+                best, shared = title, common
+        return None if best is None else (best if len(best) <= 60 else best[:57].rstrip() + "…")
 
     def evaluate(self, index: PaperIndex) -> tuple[np.ndarray, np.ndarray]:
         """(the papers that satisfy every criterion, in ascending order, and their raw relevance:
@@ -369,6 +391,7 @@ _NO_PAPERS.flags.writeable = _NO_WEIGHTS.flags.writeable = False
 def _topic_key(topic: Topic) -> tuple:
     """What a plan depends on: a topic's criteria; its name only when it is described (its
     words then count), so undescribed topics named differently share one plan."""
-    described = (topic.name, topic.description, topic.sensitivity) if topic.description else None
+    described = ((topic.name, topic.description, topic.sensitivity, topic.learned)
+                 if topic.description or topic.learned is not None else None)
     return (tuple(topic.keywords), topic.query, tuple(topic.exclude), tuple(topic.categories),
             tuple(topic.authors), topic.min_upvotes, described)

@@ -115,6 +115,10 @@ def _m9_ratings(conn: Connection) -> None:
         """CREATE TABLE ratings (
             subscriber TEXT NOT NULL, paper_id TEXT NOT NULL, topic TEXT NOT NULL, value INTEGER NOT NULL,
             rated_at TEXT NOT NULL, PRIMARY KEY (subscriber, paper_id))""",
+        # What the ratings of one subscriber's topic taught (match/learned.py), retrained when they change.
+        """CREATE TABLE topic_models (
+            subscriber TEXT NOT NULL, topic TEXT NOT NULL, model TEXT NOT NULL, trained_at TEXT NOT NULL,
+            PRIMARY KEY (subscriber, topic))""",
     ):
         conn.exec_driver_sql(ddl)
 

@@ -9,8 +9,10 @@ everywhere else: the address trimmed and lower-cased; deleting oneself removes e
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -21,6 +23,13 @@ from .ledger import subscriber_key
 MORE, LESS = 1, -1
 
 _meta = sa.MetaData()
+topic_models = sa.Table(
+    "topic_models", _meta,
+    sa.Column("subscriber", sa.Text, primary_key=True),
+    sa.Column("topic", sa.Text, primary_key=True),
+    sa.Column("model", sa.Text, nullable=False),
+    sa.Column("trained_at", UTCTime, nullable=False),
+)
 ratings = sa.Table(
     "ratings", _meta,
     sa.Column("subscriber", sa.Text, primary_key=True),  # the address trimmed and lower-cased
@@ -87,7 +96,37 @@ class Ratings:
         return [_rating(r) for r in rows]
 
     def forget(self, subscriber: str) -> int:
-        """Every rating of theirs (they deleted themselves); how many went."""
+        """Every rating of theirs, and what they taught (they deleted themselves); how many went."""
         key = subscriber_key(subscriber)
-        return int(self.store.write(lambda conn: conn.execute(ratings.delete().where(
-            ratings.c.subscriber == key)).rowcount))
+
+        def work(conn: Connection) -> int:
+            conn.execute(topic_models.delete().where(topic_models.c.subscriber == key))
+            return int(conn.execute(ratings.delete().where(ratings.c.subscriber == key)).rowcount)
+        return int(self.store.write(work))
+
+    # -- what they taught, per topic
+
+    def keep_model(self, subscriber: str, topic: str, model: str | None, now: datetime) -> None:
+        """A topic's model as JSON (None: it has none any more)."""
+        key = subscriber_key(subscriber)
+
+        def work(conn: Connection) -> None:
+            conn.execute(topic_models.delete().where(topic_models.c.subscriber == key, topic_models.c.topic == topic))
+            if model is not None:
+                conn.execute(topic_models.insert().values(subscriber=key, topic=topic, model=model, trained_at=now))
+        self.store.write(work)
+
+    def models(self, subscribers: Sequence[str]) -> dict[str, dict[str, str]]:
+        """The topic models of these subscribers: address as given → topic → JSON."""
+        keys = {subscriber_key(e): e for e in subscribers}
+        found: dict[str, dict[str, str]] = {}
+        def rows(conn: Connection, chunk: list[str]) -> list[sa.Row]:
+            return list(conn.execute(sa.select(topic_models).where(topic_models.c.subscriber.in_(chunk))).all())
+
+        every = list(keys)
+        for start in range(0, len(every), 500):
+            chunk = every[start:start + 500]
+            read: list[sa.Row] = self.store.read(partial(rows, chunk=chunk))
+            for row in read:
+                found.setdefault(keys[row.subscriber], {})[row.topic] = row.model
+        return found

@@ -24,12 +24,15 @@ from ..config import Subscriber
 from ..deliver import roster
 from ..deliver.schedule import receiving
 from ..match.index import PaperWords, paper_words
+from ..match.learned import with_learned
 from ..match.matcher import Matcher
 from ..models import Digest, Paper
 from ..render.links import address_hash
 from ..store.directory import Listed
 from ..store.ledger import SubscriberState, subscriber_key
+from ..store.ratings import Ratings
 from .centre import ORIGIN, Centre
+from .learning import retrain
 
 log = logging.getLogger("digest.subscribe")
 
@@ -56,7 +59,7 @@ class SelfService:
         self.centre = centre
         self._papers: tuple[float, list[Paper], list[PaperWords]] | None = None
         self._papers_lock = threading.Lock()
-        self._previews: OrderedDict[tuple[float, str], Digest] = OrderedDict()  # by papers read and settings
+        self._previews: OrderedDict[tuple, Digest] = OrderedDict()  # by papers read and settings
 
     @property
     def config(self):  # type: ignore[no-untyped-def]  # the centre's, reloaded with the file
@@ -118,9 +121,11 @@ class SelfService:
 
     def unrate(self, key: str, paper: str) -> bool:
         """Take a rating back; False if there was none."""
+        rating = self.centre.ratings.get(key, paper)
         removed = self.centre.ratings.remove(key, paper)
-        if removed:
+        if removed and rating is not None:
             log.info("a subscriber took a rating back")
+            retrain(self.centre.directory.store, key, rating.topic, self.centre.clock())
         return removed
 
     def export(self, key: str) -> dict[str, Any] | None:
@@ -179,10 +184,11 @@ class SelfService:
         hours before the newest paper), nothing delivered taken out: what the topics catch."""
         read_at, papers, words = self.latest_papers()
         shown = subscriber.model_copy(update={"paused_until": None})
-        key = (read_at, shown.model_dump_json())
+        shown = with_learned([shown], Ratings(self.centre.directory.store).models([shown.email]))[0]
+        key = (read_at, shown.model_dump_json(), tuple(t.learned for t in shown.topics))
         with self._papers_lock:
             known = self._previews.get(key)
-        if known is not None:  # the same settings over the same papers (a reload, a save)
+        if known is not None:  # the same settings and ratings over the same papers (a reload, a save)
             return known
         now = self.centre.clock()
         newest = max((p.first_seen_at for p in papers if p.first_seen_at), default=now)

@@ -22,6 +22,7 @@ from starlette.routing import Route
 
 from ..render.links import rating_from_token
 from ..subscribe.centre import Centre
+from ..subscribe.learning import retrain
 from .centre import form_page, posted_form
 from .csrf import Csrf
 
@@ -82,12 +83,14 @@ def rating_routes(centre: Centre | None, page: Callable[..., HTMLResponse], csrf
                 current = centre.ratings.get(rated.key, rated.paper)
                 if current is not None and current.value == rated.value:  # this rating, not a later other one
                     centre.ratings.remove(rated.key, rated.paper)
+                    retrain(centre.directory.store, rated.key, rated.topic, centre.clock())
             await run_in_threadpool(undo)
             return shown(request, rated, "undone")
         changed = await run_in_threadpool(centre.ratings.rate, rated.key, rated.paper, rated.topic, rated.value,
                                           centre.clock())
-        if changed:
+        if changed:  # what the topic's ratings teach, retrained now (milliseconds), not per digest
             log.info("a subscriber rated a paper")
+            await run_in_threadpool(retrain, centre.directory.store, rated.key, rated.topic, centre.clock())
         return shown(request, rated, "done")
 
     return [Route("/rate/{token}", rate, methods=["GET", "POST"])]

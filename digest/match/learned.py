@@ -1,0 +1,100 @@
+"""What a reader's ratings teach about one of their topics: a logistic regression on the papers'
+words (scikit-learn), trained when the ratings change, never per digest.
+
+Positives are the papers they marked "more like this" (and a topic's examples), negatives the
+ones marked "not for me" plus a sample of recent papers they never rated (most papers are not
+for any one topic). Features are the papers' BM25 term weights (relevance.py), scaled to unit
+length, so the model is a weight per word: kept as (word, weight) pairs, it applies to any
+later pool of papers, whatever that pool's vocabulary. It moves a paper's closeness by
+weight × (2p - 1): up when it likes the paper, down when not, by a weight that grows with the
+ratings behind it (WEIGHT_PER_RATING each, up to MAX_WEIGHT).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+from ..config import Subscriber
+from ..models import Paper
+from .relevance import LexicalIndex
+
+KEPT_WORDS = 400  # the words that weigh most, either way
+WEIGHT_PER_RATING = 0.02
+MAX_WEIGHT = 0.5
+
+
+@dataclass(frozen=True)
+class Learned:
+    words: tuple[str, ...]
+    weights: tuple[float, ...]
+    intercept: float
+    ratings: int
+    liked: tuple[str, ...]  # titles of the papers liked, newest first (for the why-line)
+
+    @property
+    def weight(self) -> float:
+        """How much the model moves a paper's closeness (0 to MAX_WEIGHT)."""
+        return min(MAX_WEIGHT, WEIGHT_PER_RATING * self.ratings)
+
+    def to_json(self) -> str:
+        return json.dumps({"words": self.words, "weights": self.weights, "intercept": self.intercept,
+                           "ratings": self.ratings, "liked": self.liked})
+
+    @classmethod
+    def from_json(cls, text: str) -> Learned:
+        data = json.loads(text)
+        return cls(tuple(data["words"]), tuple(data["weights"]), float(data["intercept"]), int(data["ratings"]),
+                   tuple(data["liked"]))
+
+    def probabilities(self, lexical: LexicalIndex) -> np.ndarray:
+        """How likely each paper of `lexical` is one the reader wants (0 to 1)."""
+        coef = np.zeros(lexical.weights.shape[1])
+        for word, weight in zip(self.words, self.weights):
+            column = lexical.vocabulary.get(word)
+            if column is not None:
+                coef[column] = weight
+        return 1.0 / (1.0 + np.exp(-(lexical.unit_rows() @ coef + self.intercept)))
+
+
+def train(liked: Sequence[Paper], disliked: Sequence[Paper], unrated: Sequence[Paper]) -> Learned | None:
+    """The model of these ratings (None without a liked paper, or with nothing to set it against)."""
+    from sklearn.linear_model import LogisticRegression
+
+    negatives = [*disliked, *unrated]
+    if not liked or not negatives:
+        return None
+    papers = [*liked, *negatives]
+    lexical = LexicalIndex([(p.title, p.abstract) for p in papers])
+    model = LogisticRegression(C=10.0, class_weight="balanced", max_iter=1000)
+    model.fit(lexical.unit_rows(), [1] * len(liked) + [0] * len(negatives))
+    coef = model.coef_[0]
+    kept = np.argsort(-np.abs(coef))[:KEPT_WORDS]
+    words = {column: word for word, column in lexical.vocabulary.items()}
+    return Learned(tuple(words[int(c)] for c in kept), tuple(round(float(coef[c]), 5) for c in kept),
+                   round(float(model.intercept_[0]), 5), len(liked) + len(disliked), tuple(p.title for p in liked))
+
+
+@lru_cache(maxsize=16_384)
+def _read(text: str) -> Learned:
+    return Learned.from_json(text)
+
+
+def with_learned(subscribers: Sequence[Subscriber], models: dict[str, dict[str, str]]) -> list[Subscriber]:
+    """The subscribers with what their ratings taught put on their topics (`models`: address →
+    topic name → JSON, as store/ratings.py keeps them); the others as they are."""
+    if not models:
+        return list(subscribers)
+    out = []
+    for subscriber in subscribers:
+        theirs = models.get(subscriber.email)
+        if theirs and any(t.name in theirs for t in subscriber.topics):
+            topics = [t.model_copy(update={"learned": _read(theirs[t.name])}) if t.name in theirs else t
+                      for t in subscriber.topics]
+            subscriber = subscriber.model_copy(update={"topics": topics})
+        out.append(subscriber)
+    return out
