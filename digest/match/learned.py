@@ -70,7 +70,7 @@ def train(liked: Sequence[Paper], disliked: Sequence[Paper], unrated: Sequence[P
         return None
     papers = [*liked, *negatives]
     lexical = LexicalIndex([(p.title, p.abstract) for p in papers])
-    model = LogisticRegression(C=10.0, class_weight="balanced", max_iter=1000)
+    model = LogisticRegression(C=10.0, class_weight="balanced", solver="liblinear")  # small, sparse: liblinear
     model.fit(lexical.unit_rows(), [1] * len(liked) + [0] * len(negatives))
     coef = model.coef_[0]
     kept = np.argsort(-np.abs(coef))[:KEPT_WORDS]

@@ -21,9 +21,11 @@ product, then standardised per topic so one threshold means the same for every t
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from itertools import count
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -76,13 +78,14 @@ class LexicalIndex:
     """Papers as BM25-weighted term vectors (CSR: papers × vocabulary)."""
 
     def __init__(self, texts: Sequence[tuple[str, str]]) -> None:
-        self.vocabulary: dict[str, int] = {}
+        numbered: defaultdict[str, int] = defaultdict(count().__next__)  # a new word: the next column
         rows: list[int] = []
         cols: list[int] = []
         for row, (title, abstract) in enumerate(texts):
-            for term in terms(title) * TITLE_REPEAT + terms(abstract):
-                rows.append(row)
-                cols.append(self.vocabulary.setdefault(term, len(self.vocabulary)))
+            found = _terms(title) * TITLE_REPEAT + _terms(abstract)
+            rows += [row] * len(found)
+            cols += map(numbered.__getitem__, found)
+        self.vocabulary: dict[str, int] = dict(numbered)
         size, width = len(texts), max(1, len(self.vocabulary))
         counts = sparse.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(size, width))
         counts.sum_duplicates()
