@@ -31,6 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from digest.config import Defaults, Subscriber  # noqa: E402
+from digest.match.learned import train  # noqa: E402
 from digest.match.matcher import Matcher  # noqa: E402
 from digest.match.relevance import LexicalIndex, TopicText  # noqa: E402
 from digest.models import Paper  # noqa: E402
@@ -67,7 +68,8 @@ def precision_at(ranked: list[str], truth: set[str], k: int = 10) -> float:
     return sum(1 for p in top if p in truth) / max(1, len(top))
 
 
-def the_matcher(papers: list[dict], topics: list[dict], relevant: dict[str, set[str]], *, described: bool) -> dict:
+def the_matcher(papers: list[dict], topics: list[dict], relevant: dict[str, set[str]], *, described: bool,
+                learned: dict | None = None) -> dict:
     """Each topic alone as a subscriber's, through the matcher as it ships: a paper is in when
     the digest has it (no threshold tuned here), ranked as the digest ranks."""
     items = [Paper(id=p["id"], title=p["title"], url=f"https://example.org/{p['id']}", abstract=p["abstract"],
@@ -77,6 +79,8 @@ def the_matcher(papers: list[dict], topics: list[dict], relevant: dict[str, set[
         settings = {"name": topic["name"], "keywords": topic["keywords"]}
         if described:
             settings["description"] = topic["description"]
+        if learned and learned.get(topic["name"]) is not None:
+            settings["learned"] = learned[topic["name"]]
         sub = Subscriber(email="judge@example.org", max_papers=500, topics=[settings])
         digest = Matcher([sub], Defaults(), items).digest(sub, NOW)
         ranked = [e.paper.id for s in digest.sections for e in s.entries]
@@ -200,6 +204,19 @@ def one_split(papers: list[dict], topics: list[dict], relevant: dict[str, set[st
                                     time.perf_counter() - started)
 
     features = normalize(index.weights)
+    items = [Paper(id=p["id"], title=p["title"], url=f"https://example.org/{p['id']}", abstract=p["abstract"])
+             for p in papers]
+    models: dict[str, dict] = {"examples": {}, "ratings": {}}
+    rated: dict[int, set[int]] = {}
+
+    def shown_set(make: str, t: int) -> set[int]:
+        """The papers the reader rated "not for me" (the rest of the negatives: the unrated pool)."""
+        if make == "examples":
+            return set()
+        if t not in rated:
+            rated[t] = set(sorted(first, key=lambda i: -base[t, i])[:50])
+        return rated[t]
+
     for label, make in [("description + 3 examples", "examples"), ("description + 50 simulated ratings", "ratings")]:
         started = time.perf_counter()
         scores = np.zeros_like(base)
@@ -214,7 +231,13 @@ def one_split(papers: list[dict], topics: list[dict], relevant: dict[str, set[st
             pool = [i for i in first if i not in positives and i not in negatives]
             negatives += rng.sample(pool, min(100, len(pool)))
             scores[t] = learned(features, base[t], positives, negatives, 0.5)
+            models[make][name] = train([items[i] for i in positives], [items[i] for i in negatives if i in shown_set(make, t)],
+                                       [items[i] for i in negatives if i not in shown_set(make, t)])
         results[label] = report(label, leave_one_out(scores[:, second], ids, names, truth), time.perf_counter() - started)
+        started = time.perf_counter()
+        results[f"{label} (the matcher)"] = report(
+            "  the same, the matcher as shipped", the_matcher([papers[i] for i in second], topics, truth, described=True,
+                                                              learned=models[make]), time.perf_counter() - started)
 
     if verbose:
         for label, result in results.items():
