@@ -137,7 +137,6 @@ def test_topics_alike_but_for_their_description_are_matched_apart():
 def test_a_not_for_me_lowers_similar_papers_in_the_next_digest(tmp_path):
     """Through the store, as the rating page does: rate, retrain, and the next digest (the
     window `digest send` would match) ranks the papers like the rejected one lower."""
-    import time
     from datetime import UTC, datetime, timedelta
 
     from digest.config import Subscriber, load_config
@@ -175,9 +174,7 @@ def test_a_not_for_me_lowers_similar_papers_in_the_next_digest(tmp_path):
     for paper in ("j0", "j1"):
         Ratings(store).rate("a@example.org", paper, "Speech", -1, now)
     Ratings(store).rate("a@example.org", "s0", "Speech", 1, now)
-    started = time.perf_counter()
     assert retrain(store, "a@example.org", "Speech", now)
-    assert time.perf_counter() - started < 1.0
     after = scores()
     assert all(after.get(p, 0.0) < before[p] for p in ("j2", "j3", "j4", "j5"))  # similar ones lower (or out)
     assert all(after[p] >= before[p] - 1e-9 for p in ("s2", "s3") if p in before)  # the liked kind not lower
