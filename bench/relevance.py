@@ -4,8 +4,8 @@ top 10 per topic, for each way of scoring:
 
 - keywords only: the matcher as it ships (a paper is in when a keyword matches; ranked as the
   digest ranks);
-- description: BM25 of name + description + keywords (digest/match/relevance.py), standardised
-  per topic;
+- description: BM25 of name + description + keywords (digest/match/relevance.py), over each
+  topic's best score;
 - description + 3 examples: three of the topic's relevant papers (taken out of the
   evaluation) as positives of a logistic regression on tf-idf, blended with the description;
 - description + 50 simulated ratings: 50 papers the reader rated (drawn from the ones the

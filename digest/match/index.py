@@ -97,9 +97,11 @@ def paper_words(papers: Sequence[Paper]) -> list[PaperWords]:
 class PaperIndex:
     """The papers scanned once against a term table: postings, author and category indexes,
     and per-paper arrays (upvotes, first seen, id order) for ranking. `words`: each paper's
-    words read before (paper_words), in the papers' order."""
+    words read before (paper_words), in the papers' order; `pool`: their lexical pool made
+    before (DescriptionScores), for described topics."""
 
-    def __init__(self, papers: Sequence[Paper], table: TermTable, words: Sequence[PaperWords] | None = None) -> None:
+    def __init__(self, papers: Sequence[Paper], table: TermTable, words: Sequence[PaperWords] | None = None,
+                 pool: DescriptionScores | None = None) -> None:
         self.papers = list(papers)
         self.size = size = len(self.papers)
         self.position = {p.id: i for i, p in enumerate(self.papers)}
@@ -130,7 +132,7 @@ class PaperIndex:
         self._sparse: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # as large as `hits`, at most
         self._phrase = table.phrase
         self._all_postings: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
-        self._described: DescriptionScores | None = None
+        self._described = pool  # the same papers, in the same order
 
     def _scan(self, index: int, paper: Paper, table: TermTable) -> None:
         hits, by_first, prefixes, longest = self.hits, table.by_first, table.prefixes, table.longest_prefix
@@ -204,17 +206,19 @@ class PaperIndex:
             self.by_author.setdefault(author.last, []).append((index, author))
 
     def description_scores(self, topics: Sequence[TopicText]) -> list[np.ndarray]:
-        """Each described topic's closeness to every paper (relevance.py), made a batch at a
-        time; the lexical index of the papers is built when first asked for."""
-        if self._described is None:
-            self._described = DescriptionScores([(p.title, p.abstract) for p in self.papers])
-        return self._described.of(topics)
+        """Each described topic's closeness to every paper (relevance.py), made a batch at a time."""
+        return self._pool().of(topics)
 
     def learned_probabilities(self, model: Learned) -> np.ndarray:
         """A reader's learned model of a topic applied to every paper (learned.py)."""
+        return self._pool().learned(model)
+
+    def _pool(self) -> DescriptionScores:
+        """The papers as a lexical pool: given (made once for the same papers by the caller),
+        or built when first asked for."""
         if self._described is None:
             self._described = DescriptionScores([(p.title, p.abstract) for p in self.papers])
-        return self._described.learned(model)
+        return self._described
 
     def _cached(self, key: object, make: Callable[[], np.ndarray]) -> np.ndarray:
         dense = self._dense.get(key)

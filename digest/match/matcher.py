@@ -25,6 +25,7 @@ from ..config import Defaults, Subscriber, Topic
 from ..models import Digest, DigestEntry, Paper, Section
 from .block import Block, blocks
 from .index import PaperIndex, PaperWords
+from .relevance import DescriptionScores
 from .terms import compile_terms
 from .topics import _NO_PAPERS, _NO_WEIGHTS, Settings, TopicPlan, _topic_key, relevance
 from .weights import FRESH_HOURS, FRESHNESS, TREND, TREND_FULL_AT
@@ -36,10 +37,10 @@ class Matcher:
     """Topics of all subscribers compiled once; papers scanned once; digests made a block at a time."""
 
     def __init__(self, subscribers: Sequence[Subscriber], defaults: Defaults, papers: Sequence[Paper],
-                 words: Sequence[PaperWords] | None = None) -> None:
+                 words: Sequence[PaperWords] | None = None, pool: DescriptionScores | None = None) -> None:
         self.defaults = defaults
         self.table = compile_terms(subscribers)
-        self.index = PaperIndex(papers, self.table, words)
+        self.index = PaperIndex(papers, self.table, words, pool)
         self._plans: OrderedDict[tuple, TopicPlan] = OrderedDict()
         self._base: tuple[datetime, np.ndarray] | None = None
         self._windows: OrderedDict[datetime, np.ndarray] = OrderedDict()

@@ -1,6 +1,6 @@
 """How close each paper is to each topic's own words: BM25 of a topic's name, description and
 keywords against a paper's title and abstract, for all topics at once as one sparse-matrix
-product, then standardised per topic so one threshold means the same for every topic.
+product, then scaled per topic so one threshold means the same for every topic.
 
 - Words are the matcher's (normalise.py): folded, lightly stemmed, so "KV-cache" in a
   description meets "KV cache" in an abstract. A short list of function words is dropped;
@@ -66,12 +66,6 @@ class TopicText:
     name: str
     description: str | None
     keywords: tuple[str, ...]
-
-    def terms(self) -> list[str]:
-        found = [*_terms(self.name), *_terms(self.description or "")]
-        for keyword in self.keywords:
-            found += _terms(keyword.rstrip("*")) * KEYWORD_REPEAT
-        return found
 
 
 class LexicalIndex:
@@ -160,19 +154,23 @@ class DescriptionScores:
         self.known_learned: dict[Learned, np.ndarray] = {}
 
     def of(self, topics: Sequence[TopicText]) -> list[np.ndarray]:
-        missing = list(dict.fromkeys(t for t in topics if t not in self.known))
+        # Answered from what this call found or made, never from `known` again: the pool may be
+        # shared by threads (the manage pages' previews), and another may empty `known` meanwhile.
+        found = {t: row for t in dict.fromkeys(topics) if (row := self.known.get(t)) is not None}
+        missing = [t for t in dict.fromkeys(topics) if t not in found]
         if missing:
             if len(self.known) + len(missing) > 4096:  # a fixed budget, emptied when full
                 self.known.clear()
-                missing = list(dict.fromkeys(topics))
             queries = self.lexical.queries(missing)
             raw = (queries @ self.lexical.by_term).toarray()
             possible = (queries @ self.lexical.idf) * (K1 + 1)
             scale = np.maximum(raw.max(axis=1, initial=0.0), FLOOR * possible)
             raw /= np.where(scale > 0, scale, 1.0)[:, None]
             raw.flags.writeable = False
-            self.known.update(zip(missing, raw))
-        return [self.known[t] for t in topics]
+            made = dict(zip(missing, raw))
+            self.known.update(made)
+            found.update(made)
+        return [found[t] for t in topics]
 
     def learned(self, model: Learned) -> np.ndarray:
         """A learned model's probabilities for every paper of the pool (kept per model)."""

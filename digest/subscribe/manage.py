@@ -26,6 +26,7 @@ from ..deliver.schedule import receiving
 from ..match.index import PaperWords, paper_words
 from ..match.learned import with_learned
 from ..match.matcher import Matcher
+from ..match.relevance import DescriptionScores
 from ..models import Digest, Paper
 from ..render.links import address_hash
 from ..store.directory import Listed
@@ -57,7 +58,7 @@ class Managed:
 class SelfService:
     def __init__(self, centre: Centre) -> None:
         self.centre = centre
-        self._papers: tuple[float, list[Paper], list[PaperWords]] | None = None
+        self._papers: tuple[float, list[Paper], list[PaperWords], DescriptionScores] | None = None
         self._papers_lock = threading.Lock()
         self._previews: OrderedDict[tuple, Digest] = OrderedDict()  # by papers read and settings
 
@@ -182,7 +183,7 @@ class SelfService:
     def preview(self, subscriber: Subscriber) -> Digest:
         """The digest these settings would have made from the latest day's papers (the last 24
         hours before the newest paper), nothing delivered taken out: what the topics catch."""
-        read_at, papers, words = self.latest_papers()
+        read_at, papers, words, pool = self.latest_papers()
         shown = subscriber.model_copy(update={"paused_until": None})
         shown = with_learned([shown], Ratings(self.centre.directory.store).models([shown.email]))[0]
         key = (read_at, shown.model_dump_json(), tuple(t.learned for t in shown.topics))
@@ -192,14 +193,14 @@ class SelfService:
             return known
         now = self.centre.clock()
         newest = max((p.first_seen_at for p in papers if p.first_seen_at), default=now)
-        digest = Matcher([shown], self.config.defaults, papers, words).digest(shown, now, since=newest - timedelta(days=1))
+        digest = Matcher([shown], self.config.defaults, papers, words, pool).digest(shown, now, since=newest - timedelta(days=1))
         with self._papers_lock:
             self._previews[key] = digest
             if len(self._previews) > PREVIEWS_KEPT:
                 self._previews.popitem(last=False)
         return digest
 
-    def latest_papers(self) -> tuple[float, list[Paper], list[PaperWords]]:
+    def latest_papers(self) -> tuple[float, list[Paper], list[PaperWords], DescriptionScores]:
         """The papers of the day before the newest one was first seen, and their words: read
         once per PAPERS_FRESH_FOR seconds for every visitor (a preview then scans words, not
         text: ~1 ms, not ~50, for a day of 400 papers)."""
@@ -212,7 +213,8 @@ class SelfService:
             since = (newest or self.centre.clock()) - timedelta(days=1)
             papers = store.papers(since=since)
             words = paper_words(papers)
-            self._papers = (time.monotonic(), papers, words)
+            pool = DescriptionScores([(p.title, p.abstract) for p in papers])
+            self._papers = (time.monotonic(), papers, words, pool)
             self._previews.clear()
             return self._papers
 
