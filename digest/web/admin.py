@@ -45,7 +45,7 @@ from ..deliver import roster
 from ..store.ledger import subscriber_key
 from ..store.overview import STATES, Member, Overview
 from ..subscribe.centre import CONFIRM_FOR, Centre
-from .centre import Limiter
+from .centre import Limiter, forged_page
 from .csrf import FIELD, Csrf
 
 log = logging.getLogger("digest.web")
@@ -145,10 +145,6 @@ def admin_routes(centre: Centre | None, page: Callable[..., HTMLResponse], csrf:
         response.headers["www-authenticate"] = REALM
         return response
 
-    def forged() -> HTMLResponse:
-        return message(403, "Form expired", "forged", "This form was not sent from this site's page, or it has "
-                       "expired. Go back, reload the page and send it again.")
-
     def wanted(request: Request) -> tuple[str, str | None, int]:
         """The list's search, state filter and page number, as asked (anything else ignored)."""
         params = request.query_params
@@ -232,7 +228,7 @@ def admin_routes(centre: Centre | None, page: Callable[..., HTMLResponse], csrf:
             return await run_in_threadpool(listing, request)
         form = parse_qs((await request.body()).decode("utf-8", "replace"), keep_blank_values=True)
         if not csrf.valid(request, form):
-            return forged()
+            return forged_page(page)
         action = first(form, "action")
         if action not in ("suspend", "resume", "resend"):
             return message(400, "Not understood", "invalid", "That form asked for something this page does not do.")

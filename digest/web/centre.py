@@ -79,6 +79,13 @@ def form_page(csrf: Csrf, page: Callable[..., HTMLResponse], request: Request, n
     return csrf.set_cookie(request, page(name, status, csrf_field=FIELD, csrf_token=token, **values), cookie)  # type: ignore[return-value]
 
 
+def forged_page(page: Callable[..., HTMLResponse]) -> HTMLResponse:
+    """The answer to a post that did not come from one of our pages (or an expired one)."""
+    return page("message.html.j2", 403, title="Form expired", state="forged",
+                message="This form was not sent from this site's page, or it has expired. "
+                        "Go back, reload the page and send it again.")
+
+
 async def posted_form(csrf: Csrf, request: Request) -> dict[str, list[str]] | None:
     """The posted form's fields, or None when it was not sent from one of our pages."""
     form = parse_qs((await request.body()).decode("utf-8", "replace"), keep_blank_values=True)
@@ -105,11 +112,6 @@ def centre_routes(centre: Centre | None, page: Callable[..., HTMLResponse], csrf
                                 f"{'s' if minutes != 1 else ''}.")
         response.headers["retry-after"] = str(seconds)
         return response
-
-    def forged() -> HTMLResponse:
-        return page("message.html.j2", 403, title="Form expired", state="forged",
-                    message="This form was not sent from this site's page, or it has expired. "
-                            "Go back, reload the page and send it again.")
 
     def with_token(request: Request, name: str, status: int = 200, **values: Any) -> HTMLResponse:
         return form_page(csrf, page, request, name, status, **values)
@@ -141,7 +143,7 @@ def centre_routes(centre: Centre | None, page: Callable[..., HTMLResponse], csrf
         if (wait := limiter.retry_after(client(request))) is not None:
             return too_many(wait)
         form = await posted(request)
-        return forged() if form is None else form
+        return forged_page(page) if form is None else form
 
     async def subscribe(request: Request) -> Response:
         if centre is None or not centre.config.signups.open:
@@ -173,7 +175,7 @@ def centre_routes(centre: Centre | None, page: Callable[..., HTMLResponse], csrf
             return with_token(request, "confirm.html.j2", title="Confirm your subscription", email=signup.email)
         form = await posted(request)
         if form is None:
-            return forged()
+            return forged_page(page)
         done = await run_in_threadpool(centre.confirm, token)
         if done is None:
             return invalid_link("confirmation")
@@ -253,7 +255,7 @@ def centre_routes(centre: Centre | None, page: Callable[..., HTMLResponse], csrf
             return await run_in_threadpool(lambda: manage_page(request, managed, notice=NOTICES.get(done, "")))
         form = await posted(request)
         if form is None:
-            return forged()
+            return forged_page(page)
         action = (form.get("action") or [""])[0]
         if action in ("save", "preview"):
             filled = signup_form.read(centre.config, form, email=managed.row.email,  # type: ignore[union-attr]
@@ -327,7 +329,7 @@ def centre_routes(centre: Centre | None, page: Callable[..., HTMLResponse], csrf
                               manage_path=request.url.path.removesuffix("/delete"))
         form = await posted(request)
         if form is None:
-            return forged()
+            return forged_page(page)
         await run_in_threadpool(managed_service().delete, managed.row.key)
         return page("message.html.j2", title="Deleted", state="deleted",
                     message="Your subscription and everything kept about you are deleted. "

@@ -23,7 +23,7 @@ from starlette.routing import Route
 from ..render.links import rating_from_token
 from ..subscribe.centre import Centre
 from ..subscribe.learning import retrain
-from .centre import form_page, posted_form
+from .centre import forged_page, form_page, posted_form
 from .csrf import Csrf
 
 log = logging.getLogger("digest.web")
@@ -44,11 +44,6 @@ def rating_routes(centre: Centre | None, page: Callable[..., HTMLResponse], csrf
     def invalid() -> HTMLResponse:
         return page("message.html.j2", 400, title="Link not valid", state="invalid",
                     message="This rating link is not valid. Use the links in your latest digest.")
-
-    def forged() -> HTMLResponse:
-        return page("message.html.j2", 403, title="Form expired", state="forged",
-                    message="This form was not sent from this site's page, or it has expired. "
-                            "Go back, reload the page and send it again.")
 
     def read(token: str) -> Rated | None:
         assert centre is not None
@@ -76,7 +71,7 @@ def rating_routes(centre: Centre | None, page: Callable[..., HTMLResponse], csrf
             return shown(request, rated, "ask")
         form = await posted_form(csrf, request)
         if form is None:
-            return forged()
+            return forged_page(page)
         if (form.get("action") or [""])[0] == "undo":
             def undo() -> None:
                 assert centre is not None
