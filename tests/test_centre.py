@@ -51,20 +51,33 @@ class Clock:
         return self.now
 
 
+def serve_centre(tmp_path, smtp, signups: str = "", *, papers: bool = False, clock: Clock | None = None):  # noqa: ANN201
+    """The subscription centre on its real server, sign-ups open (`signups`: more of that
+    section's settings, as YAML lines), mail to `smtp`; `papers`: the samples fetched first
+    (the day's papers the previews match). Returns (server, centre, store, config)."""
+    from digest.gather.collect import gather
+
+    path = write(tmp_path, smtp.port, ["yaml@example.org"], state=fresh_database(tmp_path),
+                 extra=PRESETS + "signups:\n  open: true\n" + signups)
+    config = load_config(path)
+    store = Store(config.database_url())
+    if papers:
+        gather(config, store)
+    secret = store.secret()
+    centre = Centre(config, store, secret, smtp_send(config), **({"clock": clock} if clock else {}))
+    server = unsubscribe_server("127.0.0.1:0", secret, Ledger(store), centre=centre)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, centre, store, config
+
+
 @pytest.fixture
 def site(tmp_path):
     with SmtpServer() as smtp:
-        path = write(tmp_path, smtp.port, ["yaml@example.org"], state=fresh_database(tmp_path),
-                     extra=PRESETS + "signups:\n  open: true\n  per_client: 30\n  per_address: 3\n  per_hour: 50\n")
-        config = load_config(path)
-        store = Store(config.database_url())
-        secret = store.secret()
         clock = Clock()
-        centre = Centre(config, store, secret, smtp_send(config), clock=clock)
-        server = unsubscribe_server("127.0.0.1:0", secret, Ledger(store), centre=centre)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
+        server, centre, store, _ = serve_centre(tmp_path, smtp, "  per_client: 30\n  per_address: 3\n  per_hour: 50\n",
+                                                clock=clock)
         try:
-            yield Site(server, smtp, centre, store, secret, clock)
+            yield Site(server, smtp, centre, store, centre.secret, clock)
         finally:
             server.shutdown()
 

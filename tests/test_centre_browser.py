@@ -10,22 +10,14 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 
 import pytest
 
-from digest.config import load_config
-from digest.gather.collect import gather
-from digest.store import Store
 from digest.store.directory import Directory
 from digest.store.ledger import Ledger
-from digest.subscribe.centre import Centre, smtp_send
-from digest.web.unsubscribe import unsubscribe_server
 
-from .conftest import fresh_database
 from .smtp_server import SmtpServer
-from .test_centre import PRESETS
-from .test_deliver import write
+from .test_centre import serve_centre
 from .test_pages import CHROMIUM, browser, check_readable  # noqa: F401  (browser: the fixture)
 
 playwright = pytest.importorskip("playwright.sync_api")
@@ -36,15 +28,7 @@ pytestmark = [pytest.mark.database,
 @pytest.fixture
 def centre_site(tmp_path):
     with SmtpServer() as smtp:
-        path = write(tmp_path, smtp.port, ["yaml@example.org"], state=fresh_database(tmp_path),
-                     extra=PRESETS + "signups:\n  open: true\n")
-        config = load_config(path)
-        store = Store(config.database_url())
-        gather(config, store)  # the samples: the day's papers the preview matches
-        secret = store.secret()
-        server = unsubscribe_server("127.0.0.1:0", secret, Ledger(store),
-                                    centre=Centre(config, store, secret, smtp_send(config)))
-        threading.Thread(target=server.serve_forever, daemon=True).start()
+        server, _, store, _ = serve_centre(tmp_path, smtp, papers=True)
         try:
             host, port = server.server_address[:2]
             yield f"http://{host}:{port}", smtp, store

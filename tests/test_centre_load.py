@@ -9,24 +9,16 @@ from __future__ import annotations
 import json
 import logging
 import re
-import threading
 from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
 
-from digest.config import Subscriber, load_config
+from digest.config import Subscriber
 from digest.deliver import roster
-from digest.gather.collect import gather
-from digest.store import Store
-from digest.store.ledger import Ledger
-from digest.subscribe.centre import Centre, smtp_send
-from digest.web.unsubscribe import unsubscribe_server
 
-from .conftest import fresh_database
 from .smtp_server import SmtpServer
-from .test_centre import PRESETS, Browser
-from .test_deliver import write
+from .test_centre import Browser, serve_centre
 from .test_web import load, percentiles
 
 pytestmark = [pytest.mark.database]
@@ -45,18 +37,8 @@ def record(name: str, results: list[tuple[object, float]]) -> dict:
     return figures
 
 
-def serve(tmp_path, smtp, per_client: int, *, papers: bool = False):
-    path = write(tmp_path, smtp.port, ["yaml@example.org"], state=fresh_database(tmp_path),
-                 extra=PRESETS + f"signups:\n  open: true\n  per_client: {per_client}\n  per_hour: 5000\n")
-    config = load_config(path)
-    store = Store(config.database_url())
-    if papers:
-        gather(config, store)
-    secret = store.secret()
-    centre = Centre(config, store, secret, smtp_send(config))
-    server = unsubscribe_server("127.0.0.1:0", secret, Ledger(store), centre=centre)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server, centre, store, config
+def serve(tmp_path, smtp, per_client: int, *, papers: bool = False):  # noqa: ANN201
+    return serve_centre(tmp_path, smtp, f"  per_client: {per_client}\n  per_hour: 5000\n", papers=papers)
 
 
 def signups(server, count: int) -> list[list]:
