@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from ..config import MAX_TOPICS, Config, Subscriber, Topic
+from ..config import MAX_TOPICS, Config, Subscriber
 
 OWN_TOPIC_ROWS = 3  # blank rows for topics of one's own (no script needed to add one)
 DAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
@@ -191,7 +191,3 @@ def _schedule_parts(schedule: str) -> tuple[str, str, str]:
 
 def _blank_topic() -> dict[str, str]:
     return {**dict.fromkeys(_TOPIC_FIELDS, ""), "sensitivity": "0"}
-
-
-def preset_topics(config: Config) -> list[Topic]:
-    return list(config.presets)

@@ -19,6 +19,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from ..config import Subscriber
 from ..deliver import roster
@@ -80,6 +81,10 @@ class SelfService:
         subscriber = roster.subscriber(row)
         state = self.centre.ledger.state(row.email)
         return Managed(row, subscriber, state, receiving(self.config, subscriber, self.centre.clock()))
+
+    def today(self, managed: Managed) -> date:
+        """Their day now, in their time zone (what a pause's end is compared with)."""
+        return self.centre.clock().astimezone(ZoneInfo(managed.row.timezone)).date()
 
     # -- changing
 

@@ -22,7 +22,7 @@ from datetime import timedelta
 from functools import lru_cache
 from typing import Any
 from urllib.parse import parse_qs
-from zoneinfo import ZoneInfo, available_timezones
+from zoneinfo import available_timezones
 
 from limits import RateLimitItemPerHour, storage, strategies
 from starlette.background import BackgroundTask
@@ -230,7 +230,7 @@ def centre_routes(centre: Centre | None, page: Callable[..., HTMLResponse], csrf
                     preview: dict[str, Any] | None = None, unsaved: bool = False) -> HTMLResponse:
         assert centre is not None
         config = centre.config
-        today = centre.clock().astimezone(ZoneInfo(managed.row.timezone)).date()
+        today = managed_service().today(managed)
         return with_token(request, "manage.html.j2", status, title="Your subscription", managed=managed,
                           values=values or signup_form.values_of(config, managed.subscriber), errors=errors or {},
                           presets=config.presets, zones=time_zones(), days=signup_form.DAYS, notice=notice,
@@ -271,8 +271,7 @@ def centre_routes(centre: Centre | None, page: Callable[..., HTMLResponse], csrf
             await run_in_threadpool(service.save, key, filled.subscriber)
             return done_redirect("saved")
         if action == "pause":
-            today = centre.clock().astimezone(ZoneInfo(managed.row.timezone)).date()  # type: ignore[union-attr]
-            until = paused_day((form.get("until") or [""])[0], today)
+            until = paused_day((form.get("until") or [""])[0], service.today(managed))
             if until is None:
                 return await run_in_threadpool(lambda: manage_page(
                     request, managed, errors={"until": "Pause until: pick a day after today, within a year"},
