@@ -477,7 +477,18 @@ def random_topic(rnd: random.Random, n: int) -> Topic:
     if rnd.random() < 0.3:  # described: matched by closeness to its words, keywords a bonus
         spec["description"] = rnd.choice(DESCRIPTIONS)
         spec["sensitivity"] = rnd.choice([0, 0, 2, -2])
+    if rnd.random() < 0.15:  # what the reader's ratings taught (learned.py): any kind of topic
+        spec["learned"] = taught(rnd.choice(range(4)))
     return Topic(**spec)
+
+
+@cache
+def taught(n: int):  # noqa: ANN201
+    """A model learned from ratings of the seeds: n liked papers' worth of them."""
+    from digest.match.learned import train
+
+    papers = seed_papers()
+    return train(papers[n * 7:n * 7 + 3], papers[40 + n:42 + n], papers[60:90])
 
 
 DESCRIPTIONS = ["Making language model inference cheaper: KV-cache compression, speculative decoding, quantization.",

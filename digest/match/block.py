@@ -11,6 +11,7 @@ most of them, are evaluated together from the terms' postings; the others one by
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -18,9 +19,10 @@ import numpy as np
 
 from ..config import Subscriber
 from ..models import Digest, Section
-from .index import ID_BITS
+from .index import ID_BITS, PaperIndex
+from .relevance import KEYWORD_BONUS
 from .topics import _NO_PAPERS, _NO_WEIGHTS, Settings, TopicPlan, relevance
-from .weights import CATEGORY_WEIGHT
+from .weights import CATEGORY_WEIGHT, DESCRIPTION_WEIGHT
 
 if TYPE_CHECKING:
     from .matcher import Matcher
@@ -33,6 +35,7 @@ BLOCK_CELLS = 1 << 19
 Window = tuple[datetime | None, Iterable[str]]
 Narrowing = tuple[tuple[str, ...], tuple[int, ...]]  # a keyword topic's categories and excluded terms
 Wanted = tuple[int, list[tuple[int, float, tuple[str, ...]]], int]  # a section: see Block.sections
+_NO_CELLS = np.zeros(0, dtype=np.intp)
 
 
 def blocks(subscribers: Iterable[Subscriber], papers: int) -> Iterator[list[Subscriber]]:
@@ -88,18 +91,34 @@ class Block:
         """Every topic's matches: (cell, topic row, paper, raw relevance). A keyword topic may
         name a cell more than once (once per term the paper has), with the same relevance."""
         together: list[tuple[int, int, TopicPlan]] = []
+        described_: list[tuple[int, int, TopicPlan]] = []
         alone: list[tuple[int, int, TopicPlan]] = []
         for b, plans in enumerate(self.plans):
             for n, plan in enumerate(plans):
-                (together if plan.keyword_only else alone).append((b, n, plan))
-        described = [plan for _, _, plan in alone if plan.described is not None]
-        if described:  # every described topic of the block scored in one sparse product
-            texts = [plan.described for plan in described if plan.described is not None]
-            for plan, close in zip(described, self.index.description_scores(texts)):
-                plan.hold_closeness(self.index, close)
-        parts = [self.keyword_matches(together), self.other_matches(alone)]
+                (together if plan.keyword_only else described_ if plan.closeness_only else alone).append((b, n, plan))
+        plans, first = described_plans(self.plans)
+        found = described(self.index, plans, first)
+        for plan, row in zip(plans, found.close):
+            plan.hold_closeness(self.index, row)
+        parts = [self.keyword_matches(together), self.described_matches(described_, plans, found), self.other_matches(alone)]
         cell, row, paper, raw = (np.concatenate(arrays) for arrays in zip(*parts))
         return cell, row, paper, raw
+
+    def described_matches(self, topics: list[tuple[int, int, TopicPlan]], plans: list[TopicPlan],
+                          found: Described) -> tuple[np.ndarray, ...]:
+        """`matches` of described keyword topics: each subscriber's topic gets its distinct
+        plan's matches (`described`: those of plan n are found.topic == n)."""
+        if not topics:
+            return _NO_CELLS, _NO_CELLS, _NO_CELLS, _NO_WEIGHTS
+        size = self.index.size
+        number = {plan: n for n, plan in enumerate(plans)}
+        first = np.searchsorted(found.topic, np.arange(len(plans) + 1))
+        which = np.array([number[plan] for _, _, plan in topics], dtype=np.intp)
+        counts = first[which + 1] - first[which]
+        at = _ranges(first[which], counts)
+        cells = np.array([b * size for b, _, _ in topics], dtype=np.intp)
+        rows = np.array([row for _, row, _ in topics], dtype=np.intp)
+        return np.repeat(cells, counts) + found.paper[at], np.repeat(rows, counts), found.paper[at], found.raw[at]
 
     def keyword_matches(self, topics: list[tuple[int, int, TopicPlan]]) -> tuple[np.ndarray, ...]:
         """`matches` of keyword topics, from the postings of their terms: each term's postings
@@ -123,26 +142,13 @@ class Block:
         sums[slot] = 0.0
         narrowed = [plan.narrowed for _, _, plan in topics]
         if any(narrowed):
-            narrowing, which = self._narrowing(narrowed)
+            narrowing, which = _narrowing(self.index, narrowed)
             raw = raw + narrowing.ravel()[which[topic] * size + paper]
             keep = (raw > -np.inf).nonzero()[0]
             topic, paper, raw = topic[keep], paper[keep], raw[keep]
         first_cell = np.array([b * size for b, _, _ in topics], dtype=np.intp)
         row = np.array([row for _, row, _ in topics], dtype=np.intp)
         return first_cell[topic] + paper, row[topic], paper, raw
-
-    def _narrowing(self, narrowed: list[Narrowing | None]) -> tuple[np.ndarray, np.ndarray]:
-        """What keyword topics' categories and excludes add to each paper's relevance: one row
-        per distinct narrowing (CATEGORY_WEIGHT or 0 where the paper is allowed, -inf where
-        not); and each topic's row."""
-        number: dict[Narrowing | None, int] = {None: 0}
-        which = np.array([number.setdefault(criteria, len(number)) for criteria in narrowed], dtype=np.intp)
-        narrowing = np.zeros((len(number), self.index.size))
-        for criteria, n in number.items():
-            if criteria is not None:
-                categories, excludes = criteria
-                narrowing[n] = np.where(self.index.allowed(categories, excludes), CATEGORY_WEIGHT if categories else 0.0, -np.inf)
-        return narrowing, which
 
     def other_matches(self, topics: list[tuple[int, int, TopicPlan]]) -> tuple[np.ndarray, ...]:
         """`matches` of the other topics, one by one."""
@@ -273,6 +279,82 @@ class Block:
         if trending:
             sections.append(self.matcher.trending_section(trending, self.now))
         return Digest(subscriber.email, subscriber.name, self.now, self.since[b], tuple(sections), omitted)
+
+
+def described_plans(plans: list[list[TopicPlan]]) -> tuple[list[TopicPlan], int]:
+    """The distinct described topics of a block, the described keyword topics (evaluated
+    together, `Block.described_matches`) first; and how many of those."""
+    distinct = dict.fromkeys([plan for mine in plans for plan in mine if plan.closeness_only])
+    first = len(distinct)
+    distinct.update(dict.fromkeys(plan for mine in plans for plan in mine if plan.described is not None))
+    return list(distinct), first
+
+
+@dataclass(frozen=True)
+class Described:
+    """A block's described topics evaluated (`described`)."""
+
+    close: np.ndarray  # each plan's closeness to every paper, learned model included
+    topic: np.ndarray  # the matches of the described keyword topics: plan (ascending), paper, raw relevance
+    paper: np.ndarray
+    raw: np.ndarray
+
+
+def described(index: PaperIndex, plans: list[TopicPlan], first: int) -> Described:
+    """The described `plans`' closeness to every paper (one sparse product, and one more for the
+    learned models among them), and the matches of the first `first` (described keyword topics,
+    `TopicPlan._described_matches` for all at once): the papers close enough to be in with the
+    keyword bonus (a few per topic), then their keywords' relevance (from the postings, as
+    keyword topics), excludes and categories."""
+    if not plans:
+        return Described(np.zeros((0, index.size)), _NO_CELLS, _NO_CELLS, _NO_WEIGHTS)
+    close = index.description_matrix([plan.described for plan in plans if plan.described is not None])
+    taught = [n for n, plan in enumerate(plans) if plan.learned is not None]
+    if taught:
+        probabilities = index.learned_probabilities([plans[n].learned for n in taught])
+        close = close.copy()
+        for n, chances in zip(taught, probabilities):
+            close[n] = plans[n].with_learned(close[n], chances)
+    if not first:
+        return Described(close, _NO_CELLS, _NO_CELLS, _NO_WEIGHTS)
+    size, keyword_plans, near_close = index.size, plans[:first], close[:first]
+    threshold = np.array([plan.threshold for plan in keyword_plans])
+    topic, paper = (near_close >= (threshold - KEYWORD_BONUS)[:, None]).nonzero()
+    # The keywords' relevance of every (topic, paper), summed, read at the candidates
+    start, postings, added = index.all_postings()
+    terms: list[int] = []
+    owners: list[int] = []
+    for n, plan in enumerate(keyword_plans):
+        terms += plan.terms
+        owners += [n] * len(plan.terms)
+    term = np.array(terms, dtype=np.intp)
+    lengths = start[term + 1] - start[term]
+    at = _ranges(start[term], lengths)
+    slot = np.repeat(np.array(owners, dtype=np.intp), lengths) * size + postings[at]
+    raw = np.bincount(slot, added[at], minlength=first * size)[topic * size + paper]
+    near = near_close[topic, paper] + KEYWORD_BONUS * (raw > 0) >= threshold[topic]
+    narrowed = [plan.narrowed for plan in keyword_plans]
+    if any(narrowed):
+        narrowing, which = _narrowing(index, narrowed)
+        allowed = narrowing[which[topic], paper]
+        near &= allowed > -np.inf
+        raw = raw + allowed
+    topic, paper = topic[near], paper[near]
+    return Described(close, topic, paper, raw[near] + DESCRIPTION_WEIGHT * near_close[topic, paper])
+
+
+def _narrowing(index: PaperIndex, narrowed: list[Narrowing | None]) -> tuple[np.ndarray, np.ndarray]:
+    """What keyword topics' categories and excludes add to each paper's relevance: one row
+    per distinct narrowing (CATEGORY_WEIGHT or 0 where the paper is allowed, -inf where
+    not); and each topic's row."""
+    number: dict[Narrowing | None, int] = {None: 0}
+    which = np.array([number.setdefault(criteria, len(number)) for criteria in narrowed], dtype=np.intp)
+    narrowing = np.zeros((len(number), index.size))
+    for criteria, n in number.items():
+        if criteria is not None:
+            categories, excludes = criteria
+            narrowing[n] = np.where(index.allowed(categories, excludes), CATEGORY_WEIGHT if categories else 0.0, -np.inf)
+    return narrowing, which
 
 
 def _ranges(first: np.ndarray, lengths: np.ndarray) -> np.ndarray:

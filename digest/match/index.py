@@ -206,12 +206,17 @@ class PaperIndex:
             self.by_author.setdefault(author.last, []).append((index, author))
 
     def description_scores(self, topics: Sequence[TopicText]) -> list[np.ndarray]:
-        """Each described topic's closeness to every paper (relevance.py), made a batch at a time."""
+        """Each described topic's closeness to every paper (relevance.py)."""
         return self._pool().of(topics)
 
-    def learned_probabilities(self, model: Learned) -> np.ndarray:
-        """A reader's learned model of a topic applied to every paper (learned.py)."""
-        return self._pool().learned(model)
+    def description_matrix(self, topics: Sequence[TopicText]) -> np.ndarray:
+        """`description_scores` as one array (topics × papers), made a batch at a time."""
+        return self._pool().matrix(topics)
+
+    def learned_probabilities(self, models: Sequence[Learned]) -> np.ndarray:
+        """Readers' learned models of their topics applied to every paper (models × papers;
+        learned.py)."""
+        return self._pool().learned(models)
 
     def _pool(self) -> DescriptionScores:
         """The papers as a lexical pool: given (made once for the same papers by the caller),

@@ -15,13 +15,13 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 
 import numpy as np
 
 from ..config import Subscriber
 from ..models import Paper
-from .relevance import LexicalIndex
+from .relevance import LexicalIndex, probabilities
 
 KEPT_WORDS = 400  # the words that weigh most, either way
 WEIGHT_PER_RATING = 0.02
@@ -35,6 +35,18 @@ class Learned:
     intercept: float
     ratings: int
     liked: tuple[str, ...]  # titles of the papers liked, newest first (for the why-line)
+
+    def __hash__(self) -> int:  # kept: a model is a dict key per topic and per pool, its words many
+        return self._hash
+
+    @cached_property
+    def _hash(self) -> int:
+        return hash((self.words, self.weights, self.intercept, self.ratings, self.liked))
+
+    @cached_property
+    def coefficients(self) -> np.ndarray:
+        """The words' weights as an array (for relevance.probabilities)."""
+        return np.array(self.weights)
 
     @property
     def weight(self) -> float:
@@ -53,12 +65,7 @@ class Learned:
 
     def probabilities(self, lexical: LexicalIndex) -> np.ndarray:
         """How likely each paper of `lexical` is one the reader wants (0 to 1)."""
-        coef = np.zeros(lexical.weights.shape[1])
-        for word, weight in zip(self.words, self.weights):
-            column = lexical.vocabulary.get(word)
-            if column is not None:
-                coef[column] = weight
-        return 1.0 / (1.0 + np.exp(-(lexical.unit_rows() @ coef + self.intercept)))
+        return probabilities([self], lexical)[0]
 
 
 def train(liked: Sequence[Paper], disliked: Sequence[Paper], unrated: Sequence[Paper]) -> Learned | None:

@@ -68,7 +68,8 @@ class TopicPlan:
 
     # Tens of thousands are made (one per distinct topic): slots make them faster.
     __slots__ = ("table", "keywords", "excludes", "authors", "categories", "min_upvotes", "query", "keyword_only",
-                 "terms", "narrowed", "_matches", "shared", "_entries", "_shown", "counted", "described", "threshold", "_close", "learned")
+                 "terms", "narrowed", "_matches", "shared", "_entries", "_shown", "counted", "described", "threshold", "_close", "learned",
+                 "closeness_only")
 
     def __init__(self, topic: Topic, table: TermTable) -> None:
         # Each topic of each subscriber gets one (50,000 on the bench): the empty criteria,
@@ -93,6 +94,10 @@ class TopicPlan:
         self.keyword_only = (bool(self.keywords) and self.query is None and not self.authors and self.min_upvotes is None
                              and self.described is None)
         self.terms = [t for _, t in self.keywords if t is not None]
+        # A described topic of keywords (with excludes and categories): these are evaluated
+        # together, a block of subscribers at a time (block.py), as keyword topics are.
+        self.closeness_only = (self.described is not None and self.query is None and not self.authors
+                               and self.min_upvotes is None)
         self.narrowed = (tuple(self.categories), tuple(self.excludes)) if self.categories or self.excludes else None
         self._matches: tuple[PaperIndex, np.ndarray, np.ndarray] | None = None
         self.shared = False  # set by the matcher once a second subscriber has this topic
@@ -175,22 +180,24 @@ class TopicPlan:
         return tuple(made)
 
     def hold_closeness(self, index: PaperIndex, close: np.ndarray) -> None:
-        """Keep the closeness computed for a batch of topics (block.py)."""
-        self._close = (index, self._with_learned(index, close))
+        """Keep the closeness computed for a batch of topics (block.py), learned model included."""
+        self._close = (index, close)
 
     def closeness(self, index: PaperIndex) -> np.ndarray:
         """How close every paper is to the topic's own words (0 to about 1; relevance.py), moved
         towards what the reader's ratings taught, as far as they weigh (learned.py)."""
         assert self.described is not None
         if self._close is None or self._close[0] is not index:
-            self._close = (index, self._with_learned(index, index.description_scores([self.described])[0]))
+            close = index.description_scores([self.described])[0]
+            if self.learned is not None:
+                close = self.with_learned(close, index.learned_probabilities([self.learned])[0])
+            self._close = (index, close)
         return self._close[1]
 
-    def _with_learned(self, index: PaperIndex, close: np.ndarray) -> np.ndarray:
-        if self.learned is None:
-            return close
-        # p above one half lifts a paper, below lowers it, by up to the model's weight
-        return close + self.learned.weight * (2 * index.learned_probabilities(self.learned) - 1)
+    def with_learned(self, close: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
+        """The closeness moved by the learned model's `probabilities` of the same papers: p above
+        one half lifts a paper, below lowers it, by up to the model's weight."""
+        return close + self.learned.weight * (2 * probabilities - 1)
 
     def _liked_like(self, paper: Paper) -> str | None:
         """The liked paper this one shares most words with (at least three), its title shortened."""
@@ -208,7 +215,7 @@ class TopicPlan:
         (multiples of 1/4), so their order does not matter."""
         if self.keyword_only:
             return self._keyword_matches(index)
-        if self.described is not None and self.query is None and not self.authors and self.min_upvotes is None:
+        if self.closeness_only:
             return self._described_matches(index)
         mask, raw = self._evaluate_dense(index)
         papers = mask.nonzero()[0]
