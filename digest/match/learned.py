@@ -81,8 +81,8 @@ def train(liked: Sequence[Paper], disliked: Sequence[Paper], unrated: Sequence[P
     model.fit(lexical.unit_rows(), [1] * len(liked) + [0] * len(negatives))
     coef = model.coef_[0]
     kept = np.argsort(-np.abs(coef))[:KEPT_WORDS]
-    words = {column: word for word, column in lexical.vocabulary.items()}
-    return Learned(tuple(words[int(c)] for c in kept), tuple(round(float(coef[c]), 5) for c in kept),
+    words = lexical.words
+    return Learned(tuple([words[c] for c in kept.tolist()]), tuple(np.round(coef[kept], 5).tolist()),
                    round(float(model.intercept_[0]), 5), len(liked) + len(disliked), tuple(p.title for p in liked))
 
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from itertools import count
 from typing import TYPE_CHECKING
 
@@ -90,15 +90,15 @@ class LexicalIndex:
 
     def __init__(self, texts: Sequence[tuple[str, str]]) -> None:
         numbered: defaultdict[str, int] = defaultdict(count().__next__)  # a new word: the next column
-        rows: list[int] = []
         cols: list[int] = []
-        for row, (title, abstract) in enumerate(texts):
-            found = _terms(title) * TITLE_REPEAT + _terms(abstract)
-            rows += [row] * len(found)
-            cols += map(numbered.__getitem__, found)
+        ends = [0]
+        for title, abstract in texts:  # rows one after another: CSR as made, no coordinates to sort
+            cols += map(numbered.__getitem__, _terms(title) * TITLE_REPEAT + _terms(abstract))
+            ends.append(len(cols))
         self.vocabulary: dict[str, int] = dict(numbered)
+        self.words = list(numbered)  # by column: columns are numbered as words first come
         size, width = len(texts), max(1, len(self.vocabulary))
-        counts = sparse.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(size, width))
+        counts = sparse.csr_matrix((np.ones(len(cols)), np.array(cols, dtype=np.int32), np.array(ends)), shape=(size, width))
         counts.sum_duplicates()
         lengths = np.asarray(counts.sum(axis=1)).ravel()
         average = lengths.mean() if size else 1.0
@@ -109,12 +109,17 @@ class LexicalIndex:
         tf = counts.data
         counts.data = self.idf[counts.indices] * tf * (K1 + 1) / (tf + K1 * (1 - B + B * per_row / max(average, 1e-9)))
         self.weights = counts  # papers × terms
-        self.by_term = counts.T.tocsr()  # terms × papers: what a product with topics wants
         self.size = size
         self._slot: np.ndarray | None = None
         self._common = np.zeros((0, size))
         self._unit: sparse.csr_matrix | None = None
         self._unit_by_term: sparse.csr_matrix | None = None
+
+    @cached_property
+    def by_term(self) -> sparse.csr_matrix:
+        """The weights transposed (terms × papers): what a product with topics wants (made when
+        first needed: training a model never does)."""
+        return self.weights.T.tocsr()
 
     def unit_rows(self) -> sparse.csr_matrix:
         """The papers' term weights scaled to unit length (a learned model's features)."""
