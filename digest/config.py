@@ -506,6 +506,9 @@ class Config(_Strict):
     backups: Backups = Backups()
     workers: Workers = Workers()
     fetch: Annotated[str, BeforeValidator(_fetch_schedule)] = "every 1h"
+    # How long digests that fall due wait for a fetch under way (its papers may be for them);
+    # never longer, so that a slow or hostile feed does not hold them back.
+    fetch_wait: Annotated[Duration, _at_most(timedelta(hours=1))] = timedelta(seconds=30)
     listen: Annotated[str, BeforeValidator(_listen)] | None = None  # the unsubscribe endpoint of `digest run`
     sources: list[Source] = []
     defaults: Defaults = Defaults()

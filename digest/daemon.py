@@ -39,7 +39,6 @@ from .store.locks import Locks
 
 log = logging.getLogger("digest.run")
 
-FETCH_WAIT = 30  # seconds due digests wait for a fetch under way
 FETCH_LEASE = timedelta(minutes=30)  # a fetcher that died frees the fetch after this (at once on this machine)
 WORKER_TICK = 5.0  # seconds between a worker's looks for planned digests
 ROLES = ("all", "scheduler", "worker", "web")
@@ -94,10 +93,11 @@ class Daemon:
     def dispatch(self) -> None:
         # A fetch under way (at start-up, say) may bring papers for the digests due now: wait for
         # it a little, never longer: a slow or hostile feed must not hold the digests back.
-        if self.fetching.acquire(timeout=FETCH_WAIT):
+        wait = self.config.fetch_wait.total_seconds()
+        if self.fetching.acquire(timeout=wait):
             self.fetching.release()
         else:
-            log.warning("a fetch is still under way after %ds: sending with the papers stored so far", FETCH_WAIT)
+            log.warning("a fetch is still under way after %gs: sending with the papers stored so far", wait)
         config = self.config
         store = open_store(config)
         try:

@@ -266,13 +266,13 @@ def test_a_stuck_feed_never_holds_the_digests_back_and_sigterm_stops_in_seconds(
                            defaults=f"  schedule: daily {due:%H}:{due:%M}\n")
             drip = {"name": "drip", "type": "feed", "url": server.serve("/drip", Reply(200, good * 50, drip=0.5)),
                     "deadline": 600}  # a download that would take hours
-            config.write_text(config.read_text().replace("sources:\n", f"sources:\n  - {json.dumps(drip)}\n"))
+            config.write_text(config.read_text().replace("sources:\n", f"fetch_wait: 3s\nsources:\n  - {json.dumps(drip)}\n"))
             log_file = tmp_path / "run.log"
             with log_file.open("w") as log:
                 daemon = subprocess.Popen([sys.executable, "-m", "digest", "-c", str(config), "run", "--tick", "1"],
                                           stdout=log, stderr=subprocess.STDOUT)
                 try:
-                    smtp.wait_for(1, timeout=90)  # the due digest goes out while the drip goes on
+                    smtp.wait_for(1, timeout=90)  # the due digest goes out while the drip goes on (after fetch_wait)
                     assert [str(m["To"]) for m in smtp.handler.received] == ["a@example.org"], log_file.read_text()
                 finally:
                     stopping = time.monotonic()
