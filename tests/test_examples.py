@@ -27,6 +27,8 @@ from digest.subscribe.examples import Asking, refresh, refresh_everyone
 
 from .arxiv_api import ArxivApi, closed_port
 from .conftest import REALWORLD, fresh_database
+from .smtp_server import SmtpServer
+from .test_centre import Clock, Site, serve_centre, subscribed
 from .test_cli import digest
 
 # Statistical testing among the capture's 100 "testing" papers (most are about software testing).
@@ -266,3 +268,52 @@ def test_the_daemon_trains_examples_at_start_and_again_after_a_fetch_while_some_
         daemon.fetch()  # no sources: then the examples waiting
         assert api.asked == [["2403.16981"]]
     assert not daemon.examples_waiting and model_of(store, "a@example.org", "Stats") is not None
+
+
+# ---------------------------------------------------------------- the manage page
+
+
+@pytest.fixture
+def site_with_arxiv(tmp_path):
+    with SmtpServer() as smtp, ArxivApi() as api:
+        clock = Clock()
+        server, centre, store, _ = serve_centre(tmp_path, smtp, "  per_client: 30\n", clock=clock,
+                                                extra=f"arxiv_api: {api.url}\n")
+        # two of the examples among the day's papers, two to be asked for
+        papers = captured_papers(clock.now, leave_out=tuple(EXAMPLES[2:]))
+        store.save_listing("api", Listing(tuple(papers)), clock.now - timedelta(hours=1))
+        try:
+            yield Site(server, smtp, centre, store, centre.secret, clock), api
+        finally:
+            server.shutdown()
+
+
+@pytest.mark.database
+def test_the_manage_page_saves_examples_trains_the_topic_and_its_preview_follows(site_with_arxiv):
+    site, api = site_with_arxiv
+    visitor, manage = subscribed(site)
+    settings = {"action": "save", "topic_name_1": "Testing", "topic_description_1": "Testing.",
+                "schedule_kind": "daily", "schedule_time": "07:30", "timezone": "UTC", "max_papers": "50"}
+    status, html = visitor.post(manage, {**visitor.form(manage), **settings, "topic_examples_1": "2403.16981\nnot-an-id"})
+    assert status == 400 and 'id="topic_examples_1-error"' in html and "example 2 (&#39;not-an-id&#39;)" in html
+    assert api.asked == []
+    given = "arXiv:2403.16981v2\nhttps://arxiv.org/abs/1306.4664, 2106.13414 1609.07528\n2606.99999"
+    status, _ = visitor.post(manage, {**visitor.form(manage), **settings, "topic_examples_1": given})
+    assert status == 303 and api.asked == [sorted([*EXAMPLES[2:], "2606.99999"])]
+    model = model_of(site.store, "me@example.org", "Testing")
+    assert model is not None and len(model.examples) == 4
+    status, html = visitor.get(manage + "?done=saved")
+    assert status == 200 and ">2403.16981\n1306.4664\n2106.13414\n1609.07528\n2606.99999</textarea>" in html
+    assert "arXiv does not know 2606.99999" in html
+    preview = html.split('<div id="preview"', 1)[1].split("Pause or stop", 1)[0]
+    assert "like your example" in preview
+    assert preview.count('href="https://arxiv.org/abs/') > 20
+    assert "abs/2403.16981" not in preview and "abs/1306.4664" not in preview  # the day's papers, but examples
+    # saved again unchanged (a pause, say): nothing asked, nothing retrained
+    assert visitor.post(manage, {**visitor.form(manage), **settings, "topic_examples_1": given})[0] == 303
+    assert len(api.asked) == 1
+    exported = json.loads(visitor.get(manage + "/export")[1])
+    [topic] = [t for t in exported["settings"]["topics"] if t["name"] == "Testing"]
+    assert topic["examples"] == [*EXAMPLES, "2606.99999"]
+    assert visitor.post(manage + "/delete", visitor.form(manage + "/delete"))[0] == 200
+    assert Examples(site.store).trained_with() == {} and model_of(site.store, "me@example.org", "Testing") is None
