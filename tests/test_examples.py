@@ -22,7 +22,7 @@ from digest.match.newly_seen import newly_seen
 from digest.models import Listing, Paper
 from digest.store import Store
 from digest.store.examples import Examples
-from digest.store.ratings import Ratings
+from digest.store.ratings import Ratings, topic_models
 from digest.subscribe.examples import Asking, refresh, refresh_everyone
 
 from .arxiv_api import ArxivApi, closed_port
@@ -193,11 +193,12 @@ def test_examples_rank_papers_like_them_higher_and_never_appear_in_a_digest(tmp_
     source.write_text(re.sub(rf"  <entry>\s*<id>http://arxiv\.org/abs/({ids})v\d+</id>.*?</entry>\n", "", capture,
                              flags=re.S), encoding="utf-8")
     topic = "      - name: Testing\n        description: Testing.\n        keywords: [testing]\n"
+    state = fresh_database(tmp_path)
     with ArxivApi() as api:
         config = tmp_path / "subscribers.yaml"
         given = "        examples: ['arXiv:2403.16981v1', 'https://arxiv.org/abs/1306.4664', '2106.13414', '1609.07528']\n"
         config.write_text(
-            f'sender: {{from: "Paper Digest <digest@example.org>"}}\nstate: {fresh_database(tmp_path)}\n'
+            f'sender: {{from: "Paper Digest <digest@example.org>"}}\nstate: {state}\n'
             f"arxiv_api: {api.url}\nsources:\n  - {{name: api, type: arxiv-api, query: 'all:testing', url: '{source}'}}\n"
             "subscribers:\n"
             f"  - email: with@example.org\n    max_papers: 100\n    topics:\n{topic}{given}"
@@ -212,7 +213,17 @@ def test_examples_rank_papers_like_them_higher_and_never_appear_in_a_digest(tmp_
 
         with_examples, without = shown("with@example.org"), shown("without@example.org")
         assert api.asked == [sorted(EXAMPLES)]  # asked once, for the preview of the reader who gave them
-        assert shown("with@example.org") == with_examples and len(api.asked) == 1  # unchanged: not trained again
+        def trained_at() -> list:
+            store = Store(state)
+            try:
+                return store.read(lambda conn: conn.execute(sa.select(topic_models.c.trained_at)).all())
+            finally:
+                store.close()
+
+        before = trained_at()
+        again = shown("with@example.org")  # unchanged: nothing asked, nothing trained
+        assert len(api.asked) == 1 and trained_at() == before and len(before) == 1
+        assert {(p["id"], p["why"]) for p in again} == {(p["id"], p["why"]) for p in with_examples}
         ranks = [[n for n, p in enumerate(papers) if p["id"] in STATISTICS] for papers in (with_examples, without)]
         assert all(mine <= theirs for mine, theirs in zip(*ranks))  # the k-th statistics paper ranks higher or the same
         assert sum(ranks[0][:5]) < 0.6 * sum(ranks[1][:5])  # the first few much higher
