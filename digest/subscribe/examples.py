@@ -12,6 +12,7 @@ network, the topics are trained with what the store has, and asked for again nex
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -61,17 +62,29 @@ class Refreshed:
         return lines
 
 
-def stale(subscribers: Iterable[Subscriber], trained: Mapping[str, Mapping[str, frozenset[str]]]) -> list[Stale]:
+Wanted = Mapping[str, Mapping[str, frozenset[str]]]  # address → topic name → its examples
+
+
+def wanted_of(subscribers: Iterable[Subscriber]) -> dict[str, dict[str, frozenset[str]]]:
+    return {s.email: {t.name: frozenset(t.examples) for t in s.topics} for s in subscribers}
+
+
+def _wanted_in(profile: str) -> dict[str, frozenset[str]]:
+    """A directory row's topics and their examples, read from its JSON as written (validated
+    then, and normalised): far cheaper than a Subscriber, for every row with examples."""
+    return {t["name"]: frozenset(t.get("examples", ())) for t in json.loads(profile).get("topics", [])}
+
+
+def stale(wanted: Wanted, trained: Mapping[str, Mapping[str, frozenset[str]]]) -> list[Stale]:
     """The topics whose examples differ from those recorded in `trained` (address key → topic →
     ids): a topic given examples, changed or emptied. A topic no subscriber has any more is
     left alone (its model is unused)."""
     found = []
-    for subscriber in subscribers:
-        theirs = trained.get(subscriber_key(subscriber.email), {})
-        for topic in subscriber.topics:
-            wanted = frozenset(topic.examples)
-            if wanted != theirs.get(topic.name, frozenset()):
-                found.append(Stale(subscriber.email, topic.name, wanted))
+    for email, topics in wanted.items():
+        theirs = trained.get(subscriber_key(email), {})
+        for name, examples in topics.items():
+            if examples != theirs.get(name, frozenset()):
+                found.append(Stale(email, name, examples))
     return found
 
 
@@ -91,8 +104,8 @@ def refresh(store: Store, subscribers: Sequence[Subscriber], now: datetime, aski
     """Retrain these subscribers' topics whose examples changed."""
     if not subscribers:
         return Refreshed()
-    trained = Examples(store).trained_with([s.email for s in subscribers])
-    return _retrain(store, subscribers, stale(subscribers, trained), now, asking)
+    wanted = wanted_of(subscribers)
+    return _retrain(store, wanted, stale(wanted, Examples(store).trained_with(list(wanted))), now, asking)
 
 
 def refresh_everyone(config: Config, store: Store, now: datetime, asking: Asking | None = None) -> Refreshed:
@@ -103,19 +116,18 @@ def refresh_everyone(config: Config, store: Store, now: datetime, asking: Asking
     trained = Examples(store).trained_with()
     rows = {row.key: row for row in directory.containing(EXAMPLES_KEY)}
     rows.update(directory.get([key for key in trained if key not in rows]))  # examples since taken away
-    subscribers = [roster.subscriber(row) for row in rows.values()]
-    return _retrain(store, subscribers, stale(subscribers, trained), now, asking or Asking(config.arxiv_api))
+    wanted = {row.email: _wanted_in(row.profile) for row in rows.values()}
+    return _retrain(store, wanted, stale(wanted, trained), now, asking or Asking(config.arxiv_api))
 
 
-def _retrain(store: Store, subscribers: Sequence[Subscriber], topics: list[Stale], now: datetime,
-             asking: Asking) -> Refreshed:
+def _retrain(store: Store, wanted: Wanted, topics: list[Stale], now: datetime, asking: Asking) -> Refreshed:
     done = Refreshed()
     if not topics:
         return done
     kept = Examples(store)
-    wanted = set().union(*(t.examples for t in topics))
-    known = kept.known(wanted)
-    ask = sorted(wanted - set(known.papers))  # the unknown too: their topics changed, arXiv may know them now
+    ids = set().union(*(t.examples for t in topics))
+    known = kept.known(ids)
+    ask = sorted(ids - set(known.papers))  # the unknown too: their topics changed, arXiv may know them now
     if ask:
         known, done.unreachable = _asked(kept, known, ask, now, asking)
     recent = recent_papers(store, now)
@@ -123,8 +135,8 @@ def _retrain(store: Store, subscribers: Sequence[Subscriber], topics: list[Stale
         retrain(store, topic.email, topic.topic, now, examples=topic.examples, known=known, recent=recent)
         done.retrained += 1
         done.unknown += [(topic.email, topic.topic, i) for i in sorted(topic.examples & known.unknown)]
-    emails = {t.email for t in topics}
-    done.waiting = len(stale([s for s in subscribers if s.email in emails], kept.trained_with(sorted(emails))))
+    emails = sorted({t.email for t in topics})
+    done.waiting = len(stale({e: wanted[e] for e in emails}, kept.trained_with(emails)))
     for line in done.warnings():
         log.warning("%s", line)
     log.info("examples: %d topics retrained, %d waiting for next time", done.retrained, done.waiting)
