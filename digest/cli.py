@@ -281,6 +281,7 @@ def preview(app: App, email: str | None, fmt: str, since: str | None, out_file: 
     now = datetime.now(UTC)
     listed = _find_listed(config, store, email, now)
     subscriber = roster_subscriber(listed)
+    _learn_examples(config, store, now, [subscriber])
     shown = preview_digest(config, store, subscriber, now, _since(since) if since else None)
     zone = subscriber.timezone or config.defaults.timezone
     if shown.digest.is_empty and not config.setting(subscriber, "send_empty") and fmt != "json":
@@ -340,6 +341,7 @@ def send(app: App, emails: tuple[str, ...], dry_run: bool, to: str | None, fresh
     else:
         roster.sync(config, delivery.directory, delivery.clock())
         total = delivery.directory.count()
+    _learn_examples(config, store, delivery.clock(), delivery.select(emails) if emails else None)
     with _stop_on_signals(stop):
         outcomes = _with_progress("sending", total, lambda outcome: outcome.subscriber,
                                   lambda progress: delivery.run(emails, dry_run=dry_run, to=to, progress=progress,
@@ -359,6 +361,23 @@ def send(app: App, emails: tuple[str, ...], dry_run: bool, to: str | None, fresh
               + (f", {counts['dry-run']} rendered (dry run)" if "dry-run" in counts else ""), highlight=False)
     if (counts.get("failed", 0) or counts.get("deferred", 0)) and not sent:
         sys.exit(1)
+
+
+def _learn_examples(config: Config, store: Store, now: datetime, subscribers: list[Any] | None) -> None:
+    """The topics whose examples changed, retrained before matching (these subscribers', or
+    with None everyone's); what a person should know on stderr."""
+    from .gather.http import Fetcher
+    from .subscribe.examples import Asking, refresh, refresh_everyone
+
+    fetcher = Fetcher(retries=1)  # a command waits: offline, it says so soon
+    asking = Asking(config.arxiv_api, fetcher)
+    try:
+        done = (refresh(store, subscribers, now, asking) if subscribers is not None
+                else refresh_everyone(config, store, now, asking))
+    finally:
+        fetcher.close()
+    for line in done.warnings():
+        err.print(f"[yellow]warning:[/] {escape(line)}", highlight=False)
 
 
 @cli.command()

@@ -36,6 +36,7 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError
 
 from .errors import ConfigError, Problem
+from .ids import arxiv_id
 from .query import QuerySyntaxError, parse_query
 
 DEFAULT_CONFIG = "subscribers.yaml"
@@ -380,6 +381,8 @@ MAX_KEYWORD = 100  # characters in one keyword (a phrase of a dozen words)
 MAX_KEYWORDS = 50  # keywords (or excludes) in one topic
 MAX_QUERY = 2000  # characters in one topic's query
 MAX_TOPICS = 20  # topics of one subscriber
+MAX_EXAMPLES = 20  # papers one topic gives as examples (a model learns from them; more adds little)
+EXAMPLE_FORMS = "such as 2406.01234, arXiv:2406.01234v2 or https://arxiv.org/abs/2406.01234"
 
 
 def _keywords(value: Any) -> list[str]:
@@ -399,6 +402,31 @@ def _keywords(value: Any) -> list[str]:
 Keywords = Annotated[list[str], BeforeValidator(_keywords)]
 
 
+def _examples(value: Any) -> list[str]:
+    """arXiv ids, links or `arXiv:` labels, as ids without version, each once, in order."""
+    if not isinstance(value, list):
+        raise _error("examples", f"expected a list of arXiv ids, {EXAMPLE_FORMS}")
+    ids: list[str] = []
+    for n, item in enumerate(value, 1):
+        if isinstance(item, (int, float)) and not isinstance(item, bool):
+            # YAML reads 2406.01230 as the number 2406.0123: the id it meant is lost.
+            raise _error("examples", f"example {n} was read as a number, which loses an id's final zeros: "
+                         "write each id in quotes, e.g. ['2406.01230'], or as a link or arXiv:2406.01230")
+        text = item.strip() if isinstance(item, str) else ""
+        found = (arxiv_id(text, bare=True) or arxiv_id(text)) if text and not any(c.isspace() for c in text) else None
+        if found is None:
+            raise _error("examples", f"example {n} ({item!r}) is not an arXiv id or link: give one {EXAMPLE_FORMS}")
+        if found[0] not in ids:  # 2406.01234 and its v2 link are one paper
+            ids.append(found[0])
+    if len(ids) > MAX_EXAMPLES:
+        raise _error("examples", f"{len(ids)} examples: a topic takes at most {MAX_EXAMPLES} "
+                     "(keep the ones closest to what you want)")
+    return ids
+
+
+Examples = Annotated[list[str], BeforeValidator(_examples)]
+
+
 class Topic(_Strict):
     name: Annotated[OneLine, Field(min_length=1, max_length=200)]
     # A sentence or two on what the topic is about (shown on the sign-up page for presets).
@@ -416,11 +444,21 @@ class Topic(_Strict):
     categories: Categories = []
     authors: Strings = []
     min_upvotes: int | None = Field(default=None, ge=0)
+    # Papers that are exactly what the reader wants (arXiv ids or links): a model of the topic
+    # learns from them as if liked (subscribe/examples.py); they are never in a digest.
+    examples: Examples = []
 
     @model_validator(mode="after")
     def _has_a_criterion(self) -> Topic:
-        if not (self.keywords or self.query or self.categories or self.authors or self.min_upvotes is not None):
-            raise _error("topic", "a topic needs keywords, query, categories, authors or min_upvotes")
+        # A description with examples is enough: papers are matched by closeness to the
+        # description, moved by what the examples teach (keywords would only add a bonus).
+        if not (self.keywords or self.query or self.categories or self.authors or self.min_upvotes is not None
+                or (self.description and self.examples)):
+            if self.examples:
+                raise _error("topic", "a topic with examples also needs a description (a sentence on what it is "
+                             "about) or keywords: papers are matched by those, the examples then move them")
+            raise _error("topic", "a topic needs keywords, query, categories, authors or min_upvotes "
+                         "(or a description with examples)")
         return self
 
 
@@ -510,6 +548,9 @@ class Config(_Strict):
     # never longer, so that a slow or hostile feed does not hold them back.
     fetch_wait: Annotated[Duration, _at_most(timedelta(hours=1))] = timedelta(seconds=30)
     listen: Annotated[str, BeforeValidator(_listen)] | None = None  # the unsubscribe endpoint of `digest run`
+    # Where topics' examples are looked up by id when the store does not have them: arXiv's API
+    # (or a mirror of it). Asked at most once every 3 s, as arXiv's terms of use say.
+    arxiv_api: Annotated[str, Field(pattern=r"^https?://\S+$")] = "https://export.arxiv.org/api/query"
     sources: list[Source] = []
     defaults: Defaults = Defaults()
     # Topics people pick from on the sign-up and manage pages (name, description, keywords/query).

@@ -56,6 +56,7 @@ class Daemon:
         self.stop = threading.Event()
         self.fetching = threading.Lock()  # digests wait for a fetch under way (at start-up, say)
         self.reload_requested = threading.Event()
+        self.examples_waiting = False  # some topics' examples wait for the network or for papers: after a fetch
         self.config: Config = load_config(self.config_path, subscribers=False)
         self.mtime = self._mtime()
         self.scheduler = BackgroundScheduler(
@@ -89,6 +90,32 @@ class Daemon:
                     log.warning("fetch %s failed: %s", report.source, report.error)
         finally:
             store.close()
+        if self.examples_waiting:  # the network may be back, and the papers to set examples against are in
+            self.learn_examples()
+
+    def learn_examples(self) -> None:
+        """The topics whose examples changed, retrained (subscribe/examples.py): at start, on a
+        reload, and after a fetch while some wait. Never beside a fetch: both ask arXiv, which
+        wants one request at a time; the digests due wait for it as for a fetch."""
+        from .subscribe.examples import Asking, refresh_everyone
+
+        config = self.config
+        try:
+            store = open_store(config)
+            try:
+                with Locks(store).held("examples", datetime.now(UTC), FETCH_LEASE) as mine:
+                    if not mine:
+                        log.info("examples not refreshed: another process is at it")
+                        return
+                    with self.fetching:
+                        done = refresh_everyone(config, store, datetime.now(UTC),
+                                                Asking(config.arxiv_api, stop=self.stop))
+                self.examples_waiting = done.waiting > 0
+            finally:
+                store.close()
+        except DigestError as exc:
+            self.examples_waiting = True
+            log.error("topics' examples not refreshed: %s", exc)
 
     def dispatch(self) -> None:
         # A fetch under way (at start-up, say) may bring papers for the digests due now: wait for
@@ -151,6 +178,9 @@ class Daemon:
         changed_fetch = config.fetch != self.config.fetch
         self.config = config
         self._refresh_presets()
+        if self.role in ("all", "scheduler"):  # presets or subscribers.yaml may have changed topics' examples
+            self.scheduler.add_job(self.learn_examples, id="examples", name="train topics' examples",
+                                   replace_existing=True)
         if (centre := getattr(self, "centre", None)) is not None:  # presets and limits as the file says now
             centre.config = config
         if changed_fetch:
@@ -168,6 +198,7 @@ class Daemon:
         if schedules:
             self.scheduler.add_job(self.fetch, fetch_trigger(self.config.fetch), id="fetch", name="fetch",
                                    **({"next_run_time": now} if self.fetch_first else {}))
+            self.scheduler.add_job(self.learn_examples, id="examples", name="train topics' examples")
         if self.role != "web":
             self.scheduler.add_job(self.dispatch, IntervalTrigger(seconds=self.tick, timezone=UTC), id="send",
                                    name="send due digests", next_run_time=now + timedelta(seconds=1))

@@ -51,14 +51,16 @@ class Clock:
         return self.now
 
 
-def serve_centre(tmp_path, smtp, signups: str = "", *, papers: bool = False, clock: Clock | None = None):  # noqa: ANN201
+def serve_centre(tmp_path, smtp, signups: str = "", *, papers: bool = False, clock: Clock | None = None,  # noqa: ANN201
+                 extra: str = ""):
     """The subscription centre on its real server, sign-ups open (`signups`: more of that
     section's settings, as YAML lines), mail to `smtp`; `papers`: the samples fetched first
-    (the day's papers the previews match). Returns (server, centre, store, config)."""
+    (the day's papers the previews match); `extra`: more top-level settings, as YAML lines.
+    Returns (server, centre, store, config)."""
     from digest.gather.collect import gather
 
     path = write(tmp_path, smtp.port, ["yaml@example.org"], state=fresh_database(tmp_path),
-                 extra=PRESETS + "signups:\n  open: true\n" + signups)
+                 extra=extra + PRESETS + "signups:\n  open: true\n" + signups)
     config = load_config(path)
     store = Store(config.database_url())
     if papers:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from digest.config import load_config, parse_config
+from digest.config import Topic, load_config, parse_config
 from digest.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -163,3 +163,44 @@ def test_a_large_file_is_parsed_once_per_change(tmp_path):
     with pytest.raises(ConfigError) as failure:
         load_config(path)
     assert any(p.line == 11 for p in failure.value.problems), failure.value.problems
+
+
+# ---------------------------------------------------------------- topics' examples
+
+
+def test_examples_are_arxiv_ids_once_each_and_a_bad_one_says_where_and_what_to_do(tmp_path):
+    topic = Topic(name="T", description="Testing.", examples=[
+        "2406.01234", "arXiv:2406.01234v2", " https://arxiv.org/abs/2310.06825 ", "https://arxiv.org/pdf/2401.00002v3.pdf",
+        "https://huggingface.co/papers/2402.00003", "hep-th/9901001v1"])
+    assert topic.examples == ["2406.01234", "2310.06825", "2401.00002", "2402.00003", "hep-th/9901001"]
+    many = ", ".join(f'"2406.{n:05d}"' for n in range(21))
+    text = """sender: {from: digest@example.org}
+subscribers:
+  - email: a@example.org
+    topics:
+      - name: Testing
+        description: Statistical tests.
+        examples: ["2406.01234", "see https://arxiv.org/abs/2406.01234"]
+      - name: Numbers
+        keywords: [x]
+        examples: [2406.01230]
+      - name: Many
+        keywords: [x]
+        examples: [MANY]
+""".replace("MANY", many)
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, tmp_path / "subscribers.yaml")
+    problems = {p.path: (p.line, p.message) for p in caught.value.problems}
+    assert problems["subscribers[0].topics[0].examples"][0] == 7
+    assert "example 2 ('see https://arxiv.org/abs/2406.01234') is not an arXiv id or link" in \
+        problems["subscribers[0].topics[0].examples"][1] and "arXiv:2406.01234v2" in problems["subscribers[0].topics[0].examples"][1]
+    assert "in quotes" in problems["subscribers[0].topics[1].examples"][1]  # 2406.01230 would be read as 2406.0123
+    assert "21 examples: a topic takes at most 20" in problems["subscribers[0].topics[2].examples"][1]
+
+
+def test_a_description_with_examples_is_a_topic_examples_alone_are_not():
+    Topic(name="T", description="Statistical hypothesis tests.", examples=["2403.16981"])  # no keywords needed
+    with pytest.raises(ValueError, match="a topic with examples also needs a description"):
+        Topic(name="T", examples=["2403.16981"])
+    with pytest.raises(ValueError, match="a topic needs keywords"):
+        Topic(name="T", description="Statistical hypothesis tests.")  # as before: a description alone is not

@@ -185,3 +185,11 @@ def test_a_spreadsheets_semicolon_or_tab_separated_file_imports_too():
         assert line == 2 and ada.name == "Ada"
         assert [(t.name, t.keywords) for t in ada.topics] == [("KV cache", ["KV cache"]),
                                                               ("Agents", ["tool use", "web agent"])]
+
+
+def test_a_csv_export_keeps_a_topic_examples():
+    from digest.config import Topic
+    from digest.subscribe.csv_rows import parse_topics, topics_cell
+
+    topics = [Topic(name="KV cache", keywords=["KV cache"], examples=["2406.01234"])]
+    assert [Topic.model_validate(t) for t in parse_topics(topics_cell(topics))] == topics

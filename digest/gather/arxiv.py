@@ -8,9 +8,9 @@ from zoneinfo import ZoneInfo
 
 from ..config import ArxivSource
 from ..errors import ParseError
+from ..ids import arxiv_id
 from ..models import Listing, Paper
 from .feeds import entry_time, parse_feed, require_papers
-from .ids import arxiv_id
 from .text import html_to_text, split_authors, squash, title_text
 
 ARXIV_TZ = ZoneInfo("America/New_York")

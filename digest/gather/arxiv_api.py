@@ -7,10 +7,10 @@ from urllib.parse import urlencode
 
 from ..config import ArxivApiSource
 from ..errors import ParseError
+from ..ids import arxiv_id, doi
 from ..models import Listing, Paper
 from .arxiv import paper_links
 from .feeds import entry_time, parse_feed, require_papers
-from .ids import arxiv_id, doi
 from .text import html_to_text, squash, title_text, untex
 
 API_URL = "https://export.arxiv.org/api/query"

@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 
 from ..config import FeedSource
+from ..ids import arxiv_id, canonical_id, doi
 from ..models import Listing, Paper
 from .arxiv import paper_links
 from .feeds import entry_time, parse_feed, require_papers
-from .ids import arxiv_id, canonical_id, doi
 from .text import html_to_text, split_authors, squash, title_text, untex
 
 

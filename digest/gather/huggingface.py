@@ -11,9 +11,9 @@ from typing import Any
 
 from ..config import HuggingFaceSource
 from ..errors import ParseError
+from ..ids import arxiv_id
 from ..models import Listing, Paper
 from .arxiv import paper_links
-from .ids import arxiv_id
 from .text import html_to_text, title_text, untex
 
 API_URL = "https://huggingface.co/api/daily_papers"

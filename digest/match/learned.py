@@ -35,6 +35,9 @@ class Learned:
     intercept: float
     ratings: int
     liked: tuple[str, ...]  # titles of the papers liked, newest first (for the why-line)
+    # Titles of the topic's examples among those liked (subscribe/learning.py sets it): the
+    # why-line calls them examples, not papers the reader liked.
+    examples: tuple[str, ...] = ()
 
     def __hash__(self) -> int:  # kept: a model is a dict key per topic and per pool, its words many
         return self._hash
@@ -55,13 +58,13 @@ class Learned:
 
     def to_json(self) -> str:
         return json.dumps({"words": self.words, "weights": self.weights, "intercept": self.intercept,
-                           "ratings": self.ratings, "liked": self.liked})
+                           "ratings": self.ratings, "liked": self.liked, "examples": self.examples})
 
     @classmethod
     def from_json(cls, text: str) -> Learned:
         data = json.loads(text)
         return cls(tuple(data["words"]), tuple(data["weights"]), float(data["intercept"]), int(data["ratings"]),
-                   tuple(data["liked"]))
+                   tuple(data["liked"]), tuple(data.get("examples", ())))
 
     def probabilities(self, lexical: LexicalIndex) -> np.ndarray:
         """How likely each paper of `lexical` is one the reader wants (0 to 1)."""

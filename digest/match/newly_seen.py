@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from datetime import datetime
+from functools import partial
 
 from ..config import Config, Subscriber
 from ..models import Digest, Paper
@@ -37,14 +38,24 @@ def newly_seen(config: Config, store: Store, subscribers: Sequence[Subscriber], 
     earliest = min(starts.values(), default=now)
     papers = store.papers(since=earliest)
     matcher = Matcher(subscribers, config.defaults, papers)
+    examples = {s.email: ids for s in subscribers if (ids := examples_of(s))}  # theirs already: never "new"
+
+    def window(subscriber: Subscriber, delivered: dict[str, set[str]]) -> tuple[datetime, set[str]]:
+        gone = delivered.get(subscriber.email, set())
+        given = examples.get(subscriber.email)
+        return starts[subscriber.email], gone | given if given else gone
 
     def digests() -> Iterator[Digest]:
         for chunk in chunks(subscribers, batch):
             delivered = ledger.delivered_to([s.email for s in chunk], since=earliest) if ledger is not None else {}
-            yield from matcher.digests(chunk, now, window=lambda s, d=delivered: (  # type: ignore[misc]
-                starts[s.email], d.get(s.email, set())))
+            yield from matcher.digests(chunk, now, window=partial(window, delivered=delivered))
 
     return papers, digests()
+
+
+def examples_of(subscriber: Subscriber) -> set[str]:
+    """The papers their topics give as examples (left out of their digests)."""
+    return {i for topic in subscriber.topics for i in topic.examples}
 
 
 def chunks(items: Sequence[Subscriber], size: int) -> Iterator[Sequence[Subscriber]]:

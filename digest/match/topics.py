@@ -174,7 +174,12 @@ class TopicPlan:
             why, matched = _explained(tuple(terms), authors, categories, paper.upvotes)
             if close is not None and close[i] >= self.threshold:  # its words alone let it in
                 liked = self._liked_like(paper) if self.learned is not None else None
-                lead = f'like "{liked}" that you liked' if liked else "close to your description"
+                if liked is None:
+                    lead = "close to your description"
+                elif liked[1]:
+                    lead = f'like your example "{liked[0]}"'
+                else:
+                    lead = f'like "{liked[0]}" that you liked'
                 why = lead + ("; " + why if why else "")
             made.append(_entry(paper, score, why, matched, also))
         return tuple(made)
@@ -199,15 +204,18 @@ class TopicPlan:
         one half lifts a paper, below lowers it, by up to the model's weight."""
         return close + self.learned.weight * (2 * probabilities - 1)
 
-    def _liked_like(self, paper: Paper) -> str | None:
-        """The liked paper this one shares most words with (at least three), its title shortened."""
+    def _liked_like(self, paper: Paper) -> tuple[str, bool] | None:
+        """The liked paper this one shares most words with (at least three), its title shortened,
+        and whether it is one of the topic's examples."""
         words = set(relevance_terms(paper.title)) | set(relevance_terms(paper.abstract))
         best, shared = None, 2
         for title in self.learned.liked:
             common = len(words & set(relevance_terms(title)))
             if common > shared:
                 best, shared = title, common
-        return None if best is None else (best if len(best) <= 60 else best[:57].rstrip() + "…")
+        if best is None:
+            return None
+        return (best if len(best) <= 60 else best[:57].rstrip() + "…"), best in self.learned.examples
 
     def evaluate(self, index: PaperIndex) -> tuple[np.ndarray, np.ndarray]:
         """(the papers that satisfy every criterion, in ascending order, and their raw relevance:

@@ -270,6 +270,13 @@ class Directory:
             yield page
             last = page[-1].key
 
+    def containing(self, text: str) -> list[Listed]:
+        """The subscribers whose settings' JSON holds `text` (a key such as '"examples":'), by
+        key: one query, however many subscribers there are."""
+        query = sa.select(subscribers).where(subscribers.c.profile.contains(text, autoescape=True)).order_by(
+            subscribers.c.key)
+        return self._read(lambda conn: [_listed(row) for row in conn.execute(query)])
+
     def get(self, keys: Sequence[str]) -> dict[str, Listed]:
         found: dict[str, Listed] = {}
         def rows(conn: Connection) -> None:

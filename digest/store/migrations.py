@@ -123,6 +123,22 @@ def _m9_ratings(conn: Connection) -> None:
         conn.exec_driver_sql(ddl)
 
 
+def _m10_topic_examples(conn: Connection) -> None:
+    # Papers topics give as examples, fetched by id when `papers` lacks them: kept apart, so an
+    # example is never a newly seen paper. `found` 0: arXiv does not know the id.
+    for ddl in (
+        """CREATE TABLE example_papers (
+            id TEXT PRIMARY KEY, title TEXT NOT NULL, abstract TEXT NOT NULL, authors TEXT NOT NULL,
+            categories TEXT NOT NULL, found INTEGER NOT NULL, checked_at TEXT NOT NULL)""",
+        # The examples each topic's model was last trained with (those settled: found, or unknown
+        # to arXiv), compared with the topic's own when subscribers come in: a change retrains.
+        """CREATE TABLE topic_examples (
+            subscriber TEXT NOT NULL, topic TEXT NOT NULL, examples TEXT NOT NULL, trained_at TEXT NOT NULL,
+            PRIMARY KEY (subscriber, topic))""",
+    ):
+        conn.exec_driver_sql(ddl)
+
+
 MIGRATIONS: list[Callable[[Connection], None]] = [
     _m1_papers_and_fetch_state, _m2_settings, _m3_ledger, _m4_uncertain_resends, _m5_digest_ids_on_postgresql,
-    _m6_shared_plans, _m7_subscriber_directory, _m8_subscription_centre, _m9_ratings]
+    _m6_shared_plans, _m7_subscriber_directory, _m8_subscription_centre, _m9_ratings, _m10_topic_examples]

@@ -57,7 +57,8 @@ def topics_cell(topics: Iterable[Topic]) -> str:
     topics = list(topics)
     items = []
     for topic in topics:
-        plain = not (topic.query or topic.exclude or topic.categories or topic.authors or topic.min_upvotes is not None)
+        plain = not (topic.query or topic.exclude or topic.categories or topic.authors or topic.min_upvotes is not None
+                     or topic.examples)
         separators = any(c in text for text in (topic.name, *topic.keywords) for c in ";,:[")
         if not plain or separators:
             return json.dumps([t.model_dump(mode="json", exclude_defaults=True) for t in topics], ensure_ascii=False)

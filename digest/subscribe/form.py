@@ -4,7 +4,9 @@ located at its field in words a person reads; and a Subscriber back into the for
 
 Fields: email, name, preset (one per picked catalogue entry), topic_name_N,
 topic_description_N, topic_keywords_N (separated by commas, semicolons or lines),
-topic_query_N (optional, the query language), topic_sensitivity_N (-2 fewer papers, 0, 2 more), schedule_kind (daily, weekdays, weekly),
+topic_query_N (optional, the query language), topic_sensitivity_N (-2 fewer papers, 0, 2 more),
+topic_examples_N (arXiv ids or links, one a line or separated by commas; the manage page shows
+it), schedule_kind (daily, weekdays, weekly),
 schedule_day, schedule_time (HH:MM), timezone, max_papers.
 """
 
@@ -22,7 +24,8 @@ from ..config import MAX_TOPICS, Config, Subscriber
 OWN_TOPIC_ROWS = 3  # blank rows for topics of one's own (no script needed to add one)
 DAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 _SPLIT = re.compile(r"[,;\n]")
-_TOPIC_FIELDS = ("name", "description", "keywords", "query")
+_EXAMPLES_SPLIT = re.compile(r"[,;\s]+")  # ids and links hold none of these
+_TOPIC_FIELDS = ("name", "description", "keywords", "query", "examples")
 
 
 @dataclass
@@ -50,7 +53,8 @@ def values_of(config: Config, subscriber: Subscriber) -> dict[str, Any]:
     """A subscriber's settings as the form's values (for the manage page)."""
     kind, day, time = _schedule_parts(subscriber.schedule or config.defaults.schedule)
     own = [{"name": t.name, "description": t.description or "", "keywords": ", ".join(t.keywords),
-            "query": t.query or "", "sensitivity": str(t.sensitivity)} for t in subscriber.topics if t.preset is None]
+            "query": t.query or "", "examples": "\n".join(t.examples), "sensitivity": str(t.sensitivity)}
+           for t in subscriber.topics if t.preset is None]
     return {"email": subscriber.email, "name": subscriber.name or "",
             "preset": [t.preset for t in subscriber.topics if t.preset is not None],
             "topics": own + [_blank_topic() for _ in range(max(1, OWN_TOPIC_ROWS - len(own)))],
@@ -100,6 +104,8 @@ def read(config: Config, form: Mapping[str, Sequence[str]], *, email: str | None
             topic["description"] = shown["description"]
         if shown["query"]:
             topic["query"] = shown["query"]
+        if shown["examples"]:
+            topic["examples"] = [e for e in _EXAMPLES_SPLIT.split(shown["examples"]) if e]
         if level != "0":
             if level.lstrip("-").isdigit():
                 topic["sensitivity"] = int(level)

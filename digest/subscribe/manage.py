@@ -4,7 +4,8 @@ rated, export everything kept about them, and delete it.
 
 An edit here takes the subscriber's row over for origin `self` (store/directory.py): a reload
 of subscribers.yaml never undoes it, and the admin sees the file's entry reported as shadowed.
-Deleting removes the row, the sign-ups and mail records, the ratings and the ledger's state;
+Saving retrains the topics whose examples changed. Deleting removes the row, the sign-ups and
+mail records, the ratings and what they and the examples taught, and the ledger's state;
 the digests sent stay only as anonymous counts. An address subscribers.yaml still lists would come back
 with the next sync, so it is kept unsubscribed and the admin is told to remove it there.
 """
@@ -24,22 +25,28 @@ from zoneinfo import ZoneInfo
 from ..config import Subscriber
 from ..deliver import roster
 from ..deliver.schedule import receiving
+from ..gather.categories import ARXIV_INTERVAL
+from ..gather.http import Fetcher
 from ..match.index import PaperWords, paper_words
 from ..match.learned import with_learned
 from ..match.matcher import Matcher
+from ..match.newly_seen import examples_of
 from ..match.relevance import DescriptionScores
 from ..models import Digest, Paper
 from ..render.links import address_hash
 from ..store.directory import Listed
+from ..store.examples import Examples
 from ..store.ledger import SubscriberState, subscriber_key
 from ..store.ratings import Ratings
 from .centre import ORIGIN, Centre
+from .examples import Asking, Refreshed, refresh
 from .learning import retrain
 
 log = logging.getLogger("digest.subscribe")
 
 PAPERS_FRESH_FOR = 300.0  # seconds the preview's papers are read once for every visitor
 PREVIEWS_KEPT = 2048  # previews of the same settings over the same papers, the most recent
+EXAMPLES_WAIT = 15.0  # seconds a save waits for arXiv's answer on new examples (the rest: next time)
 
 
 @dataclass(frozen=True)
@@ -62,6 +69,8 @@ class SelfService:
         self._papers: tuple[float, list[Paper], list[PaperWords], DescriptionScores] | None = None
         self._papers_lock = threading.Lock()
         self._previews: OrderedDict[tuple, Digest] = OrderedDict()  # by papers read and settings
+        self.fetcher = Fetcher(retries=2)  # one for every save: arXiv's 3 s between requests holds across them
+        self.arxiv_interval = ARXIV_INTERVAL
 
     @property
     def config(self):  # type: ignore[no-untyped-def]  # the centre's, reloaded with the file
@@ -97,7 +106,25 @@ class SelfService:
                                             lambda schedule, timezone: roster.first_due(schedule, timezone, now))
         if taken:
             log.info("a subscriber changed their settings")
+            self.learn_examples(subscriber)
         return taken
+
+    def learn_examples(self, subscriber: Subscriber) -> Refreshed:
+        """Their topics whose examples changed, retrained now (new examples asked of arXiv, for
+        up to EXAMPLES_WAIT seconds): the next digest, and the preview, follow them."""
+        return refresh(self.centre.directory.store, [subscriber], self.centre.clock(), Asking(
+            self.config.arxiv_api, self.fetcher, self.arxiv_interval, within=EXAMPLES_WAIT))
+
+    def examples_found(self, subscriber: Subscriber) -> dict[str, dict[str, list[str]]]:
+        """Per topic with examples, those arXiv does not know and those not fetched yet (the
+        manage page says so under the topic's examples)."""
+        wanted = examples_of(subscriber)
+        if not wanted:
+            return {}
+        known = Examples(self.centre.directory.store).known(wanted)
+        return {t.name: {"unknown": [i for i in t.examples if i in known.unknown],
+                         "missing": [i for i in t.examples if i not in known.papers and i not in known.unknown]}
+                for t in subscriber.topics if t.examples}
 
     def pause(self, key: str, until: date | None) -> bool:
         """No digests before `until` (their day); None resumes now."""
@@ -167,6 +194,7 @@ class SelfService:
         self.centre.ledger.forget(email, f"deleted:{secrets.token_hex(8)}", now, still_listed=listed_in_file)
         self.centre.signups.forget(key, address_hash(self.centre.secret, key))
         self.centre.ratings.forget(key)
+        Examples(self.centre.directory.store).forget(key)
         self.centre.directory.remove(None, [key])
         if listed_in_file:
             log.warning("a subscriber deleted themselves, but %s still lists them: they stay unsubscribed; "
@@ -198,7 +226,8 @@ class SelfService:
             return known
         now = self.centre.clock()
         newest = max((p.first_seen_at for p in papers if p.first_seen_at), default=now)
-        digest = Matcher([shown], self.config.defaults, papers, words, pool).digest(shown, now, since=newest - timedelta(days=1))
+        digest = Matcher([shown], self.config.defaults, papers, words, pool).digest(
+            shown, now, since=newest - timedelta(days=1), delivered=examples_of(shown))
         with self._papers_lock:
             self._previews[key] = digest
             if len(self._previews) > PREVIEWS_KEPT:

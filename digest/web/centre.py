@@ -237,7 +237,8 @@ def centre_routes(centre: Centre | None, page: Callable[..., HTMLResponse], csrf
                           preview=preview if preview is not None else preview_of(managed.subscriber),
                           unsaved=unsaved, today=today.isoformat(), tomorrow=(today + timedelta(days=1)).isoformat(),
                           latest=(today + timedelta(days=366)).isoformat(), request_path=request.url.path,
-                          ratings=managed_service().rated(managed.row.key))
+                          ratings=managed_service().rated(managed.row.key),
+                          examples_found=managed_service().examples_found(managed.subscriber))
 
     NOTICES = {"saved": "Your settings are saved: the next digest follows them.",
                "paused": "Paused: no digests until the day you chose.", "resumed": "Digests resume from the next one.",

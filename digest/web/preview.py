@@ -19,6 +19,7 @@ from ..render.renderer import builtin_templates
 from ..store.database import Store, open_store
 from ..store.directory import Directory
 from ..store.ledger import subscriber_key
+from ..subscribe.examples import Asking, refresh
 from .server import http_server
 
 _PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{title}</title>
@@ -61,6 +62,8 @@ class PreviewState:
             if self._built is None or version != self._version:
                 config = load_config(self.config_path)
                 store = open_store(config)
+                # Topics whose examples changed since their models were trained: as `digest preview` does.
+                refresh(store, config.subscribers, datetime.now(UTC), Asking(config.arxiv_api))
                 self._built = (config, Composer(config, secret=store.signing_secret()), store)
                 self._version = self.version()
             return self._built
