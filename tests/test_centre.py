@@ -144,7 +144,7 @@ class NoRedirect(urllib.request.HTTPRedirectHandler):
 
 def link_in(message, path: str) -> str:
     text = message.get_body(("plain",)).get_content()
-    found = re.search(rf"https://digest\.example\.org(/{path}/[A-Za-z0-9_-]+)", text)
+    found = re.search(rf"https://digest\.example\.org(/{path}/[A-Za-z0-9_~-]+)", text)
     assert found, text
     return found.group(1)
 
@@ -168,7 +168,7 @@ def test_sign_up_confirm_by_post_only_then_subscribed(site):
     row = directory.get(["new@example.org"])["new@example.org"]
     assert row.origin == "self" and row.timezone == "Europe/Berlin" and row.schedule == "daily 07:30"
     assert '"preset":"Language models"' in row.profile and "text-to-image" in row.profile
-    assert re.search(r'href="https://digest\.example\.org/manage/[A-Za-z0-9_-]+"', html)
+    assert re.search(r'href="https://digest\.example\.org/manage/[A-Za-z0-9_~-]+"', html)
     # single use: the same link again is refused, and changes nothing
     assert visitor.post(path, hidden)[0] == 400
     assert visitor.get(path)[0] == 400
@@ -318,7 +318,7 @@ def subscribed(site, email: str = "me@example.org", **fields: object) -> tuple[B
     path = link_in(site.mails(email)[-1], "confirm")
     status, html = visitor.post(path, visitor.form(path))
     assert status == 200, html
-    manage = re.search(r'href="https://digest\.example\.org(/manage/[A-Za-z0-9_-]+)"', html)
+    manage = re.search(r'href="https://digest\.example\.org(/manage/[A-Za-z0-9_~-]+)"', html)
     assert manage
     return visitor, manage.group(1)
 

@@ -40,18 +40,33 @@ def _cipher(secret: str) -> AESSIV:
     return AESSIV(key)
 
 
+# A token is written in runs of at most RUN characters with "~" between them. In one run,
+# a stretch of 30 or more letters and digits that starts with 1 or 3 reads to SpamAssassin as
+# a Bitcoin address (__BITCOIN_ID: +1, and +1 more with "bomb" anywhere in the text, which a
+# paper on zip bombs may well say). Written whole, 0.04 % of tokens had one: with a few dozen
+# links in a digest, about one digest in fifty. "~" is unreserved in URLs (RFC 3986) and never
+# in base64url.
+RUN = 24
+
+
+def _spelled(raw: bytes) -> str:
+    text = _b64(raw)
+    return "~".join([text[i:i + RUN] for i in range(0, len(text), RUN)])
+
+
 def seal(secret: str, purpose: str, text: str) -> str:
     """An opaque, unforgeable, stable token for `text`, valid only for `purpose`."""
-    return _b64(_cipher(secret).encrypt(text.encode("utf-8"), [purpose.encode()]))
+    return _spelled(_cipher(secret).encrypt(text.encode("utf-8"), [purpose.encode()]))
 
 
 def unseal(secret: str, purpose: str, token: str) -> str | None:
-    """The text sealed in `token` for `purpose`, or None when the token is not genuine."""
+    """The text sealed in `token` for `purpose`, or None when the token is not genuine.
+    Tokens written whole (before the runs) are honoured: digests already sent carry them."""
     if not token or len(token) > 2048 or not token.isascii():
         return None
     try:
-        raw = _unb64(token)
-        if _b64(raw) != token:  # one spelling per token: no padding, no stray characters
+        raw = _unb64(token.replace("~", ""))
+        if token not in (_spelled(raw), _b64(raw)):  # one spelling per token: no padding, no stray characters
             return None
         return _cipher(secret).decrypt(raw, [purpose.encode()]).decode("utf-8")
     except (InvalidTag, binascii.Error, ValueError, UnicodeDecodeError):
