@@ -520,7 +520,7 @@ def test_each_outcome_is_logged(tmp_path, fetched, caplog):
 def test_a_slow_accepting_server_gets_each_digest_once(tmp_path, fetched):
     with SmtpServer() as server:
         for e in EMAILS:
-            server.handler.script[e] = ["stall 4"]  # the 250 comes 4 s after the end of DATA; smtp.timeout is 2
+            server.handler.script[e] = ["stall 3"]  # the 250 comes 3 s after the end of DATA; smtp.timeout is 2
         config = setup(tmp_path, fetched, server.port, EMAILS, defaults="  schedule: daily 07:30\n")
         outcomes = delivery(config).run()
         assert [o.status for o in outcomes] == ["sent"] * 3  # RFC 5321: the reply may take minutes
