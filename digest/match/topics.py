@@ -200,17 +200,9 @@ class TopicPlan:
         return self._close[1]
 
     def with_learned(self, close: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
-        """The closeness moved by the learned model's `probabilities` of the same papers, by up to
-        the model's weight: a paper more likely than the typical candidate (a paper close enough
-        to be in with a keyword) is lifted, one less likely (like those rated "not for me")
-        lowered, the typical one left where it was. Centred on 0.5, the model would push down
-        nearly every paper: it is trained against many unrated ones and says "no" to most."""
-        candidates = probabilities[close >= self.threshold - KEYWORD_BONUS]
-        typical = float(np.median(candidates)) if len(candidates) else 0.5
-        above = probabilities - typical
-        # from -1 (p = 0) through 0 (the typical candidate) to 1 (p = 1), in order
-        shift = np.where(above >= 0, above / max(1.0 - typical, 1e-9), above / max(typical, 1e-9))
-        return close + self.learned.weight * shift
+        """The closeness moved by the learned model's `probabilities` of the same papers: p above
+        one half lifts a paper, below lowers it, by up to the model's weight."""
+        return close + self.learned.weight * (2 * probabilities - 1)
 
     def _liked_like(self, paper: Paper) -> tuple[str, bool] | None:
         """The liked paper this one shares most words with (at least three), its title shortened,
