@@ -21,6 +21,7 @@ import json
 import random
 import sys
 import time
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -240,7 +241,10 @@ def one_split(papers: list[dict], topics: list[dict], relevant: dict[str, set[st
             liked, disliked = [items[i] for i in positives], [items[i] for i in negatives if i in shown_set(make, t)]
             unrated = [items[i] for i in negatives if i not in shown_set(make, t)]
             clock = time.perf_counter()
-            models[make][name] = train(liked, disliked, unrated)
+            model = train(liked, disliked, unrated)
+            if model is not None and make == "examples":  # as subscribe/learning.py marks them
+                model = replace(model, examples=tuple(p.title for p in liked))
+            models[make][name] = model
             TRAINING.append(time.perf_counter() - clock)
         results[label] = report(label, leave_one_out(scores[:, second], ids, names, truth), time.perf_counter() - started)
         started = time.perf_counter()

@@ -488,7 +488,8 @@ def taught(n: int):  # noqa: ANN201
     from digest.match.learned import train
 
     papers = seed_papers()
-    return train(papers[n * 7:n * 7 + 3], papers[40 + n:42 + n], papers[60:90])
+    disliked = papers[40 + n:42 + n] if n else []  # n = 0: likes only (a model that only lifts)
+    return train(papers[n * 7:n * 7 + 3], disliked, papers[60:90])
 
 
 DESCRIPTIONS = ["Making language model inference cheaper: KV-cache compression, speculative decoding, quantization.",

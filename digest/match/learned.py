@@ -25,6 +25,7 @@ from .relevance import LexicalIndex, probabilities
 
 KEPT_WORDS = 400  # the words that weigh most, either way
 WEIGHT_PER_RATING = 0.02
+WEIGHT_PER_EXAMPLE = 0.1  # an example is chosen with care, "exactly what I want": it says more than a click
 MAX_WEIGHT = 0.5
 
 
@@ -52,9 +53,15 @@ class Learned:
         return np.array(self.weights)
 
     @property
+    def disliked(self) -> int:
+        """How many papers were rated "not for me"."""
+        return self.ratings - len(self.liked)
+
+    @property
     def weight(self) -> float:
         """How much the model moves a paper's closeness (0 to MAX_WEIGHT)."""
-        return min(MAX_WEIGHT, WEIGHT_PER_RATING * self.ratings)
+        examples = len(self.examples)
+        return min(MAX_WEIGHT, WEIGHT_PER_RATING * (self.ratings - examples) + WEIGHT_PER_EXAMPLE * examples)
 
     def to_json(self) -> str:
         return json.dumps({"words": self.words, "weights": self.weights, "intercept": self.intercept,

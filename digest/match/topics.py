@@ -200,9 +200,15 @@ class TopicPlan:
         return self._close[1]
 
     def with_learned(self, close: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
-        """The closeness moved by the learned model's `probabilities` of the same papers: p above
-        one half lifts a paper, below lowers it, by up to the model's weight."""
-        return close + self.learned.weight * (2 * probabilities - 1)
+        """The closeness moved by the learned model's `probabilities` of the same papers, by up to
+        the model's weight: p above one half lifts a paper, below lowers it. A model that knows
+        no "not for me" (examples, likes only) only lifts, from the pool's typical paper (0) to
+        the one most like its positives (the full weight): trained against unrated papers, it
+        puts nearly every paper under one half, the relevant ones unlike its few positives too."""
+        if self.learned.disliked or not len(probabilities):
+            return close + self.learned.weight * (2 * probabilities - 1)
+        typical, best = float(np.median(probabilities)), float(probabilities.max())
+        return close + self.learned.weight * np.clip((probabilities - typical) / max(best - typical, 1e-9), 0.0, 1.0)
 
     def _liked_like(self, paper: Paper) -> tuple[str, bool] | None:
         """The liked paper this one shares most words with (at least three), its title shortened,
