@@ -91,23 +91,23 @@ class Block:
         """Every topic's matches: (cell, topic row, paper, raw relevance). A keyword topic may
         name a cell more than once (once per term the paper has), with the same relevance."""
         together: list[tuple[int, int, TopicPlan]] = []
-        described_: list[tuple[int, int, TopicPlan]] = []
+        described: list[tuple[int, int, TopicPlan]] = []
         alone: list[tuple[int, int, TopicPlan]] = []
         for b, plans in enumerate(self.plans):
             for n, plan in enumerate(plans):
-                (together if plan.keyword_only else described_ if plan.closeness_only else alone).append((b, n, plan))
+                (together if plan.keyword_only else described if plan.closeness_only else alone).append((b, n, plan))
         plans, first = described_plans(self.plans)
-        found = described(self.index, plans, first)
+        found = evaluate_described(self.index, plans, first)
         for plan, row in zip(plans, found.close):
             plan.hold_closeness(self.index, row)
-        parts = [self.keyword_matches(together), self.described_matches(described_, plans, found), self.other_matches(alone)]
+        parts = [self.keyword_matches(together), self.described_matches(described, plans, found), self.other_matches(alone)]
         cell, row, paper, raw = (np.concatenate(arrays) for arrays in zip(*parts))
         return cell, row, paper, raw
 
     def described_matches(self, topics: list[tuple[int, int, TopicPlan]], plans: list[TopicPlan],
                           found: Described) -> tuple[np.ndarray, ...]:
         """`matches` of described keyword topics: each subscriber's topic gets its distinct
-        plan's matches (`described`: those of plan n are found.topic == n)."""
+        plan's matches (`evaluate_described`: those of plan n are found.topic == n)."""
         if not topics:
             return _NO_CELLS, _NO_CELLS, _NO_CELLS, _NO_WEIGHTS
         size = self.index.size
@@ -124,20 +124,10 @@ class Block:
         """`matches` of keyword topics, from the postings of their terms: each term's postings
         at once, summed per (topic, paper) in a scratch array."""
         size = self.index.size
-        start, postings, added = self.index.all_postings()
-        terms: list[int] = []
-        owners: list[int] = []
-        for n, (_, _, plan) in enumerate(topics):
-            terms += plan.terms
-            owners += [n] * len(plan.terms)
-        term = np.array(terms, dtype=np.intp)
-        first = start[term]
-        lengths = start[term + 1] - first
-        at = _ranges(first, lengths)
-        topic, paper = np.repeat(np.array(owners, dtype=np.intp), lengths), postings[at]
+        topic, paper, added = _keyword_postings(self.index, [plan for _, _, plan in topics])
         slot = topic * size + paper
         sums = self.matcher.scratch(len(topics) * size)
-        np.add.at(sums, slot, added[at])
+        np.add.at(sums, slot, added)
         raw = sums[slot]
         sums[slot] = 0.0
         narrowed = [plan.narrowed for _, _, plan in topics]
@@ -292,7 +282,7 @@ def described_plans(plans: list[list[TopicPlan]]) -> tuple[list[TopicPlan], int]
 
 @dataclass(frozen=True)
 class Described:
-    """A block's described topics evaluated (`described`)."""
+    """A block's described topics evaluated (`evaluate_described`)."""
 
     close: np.ndarray  # each plan's closeness to every paper, learned model included
     topic: np.ndarray  # the matches of the described keyword topics: plan (ascending), paper, raw relevance
@@ -300,7 +290,7 @@ class Described:
     raw: np.ndarray
 
 
-def described(index: PaperIndex, plans: list[TopicPlan], first: int) -> Described:
+def evaluate_described(index: PaperIndex, plans: list[TopicPlan], first: int) -> Described:
     """The described `plans`' closeness to every paper (one sparse product, and one more for the
     learned models among them), and the matches of the first `first` (described keyword topics,
     `TopicPlan._described_matches` for all at once): the papers close enough to be in with the
@@ -321,17 +311,8 @@ def described(index: PaperIndex, plans: list[TopicPlan], first: int) -> Describe
     threshold = np.array([plan.threshold for plan in keyword_plans])
     topic, paper = (near_close >= (threshold - KEYWORD_BONUS)[:, None]).nonzero()
     # The keywords' relevance of every (topic, paper), summed, read at the candidates
-    start, postings, added = index.all_postings()
-    terms: list[int] = []
-    owners: list[int] = []
-    for n, plan in enumerate(keyword_plans):
-        terms += plan.terms
-        owners += [n] * len(plan.terms)
-    term = np.array(terms, dtype=np.intp)
-    lengths = start[term + 1] - start[term]
-    at = _ranges(start[term], lengths)
-    slot = np.repeat(np.array(owners, dtype=np.intp), lengths) * size + postings[at]
-    raw = np.bincount(slot, added[at], minlength=first * size)[topic * size + paper]
+    owner, posted, added = _keyword_postings(index, keyword_plans)
+    raw = np.bincount(owner * size + posted, added, minlength=first * size)[topic * size + paper]
     near = near_close[topic, paper] + KEYWORD_BONUS * (raw > 0) >= threshold[topic]
     narrowed = [plan.narrowed for plan in keyword_plans]
     if any(narrowed):
@@ -341,6 +322,22 @@ def described(index: PaperIndex, plans: list[TopicPlan], first: int) -> Describe
         raw = raw + allowed
     topic, paper = topic[near], paper[near]
     return Described(close, topic, paper, raw[near] + DESCRIPTION_WEIGHT * near_close[topic, paper])
+
+
+def _keyword_postings(index: PaperIndex, plans: Sequence[TopicPlan]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every posting of the plans' keyword terms, each term's at once: (the plan's place in
+    `plans`, the paper, what the term adds to its relevance)."""
+    start, postings, added = index.all_postings()
+    terms: list[int] = []
+    owners: list[int] = []
+    for n, plan in enumerate(plans):
+        terms += plan.terms
+        owners += [n] * len(plan.terms)
+    term = np.array(terms, dtype=np.intp)
+    first = start[term]
+    lengths = start[term + 1] - first
+    at = _ranges(first, lengths)
+    return np.repeat(np.array(owners, dtype=np.intp), lengths), postings[at], added[at]
 
 
 def _narrowing(index: PaperIndex, narrowed: list[Narrowing | None]) -> tuple[np.ndarray, np.ndarray]:
