@@ -174,9 +174,11 @@ class LexicalIndex:
             # In more than 1 paper in 20; at most 8M cells (64 MB), the most common first
             common = np.argsort(-postings, kind="stable")[: max(0, COMMON_CELLS // max(1, self.size))]
             common = np.sort(common[postings[common] > max(COMMON_AT_LEAST, self.size // 20)])
+            slot = np.full(len(postings), -1, dtype=np.int64)
+            slot[common] = np.arange(len(common))
+            # the table first, then the slots, each whole: the manage pages' threads share a pool
             self._common = self.by_term[common].toarray()
-            self._slot = np.full(len(postings), -1, dtype=np.int64)
-            self._slot[common] = np.arange(len(common))
+            self._slot = slot
         return self._slot
 
     def scores(self, topics: Sequence[TopicText]) -> np.ndarray:
