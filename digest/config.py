@@ -242,9 +242,14 @@ Duration = Annotated[timedelta, BeforeValidator(_duration), PlainSerializer(_dur
 
 
 def _at_most(limit: timedelta) -> AfterValidator:
+    seconds = int(limit.total_seconds())
+    unit, size = next((u, n) for u, n in (("day", 86400), ("hour", 3600), ("minute", 60), ("second", 1))
+                      if seconds % n == 0)
+    said = f"{seconds // size} {unit}{'s' if seconds // size != 1 else ''}"  # "14 days", "1 hour"
+
     def check(value: timedelta) -> timedelta:
         if value > limit:
-            raise _error("duration", f"should be at most {limit.days} days")
+            raise _error("duration", f"should be at most {said}")
         return value
 
     return AfterValidator(check)

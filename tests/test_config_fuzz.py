@@ -52,6 +52,7 @@ def with_(path: tuple, value) -> dict:  # noqa: ANN001
     (("defaults",), {"lookback": "99999999d"}, "defaults.lookback: '99999999d' is far too long"),
     (("defaults",), {"lookback": "400d"}, "defaults.lookback: should be at most 365 days"),
     (("defaults",), {"grace": "30d"}, "defaults.grace: should be at most 7 days"),
+    (("fetch_wait",), "2h", "fetch_wait: should be at most 1 hour"),  # not "at most 0 days"
     (("subscribers", 0, "topics", 0, "query"), "(" * 5000 + "x" + ")" * 5000, "subscribers[0].topics[0].query"),
     (("subscribers", 0, "topics", 0, "query"), "NOT " * 100 + "x", "nested more than 32 levels deep"),
     (("fetch",), "every 0m", "fetch: expected 'every 30m'"),
