@@ -16,7 +16,14 @@ import pytest
 from digest.config import Config, Sender, Subscriber, Topic
 from digest.models import Listing, Paper
 from digest.render.compose import Composer, probe_values
-from digest.render.links import rating_from_token, rating_token, rating_url, seal, unsubscribe_token
+from digest.render.links import (
+    rating_from_token,
+    rating_token,
+    rating_url,
+    rating_urls,
+    seal,
+    unsubscribe_token,
+)
 from digest.store import Store
 from digest.store.ratings import Ratings
 
@@ -136,6 +143,18 @@ def test_rating_tokens_are_opaque_and_unforgeable():
     assert rating_from_token("s", seal("s", "rate", "2\n2611.00001\nKV\nada@example.org")) is None
     with pytest.raises(ValueError):
         rating_token("s", "ada@example.org", "2611.00001", "KV", 0)
+
+
+def test_one_subscribers_rating_links_are_the_links_made_one_by_one():
+    """A digest makes its links with `rating_urls` (what they share worked out once): the
+    same links as `rating_url`, which the web's tests read back."""
+    links = rating_urls("https://digest.example.org/", "s", " Ada@Example.org")
+    for paper_id, topic, value in (("2611.00001", "KV", 1), ("2611.00001", "KV", -1), ("hep-th/9901001", "Línea\nB", 1)):
+        assert links(paper_id, topic, value) == rating_url("https://digest.example.org", "s", "ada@example.org",
+                                                           paper_id, topic, value)
+    assert rating_from_token("s", links("2611.00001", "KV", -1).rsplit("/", 1)[1]) == ("ada@example.org", "2611.00001", "KV", -1)
+    with pytest.raises(ValueError):
+        links("2611.00001", "KV", 2)
 
 
 # ---------------------------------------------------------------- the page behind the links, on the real server

@@ -21,10 +21,18 @@ from hypothesis import strategies as st
 from digest.config import Config, Sender, Subscriber, Topic
 from digest.models import Digest, DigestEntry, Paper, Section
 from digest.render.compose import HTML_BUDGET, Composer, probe_values
-from digest.render.email_context import with_kept
+from digest.render.email_context import clean_url, rebuilt_url, with_kept
 from digest.render.links import email_from_token, unsubscribe_token
 from digest.render.message import build_message, quoted_printable, wire_message
-from digest.render.renderer import CompiledRenderer, NaiveRenderer, TemplateError, builtin_templates
+from digest.render.renderer import (
+    CompiledRenderer,
+    NaiveRenderer,
+    TemplateError,
+    _indent,
+    _numbered,
+    _wordwrap,
+    builtin_templates,
+)
 
 NOW = datetime(2026, 11, 22, 7, 30, tzinfo=UTC)
 HOSTILE = [
@@ -268,6 +276,33 @@ def test_quoted_printable_in_remembered_pieces_decodes_to_the_text(pieces):
     assert all(len(line) <= 76 for line in encoded.split(b"\r\n"))
     assert all(not line.endswith((b" ", b"\t")) for line in encoded.split(b"\r\n"))  # no trailing white space lost
     assert quoted_printable(body) == encoded
+
+
+_URL_PIECES = st.lists(st.sampled_from(["http", "https", "HTTPS", "://", "/", "?", "#", "=", "&", ":", "8080", ":99999",
+                                         "%20", "%", "~", "-", ".", "_", "a", "Z", "9", "é", " ", "'", "\n", "@", "[::1]",
+                                         "host.example", "rate", "x~y"]), max_size=14).map("".join)
+
+
+@settings(max_examples=int(os.environ.get("DIGEST_HYPOTHESIS_EXAMPLES", "150")) * 4, deadline=None)
+@given(url=st.one_of(_URL_PIECES, st.builds("{}://{}/{}".format, st.sampled_from(["http", "https", "HTTPS", "Http"]),
+                                             st.from_regex(r"[a-z0-9.-]{1,12}", fullmatch=True), _URL_PIECES)))
+def test_plain_urls_skip_the_parse_and_come_out_the_same(url):
+    """`clean_url` gives URLs it finds plain back as they are (every rating link takes that
+    path); whatever it gives back is what the slow path, parse and rebuild, would."""
+    assert clean_url(url) == rebuilt_url(url)
+
+
+_TITLE_WORDS = st.lists(st.one_of(st.sampled_from(["state-of-the-art", "LLM", "a", "—", "x" * 80, "well-", "-", "é", "\t",
+                                                    "  ", "", "KV-cache", "1.", "Vision-Language-Action"]),
+                                   st.text(alphabet="abc- .", max_size=12)), max_size=30).map(" ".join)
+
+
+@settings(max_examples=int(os.environ.get("DIGEST_HYPOTHESIS_EXAMPLES", "150")) * 4, deadline=None)
+@given(title=_TITLE_WORDS, number=st.integers(1, 120), width=st.sampled_from([20, 40, 76]), indent=st.integers(0, 4))
+def test_numbered_is_the_wrap_of_number_and_title(title, number, width, indent):
+    """The text part's `numbered` filter (remembered per title, not per place in the list)
+    writes what wrapping "N. title" whole and indenting it writes."""
+    assert _numbered(title, number, width, indent) == _indent(_wordwrap(f"{number}. {title}", width), indent)
 
 
 def test_message_id_is_stable_for_one_digest():

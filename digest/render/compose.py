@@ -17,7 +17,7 @@ from ..config import Config, Subscriber
 from ..models import Digest, DigestEntry, Paper, Section
 from ..store.ledger import subscriber_key
 from .email_context import EmailContext, Sender, build_context, with_kept
-from .links import manage_url, rating_url, unsubscribe_mailto, unsubscribe_url
+from .links import manage_url, rating_urls, unsubscribe_mailto, unsubscribe_url
 from .message import MESSAGE_POLICY, message_id, wire_message
 from .renderer import CompiledRenderer, NaiveRenderer
 
@@ -122,7 +122,7 @@ class Composer:
         base_url = self.config.base_url
         if not base_url:
             return None
-        return lambda paper, topic, value: rating_url(base_url, self.secret, subscriber.email, paper, topic, value)
+        return rating_urls(base_url, self.secret, subscriber.email)
 
     def email(self, digest: Digest, subscriber: Subscriber, *, key: str | None = None, to: str | None = None,
               manage_generation: int = 0) -> Email:

@@ -79,6 +79,21 @@ def _wordwrap(text: str, width: int = 79, break_long_words: bool = True) -> str:
     return "\n".join(textwrap.wrap(text, width=width, break_long_words=break_long_words))
 
 
+def _numbered(text: str, number: int | str, width: int = 79, indent: int = 0) -> str:
+    """`(number ~ ". " ~ text)|wordwrap(width)|indent(indent)`, remembered per text and
+    width of the number, not per number: a title recurs at every place in a list."""
+    prefix = f"{number}. "
+    if not text or text[0].isspace() or "\t" in text or len(text.split(" ", 1)[0]) + len(prefix) > width:
+        return _indent(_wordwrap(prefix + text, width), indent)  # where wrapping the two apart could differ
+    return prefix + _wrapped_after(text, len(prefix), width, indent)[len(prefix):]
+
+
+@lru_cache(maxsize=16_384)
+def _wrapped_after(text: str, room: int, width: int, indent: int) -> str:
+    lines = textwrap.wrap(text, width=width, initial_indent=" " * room)
+    return ("\n" + " " * indent).join(lines)
+
+
 @lru_cache(maxsize=16_384)
 def _indent(text: str, width: int | str = 4, first: bool = False, blank: bool = False) -> str:
     return str(jinja2.filters.do_indent(text, width, first, blank))  # Jinja's, remembered
@@ -117,6 +132,7 @@ def environment(directory: Path | None = None, *, html: bool = True) -> jinja2.E
     env.filters["attr"] = _attr
     env.filters["wordwrap"] = _wordwrap  # the same as Jinja's, remembered: summaries recur
     env.filters["indent"] = _indent
+    env.filters["numbered"] = _numbered
     return env
 
 
