@@ -95,6 +95,7 @@ def term_key(text: str, prefix: bool) -> tuple[tuple[str, ...], bool] | None:
     return (sequence, False) if sequence else None
 
 
+@lru_cache(maxsize=8_192)  # a few terms, highlighted in thousands of cards
 def shown_term_key(shown: str) -> tuple[tuple[str, ...], bool] | None:
     """The key of a term as an explanation shows it: ``quantiz*`` is a prefix wildcard; a
     phrase ending in ``*`` (``"reward model*"`` in a query) is matched as the phrase."""

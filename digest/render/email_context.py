@@ -189,9 +189,17 @@ def _card(entry: DigestEntry, topic: str, rate: RatingLink | None) -> dict[str, 
     shared = paper_values(entry)
     more = less = ""
     if rate is not None:
-        more = clean_url(rate(entry.paper.id, topic, 1)) or ""
-        less = clean_url(rate(entry.paper.id, topic, -1)) or ""
+        more = _own_url(rate(entry.paper.id, topic, 1))
+        less = _own_url(rate(entry.paper.id, topic, -1))
     return {**shared, "card": shared, "more_url": more, "less_url": less}
+
+
+def _own_url(url: str) -> str:
+    """A link that is this reader's alone, cleaned; marked as needing no escape when it has
+    nothing to escape (clean_url leaves only & of & < > "), so that the renderer's cache of
+    escaped strings, which serves the texts that recur, is not flushed by sixty links a digest."""
+    cleaned = clean_url(url) or ""
+    return cleaned if "&" in cleaned else Markup(cleaned)
 
 
 @dataclass
