@@ -20,6 +20,7 @@ from jinja2.parser import Parser
 from markupsafe import Markup
 
 FRAGMENTS_KEPT = 20_000
+_GET, _KEEP = "_fragment_get", "_fragment_keep"  # not names a template would use
 
 
 class FragmentCache(Extension):
@@ -28,6 +29,10 @@ class FragmentCache(Extension):
     def __init__(self, environment: Any) -> None:
         super().__init__(environment)
         self.fragments: dict[int, tuple[object, Markup]] = {}
+        # As filters, not methods: a template calls a filter directly, a method through
+        # Context.call, which inspects the callable on every call (~a third of a hit's cost).
+        environment.filters[_GET] = self._get
+        environment.filters[_KEEP] = self._keep
 
     def parse(self, parser: Parser) -> nodes.Node | list[nodes.Node]:
         """`{% set c = cached(key) %}{% if c is none %}{% set c %}body{% endset %}{{ keep(key, c) }}
@@ -38,11 +43,11 @@ class FragmentCache(Extension):
         body = parser.parse_statements(("name:endcache",), drop_needle=True)
         name = "_cached_fragment"
         return [
-            nodes.Assign(nodes.Name(name, "store"), self.call_method("_get", [key])).set_lineno(lineno),
+            nodes.Assign(nodes.Name(name, "store"), nodes.Filter(key, _GET, [], [], None, None)).set_lineno(lineno),
             nodes.If(
                 nodes.Test(nodes.Name(name, "load"), "none", [], [], None, None),
                 [nodes.AssignBlock(nodes.Name(name, "store"), None, body),
-                 nodes.Output([self.call_method("_keep", [key, nodes.Name(name, "load")])])],
+                 nodes.Output([nodes.Filter(key, _KEEP, [nodes.Name(name, "load")], [], None, None)])],
                 [],
                 [nodes.Output([nodes.Name(name, "load")])],
             ).set_lineno(lineno),

@@ -24,6 +24,7 @@ from functools import lru_cache
 MESSAGE_POLICY = policy.SMTP.clone(max_line_length=998)
 
 
+@lru_cache(maxsize=64)  # the sender's: the same in every message
 def domain_of(address: str) -> str:
     return parseaddr(address)[1].rpartition("@")[2] or "localhost"
 
@@ -213,6 +214,7 @@ def _mailbox(name: str | None, address: str) -> str:
     return header.as_string().split(":", 1)[1].strip()
 
 
+@lru_cache(maxsize=64)  # From and Reply-To: the same in every message
 def _address_header(value: str) -> str:
     name, address = parseaddr(value)
     return _mailbox(name, address) if address else _one_line(value)
