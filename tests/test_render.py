@@ -23,7 +23,13 @@ from digest.models import Digest, DigestEntry, Paper, Section
 from digest.render.compose import HTML_BUDGET, Composer, probe_values
 from digest.render.email_context import clean_url, rebuilt_url, with_kept
 from digest.render.links import email_from_token, unsubscribe_token
-from digest.render.message import build_message, quoted_printable, wire_message
+from digest.render.message import (
+    _encoded_segment,
+    build_message,
+    plain_segment,
+    quoted_printable,
+    wire_message,
+)
 from digest.render.renderer import (
     CompiledRenderer,
     NaiveRenderer,
@@ -303,6 +309,19 @@ def test_numbered_is_the_wrap_of_number_and_title(title, number, width, indent):
     """The text part's `numbered` filter (remembered per title, not per place in the list)
     writes what wrapping "N. title" whole and indenting it writes."""
     assert _numbered(title, number, width, indent) == _indent(_wordwrap(f"{number}. {title}", width), indent)
+
+
+@settings(max_examples=int(os.environ.get("DIGEST_HYPOTHESIS_EXAMPLES", "150")) * 4, deadline=None)
+@given(text=st.one_of(st.text(alphabet=" .=~-_/:<>\"'#&;aZ09\t\x7f", max_size=240),
+                      st.integers(0, 240).map(lambda n: "https://digest.example.org/rate/" + "aZ0~-_"[n % 6] * n)))
+def test_plain_pieces_are_written_as_quoted_printable_writes_them(text):
+    """The pieces taken as they are (ASCII, printable, no "=", nothing to escape at the end)
+    come out as the remembered encoder writes them; the others are left to it."""
+    plain = plain_segment(text)
+    if plain is not None:
+        assert plain == _encoded_segment.__wrapped__(text)
+    else:
+        assert "=" in text or "\t" in text or "\x7f" in text or text.endswith((" ", "."))
 
 
 def test_message_id_is_stable_for_one_digest():

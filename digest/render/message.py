@@ -125,10 +125,26 @@ def quoted_printable(body: str) -> bytes:
         if len(line) > 200 and _SEGMENT_END in line:
             pieces = line.split(_SEGMENT_END)
             segments = [piece + _SEGMENT_END for piece in pieces[:-1]] + ([pieces[-1]] if pieces[-1] else [])
-            out.append(b"=\r\n".join(map(_encoded_segment, segments)))
+            out.append(b"=\r\n".join(map(_segment, segments)))
         else:
-            out.append(_encoded_segment(line))
+            out.append(_segment(line))
     return b"\r\n".join(out) + b"\r\n"
+
+
+def _segment(text: str) -> bytes:
+    plain = plain_segment(text)
+    return plain if plain is not None else _encoded_segment(text)
+
+
+def plain_segment(text: str) -> bytes | None:
+    """A piece that quoted-printable writes as it is, cut into lines of 75 and soft line
+    breaks (as `_encoded_segment` would); None for any other. The text part's links (sixty a
+    digest, each the reader's own) are such pieces: encoded here, not remembered."""
+    if "=" in text or not text.isascii() or not text.isprintable() or text.endswith((" ", ".")):
+        return None  # "=" and controls are escaped; a space or a lone "." at a line's end may be
+    if len(text) <= 75:
+        return text.encode("ascii")
+    return b"=\r\n".join([text[i:i + 75].encode("ascii") for i in range(0, len(text), 75)])
 
 
 @lru_cache(maxsize=65_536)
