@@ -121,25 +121,37 @@ def quoted_printable(body: str) -> bytes:
     if lines[-1] == "":
         lines.pop()  # the body's last line end; one is added below either way
     out = []
+    known = _SEGMENTS.get
     for line in lines:
         if len(line) > 200 and _SEGMENT_END in line:
             pieces = line.split(_SEGMENT_END)
             segments = [piece + _SEGMENT_END for piece in pieces[:-1]] + ([pieces[-1]] if pieces[-1] else [])
-            out.append(b"=\r\n".join(map(_segment, segments)))
+            out.append(b"=\r\n".join([known(segment) or _new_segment(segment) for segment in segments]))
         else:
-            out.append(_segment(line))
+            out.append(known(line) or _new_segment(line))
     return b"\r\n".join(out) + b"\r\n"
 
 
-def _segment(text: str) -> bytes:
+_SEGMENTS: dict[str, bytes] = {}
+SEGMENTS_KEPT = 65_536
+
+
+def _new_segment(text: str) -> bytes:
+    """A piece not seen before (or not kept): remembered, unless it is a long plain one, as a
+    reader's own link is (the text part's rating links: sixty a digest, never seen again)."""
     plain = plain_segment(text)
-    return plain if plain is not None else _encoded_segment(text)
+    if plain is not None and len(text) > 75:
+        return plain
+    encoded = plain if plain is not None else _encoded_segment(text)
+    if len(_SEGMENTS) >= SEGMENTS_KEPT:
+        _SEGMENTS.clear()
+    _SEGMENTS[text] = encoded
+    return encoded
 
 
 def plain_segment(text: str) -> bytes | None:
     """A piece that quoted-printable writes as it is, cut into lines of 75 and soft line
-    breaks (as `_encoded_segment` would); None for any other. The text part's links (sixty a
-    digest, each the reader's own) are such pieces: encoded here, not remembered."""
+    breaks (as `_encoded_segment` does); None for any other."""
     if "=" in text or not text.isascii() or not text.isprintable() or text.endswith((" ", ".")):
         return None  # "=" and controls are escaped; a space or a lone "." at a line's end may be
     if len(text) <= 75:
@@ -147,7 +159,6 @@ def plain_segment(text: str) -> bytes | None:
     return b"=\r\n".join([text[i:i + 75].encode("ascii") for i in range(0, len(text), 75)])
 
 
-@lru_cache(maxsize=65_536)
 def _encoded_segment(text: str) -> bytes:
     """One piece of a line, encoded: lines of at most 76 characters, the last at most 75 so
     that a soft line break may follow it."""
