@@ -21,6 +21,7 @@ class ScriptedHandler:
     def __init__(self) -> None:
         self.script: dict[str, list[str]] = defaultdict(list)
         self.received: list[EmailMessage] = []
+        self.accepted_at: list[float] = []  # time.monotonic() of each message accepted, in turn
         self.delay = 0.0
         self.pipelining = True  # advertised, as postfix and most servers do (aiosmtpd reads commands in turn)
         self.peers: set[object] = set()  # client (host, port): one per connection
@@ -70,6 +71,7 @@ class ScriptedHandler:
         message = email.message_from_bytes(envelope.original_content or envelope.content, policy=email.policy.default)
         with self.lock:
             self.received.append(message)
+            self.accepted_at.append(time.monotonic())
         return "250 Message accepted"
 
     def to(self, recipient: str) -> list[EmailMessage]:
