@@ -69,6 +69,7 @@ def test_fetch_one_source_by_name_and_filters(tmp_path):
     assert table.returncode == 0 and "3 papers" in table.stdout
 
 
+@pytest.mark.undated
 def test_unknown_source_name(tmp_path):
     config = write_config(tmp_path, realworld_sources(), state=fresh_database(tmp_path))
     result = digest("-c", str(config), "fetch", "hff")
@@ -76,6 +77,7 @@ def test_unknown_source_name(tmp_path):
     assert "unknown source 'hff'" in result.stderr and "arxiv-0" in result.stderr
 
 
+@pytest.mark.undated
 def test_broken_sources_reported_others_stored(tmp_path, feed_server):
     (tmp_path / "bad.xml").write_text("<rss><channel><item><title>unclosed", encoding="utf-8")
     sources = realworld_sources()[-2:] + [
@@ -89,11 +91,13 @@ def test_broken_sources_reported_others_stored(tmp_path, feed_server):
     assert "33 new papers from 2 of 4 sources" in result.stdout
 
 
+@pytest.mark.undated
 def test_exit_1_when_every_source_failed(tmp_path):
     result = digest("-c", str(write_config(tmp_path, [{"name": "x", "type": "feed", "url": "none.xml"}], state=fresh_database(tmp_path))), "fetch")
     assert result.returncode == 1 and "file not found" in result.stderr
 
 
+@pytest.mark.undated
 def test_config_mistakes_exit_2_with_every_problem(tmp_path):
     path = tmp_path / "subscribers.yaml"
     path.write_text('sender:\n  from: "x@example.org"\nsubscribers:\n  - email: nope\n    timezone: Mars/Base\n'
@@ -113,6 +117,7 @@ def test_config_mistakes_exit_2_with_every_problem(tmp_path):
     ]
 
 
+@pytest.mark.undated
 def test_missing_config_and_bad_arguments(tmp_path):
     result = digest("fetch", cwd=tmp_path)
     assert result.returncode == 2 and "subscribers.yaml: file not found" in result.stderr
@@ -121,6 +126,7 @@ def test_missing_config_and_bad_arguments(tmp_path):
     assert result.returncode == 2 and "expected an age such as 12h" in result.stderr
 
 
+@pytest.mark.undated
 @pytest.mark.skipif(DATABASE != "sqlite", reason="a SQLite file's folder")
 def test_unwritable_state_is_a_clear_error(tmp_path):
     config = write_config(tmp_path, realworld_sources())
@@ -173,6 +179,7 @@ def test_preview_json_on_the_shipped_samples(tmp_path):
     assert nobody.returncode == 2 and "did you mean 'alice@example.org'" in nobody.stderr  # the user's to fix
 
 
+@pytest.mark.undated
 def test_validate_reports_query_syntax_errors_with_positions(tmp_path):
     topics = """    topics:
       - name: Inference

@@ -150,6 +150,7 @@ def test_send_once_with_the_right_headers(tmp_path, fetched):
     assert len(ledger.delivered("reader0@example.org")) == 5
 
 
+@pytest.mark.undated
 def test_sent_digests_carry_the_manage_link_of_the_directory_rows_generation(tmp_path, fetched):
     """A digest's manage link is of the generation on the subscriber's directory row (read by
     the send path anyway): after renew_manage moved it on, what is sent carries the new one;
@@ -202,6 +203,7 @@ def test_sent_digests_carry_the_manage_link_of_the_directory_rows_generation(tmp
     assert sorted(str(m["To"]) for m in server.handler.received) == emails
 
 
+@pytest.mark.undated
 def test_failures_never_stop_the_batch_and_are_recorded(tmp_path, fetched):
     with SmtpServer() as server:
         script = server.handler.script
@@ -235,6 +237,7 @@ def test_failures_never_stop_the_batch_and_are_recorded(tmp_path, fetched):
         assert "0 sent" in digest_cli("send", config=config).stdout  # nothing a third time
 
 
+@pytest.mark.undated
 def test_repeated_hard_failures_suspend(tmp_path):
     moments = [datetime(2026, 11, 20, 9, tzinfo=UTC), datetime(2026, 11, 21, 9, tzinfo=UTC),
                datetime(2026, 11, 22, 9, tzinfo=UTC)]
@@ -256,6 +259,7 @@ def test_repeated_hard_failures_suspend(tmp_path):
         assert "suspended" in status.stdout
 
 
+@pytest.mark.undated
 def test_stalled_server_times_out_and_the_rest_go_out(tmp_path, fetched):
     with SmtpServer() as server:
         server.handler.script["reader0@example.org"] = ["stall 5"] * 5
@@ -267,6 +271,7 @@ def test_stalled_server_times_out_and_the_rest_go_out(tmp_path, fetched):
         assert {str(m["To"]) for m in server.handler.received} >= {"reader1@example.org", "reader2@example.org"}
 
 
+@pytest.mark.undated
 def test_unreachable_server_and_refused_login_say_what_to_check(tmp_path, fetched):
     with socket.socket() as closed:  # bound, never listening: the connection is refused
         closed.bind(("127.0.0.1", 0))
@@ -323,6 +328,7 @@ def _run_and_kill(config: Path, server: SmtpServer, after: int, pause: float) ->
 # Killed while the server holds the next message (0.1 s into its 0.3 s of work: the end of DATA
 # sent, no 250 yet) or between messages. The server drops a message whose client vanished
 # before its reply, so the rerun must send it again.
+@pytest.mark.undated
 @pytest.mark.parametrize("kill_after, pause", [(1, 0.1), (4, 0.15), (7, 0.2), (9, 0.25)])
 def test_kill_9_mid_batch_then_rerun_sends_each_digest_exactly_once(tmp_path, fetched, kill_after, pause):
     emails = [f"reader{n:02d}@example.org" for n in range(12)]
@@ -343,6 +349,7 @@ def test_kill_9_mid_batch_then_rerun_sends_each_digest_exactly_once(tmp_path, fe
         assert "0 sent" in final.stdout
 
 
+@pytest.mark.undated
 def test_two_runs_at_once_never_send_the_same_digest(tmp_path, fetched):
     emails = [f"reader{n:02d}@example.org" for n in range(16)]
     with SmtpServer() as server:
@@ -358,6 +365,7 @@ def test_two_runs_at_once_never_send_the_same_digest(tmp_path, fetched):
         assert Counter(str(m["To"]) for m in server.handler.received) == Counter(emails)
 
 
+@pytest.mark.undated
 def test_sigterm_finishes_the_message_in_flight(tmp_path, fetched):
     emails = [f"reader{n:02d}@example.org" for n in range(12)]
     due = datetime.now(UTC) - timedelta(hours=1)  # the latest slot, an hour ago: due now
@@ -400,6 +408,7 @@ def test_digest_demo_on_a_fresh_machine(tmp_path):
     assert not list(tmp_path.glob("*.db"))  # the state was temporary
 
 
+@pytest.mark.undated
 def test_a_server_that_keeps_dropping_ends_the_run_quickly_and_loses_nothing(tmp_path, fetched):
     emails = [f"reader{n:02d}@example.org" for n in range(10)]
     with SmtpServer() as server:
@@ -420,6 +429,7 @@ def test_a_server_that_keeps_dropping_ends_the_run_quickly_and_loses_nothing(tmp
         assert Counter(str(m["To"]) for m in server.handler.received) == Counter(emails)
 
 
+@pytest.mark.undated
 def test_about_one_commit_per_digest_sent(tmp_path, fetched):
     """A worker's ledger: one commit per digest, its `sending` mark, a statement that is its own
     transaction (it carries the previous digest's `sent`); per batch one claim, also a single

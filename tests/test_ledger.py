@@ -71,6 +71,7 @@ def test_claim_send_sent(ledger):
     assert not ledger.claim(entry.id, T0, "me")  # sent: never claimed again
 
 
+@pytest.mark.undated
 def test_sending_marks_from_many_threads_share_commits_each_committed_on_return(ledger):
     """Eight threads mark at once (as eight SMTP connections do): fewer transactions than marks,
     and every mark, with the digests it carries as sent, is in the database when it returns;
@@ -375,6 +376,7 @@ def test_transient_failures_retry_in_the_run_then_wait_for_the_next(tmp_path, fe
         assert Counter(str(m["To"]) for m in server.handler.received) == Counter(EMAILS)
 
 
+@pytest.mark.undated
 def test_a_bad_recipient_never_stops_the_batch_and_repeated_ones_suspend(tmp_path, fetched):
     with SmtpServer() as server:
         server.handler.script["b@example.org"] = ["550 no such user"] * 9
@@ -472,6 +474,7 @@ def test_selecting_subscribers(tmp_path, fetched):
         run.select(["a@example.org", "nobody@example.org"])
 
 
+@pytest.mark.undated
 def test_two_runs_in_one_process_divide_the_work_and_never_send_the_same_digest(tmp_path, fetched):
     emails = [f"r{n}@example.org" for n in range(6)]
     with SmtpServer() as server:
@@ -517,6 +520,7 @@ def test_each_outcome_is_logged(tmp_path, fetched, caplog):
 # ---------------------------------------------------------------- no reply after the end of a message
 
 
+@pytest.mark.undated
 def test_a_slow_accepting_server_gets_each_digest_once(tmp_path, fetched):
     with SmtpServer() as server:
         for e in EMAILS:

@@ -285,6 +285,7 @@ def test_invariants_once_within_limits_counted(papers, topics, max_papers, max_p
     assert topic_shown + found.omitted == len(unlimited.papers)
 
 
+@pytest.mark.undated
 @fast
 @given(papers_strategy, st.lists(topic_strategy, min_size=1, max_size=4, unique_by=lambda t: t["name"]),
        st.randoms(use_true_random=False))
@@ -498,6 +499,7 @@ DESCRIPTIONS = ["Making language model inference cheaper: KV-cache compression, 
                 "Reasoning in large language models: math, chain-of-thought and reinforcement learning."]
 
 
+@pytest.mark.undated
 @pytest.mark.parametrize("seed", range(12))
 def test_digests_for_many_at_once_are_the_digests_one_by_one(seed, monkeypatch):
     """`Matcher.digests` (a block of subscribers at a time) makes exactly the digest that

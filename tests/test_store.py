@@ -114,6 +114,7 @@ assert all(r.ok for r in reports), reports
 """
 
 
+@pytest.mark.undated
 def test_concurrent_fetches_never_duplicate_or_corrupt(tmp_path):
     sources = [
         {"name": "hf", "type": "huggingface", "url": str(REALWORLD / "hf-daily-papers-2026-06-12.json")},

@@ -34,6 +34,7 @@ def _entries(config):  # noqa: ANN001, ANN202
     return Ledger(Store(load_config(config).database_url())).entries()
 
 
+@pytest.mark.undated
 def test_four_senders_started_together_share_one_plan_and_divide_it(tmp_path, fetched):  # noqa: F811
     emails = [f"reader{n:02d}@example.org" for n in range(48)]
     with SmtpServer() as server:
@@ -66,6 +67,7 @@ def test_four_senders_started_together_share_one_plan_and_divide_it(tmp_path, fe
 @pytest.mark.skipif(shutil.which("unshare") is None or not hasattr(__import__("os"), "geteuid")
                     or __import__("os").geteuid() != 0, reason="needs root and unshare (a worker in its own "
                     "pid namespace, as in a container)")
+@pytest.mark.undated
 def test_a_killed_workers_claims_are_taken_over_after_its_lease(tmp_path, fetched):  # noqa: F811
     emails = [f"reader{n:02d}@example.org" for n in range(30)]
     with SmtpServer() as server:
