@@ -29,12 +29,21 @@ from itertools import count
 from typing import TYPE_CHECKING
 
 import numpy as np
-from scipy import sparse
 
 from .normalise import raw_words, stem
 
 if TYPE_CHECKING:
+    from scipy import sparse
+
     from .learned import Learned
+
+
+def csr_matrix(*args: object, **kwargs: object) -> sparse.csr_matrix:
+    """scipy's CSR matrix, scipy imported on first use: it brings numpy.f2py, numpy.ma and pydoc,
+    about 0.2 s of every command's start-up, and only scoring by description needs it."""
+    from scipy.sparse import csr_matrix as made
+
+    return made(*args, **kwargs)
 
 K1 = 1.2
 B = 0.75
@@ -98,7 +107,7 @@ class LexicalIndex:
         self.vocabulary: dict[str, int] = dict(numbered)
         self.words = list(numbered)  # by column: columns are numbered as words first come
         size, width = len(texts), max(1, len(self.vocabulary))
-        counts = sparse.csr_matrix((np.ones(len(cols)), np.array(cols, dtype=np.int32), np.array(ends)), shape=(size, width))
+        counts = csr_matrix((np.ones(len(cols)), np.array(cols, dtype=np.int32), np.array(ends)), shape=(size, width))
         counts.sum_duplicates()
         lengths = np.asarray(counts.sum(axis=1)).ravel()
         average = lengths.mean() if size else 1.0
@@ -129,7 +138,7 @@ class LexicalIndex:
             squares = np.bincount(np.repeat(np.arange(self.size), per_row), weights.data * weights.data, minlength=self.size)
             norms = np.sqrt(squares)
             scale = np.repeat(1.0 / np.where(norms > 0, norms, 1.0), per_row)
-            self._unit = sparse.csr_matrix((weights.data * scale, weights.indices, weights.indptr), shape=weights.shape)
+            self._unit = csr_matrix((weights.data * scale, weights.indices, weights.indptr), shape=weights.shape)
         return self._unit
 
     def unit_by_term(self) -> sparse.csr_matrix:
@@ -149,7 +158,7 @@ class LexicalIndex:
         columns = np.array([get(term, -1) for term in found], dtype=np.int64)
         known = columns >= 0
         indptr = np.concatenate([[0], np.cumsum(known)])[ends]  # each row's end, unknown words left out
-        matrix = sparse.csr_matrix((np.ones(int(known.sum())), columns[known], indptr),
+        matrix = csr_matrix((np.ones(int(known.sum())), columns[known], indptr),
                                    shape=(len(topics), self.weights.shape[1]))
         matrix.sum_duplicates()  # a word said twice counts twice
         return matrix
@@ -163,9 +172,9 @@ class LexicalIndex:
         rows = np.repeat(np.arange(queries.shape[0]), np.diff(queries.indptr))
         common = slot[queries.indices] >= 0
         shape = queries.shape
-        in_common = sparse.csr_matrix((queries.data[common], (rows[common], slot[queries.indices[common]])),
+        in_common = csr_matrix((queries.data[common], (rows[common], slot[queries.indices[common]])),
                                       shape=(shape[0], len(self._common)))
-        rest = sparse.csr_matrix((queries.data[~common], (rows[~common], queries.indices[~common])), shape=shape)
+        rest = csr_matrix((queries.data[~common], (rows[~common], queries.indices[~common])), shape=shape)
         result = np.asarray(in_common @ self._common)
         added = (rest @ self.by_term).tocoo()
         result[added.row, added.col] += added.data  # each (query, paper) once
@@ -266,7 +275,7 @@ def probabilities(models: Sequence[Learned], lexical: LexicalIndex) -> np.ndarra
     values = np.concatenate([model.coefficients for model in models]) if models else np.zeros(0)
     rows = np.repeat(np.arange(len(models)), lengths)
     known = found >= 0
-    coef = sparse.csr_matrix((values[known], (rows[known], found[known])), shape=(len(models), lexical.weights.shape[1]))
+    coef = csr_matrix((values[known], (rows[known], found[known])), shape=(len(models), lexical.weights.shape[1]))
     intercepts = np.array([model.intercept for model in models])
     decision = (coef @ lexical.unit_by_term()).toarray() + intercepts[:, None]
     return 1.0 / (1.0 + np.exp(-decision))
