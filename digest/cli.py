@@ -28,7 +28,6 @@ from rich.table import Table
 from . import __version__
 from .config import Config, load_config, parse_duration
 from .errors import ConfigError, DigestError, UnknownSubscriber
-from .gather.collect import gather, select_sources
 from .models import Paper, SourceReport
 from .render.present import digest_json
 from .store.database import Store, open_store
@@ -180,6 +179,8 @@ def fetch(app: App, sources: tuple[str, ...], strict: bool) -> None:
     Exits 0 when some sources failed (they are listed, and the others were stored), 1 when
     all did, or with --strict when any did. Example: digest fetch arxiv-ml hf-trending
     """
+    from .gather.collect import gather, select_sources
+
     config = app.config
     selected = select_sources(config, sources)
     store = app.store()

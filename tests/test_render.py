@@ -7,11 +7,17 @@ import base64
 import binascii
 import email
 import email.policy
+import hashlib
+import json
 import logging
 import os
 import re
+import shutil
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from functools import cache
+from pathlib import Path
 
 import lxml.html
 import pytest
@@ -464,6 +470,45 @@ def test_config_templates_directory_is_used(tmp_path):
     email_ = Composer(cfg, secret="s").email(make_digest([paper(1)]), subscriber())
     assert email_.text == "Custom text for alice@example.org\n"
     assert 'class="card"' in email_.html  # the HTML template is still the built-in one
+
+
+_COMPILE = """
+import hashlib, json, sys
+from pathlib import Path
+from digest.render.compose import probe_values
+from digest.render.renderer import CompiledRenderer
+folder = Path(sys.argv[1]) if len(sys.argv) > 1 else None
+renderer = CompiledRenderer(folder, probes=probe_values())
+html = renderer.html(probe_values()[0])
+print(json.dumps({"compiled": renderer.compiled, "chain_ran": "premailer" in sys.modules,
+                  "sha": hashlib.sha256(html.encode()).hexdigest(), "edited": "Edited by hand" in html}))
+"""
+
+
+def _compile_in_a_new_process(cache: Path, folder: Path | None = None) -> dict:
+    env = {**os.environ, "XDG_CACHE_HOME": str(cache)}
+    done = subprocess.run([sys.executable, "-c", _COMPILE, *([str(folder)] if folder else [])], env=env,
+                          capture_output=True, text=True, timeout=120, check=True)
+    return json.loads(done.stdout)
+
+
+def test_the_compiled_template_is_kept_so_the_next_process_never_runs_mjml_or_premailer(tmp_path):
+    full_chain = NaiveRenderer().html(probe_values()[0])
+    expected = hashlib.sha256(full_chain.encode()).hexdigest()
+    first = _compile_in_a_new_process(tmp_path / "cache")
+    second = _compile_in_a_new_process(tmp_path / "cache")
+    assert first == {"compiled": True, "chain_ran": True, "sha": expected, "edited": False}
+    assert second == {"compiled": True, "chain_ran": False, "sha": expected, "edited": False}
+    # An edited template is a new page, never the kept one.
+    own = tmp_path / "templates"
+    shutil.copytree(builtin_templates(), own)
+    footer = own / "_footer.html.j2"
+    footer.write_text(footer.read_text(encoding="utf-8").replace("</div>", " Edited by hand</div>", 1), encoding="utf-8")
+    edited = _compile_in_a_new_process(tmp_path / "cache", own)
+    assert edited["compiled"] and edited["chain_ran"] and edited["edited"]
+    # A cache folder that cannot be written (a file in its way): the chain runs, nothing else changes.
+    (tmp_path / "blocked").write_text("not a folder", encoding="utf-8")
+    assert _compile_in_a_new_process(tmp_path / "blocked") == first
 
 
 def test_html_stays_under_gmails_clipping_with_a_margin():

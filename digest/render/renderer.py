@@ -30,6 +30,7 @@ from markupsafe import Markup
 from ..errors import DigestError
 from .email_context import escape_attribute, escape_text
 from .fragments import FragmentCache
+from .inlined import inlined
 
 HTML_TEMPLATE = "digest.mjml.j2"
 TEXT_TEMPLATE = "digest.txt.j2"
@@ -211,7 +212,7 @@ class CompiledRenderer(NaiveRenderer):
         self.compiled_template: jinja2.Template | None = None
         try:
             source = _expanded(self.env, self.html_name)
-            stage_two = _restore_tags(inline_css(mjml_to_html(source)))
+            stage_two = _restore_tags(inlined(source))
             unsafe = _unescaped_attributes(stage_two)
             if unsafe:
                 raise TemplateError(f"a value in attribute {unsafe} needs |attr")
@@ -219,7 +220,7 @@ class CompiledRenderer(NaiveRenderer):
         except Exception as exc:  # noqa: BLE001 - any failure: the full chain still works
             self.fallback_reason = f"could not compile the template ({exc.__class__.__name__}: {exc})"
         for probe in probes or []:
-            if self.compiled_template is not None and self.compiled_template.render(probe) != super().html(probe):
+            if self.compiled_template is not None and self.compiled_template.render(probe) != self._full_chain(probe):
                 self.fallback_reason = ("the template renders differently once compiled "
                                         "(Jinja logic outside <mj-text>/<mj-raw>?)")
                 break
@@ -227,6 +228,10 @@ class CompiledRenderer(NaiveRenderer):
             self.compiled = False
             self.compiled_template = None
             logging.getLogger(__name__).warning("using the slower full chain: %s", self.fallback_reason)
+
+    def _full_chain(self, probe: dict[str, Any]) -> str:
+        """What the full chain makes of a probe (kept: the same probes come every time)."""
+        return inlined(_guarded(self.html_template.render, self.html_name)(probe))
 
     def html(self, values: dict[str, Any]) -> str:
         if self.compiled_template is None:
