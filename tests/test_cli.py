@@ -97,6 +97,7 @@ def test_exit_1_when_every_source_failed(tmp_path):
     assert result.returncode == 1 and "file not found" in result.stderr
 
 
+@pytest.mark.no_postgresql
 @pytest.mark.undated
 def test_config_mistakes_exit_2_with_every_problem(tmp_path):
     path = tmp_path / "subscribers.yaml"

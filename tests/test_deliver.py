@@ -397,6 +397,7 @@ def test_sigterm_finishes_the_message_in_flight(tmp_path, fetched):
         assert Counter(str(m["To"]) for m in server.handler.received) == Counter(emails)
 
 
+@pytest.mark.no_postgresql
 def test_digest_demo_on_a_fresh_machine(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "DIGEST_CONFIG"}
     result = subprocess.run([sys.executable, "-m", "digest", "demo", "--out", str(tmp_path / "out")],

@@ -97,6 +97,7 @@ def test_one_bad_hugging_face_item_never_loses_the_source(tmp_path, feed_server)
     assert stored["2606.99999"]["upvotes"] is None and stored[items[-1]["paper"]["id"]]["upvotes"] == items[-1]["paper"]["upvotes"]
 
 
+@pytest.mark.no_postgresql
 def test_sigterm_to_send_finishes_the_message_in_flight_and_summarises(tmp_path, fetched_db):  # noqa: F811
     emails = [f"reader{n}@example.org" for n in range(6)]
     with SmtpServer() as server:
@@ -128,6 +129,7 @@ def mode(path) -> int:  # noqa: ANN001
     return path.stat().st_mode & 0o777
 
 
+@pytest.mark.no_postgresql
 def test_state_files_are_private_and_the_key_lives_apart(tmp_path, fetched_db):  # noqa: F811
     with SmtpServer() as server:
         config = setup(tmp_path, fetched_db, server.port, ["a@example.org"])
@@ -158,6 +160,7 @@ def test_an_older_database_key_moves_to_the_key_file(tmp_path):
     assert (tmp_path / "digest.key").read_text().strip() == stored and mode(tmp_path / "digest.key") == 0o600
 
 
+@pytest.mark.no_postgresql
 def test_a_lost_database_is_noticed_not_resent_to_everyone(tmp_path, fetched_db):  # noqa: F811
     with SmtpServer() as server:
         config = setup(tmp_path, fetched_db, server.port, ["a@example.org", "gone@example.org"])
@@ -255,6 +258,7 @@ def test_slow_drip_and_attribute_bombs_end_at_the_deadline_and_the_others_are_st
     assert elapsed < 30  # both deadlines of 3 s, side by side; not the 400 s the bomb takes to parse
 
 
+@pytest.mark.no_postgresql
 def test_a_stuck_feed_never_holds_the_digests_back_and_sigterm_stops_in_seconds(tmp_path, fetched_db):  # noqa: F811
     good = REALWORLD.joinpath("hf-blog-rss.xml").read_bytes()
     server = FeedServer()

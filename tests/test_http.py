@@ -27,6 +27,7 @@ def fast_fetcher(**kw) -> Fetcher:
     return Fetcher(retries=kw.pop("retries", 2), backoff=kw.pop("backoff", 0.01), **kw)
 
 
+@pytest.mark.no_postgresql
 def test_sends_user_agent_and_keeps_validators(feed_server):
     url = feed_server.serve("/rss", Reply(200, RSS, {"ETag": '"v1"', "Last-Modified": "Mon, 27 Apr 2026 04:00:02 GMT"}))
     doc = fast_fetcher().get("s", url)
@@ -52,6 +53,7 @@ def test_conditional_get_costs_a_304(feed_server, tmp_path):
     assert "If-None-Match" not in hits[0] and conditional(hits[1])
 
 
+@pytest.mark.no_postgresql
 def test_retries_429_honouring_retry_after(feed_server):
     url = feed_server.serve("/rss", Reply(429, b"slow down", {"Retry-After": "1"}), Reply(200, RSS))
     start = time.monotonic()
@@ -62,6 +64,7 @@ def test_retries_429_honouring_retry_after(feed_server):
     assert waited >= 0.9, "Retry-After: 1 must be honoured"
 
 
+@pytest.mark.no_postgresql
 def test_retry_after_is_capped(feed_server):
     url = feed_server.serve("/rss", Reply(503, b"", {"Retry-After": "3600"}), Reply(200, RSS))
     fast_fetcher(max_retry_after=0.2).get("s", url)
@@ -69,6 +72,7 @@ def test_retry_after_is_capped(feed_server):
     assert 0.19 <= second - first < 60  # the cap, not the hour asked for
 
 
+@pytest.mark.no_postgresql
 @pytest.mark.parametrize("asked, waited", [("3600", 120), ("30", 30), ("0", 0)])
 def test_retry_after_default_cap_is_two_minutes(asked, waited):
     # The README promises "honouring Retry-After (capped at 2 minutes)" at the defaults.
@@ -76,6 +80,7 @@ def test_retry_after_default_cap_is_two_minutes(asked, waited):
     assert Fetcher().retry_policy().get_retry_after(response) == waited
 
 
+@pytest.mark.no_postgresql
 def test_persistent_500_is_a_clear_error_after_retries(feed_server):
     url = feed_server.serve("/rss", Reply(500, b"boom"))
     with pytest.raises(FetchError, match=r"HTTP 500 .*retried already"):
@@ -83,6 +88,7 @@ def test_persistent_500_is_a_clear_error_after_retries(feed_server):
     assert len(feed_server.hits("/rss")) == 3
 
 
+@pytest.mark.no_postgresql
 def test_404_names_the_address(feed_server):
     url = feed_server.url("/missing")
     with pytest.raises(FetchError, match=r"s: HTTP 404 .*/missing.*check the url"):
@@ -90,6 +96,7 @@ def test_404_names_the_address(feed_server):
     assert len(feed_server.hits("/missing")) == 1, "a 404 is not retried"
 
 
+@pytest.mark.no_postgresql
 def test_hanging_server_times_out(feed_server):
     url = feed_server.serve("/slow", Reply(200, RSS, delay=60))
     start = time.monotonic()
@@ -98,12 +105,14 @@ def test_hanging_server_times_out(feed_server):
     assert time.monotonic() - start < 30  # the time-out, not the server's minute
 
 
+@pytest.mark.no_postgresql
 def test_size_limit(feed_server):
     url = feed_server.serve("/big", Reply(200, b"x" * 5000))
     with pytest.raises(FetchError, match="max_bytes"):
         fast_fetcher().get("s", url, max_bytes=1000)
 
 
+@pytest.mark.no_postgresql
 def test_size_limit_applies_to_decompressed_body(feed_server):
     bomb = gzip.compress(b"<rss>" + b" " * 200_000 + b"</rss>")
     url = feed_server.serve("/gz", Reply(200, bomb, {"Content-Encoding": "gzip"}))
@@ -111,11 +120,13 @@ def test_size_limit_applies_to_decompressed_body(feed_server):
         fast_fetcher().get("s", url, max_bytes=50_000)
 
 
+@pytest.mark.no_postgresql
 def test_gzip_is_decoded(feed_server):
     url = feed_server.serve("/gz", Reply(200, gzip.compress(RSS), {"Content-Encoding": "gzip"}))
     assert fast_fetcher().get("s", url).body == RSS
 
 
+@pytest.mark.no_postgresql
 def test_connection_refused_is_one_line():
     with socket.socket() as closed:  # bound, never listening: refused, and no one else can take it
         closed.bind(("127.0.0.1", 0))
@@ -125,6 +136,7 @@ def test_connection_refused_is_one_line():
     assert "\n" not in str(info.value)
 
 
+@pytest.mark.no_postgresql
 def test_minimum_interval_between_requests_to_one_host(feed_server):
     url = feed_server.serve("/api", Reply(200, realworld("arxiv-api-query-transformer.xml")))
     fetcher = fast_fetcher()

@@ -106,6 +106,7 @@ def test_sending_marks_from_many_threads_share_commits_each_committed_on_return(
     assert ledger._marks.batches < 64, ledger._marks.batches
 
 
+@pytest.mark.no_postgresql
 def test_group_commit_hands_each_caller_its_result_or_its_batchs_error():
     from digest.store.group_commit import GroupCommit
     batches: list[list[int]] = []
@@ -270,6 +271,7 @@ def test_recovery_sends_again_what_a_dead_run_left(ledger):
     assert "the server may have it" in ledger.entry("dead-sending@example.org", "p").last_error
 
 
+@pytest.mark.no_postgresql
 def test_an_identity_tells_processes_apart_where_hostname_and_pid_do_not():
     me = owner_id("r")
     host, pid, tag = me.split(":", 2)
@@ -585,6 +587,7 @@ def test_resume_clears_everything_and_entries_exist(ledger):
     assert state == type(state)()  # no failures, no suspension and its reason, no unsubscription
 
 
+@pytest.mark.no_postgresql
 def test_summary_counts_outcomes():
     from digest.deliver import Outcome, summary
 

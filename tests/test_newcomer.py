@@ -46,6 +46,7 @@ TOPICS = "    topics: [{name: LLMs, keywords: [LLM]}]\n"
 # ---------------------------------------------------------------- 1. validate sees what fails later
 
 
+@pytest.mark.no_postgresql
 def test_validate_reports_what_would_fail_later(tmp_path):
     (tmp_path / "my-templates").mkdir()
     (tmp_path / "my-templates" / "_paper.html.j2").write_text("<div>{{ paper.title }</div>\n")  # broken
@@ -217,6 +218,7 @@ def one_paper_digest(**paper_fields) -> Digest:
                   (Section("Scaling laws", (DigestEntry(paper, 0.9, 'matched "KV cache" in title', ("KV cache",)),)),))
 
 
+@pytest.mark.no_postgresql
 def test_the_list_name_shows_in_subject_heading_list_id_and_footer():
     config = Config(sender=Sender(**{"from": "Lab <papers@nlp.example.org>", "reply_to": "admin@example.org",
                                      "list_name": "NLP Lab Papers"}), base_url="https://digest.example.org")
@@ -233,6 +235,7 @@ def test_the_list_name_shows_in_subject_heading_list_id_and_footer():
 # ---------------------------------------------------------------- 5. opaque tokens
 
 
+@pytest.mark.no_postgresql
 def test_tokens_hold_no_address_and_old_links_still_work():
     secret = "installation-key"
     token = unsubscribe_token(secret, "priya@example.org")
@@ -324,6 +327,7 @@ def test_status_labels_unsubscribed_and_paused(long_ids_store):
 # ---------------------------------------------------------------- 7. -c anywhere, digest init
 
 
+@pytest.mark.no_postgresql
 def test_config_option_after_the_command_and_init(tmp_path):
     result = digest("init", str(tmp_path / "new"))
     assert result.returncode == 0 and "wrote" in result.stdout
@@ -337,10 +341,12 @@ def test_config_option_after_the_command_and_init(tmp_path):
     assert again.returncode == 2 and "exists" in again.stderr  # never overwrites a config
 
 
+@pytest.mark.no_postgresql
 def test_the_packaged_example_is_the_repositorys():
     assert (ROOT / "digest" / "starter" / "subscribers.yaml").read_text() == (ROOT / "subscribers.yaml").read_text()
 
 
+@pytest.mark.no_postgresql
 def test_a_missing_config_points_to_init(tmp_path):
     result = digest("validate", cwd=tmp_path)
     assert result.returncode == 2 and "digest init" in result.stderr
@@ -387,6 +393,7 @@ def test_urllib3_warnings_stay_out_of_normal_output(tmp_path, feed_server):
 # ---------------------------------------------------------------- 10. SMTP hints
 
 
+@pytest.mark.no_postgresql
 def test_username_with_a_relay_without_auth_says_remove_username(tmp_path, fetched_db):  # noqa: F811
     with SmtpServer() as server:  # aiosmtpd without an authenticator: no AUTH
         config = setup(tmp_path, fetched_db, server.port, ["a@example.org"],
@@ -397,6 +404,7 @@ def test_username_with_a_relay_without_auth_says_remove_username(tmp_path, fetch
     assert result.returncode == 1 and "offers no login" in result.stderr and "remove smtp.username" in result.stderr
 
 
+@pytest.mark.no_postgresql
 def test_a_port_that_is_not_smtp_fails_in_seconds(tmp_path, fetched_db):  # noqa: F811
     silent = socket.socket()
     silent.bind(("127.0.0.1", 0))
@@ -441,6 +449,7 @@ def test_a_second_visit_says_already_unsubscribed_and_offers_resubscribe(tmp_pat
 # ---------------------------------------------------------------- 12. e-mail details
 
 
+@pytest.mark.no_postgresql
 def test_footer_highlighting_upvotes_tex_and_the_text_part():
     config = Config(sender=Sender(**{"from": "D <d@example.org>", "reply_to": "admin@example.org"}),
                     base_url="https://digest.example.org")
@@ -467,6 +476,7 @@ def test_footer_highlighting_upvotes_tex_and_the_text_part():
     ("reward models and reward modeling", ["reward model*"], ["reward models", "reward modeling"]),
     ("quantized weights, quantization", ["quantiz*"], ["quantized", "quantization"]),
 ])
+@pytest.mark.no_postgresql
 def test_highlights_are_what_matched(text, terms, lit):
     assert [text[a:b] for a, b in spans(text, terms)] == lit
 
@@ -485,6 +495,7 @@ def test_preview_of_an_empty_digest_says_nothing_would_be_sent(tmp_path):
 # ---------------------------------------------------------------- 13. the demo's samples
 
 
+@pytest.mark.no_postgresql
 def test_demo_samples_link_only_to_the_right_papers_and_do_not_warn(tmp_path):
     result = subprocess.run([sys.executable, "-m", "digest", "-v", "-c", str(ROOT / "examples" / "demo.yaml"), "fetch"],
                             capture_output=True, text=True, timeout=120, cwd=tmp_path)

@@ -78,6 +78,7 @@ def decoded(url: str) -> tuple[str, str, str, int] | None:
     return rating_from_token("s", url.rsplit("/", 1)[1])
 
 
+@pytest.mark.no_postgresql
 @pytest.mark.parametrize("renderer", [0, 1], ids=["full-chain", "compiled"])
 def test_every_topic_paper_carries_both_rating_links_and_trending_none(renderer):
     papers = [render.paper(n) for n in range(1, 6)]
@@ -108,6 +109,7 @@ def test_every_topic_paper_carries_both_rating_links_and_trending_none(renderer)
     assert "/rate/" not in trending and "More like this" not in trending
 
 
+@pytest.mark.no_postgresql
 def test_no_rating_links_without_base_url_and_both_renderers_agree():
     cfg = Config(sender=Sender(**{"from": "Paper Digest <digest@example.org>", "reply_to": "admin@example.org"}))
     digest = render.make_digest([render.paper(n) for n in range(1, 4)], topics=("KV", "Other"))
@@ -122,6 +124,7 @@ def test_no_rating_links_without_base_url_and_both_renderers_agree():
     assert any(p["more_url"] for p in cards) and any(not p["more_url"] for p in cards)
 
 
+@pytest.mark.no_postgresql
 def test_cards_shared_between_readers_keep_each_readers_links():
     digest = render.make_digest([render.paper(n) for n in range(1, 4)])
     composer = Composer(render.config(), secret="s", renderer=render.renderers()[1])
@@ -133,6 +136,7 @@ def test_cards_shared_between_readers_keep_each_readers_links():
         assert {decoded(url)[0] for _, url in lines} == {key}
 
 
+@pytest.mark.no_postgresql
 def test_rating_tokens_are_opaque_and_unforgeable():
     token = rating_token("s", "ada@example.org", "2611.00001", "KV\ncache", -1)
     assert rating_from_token("s", token) == ("ada@example.org", "2611.00001", "KV\ncache", -1)
@@ -145,6 +149,7 @@ def test_rating_tokens_are_opaque_and_unforgeable():
         rating_token("s", "ada@example.org", "2611.00001", "KV", 0)
 
 
+@pytest.mark.no_postgresql
 def test_one_subscribers_rating_links_are_the_links_made_one_by_one():
     """A digest makes its links with `rating_urls` (what they share worked out once): the
     same links as `rating_url`, which the web's tests read back."""

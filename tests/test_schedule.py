@@ -26,6 +26,7 @@ def utc(*args: int) -> datetime:
     return datetime(*args, tzinfo=UTC)
 
 
+@pytest.mark.no_postgresql
 def test_daily_slot_follows_the_local_clock_across_dst():
     # Berlin: CET (UTC+1) until 2026-03-29 02:00, CEST (UTC+2) after; back on 2026-10-25.
     assert next_slot("daily 07:30", BERLIN, utc(2026, 3, 28, 12)) == utc(2026, 3, 29, 5, 30)
@@ -48,6 +49,7 @@ def test_daily_slot_follows_the_local_clock_across_dst():
     assert last_slot("daily 02:30", BERLIN, utc(2026, 10, 25, 1, 45)) == utc(2026, 10, 25, 0, 30)
 
 
+@pytest.mark.no_postgresql
 def test_weekdays_and_weekly():
     friday = utc(2026, 11, 20, 18)  # Friday 13:00 in New York, Saturday 03:00 in Tokyo
     assert next_slot("weekdays 08:00", "America/New_York", friday) == utc(2026, 11, 23, 13, 0)  # Monday 08:00 EST
@@ -55,6 +57,7 @@ def test_weekdays_and_weekly():
     assert last_slot("weekly monday 08:00", "Asia/Tokyo", friday) == utc(2026, 11, 15, 23, 0)
 
 
+@pytest.mark.no_postgresql
 def test_due_slot_catch_up_once_within_grace(tmp_path):
     config_path = tmp_path / "c.yaml"
     config_path.write_text('sender: {from: "D <d@example.org>"}\ndefaults: {schedule: "daily 08:00", timezone: '
@@ -113,6 +116,7 @@ def test_scheduled_delivery_with_a_controlled_clock(tmp_path, fetched_sunday):
     ("daily 07:30", utc(2026, 10, 25, 6, 31), utc(2026, 10, 25, 6, 30)),  # first CET morning
     ("weekdays 07:30", utc(2026, 11, 22, 7, 0), utc(2026, 11, 20, 6, 30)),  # Sunday: Friday's, if within grace
 ])
+@pytest.mark.no_postgresql
 def test_last_slot_examples(schedule, now, due):
     assert last_slot(schedule, BERLIN, now) == due
 
@@ -124,6 +128,7 @@ def test_last_slot_examples(schedule, now, due):
     ("0 * * * *", utc(2026, 11, 23, 7, 10), [utc(2026, 11, 23, 8, 0), utc(2026, 11, 23, 9, 0)]),
     ("15 6 * * 1-5", utc(2026, 11, 20, 7, 0), [utc(2026, 11, 23, 6, 15), utc(2026, 11, 24, 6, 15)]),  # Friday → Monday
 ])
+@pytest.mark.no_postgresql
 def test_fetch_schedules(spec, after, fires):
     trigger = fetch_trigger(spec)
     if spec.startswith("every"):  # an interval counts from its start
@@ -137,12 +142,14 @@ def test_fetch_schedules(spec, after, fires):
     ("1-5", "mon,tue,wed,thu,fri"), ("0", "sun"), ("7", "sun"), ("0-6", "sun,mon,tue,wed,thu,fri,sat"),
     ("5-7", "fri,sat,sun"), ("1,3,5", "mon,wed,fri"), ("*/2", "sun,tue,thu,sat"), ("mon-fri", "mon-fri"), ("*", "*"),
 ])
+@pytest.mark.no_postgresql
 def test_cron_days_of_the_week_are_crons_not_apschedulers(days, expected):
     from digest.config import crontab_fields
 
     assert crontab_fields(f"0 6 * * {days}")["day_of_week"] == expected
 
 
+@pytest.mark.no_postgresql
 def test_fetch_schedule_in_a_time_zone():
     # five cron fields read in the given zone: 06:00 in Berlin is 05:00 UTC in winter
     trigger = fetch_trigger("0 6 * * *", "Europe/Berlin")

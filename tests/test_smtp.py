@@ -130,6 +130,7 @@ def test_several_connections_each_digest_once(tmp_path, fetched):  # noqa: F811
         assert Counter(str(m["To"]) for m in server.handler.received) == Counter(emails)
 
 
+@pytest.mark.no_postgresql
 @given(st.binary(max_size=200) | st.lists(st.sampled_from([b".", b"\r\n", b"\n", b"\r", b"a", b".."])).map(b"".join))
 def test_dot_stuffing_is_smtplibs(data):
     from digest.deliver.smtp import dot_stuffed
@@ -183,6 +184,7 @@ def test_several_connections_a_plan_that_fails_fails_the_run_and_sends_nothing(t
         assert Ledger(Store(config.database_url())).entries() == []
 
 
+@pytest.mark.no_postgresql
 @pytest.mark.parametrize("pipelining", [True, False], ids=["pipelined", "one-at-a-time"])
 def test_refusals_on_one_connection_with_and_without_pipelining(pipelining):
     """A 550 and a 451 for the envelope: each message's own error, and the connection goes on
@@ -242,6 +244,7 @@ class _ScriptedWire:
     # a server that says 354 although the one recipient was refused: nothing may end a message
     ([b"250 ok\r\n", b"550 5.1.1 no such user\r\n", b"354 go on\r\n"], PermanentError, False),
 ], ids=["accepted", "refused", "refused-yet-354"])
+@pytest.mark.no_postgresql
 def test_pipelined_envelope_is_one_round_trip(replies, error, ended):
     wire = _ScriptedWire(replies)
     sender = SmtpSender(Smtp(host="127.0.0.1", port=wire.port, security="none", timeout=5))

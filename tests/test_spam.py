@@ -56,6 +56,7 @@ def test_preview_eml_scores_at_most_zero(tmp_path, max_papers):
     assert score <= 0, report
 
 
+@pytest.mark.no_postgresql
 @pytest.mark.parametrize("kind,reason", [("confirm", "asked"), ("manage", "already")])
 def test_notices_score_at_most_zero(kind, reason):
     config = Config(sender=Sender(**{"from": "Paper Digest <digest@example.org>", "reply_to": "admin@example.org",

@@ -138,6 +138,7 @@ def test_concurrent_fetches_never_duplicate_or_corrupt(tmp_path):
     assert links == 30 + 100 + 390 + 195
 
 
+@pytest.mark.no_postgresql
 def test_merge_is_order_independent_for_the_data_each_source_owns():
     arxiv = paper(categories=("cs.CL",), sources=("arxiv",))
     hf = paper(upvotes=7, sources=("hf",))

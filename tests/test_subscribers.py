@@ -175,6 +175,7 @@ def test_a_database_subscriber_is_sent_previewed_and_unsubscribed_like_any_other
         assert {r["subscriber"]: r["status"] for r in status}["ada@example.org"] == "unsubscribed"
 
 
+@pytest.mark.no_postgresql
 def test_a_spreadsheets_semicolon_or_tab_separated_file_imports_too():
     from digest.subscribe.csv_rows import read_subscribers
 
@@ -187,6 +188,7 @@ def test_a_spreadsheets_semicolon_or_tab_separated_file_imports_too():
                                                               ("Agents", ["tool use", "web agent"])]
 
 
+@pytest.mark.no_postgresql
 def test_a_csv_export_keeps_a_topic_examples():
     from digest.config import Topic
     from digest.subscribe.csv_rows import parse_topics, topics_cell

@@ -155,6 +155,7 @@ def test_two_hundred_one_click_unsubscribes_at_once_and_two_thousand_page_loads(
     assert p95 < 1.0, f"pages: p50 {p50:.3f} s, p95 {p95:.3f} s"
 
 
+@pytest.mark.no_postgresql
 def test_a_port_in_use_is_a_clear_error():
     from digest.errors import DigestError
 
