@@ -11,14 +11,18 @@ from __future__ import annotations
 
 import argparse
 import gc
+import os
 import random
 import sys
+import tempfile
 import time
 import tracemalloc
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+# A cache folder of its own: "compiled once in" is MJML and premailer's run, not a kept copy read
+os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="digest-bench-render-")
 
 from digest.config import ArxivSource, Config, HuggingFaceSource, Sender, Subscriber, Topic  # noqa: E402
 from digest.gather.adapters import arxiv, huggingface  # noqa: E402

@@ -17,6 +17,7 @@ from digest.config import Config, Sender, Subscriber, Topic
 from digest.models import Listing, Paper
 from digest.render.compose import Composer, probe_values
 from digest.render.links import (
+    paper_rating_token,
     rating_from_token,
     rating_token,
     rating_url,
@@ -75,7 +76,8 @@ def rating_links(html: str, text: str) -> tuple[list[tuple[str, str, str]], list
 
 def decoded(url: str) -> tuple[str, str, str, int] | None:
     assert url.startswith("https://digest.example.org/rate/"), url
-    return rating_from_token("s", url.rsplit("/", 1)[1])
+    word, token = url.removeprefix("https://digest.example.org/rate/").split("/")
+    return rating_from_token("s", token, word)
 
 
 @pytest.mark.no_postgresql
@@ -147,6 +149,15 @@ def test_rating_tokens_are_opaque_and_unforgeable():
     assert rating_from_token("s", seal("s", "rate", "2\n2611.00001\nKV\nada@example.org")) is None
     with pytest.raises(ValueError):
         rating_token("s", "ada@example.org", "2611.00001", "KV", 0)
+    # The links' tokens: a card's, the rating the word beside it; never another purpose's token
+    card = paper_rating_token("s", "ada@example.org", "2611.00001", "KV\ncache")
+    assert rating_from_token("s", card, "more") == ("ada@example.org", "2611.00001", "KV\ncache", 1)
+    assert rating_from_token("s", card, "less") == ("ada@example.org", "2611.00001", "KV\ncache", -1)
+    assert "ada" not in card and rating_from_token("other", card, "more") is None
+    for word in ("", "1", "More", "plus", "more "):
+        assert rating_from_token("s", card, word) is None
+    assert rating_from_token("s", card) is None and rating_from_token("s", token, "more") is None  # each its own kind
+    assert rating_from_token("s", unsubscribe_token("s", "ada@example.org"), "more") is None
 
 
 @pytest.mark.no_postgresql
@@ -157,7 +168,11 @@ def test_one_subscribers_rating_links_are_the_links_made_one_by_one():
     for paper_id, topic, value in (("2611.00001", "KV", 1), ("2611.00001", "KV", -1), ("hep-th/9901001", "Línea\nB", 1)):
         assert links(paper_id, topic, value) == rating_url("https://digest.example.org", "s", "ada@example.org",
                                                            paper_id, topic, value)
-    assert rating_from_token("s", links("2611.00001", "KV", -1).rsplit("/", 1)[1]) == ("ada@example.org", "2611.00001", "KV", -1)
+    more, less = links("2611.00001", "KV", 1), links("2611.00001", "KV", -1)
+    assert more.replace("/rate/more/", "/rate/less/") == less  # a card's two links share one token
+    assert rating_from_token("s", less.rsplit("/", 1)[1], "less") == ("ada@example.org", "2611.00001", "KV", -1)
+    assert links("2611.00002", "KV", 1).rsplit("/", 1)[1] != more.rsplit("/", 1)[1]
+    assert links("2611.00001", "Other", 1).rsplit("/", 1)[1] != more.rsplit("/", 1)[1]
     with pytest.raises(ValueError):
         links("2611.00001", "KV", 2)
 
@@ -207,6 +222,11 @@ def test_get_asks_post_records_undo_takes_back_and_a_replay_changes_nothing(cent
     assert [(r.paper, r.value) for r in ratings.of("me@example.org")] == [("2611.00042", -1)]
     status, script = visitor.get("/static/rate.js")
     assert status == 200 and "form.submit()" in script
+    # A link of the first digests (the value sealed in its token) still rates
+    first_kind = "/rate/" + rating_token(site.secret, "me@example.org", "2611.00042", "Language models", 1)
+    status, html = visitor.post(first_kind, visitor.form(first_kind))
+    assert status == 200 and "more papers like this" in html
+    assert [(r.paper, r.value) for r in ratings.of("me@example.org")] == [("2611.00042", 1)]
 
 
 def test_forged_altered_and_orphaned_tokens_and_posts_without_csrf_change_nothing(centre_site):  # noqa: F811
@@ -220,9 +240,16 @@ def test_forged_altered_and_orphaned_tokens_and_posts_without_csrf_change_nothin
               token[:-2] + ("AA" if token[-2:] != "AA" else "BB"), token[:-1], "x", "A" * 3000,
               unsubscribe_token(site.secret, "me@example.org"),  # genuine, for another purpose
               rating_token(site.secret, "nobody@example.org", "2611.00042", "Language models", 1)]  # no such subscriber
-    for bad in forged:
-        assert visitor.get(f"/rate/{bad}")[0] in (400, 404)
-        assert visitor.post(f"/rate/{bad}", {**hidden, "action": "rate"})[0] in (400, 404, 413)
+    forged_cards = [paper_rating_token("another-secret", "me@example.org", "2611.00042", "Language models"),
+                    paper_rating_token(site.secret, "nobody@example.org", "2611.00042", "Language models"),
+                    token[:-2] + ("AA" if token[-2:] != "AA" else "BB"), token[:-1], "x", "A" * 3000,
+                    unsubscribe_token(site.secret, "me@example.org"),
+                    rating_token(site.secret, "me@example.org", "2611.00042", "Language models", 1)]  # the old kind
+    paths = ([f"/rate/{bad}" for bad in forged] + [f"/rate/more/{bad}" for bad in forged_cards]
+             + [f"/rate/{word}/{token}" for word in ("sideways", "1", "More", "")] + [f"/rate/{token}"])
+    for bad in paths:
+        assert visitor.get(bad)[0] in (400, 404), bad
+        assert visitor.post(bad, {**hidden, "action": "rate"})[0] in (400, 404, 405, 413), bad
     assert visitor.post(good, {"action": "rate"})[0] == 403  # no CSRF field
     assert site.browser().post(good, {**hidden, "action": "rate"})[0] == 403  # another browser: not its cookie
     assert visitor.post(good, {**hidden, "action": "rate"}, {"Origin": "https://evil.example"})[0] == 403

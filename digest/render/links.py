@@ -150,43 +150,77 @@ def manage_from_token(secret: str, token: str) -> tuple[str, int] | None:
 
 
 # -- the reader's ratings ("more like this" / "not for me" under a paper)
+#
+# A paper's two links share one token: who (the address key), which paper, under which topic,
+# sealed; the rating is the word before it, `/rate/more/<token>` or `/rate/less/<token>`. The
+# word is not sealed, and needs not be: whoever holds a card's token holds both its links (they
+# are side by side in the e-mail), so changing the word does nothing a click could not. One
+# token per card, not per link: half the sealing, a sixth of a digest's rendering.
+# The first links had the value sealed in the token (`/rate/<token>`): those still work.
 
-RATE = "rate"
+RATE = "rate"  # the first links' purpose: the value sealed in
+RATE_PAPER = "rate paper"
+RATING_WORDS = {1: "more", -1: "less"}
+_RATING_VALUES = {word: value for value, word in RATING_WORDS.items()}
 
 
 def rating_token(secret: str, key: str, paper_id: str, topic: str, value: int) -> str:
-    """A rating, sealed: who (the address key), which paper, under which topic, +1 or -1.
-    Lines, not JSON: each e-mail carries two per paper, and its size is budgeted."""
+    """A rating of the first links, value sealed in: who (the address key), which paper,
+    under which topic, +1 or -1 (new links: `paper_rating_token` and the word)."""
     if value not in (1, -1):
         raise ValueError(f"a rating is +1 or -1, not {value!r}")
     return seal(secret, RATE, f"{value}\n{paper_id}\n{topic}\n{key}")
 
 
-def rating_from_token(secret: str, token: str) -> tuple[str, str, str, int] | None:
-    """(address key, paper id, topic, value) of a genuine rating token, else None."""
-    value, _, rest = (unseal(secret, RATE, token) or "").partition("\n")
+def paper_rating_token(secret: str, key: str, paper_id: str, topic: str) -> str:
+    """Who, which paper, under which topic: the token of a card's two rating links. Lines, not
+    JSON: each e-mail carries one per paper, and its size is budgeted."""
+    return seal(secret, RATE_PAPER, f"{paper_id}\n{topic}\n{key}")
+
+
+def rating_from_token(secret: str, token: str, word: str | None = None) -> tuple[str, str, str, int] | None:
+    """(address key, paper id, topic, value) of a genuine rating link, else None: `word` is the
+    link's more | less, None for the first links (their value sealed in the token)."""
+    if word is None:
+        value, _, rest = (unseal(secret, RATE, token) or "").partition("\n")
+        if value not in ("1", "-1"):
+            return None
+        rating = int(value)
+    else:
+        if word not in _RATING_VALUES:
+            return None
+        rating, rest = _RATING_VALUES[word], unseal(secret, RATE_PAPER, token) or ""
     paper_id, _, rest = rest.partition("\n")
     topic, _, key = rest.rpartition("\n")  # the topic is the one part that might hold a line break
-    if value not in ("1", "-1") or not paper_id or not key:
+    if not paper_id or not key:
         return None
-    return key, paper_id, topic, int(value)
+    return key, paper_id, topic, rating
 
 
 def rating_url(base_url: str, secret: str, email: str, paper_id: str, topic: str, value: int) -> str:
-    """`{base_url}/rate/{token}`: the link that rates a paper for this subscriber."""
-    return f"{base_url.rstrip('/')}/rate/{rating_token(secret, email.strip().lower(), paper_id, topic, value)}"
+    """`{base_url}/rate/{more|less}/{token}`: the link that rates a paper for this subscriber."""
+    if value not in RATING_WORDS:
+        raise ValueError(f"a rating is +1 or -1, not {value!r}")
+    token = paper_rating_token(secret, email.strip().lower(), paper_id, topic)
+    return f"{base_url.rstrip('/')}/rate/{RATING_WORDS[value]}/{token}"
 
 
 def rating_urls(base_url: str, secret: str, email: str) -> Callable[[str, str, int], str]:
     """`rating_url` for one subscriber, with what every link shares worked out once: a digest
-    carries two per paper, sixty in a full one."""
-    cipher, purpose = _cipher(secret), [RATE.encode()]
-    prefix, key = f"{base_url.rstrip('/')}/rate/", email.strip().lower()
+    carries two per paper, sixty in a full one, and a card's two (asked one after the other)
+    share their token."""
+    cipher, purpose = _cipher(secret), [RATE_PAPER.encode()]
+    prefixes = {value: f"{base_url.rstrip('/')}/rate/{word}/" for value, word in RATING_WORDS.items()}
+    key = email.strip().lower()
+    last: list[str] = ["", "\n", ""]  # the card asked last: paper, topic, token
 
     def url(paper_id: str, topic: str, value: int) -> str:
-        if value not in (1, -1):
+        prefix = prefixes.get(value)
+        if prefix is None:
             raise ValueError(f"a rating is +1 or -1, not {value!r}")
-        return prefix + _spelled(cipher.encrypt(f"{value}\n{paper_id}\n{topic}\n{key}".encode(), purpose))
+        if paper_id != last[0] or topic != last[1]:
+            last[:] = [paper_id, topic, _spelled(cipher.encrypt(f"{paper_id}\n{topic}\n{key}".encode(), purpose))]
+        return prefix + last[2]
     return url
 
 

@@ -1,11 +1,12 @@
 """The page behind the "More like this" / "Not for me" links under each paper of a digest.
 
-GET /rate/<token> asks (mail scanners fetch links: a GET records nothing); the page submits
+GET /rate/more/<token> (or less) asks (mail scanners fetch links: a GET records nothing); the page submits
 itself once with JavaScript (static/rate.js), or the reader presses its button. POST records
 the rating — the reader's one of that paper, replacing any earlier one; the same POST again
-changes nothing — and offers Undo (action=undo takes this rating back). The token is the
-rating sealed with the installation's key (render/links.py): it cannot be made or altered,
-and says nothing to anyone else. A token of a subscriber no longer in the directory (deleted)
+changes nothing — and offers Undo (action=undo takes this rating back). The token is who,
+which paper and which topic, sealed with the installation's key (render/links.py): it cannot
+be made or altered, and says nothing to anyone else. The first links, /rate/<token>, had the
+value sealed in too; they still work. A token of a subscriber no longer in the directory (deleted)
 is refused like a forged one.
 """
 
@@ -45,9 +46,9 @@ def rating_routes(centre: Centre | None, page: Callable[..., HTMLResponse], csrf
         return page("message.html.j2", 400, title="Link not valid", state="invalid",
                     message="This rating link is not valid. Use the links in your latest digest.")
 
-    def read(token: str) -> Rated | None:
+    def read(token: str, word: str | None) -> Rated | None:
         assert centre is not None
-        found = rating_from_token(centre.secret, token)
+        found = rating_from_token(centre.secret, token, word)
         if found is None:
             return None
         key, paper, topic, value = found
@@ -64,7 +65,7 @@ def rating_routes(centre: Centre | None, page: Callable[..., HTMLResponse], csrf
     async def rate(request: Request) -> Response:
         if centre is None:
             return invalid()
-        rated = await run_in_threadpool(read, request.path_params["token"])
+        rated = await run_in_threadpool(read, request.path_params["token"], request.path_params.get("word"))
         if rated is None:
             return invalid()
         if request.method == "GET":
@@ -88,4 +89,5 @@ def rating_routes(centre: Centre | None, page: Callable[..., HTMLResponse], csrf
             await run_in_threadpool(retrain, centre.directory.store, rated.key, rated.topic, centre.clock())
         return shown(request, rated, "done")
 
-    return [Route("/rate/{token}", rate, methods=["GET", "POST"])]
+    return [Route("/rate/{word}/{token}", rate, methods=["GET", "POST"]),
+            Route("/rate/{token}", rate, methods=["GET", "POST"])]  # the first links' (the value sealed in)
