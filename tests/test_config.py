@@ -126,7 +126,7 @@ def test_password_comes_from_the_named_environment_variable(monkeypatch):
     assert "hunter2" not in repr(config)
 
 
-def _large_config(tmp_path: Path, people: int = 1200) -> Path:
+def _large_config(tmp_path: Path, people: int = 800) -> Path:
     """A file past the cache's threshold: many subscribers."""
     lines = ['sender:', '  from: "Paper Digest <digest@example.org>"', "subscribers:"]
     lines += [f"  - {{email: reader{n}@example.org, name: Reader {n}, topics: [{{name: LLMs, keywords: [LLM, "
