@@ -492,23 +492,33 @@ def _compile_in_a_new_process(cache: Path, folder: Path | None = None) -> dict:
     return json.loads(done.stdout)
 
 
-def test_the_compiled_template_is_kept_so_the_next_process_never_runs_mjml_or_premailer(tmp_path):
+def test_the_compiled_template_is_kept_so_the_next_process_never_runs_mjml_or_premailer(tmp_path, monkeypatch):
+    from digest.render import inlined
+
     full_chain = NaiveRenderer().html(probe_values()[0])
     expected = hashlib.sha256(full_chain.encode()).hexdigest()
     first = _compile_in_a_new_process(tmp_path / "cache")
     second = _compile_in_a_new_process(tmp_path / "cache")
     assert first == {"compiled": True, "chain_ran": True, "sha": expected, "edited": False}
     assert second == {"compiled": True, "chain_ran": False, "sha": expected, "edited": False}
-    # An edited template is a new page, never the kept one.
+    kept = set((tmp_path / "cache" / "paper-digest" / "inlined").iterdir())
+    assert len(kept) == 5  # the template and its four probes
+    # An edited template (here, in this process) is five new pages, never the kept ones.
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setattr(inlined, "_memory", {})
     own = tmp_path / "templates"
     shutil.copytree(builtin_templates(), own)
     footer = own / "_footer.html.j2"
     footer.write_text(footer.read_text(encoding="utf-8").replace("</div>", " Edited by hand</div>", 1), encoding="utf-8")
-    edited = _compile_in_a_new_process(tmp_path / "cache", own)
-    assert edited["compiled"] and edited["chain_ran"] and edited["edited"]
+    edited = CompiledRenderer(own, probes=probe_values())
+    assert edited.compiled and "Edited by hand" in edited.html(probe_values()[0])
+    assert len(set((tmp_path / "cache" / "paper-digest" / "inlined").iterdir()) - kept) == 5
     # A cache folder that cannot be written (a file in its way): the chain runs, nothing else changes.
     (tmp_path / "blocked").write_text("not a folder", encoding="utf-8")
-    assert _compile_in_a_new_process(tmp_path / "blocked") == first
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "blocked"))
+    monkeypatch.setattr(inlined, "_memory", {})
+    blocked = CompiledRenderer(probes=probe_values())
+    assert blocked.compiled and blocked.html(probe_values()[0]) == full_chain
 
 
 def test_html_stays_under_gmails_clipping_with_a_margin():
