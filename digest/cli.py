@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
@@ -26,11 +26,12 @@ from rich.markup import escape
 from rich.table import Table
 
 from . import __version__
-from .config import Config, load_config, parse_duration
 from .errors import ConfigError, DigestError, UnknownSubscriber
-from .models import Paper, SourceReport
-from .render.present import digest_json
-from .store.database import Store, open_store
+
+if TYPE_CHECKING:  # each command imports the stages it runs: `digest --help` or `init` loads none
+    from .config import Config
+    from .models import Paper, SourceReport
+    from .store.database import Store
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -48,10 +49,14 @@ class App:
     @property
     def config(self) -> Config:
         if self._config is None:
+            from .config import load_config
+
             self._config = load_config(self.config_path)
         return self._config
 
     def store(self) -> Store:
+        from .store.database import open_store
+
         return open_store(self.config)
 
 
@@ -153,6 +158,7 @@ def validate(app: App) -> None:
     Example: digest -c subscribers.yaml validate
     """
     from .checks import check_setup
+    from .config import load_config
 
     config = load_config(app.config_path, locate=True)  # every finding with its line
     findings = check_setup(config)
@@ -293,6 +299,8 @@ def preview(app: App, email: str | None, fmt: str, since: str | None, out_file: 
             err.print("note: no papers stored in this window; run `digest fetch` first", highlight=False)
         return
     if fmt == "json":
+        from .render.present import digest_json
+
         data: str | bytes = json.dumps(digest_json(shown.digest, zone, config.sender.list_name), ensure_ascii=False, indent=2) + "\n"
     else:
         composed = Composer(config, secret=store.signing_secret()).email(
@@ -333,6 +341,9 @@ def send(app: App, emails: tuple[str, ...], dry_run: bool, to: str | None, fresh
     # Everyone due: the subscribers come from the database, so a large file's are read (and
     # synced) only when it changed; named ones, a dry run or --to read the file's.
     lean = not (emails or dry_run or to)
+    from .config import load_config
+    from .store.database import open_store
+
     config = load_config(app.config_path, subscribers=False) if lean else app.config
     store = open_store(config)
     stop = threading.Event()
@@ -737,6 +748,8 @@ def paper_json(paper: Paper) -> dict[str, Any]:
 
 def _since(value: str) -> datetime:
     try:
+        from .config import parse_duration
+
         return datetime.now(UTC) - parse_duration(value)
     except ValueError:
         pass
