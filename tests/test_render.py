@@ -519,6 +519,12 @@ def test_the_compiled_template_is_kept_so_the_next_process_never_runs_mjml_or_pr
     monkeypatch.setattr(inlined, "_memory", {})
     blocked = CompiledRenderer(probes=probe_values())
     assert blocked.compiled and blocked.html(probe_values()[0]) == full_chain
+    # No home folder at all (a user without a passwd entry, in a container): the same
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setattr(Path, "home", classmethod(lambda cls: (_ for _ in ()).throw(RuntimeError("no home"))))
+    monkeypatch.setattr(inlined, "_memory", {})
+    homeless = CompiledRenderer(probes=probe_values())
+    assert homeless.compiled and homeless.html(probe_values()[0]) == full_chain
 
 
 def test_html_stays_under_gmails_clipping_with_a_margin():

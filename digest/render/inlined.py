@@ -34,18 +34,27 @@ def inlined(mjml: str) -> str:
         return page
     folder = cache_folder()
     try:
+        if folder is None:
+            raise FileNotFoundError("no cache folder")
         page = (folder / f"{key}.html").read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError):
         from .renderer import inline_css, mjml_to_html
 
         page = inline_css(mjml_to_html(mjml))
-        _keep(folder, key, page)
+        if folder is not None:
+            _keep(folder, key, page)
     _memory[key] = page
     return page
 
 
-def cache_folder() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+def cache_folder() -> Path | None:
+    """Where pages are kept; None without a home folder (a user with no passwd entry, say)."""
+    base = os.environ.get("XDG_CACHE_HOME")
+    if not base:
+        try:
+            base = str(Path.home() / ".cache")
+        except (RuntimeError, KeyError):
+            return None
     return Path(base) / "paper-digest" / "inlined"
 
 
