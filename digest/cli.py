@@ -335,15 +335,14 @@ def send(app: App, emails: tuple[str, ...], dry_run: bool, to: str | None, fresh
     Each subscriber gets at most one digest per scheduled slot: running it again sends
     only what is still due. Examples: digest send; digest send alice@example.org --to me@example.org
     """
+    from .config import load_config
     from .deliver import roster
     from .deliver.send_run import Delivery, summary
+    from .store.database import open_store
 
     # Everyone due: the subscribers come from the database, so a large file's are read (and
     # synced) only when it changed; named ones, a dry run or --to read the file's.
     lean = not (emails or dry_run or to)
-    from .config import load_config
-    from .store.database import open_store
-
     config = load_config(app.config_path, subscribers=False) if lean else app.config
     store = open_store(config)
     stop = threading.Event()
@@ -747,9 +746,9 @@ def paper_json(paper: Paper) -> dict[str, Any]:
 
 
 def _since(value: str) -> datetime:
-    try:
-        from .config import parse_duration
+    from .config import parse_duration
 
+    try:
         return datetime.now(UTC) - parse_duration(value)
     except ValueError:
         pass

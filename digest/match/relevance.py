@@ -45,6 +45,7 @@ def csr_matrix(*args: object, **kwargs: object) -> sparse.csr_matrix:
 
     return made(*args, **kwargs)
 
+
 K1 = 1.2
 B = 0.75
 THRESHOLD = 0.59

@@ -30,20 +30,16 @@ def inlined(mjml: str) -> str:
     """`inline_css(mjml_to_html(mjml))`, from memory or the cache folder when run before."""
     key = hashlib.sha256((_fingerprint() + mjml).encode("utf-8")).hexdigest()
     page = _memory.get(key)
-    if page is not None:
-        return page
-    folder = cache_folder()
-    try:
-        if folder is None:
-            raise FileNotFoundError("no cache folder")
-        page = (folder / f"{key}.html").read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
-        from .renderer import inline_css, mjml_to_html
+    if page is None:
+        folder = cache_folder()
+        page = _kept(folder, key) if folder is not None else None
+        if page is None:
+            from .renderer import inline_css, mjml_to_html
 
-        page = inline_css(mjml_to_html(mjml))
-        if folder is not None:
-            _keep(folder, key, page)
-    _memory[key] = page
+            page = inline_css(mjml_to_html(mjml))
+            if folder is not None:
+                _keep(folder, key, page)
+        _memory[key] = page
     return page
 
 
@@ -69,6 +65,13 @@ def _fingerprint() -> str:
             versions.append(f"{name}=?")
     code = hashlib.sha256(Path(__file__).with_name("renderer.py").read_bytes()).hexdigest()
     return f"{';'.join(versions)};renderer={code}\n"
+
+
+def _kept(folder: Path, key: str) -> str | None:
+    try:
+        return (folder / f"{key}.html").read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):  # not kept yet (or unreadable): made again
+        return None
 
 
 def _keep(folder: Path, key: str, page: str) -> None:
