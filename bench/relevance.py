@@ -4,8 +4,12 @@ top 10 per topic, for each way of scoring:
 
 - keywords only: the matcher as it ships (a paper is in when a keyword matches; ranked as the
   digest ranks);
+- described topics (the matcher): name + description + keywords through the matcher as it
+  ships: closeness in words (BM25) and in meaning (a sentence encoder, semantic.py), one
+  threshold for every topic, chosen on this set;
 - description: BM25 of name + description + keywords (digest/match/relevance.py), over each
-  topic's best score;
+  topic's best score, and the same with meaning (the matcher's closeness), each with the
+  threshold left out;
 - description + 3 examples: three of the topic's relevant papers (taken out of the
   evaluation) as positives of a logistic regression on tf-idf, blended with the description;
 - description + 50 simulated ratings: 50 papers the reader rated (drawn from the ones the
@@ -34,7 +38,7 @@ sys.path.insert(0, str(ROOT))
 from digest.config import Defaults, Subscriber  # noqa: E402
 from digest.match.learned import train  # noqa: E402
 from digest.match.matcher import Matcher  # noqa: E402
-from digest.match.relevance import LexicalIndex, TopicText  # noqa: E402
+from digest.match.relevance import DescriptionScores, LexicalIndex, TopicText  # noqa: E402
 from digest.models import Paper  # noqa: E402
 
 JUDGED = ROOT / "tests" / "data" / "judged"
@@ -126,7 +130,7 @@ def leave_one_out(z: np.ndarray, ids: list[str], names: list[str], relevant: dic
 def report(label: str, per_topic: dict, seconds: float) -> dict:
     scores = np.array([v[0] for v in per_topic.values()])
     p10 = np.array([v[1] for v in per_topic.values()])
-    print(f"{label:<40} macro-F1 {scores.mean():.3f}  min {scores.min():.3f}  P@10 {p10.mean():.3f}  ({seconds * 1000:.0f} ms)")
+    print(f"{label:<42} macro-F1 {scores.mean():.3f}  min {scores.min():.3f}  P@10 {p10.mean():.3f}  ({seconds * 1000:.0f} ms)")
     return {"macro_f1": round(float(scores.mean()), 3), "min_f1": round(float(scores.min()), 3),
             "p_at_10": round(float(p10.mean()), 3), "per_topic": {k: [round(a, 3), round(b, 3)] for k, (a, b) in per_topic.items()}}
 
@@ -167,7 +171,7 @@ def main() -> None:
         mins = [run[label]["min_f1"] for run in runs]
         p10s = [run[label]["p_at_10"] for run in runs]
         summary[label] = {"macro_f1": float(np.median(f1s)), "min_f1": float(np.median(mins)), "p_at_10": float(np.median(p10s))}
-        print(f"{label:<40} macro-F1 {np.median(f1s):.3f} ({min(f1s):.3f}-{max(f1s):.3f})  "
+        print(f"{label:<42} macro-F1 {np.median(f1s):.3f} ({min(f1s):.3f}-{max(f1s):.3f})  "
               f"lowest topic {np.median(mins):.3f}  P@10 {np.median(p10s):.3f}")
     warm = TRAINING[len(topics) * 2:]  # the first split's first models read the papers' words for the first time
     print(f"\ntraining one topic's model (learned.train, {len(TRAINING)} models of 3-50 ratings and up to 100 unrated "
@@ -209,6 +213,12 @@ def one_split(papers: list[dict], topics: list[dict], relevant: dict[str, set[st
     base = description_scores(index, topics)
     results["description"] = report("description (BM25, threshold left out)", leave_one_out(base[:, second], ids, names, truth),
                                     time.perf_counter() - started)
+
+    started = time.perf_counter()
+    close = DescriptionScores([(papers[i]["title"], papers[i]["abstract"]) for i in second]).matrix(
+        [TopicText(t["name"], t["description"], tuple(t["keywords"])) for t in topics])
+    results["description, words and meaning"] = report("description, words and meaning (left out)",
+                                                       leave_one_out(close, ids, names, truth), time.perf_counter() - started)
 
     features = normalize(index.weights)
     items = [Paper(id=p["id"], title=p["title"], url=f"https://example.org/{p['id']}", abstract=p["abstract"])

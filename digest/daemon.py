@@ -20,6 +20,7 @@ import logging
 import os
 import signal
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -33,7 +34,7 @@ from .deliver.schedule import fetch_trigger
 from .deliver.send_run import Delivery, summary
 from .errors import ConfigError, DigestError
 from .gather.collect import gather
-from .store.database import open_store
+from .store.database import Store, open_store
 from .store.files import backup_name, prune_backups
 from .store.locks import Locks
 
@@ -80,8 +81,11 @@ class Daemon:
                 if not mine:
                     log.info("fetch skipped: another process is fetching")
                     return
+                started = datetime.now(UTC)
                 with self.fetching:
                     reports = gather(config, store, stop=self.stop)
+                if any(report.ok and report.new for report in reports) and not self.stop.is_set():
+                    encode_new_papers(store, started)
             for report in reports:
                 if report.ok:
                     log.info("fetched %s: %d papers, %d new%s", report.source, report.fetched, report.new,
@@ -273,3 +277,17 @@ class Daemon:
         if getattr(self, "web", None) is not None:
             self.web.shutdown()
         log.info("stopped")
+
+
+def encode_new_papers(store: Store, since: datetime) -> None:
+    """The vectors of the papers a fetch brought (match/semantic.py keeps them), made now rather
+    than when the next digests are due: a day's listing is about a minute of encoding, which
+    would otherwise delay the first described topic's digest."""
+    from .match import semantic
+
+    if not semantic.available():
+        return
+    clock = time.perf_counter()
+    papers = store.papers(since=since)
+    semantic.vectors([semantic.paper_text(p.title, p.abstract) for p in papers])
+    log.info("%d new papers encoded for closeness in meaning in %.1fs", len(papers), time.perf_counter() - clock)

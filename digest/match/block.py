@@ -301,10 +301,11 @@ def evaluate_described(index: PaperIndex, plans: list[TopicPlan], first: int) ->
     close = index.description_matrix([plan.described for plan in plans if plan.described is not None])
     taught = [n for n, plan in enumerate(plans) if plan.learned is not None]
     if taught:
-        probabilities = index.learned_probabilities([plans[n].learned for n in taught])
+        models = [plans[n].learned for n in taught]
+        probabilities, leanings = index.learned_probabilities(models), index.learned_leanings(models)
         close = close.copy()
-        for n, chances in zip(taught, probabilities):
-            close[n] = plans[n].with_learned(close[n], chances)
+        for n, chances, leaning in zip(taught, probabilities, leanings):
+            close[n] = plans[n].with_learned(close[n], chances, leaning)
     if not first:
         return Described(close, _NO_CELLS, _NO_CELLS, _NO_WEIGHTS)
     size, keyword_plans, near_close = index.size, plans[:first], close[:first]

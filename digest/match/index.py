@@ -218,6 +218,11 @@ class PaperIndex:
         learned.py)."""
         return self._pool().learned(models)
 
+    def learned_leanings(self, models: Sequence[Learned]) -> np.ndarray:
+        """Each paper's leaning in meaning towards what each model's reader liked (models ×
+        papers; relevance.py)."""
+        return self._pool().leanings(models)
+
     def _pool(self) -> DescriptionScores:
         """The papers as a lexical pool: given (made once for the same papers by the caller),
         or built when first asked for."""

@@ -5,9 +5,11 @@ Positives are the papers they marked "more like this" (and a topic's examples), 
 ones marked "not for me" plus a sample of recent papers they never rated (most papers are not
 for any one topic). Features are the papers' BM25 term weights (relevance.py), scaled to unit
 length, so the model is a weight per word: kept as (word, weight) pairs, it applies to any
-later pool of papers, whatever that pool's vocabulary. It moves a paper's closeness by
-weight × (2p - 1): up when it likes the paper, down when not, by a weight that grows with the
-ratings behind it (WEIGHT_PER_RATING each, up to MAX_WEIGHT).
+later pool of papers, whatever that pool's vocabulary. It moves a paper's closeness from the
+pool's typical paper: up when it likes the paper more, down when less (topics.py), by a weight
+that grows with the ratings behind it (WEIGHT_PER_RATING each, up to MAX_WEIGHT). The weights
+were chosen on the judged set (bench/relevance.py): closeness in meaning spans little (a
+threshold of 0.44), so a model that moves it by more than about 0.08 overrules the description.
 """
 
 from __future__ import annotations
@@ -24,9 +26,12 @@ from ..models import Paper
 from .relevance import LexicalIndex, probabilities
 
 KEPT_WORDS = 400  # the words that weigh most, either way
-WEIGHT_PER_RATING = 0.02
-WEIGHT_PER_EXAMPLE = 0.1  # an example is chosen with care, "exactly what I want": it says more than a click
-MAX_WEIGHT = 0.5
+WEIGHT_PER_RATING = 0.003
+WEIGHT_PER_EXAMPLE = 0.015  # an example is chosen with care, "exactly what I want": it says more than a click
+MAX_WEIGHT = 0.075
+LEANING_PER_RATING = 0.03
+LEANING_PER_EXAMPLE = 0.01
+MAX_LEANING = 0.6
 
 
 @dataclass(frozen=True)
@@ -39,18 +44,29 @@ class Learned:
     # Titles of the topic's examples among those liked (subscribe/learning.py sets it): the
     # why-line calls them examples, not papers the reader liked.
     examples: tuple[str, ...] = ()
+    # In meaning (semantic.py): the mean vector of the papers liked, and of those "not for me"
+    # (empty: none, or no encoder). A paper nearer the first than the second moves up.
+    toward: tuple[float, ...] = ()
+    away: tuple[float, ...] = ()
 
     def __hash__(self) -> int:  # kept: a model is a dict key per topic and per pool, its words many
         return self._hash
 
     @cached_property
     def _hash(self) -> int:
-        return hash((self.words, self.weights, self.intercept, self.ratings, self.liked))
+        return hash((self.words, self.weights, self.intercept, self.ratings, self.liked, self.toward, self.away))
 
     @cached_property
     def coefficients(self) -> np.ndarray:
         """The words' weights as an array (for relevance.probabilities)."""
         return np.array(self.weights)
+
+    @property
+    def leaning_weight(self) -> float:
+        """How much a paper's leaning in meaning (toward the liked, away from the rest) moves its
+        closeness: it grows with the ratings as `weight` does."""
+        examples = len(self.examples)
+        return min(MAX_LEANING, LEANING_PER_RATING * (self.ratings - examples) + LEANING_PER_EXAMPLE * examples)
 
     @property
     def disliked(self) -> int:
@@ -65,13 +81,15 @@ class Learned:
 
     def to_json(self) -> str:
         return json.dumps({"words": self.words, "weights": self.weights, "intercept": self.intercept,
-                           "ratings": self.ratings, "liked": self.liked, "examples": self.examples})
+                           "ratings": self.ratings, "liked": self.liked, "examples": self.examples,
+                           "toward": self.toward, "away": self.away})
 
     @classmethod
     def from_json(cls, text: str) -> Learned:
         data = json.loads(text)
         return cls(tuple(data["words"]), tuple(data["weights"]), float(data["intercept"]), int(data["ratings"]),
-                   tuple(data["liked"]), tuple(data.get("examples", ())))
+                   tuple(data["liked"]), tuple(data.get("examples", ())), tuple(data.get("toward", ())),
+                   tuple(data.get("away", ())))
 
     def probabilities(self, lexical: LexicalIndex) -> np.ndarray:
         """How likely each paper of `lexical` is one the reader wants (0 to 1)."""
@@ -97,7 +115,19 @@ def train(liked: Sequence[Paper], disliked: Sequence[Paper], unrated: Sequence[P
     kept = np.argsort(-np.abs(coef))[:KEPT_WORDS]
     words = lexical.words
     return Learned(tuple([words[c] for c in kept.tolist()]), tuple(np.round(coef[kept], 5).tolist()),
-                   round(float(model.intercept_[0]), 5), len(liked) + len(disliked), tuple(p.title for p in liked))
+                   round(float(model.intercept_[0]), 5), len(liked) + len(disliked), tuple(p.title for p in liked),
+                   toward=_mean_meaning(liked), away=_mean_meaning(disliked))
+
+
+def _mean_meaning(papers: Sequence[Paper]) -> tuple[float, ...]:
+    """The papers' mean vector in meaning, at unit length (empty: no papers, or no encoder)."""
+    from . import semantic
+
+    found = semantic.vectors([semantic.paper_text(p.title, p.abstract) for p in papers]) if papers else None
+    if found is None:
+        return ()
+    mean = found.mean(axis=0)
+    return tuple(np.round(mean / max(float(np.linalg.norm(mean)), 1e-9), 4).tolist())
 
 
 @lru_cache(maxsize=16_384)

@@ -1,22 +1,25 @@
-"""How close each paper is to each topic's own words: BM25 of a topic's name, description and
-keywords against a paper's title and abstract, for all topics at once as one sparse-matrix
-product, then scaled per topic so one threshold means the same for every topic.
+"""How close each paper is to each topic: in its words and in its meaning, for all topics at
+once, on one scale so one threshold means the same for every topic.
 
-- Words are the matcher's (normalise.py): folded, lightly stemmed, so "KV-cache" in a
-  description meets "KV cache" in an abstract. A short list of function words is dropped;
-  everything else is weighed by how rare it is among the papers (BM25's idf): a word in 40 %
-  of the papers says almost nothing, a word in three of them says a lot.
-- The title counts twice: a word in the title says more about what the paper is about.
-- Keywords count twice in the topic, the name once, the description once: the keywords are
-  what the person chose to type.
-- A topic's raw scores differ in scale from another's (a long description adds up more), so
-  each topic's scores are divided by the best paper's in the pool the document frequencies
-  come from (the papers being matched: the window of recent ones), but by no less than
-  FLOOR of what the topic's own words could score, so that in a small pool the best paper is
-  not "close" by default. A paper is in the topic when that, plus KEYWORD_BONUS if one of its
-  keywords matches, reaches THRESHOLD (moved by SENSITIVITY_STEP per step of `sensitivity`).
-  The constants were chosen on the judged set (bench/relevance.py: macro-F1 0.61 against 0.55
-  for keywords alone, the threshold chosen leaving the topic out).
+- Words: BM25 of a topic's name, description and keywords against a paper's title and
+  abstract, one sparse-matrix product. Words are the matcher's (normalise.py): folded, lightly
+  stemmed, so "KV-cache" in a description meets "KV cache" in an abstract. A short list of
+  function words is dropped; everything else is weighed by how rare it is among the papers
+  (BM25's idf): a word in 40 % of the papers says almost nothing, a word in three of them says
+  a lot. The title counts twice; keywords count twice in the topic, the name and the
+  description once. Each topic's scores are divided by the best paper's in the pool (the
+  papers being matched), but by no less than FLOOR of what the topic's own words could score,
+  so that in a small pool the best paper is not "close" by default.
+- Meaning (semantic.py): the cosine of a sentence encoder's vectors of the topic's whole text
+  and of the paper's, and the best cosine of any of its keywords'. It finds the papers that
+  say the same in other words and leaves out those that share a word in another sense ("ASR"
+  as attack success rate in a speech topic).
+- Closeness is LEXICAL_SHARE of the words' plus the meaning's two shares. A paper is in the
+  topic when that, plus KEYWORD_BONUS if one of its keywords matches, reaches THRESHOLD (moved
+  by SENSITIVITY_STEP per step of `sensitivity`). Without the encoder's files, the words' alone,
+  scaled by WORDS_ONLY_SCALE.
+- The constants were chosen on the judged set (bench/relevance.py, medians of 5 splits):
+  macro-F1 0.71 through the matcher, against 0.58 for the words alone and 0.52 for keywords.
 """
 
 from __future__ import annotations
@@ -48,10 +51,16 @@ def csr_matrix(*args: object, **kwargs: object) -> sparse.csr_matrix:
 
 K1 = 1.2
 B = 0.75
-THRESHOLD = 0.59
-KEYWORD_BONUS = 0.2
-SENSITIVITY_STEP = 0.08  # one step of a topic's `sensitivity`: more papers (+) or fewer (-)
+THRESHOLD = 0.44
+KEYWORD_BONUS = 0.05
+SENSITIVITY_STEP = 0.04  # one step of a topic's `sensitivity`: more papers (+) or fewer (-)
 FLOOR = 0.3
+# A paper's closeness to a topic: shares of the words' (BM25) and of the meaning's (semantic.py):
+# the cosine of the topic's whole text, and the best of its keywords'
+LEXICAL_SHARE = 0.2
+WHOLE_MEANING_SHARE = 0.5
+KEYWORD_MEANING_SHARE = 0.3
+WORDS_ONLY_SCALE = 0.94  # without the encoder: the words' closeness, scaled so THRESHOLD fits it
 COMMON_CELLS = 1 << 23  # the dense table of common words (LexicalIndex.products): at most 64 MB
 COMMON_AT_LEAST = 16  # papers a common word is in, at least
 TITLE_REPEAT = 2
@@ -214,9 +223,18 @@ class DescriptionScores:
     docstring), computed a batch of topics at a time and kept per topic text."""
 
     def __init__(self, texts: Sequence[tuple[str, str]]) -> None:
+        self.texts = texts
         self.lexical = LexicalIndex(texts)
         self.known: dict[TopicText, np.ndarray] = {}
         self.known_learned: dict[Learned, np.ndarray] = {}
+
+    @cached_property
+    def paper_vectors(self) -> np.ndarray | None:
+        """The papers' meaning (semantic.py: papers × 384), encoded when first needed; None
+        without the encoder."""
+        from . import semantic
+
+        return semantic.vectors([semantic.paper_text(title, abstract) for title, abstract in self.texts])
 
     def of(self, topics: Sequence[TopicText]) -> list[np.ndarray]:
         """Each topic's closeness to every paper (a row each, read-only)."""
@@ -245,9 +263,67 @@ class DescriptionScores:
         possible = (queries @ self.lexical.idf) * (K1 + 1)
         scale = np.maximum(raw.max(axis=1, initial=0.0), FLOOR * possible)
         raw /= np.where(scale > 0, scale, 1.0)[:, None]
+        meaning = self._meaning(topics)
+        if meaning is None:
+            raw *= WORDS_ONLY_SCALE
+        else:
+            raw *= LEXICAL_SHARE
+            raw += meaning
         raw.flags.writeable = False
         self.known.update(zip(topics, raw))
         return raw
+
+    def _meaning(self, topics: list[TopicText]) -> np.ndarray | None:
+        """How close in meaning each topic is to each paper (topics × papers), weighed as the
+        closeness wants it: the cosine of the topic's whole text, and the best of its
+        keywords' (a topic about "speech recognition, text-to-speech" is close to a paper on
+        either), each said with the topic's name ("Speech: ASR", not an acronym alone, which
+        is nearer "attack success rate"); None without the encoder."""
+        from . import semantic
+
+        papers = self.paper_vectors
+        if papers is None:
+            return None
+        whole = semantic.vectors([semantic.topic_text(t.name, t.description, t.keywords) for t in topics])
+        said_as = [[semantic.keyword_text(t.name, k) for k in t.keywords] for t in topics]
+        phrases = list(dict.fromkeys(phrase for mine in said_as for phrase in mine))
+        said = semantic.vectors(phrases) if phrases else np.zeros((0, semantic.DIMENSIONS), dtype=np.float32)
+        if whole is None or said is None:
+            return None
+        meaning = whole @ papers.T
+        best = meaning.copy()  # a topic without keywords: its whole text's
+        if phrases:
+            near = said @ papers.T  # each keyword phrase once, however many topics say it
+            row = {phrase: n for n, phrase in enumerate(phrases)}
+            rows = [[row[phrase] for phrase in mine] for mine in said_as]
+            said_by = [t for t, mine in enumerate(rows) if mine]
+            flat = np.array([n for mine in rows for n in mine], dtype=np.intp)
+            starts = np.cumsum([0] + [len(rows[t]) for t in said_by[:-1]])
+            best[said_by] = np.maximum.reduceat(near[flat], starts, axis=0)
+        meaning *= WHOLE_MEANING_SHARE
+        meaning += KEYWORD_MEANING_SHARE * best
+        return meaning
+
+    def leanings(self, models: Sequence[Learned]) -> np.ndarray:
+        """How much nearer in meaning each paper is to the papers each model's reader liked than
+        to those they said were not for them (models × papers;
+        cosine toward minus cosine away; with nothing to set against, less the pool's median);
+        zeros without the encoder."""
+        papers = self.paper_vectors
+        if papers is None or not models:
+            return np.zeros((len(models), self.lexical.size))
+        toward = np.zeros((len(models), papers.shape[1]), dtype=np.float32)
+        away = np.zeros_like(toward)
+        for n, model in enumerate(models):
+            if len(model.toward) == papers.shape[1]:
+                toward[n] = model.toward
+            if len(model.away) == papers.shape[1]:
+                away[n] = model.away
+        leaning = (toward - away) @ papers.T
+        # Without a "not for me", from the pool's typical paper: liked papers are a little like most
+        alone = ~away.any(axis=1)
+        leaning[alone] -= np.median(leaning[alone], axis=1, keepdims=True)
+        return leaning
 
     def learned(self, models: Sequence[Learned]) -> np.ndarray:
         """Learned models' probabilities for every paper of the pool (models × papers,

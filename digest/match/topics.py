@@ -195,20 +195,27 @@ class TopicPlan:
         if self._close is None or self._close[0] is not index:
             close = index.description_scores([self.described])[0]
             if self.learned is not None:
-                close = self.with_learned(close, index.learned_probabilities([self.learned])[0])
+                close = self.with_learned(close, index.learned_probabilities([self.learned])[0],
+                                          index.learned_leanings([self.learned])[0])
             self._close = (index, close)
         return self._close[1]
 
-    def with_learned(self, close: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
+    def with_learned(self, close: np.ndarray, probabilities: np.ndarray, leaning: np.ndarray) -> np.ndarray:
         """The closeness moved by the learned model's `probabilities` of the same papers, by up to
-        the model's weight: p above one half lifts a paper, below lowers it. A model that knows
-        no "not for me" (examples, likes only) only lifts, from the pool's typical paper (0) to
-        the one most like its positives (the full weight): trained against unrated papers, it
-        puts nearly every paper under one half, the relevant ones unlike its few positives too."""
-        if self.learned.disliked or not len(probabilities):
-            return close + self.learned.weight * (2 * probabilities - 1)
-        typical, best = float(np.median(probabilities)), float(probabilities.max())
-        return close + self.learned.weight * np.clip((probabilities - typical) / max(best - typical, 1e-9), 0.0, 1.0)
+        the model's weight, measured from the pool's typical paper: lifted towards the one most
+        like the reader's positives (the full weight), and, when the reader said "not for me",
+        lowered towards the one least like them. Not from p = 1/2: trained against many unrated
+        papers, a model puts nearly every paper under one half, the relevant ones unlike its few
+        positives too, and would lower them all. Then moved by the paper's `leaning` in meaning:
+        nearer the papers liked than those not for the reader lifts it, nearer those lowers it."""
+        if not len(probabilities):
+            return close
+        close = close + self.learned.leaning_weight * leaning
+        typical, best, worst = float(np.median(probabilities)), float(probabilities.max()), float(probabilities.min())
+        move = np.clip((probabilities - typical) / max(best - typical, 1e-9), 0.0, 1.0)
+        if self.learned.disliked:
+            move -= np.clip((typical - probabilities) / max(typical - worst, 1e-9), 0.0, 1.0)
+        return close + self.learned.weight * move
 
     def _liked_like(self, paper: Paper) -> tuple[str, bool] | None:
         """The liked paper this one shares most words with (at least three), its title shortened,

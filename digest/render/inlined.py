@@ -20,6 +20,8 @@ from functools import cache
 from importlib import metadata
 from pathlib import Path
 
+from ..kept import cache_home
+
 log = logging.getLogger(__name__)
 
 KEPT_FILES = 256  # pages kept on disk: a template author's edits each add five
@@ -45,13 +47,8 @@ def inlined(mjml: str) -> str:
 
 def cache_folder() -> Path | None:
     """Where pages are kept; None without a home folder (a user with no passwd entry, say)."""
-    base = os.environ.get("XDG_CACHE_HOME")
-    if not base:
-        try:
-            base = str(Path.home() / ".cache")
-        except (RuntimeError, KeyError):
-            return None
-    return Path(base) / "paper-digest" / "inlined"
+    home = cache_home()
+    return home / "inlined" if home is not None else None
 
 
 @cache

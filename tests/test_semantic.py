@@ -1,0 +1,94 @@
+"""Closeness in meaning (digest/match/semantic.py, encoder.py): the numpy encoder against the
+reference implementation, vectors kept once per text across processes, and scoring by words
+alone when the model's files are missing."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from digest.match import semantic
+from digest.match.relevance import WORDS_ONLY_SCALE, DescriptionScores, LexicalIndex, TopicText
+
+REFERENCE = Path(__file__).resolve().parent / "data" / "minilm-reference.json"
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_the_encoder_agrees_with_sentence_transformers():
+    """Vectors made by sentence-transformers (torch, float32 weights) for four abstracts and six
+    topic names: ours, from the int8 weights in numpy, point the same way."""
+    reference = json.loads(REFERENCE.read_text(encoding="utf-8"))
+    ours = semantic.encoder().encode(reference["texts"], max_tokens=semantic.MAX_TOKENS)
+    cosines = np.sum(ours * np.array(reference["vectors"], dtype=np.float32), axis=1)
+    assert cosines.min() > 0.995, cosines
+    # and not by accident: two different texts are far apart
+    assert float(ours[0] @ ours[4]) < 0.5
+
+
+def test_close_in_meaning_whatever_the_words():
+    vectors = semantic.vectors([
+        "Automatic speech recognition: transcribing spoken audio",
+        "A conformer acoustic model lowers word error rates on LibriSpeech",
+        "Jailbreak prompts raise the attack success rate against aligned chatbots",
+    ])
+    assert vectors.shape == (3, semantic.DIMENSIONS)
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-3)
+    speech = vectors[0]
+    assert speech @ vectors[1] > speech @ vectors[2] + 0.2
+
+
+def test_each_text_is_encoded_once_and_kept_for_other_processes(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    texts = ["Speculative decoding with a draft model", "KV-cache eviction for long contexts", "Speculative decoding with a draft model"]
+    made = semantic.vectors(texts)
+    assert np.allclose(made[0], made[2])
+    kept = tmp_path / "paper-digest" / "vectors.sqlite3"
+    with sqlite3.connect(kept) as db:
+        assert db.execute("SELECT count(*) FROM vectors").fetchone()[0] == 2  # the same text kept once
+    # Another process, whose encoder would fail if it were asked: it reads what this one kept.
+    script = f"""
+import json, sys
+import numpy as np
+from digest.match import encoder, semantic
+def refuse(*args, **kwargs):
+    raise AssertionError("encoded again")
+encoder.Encoder.encode = refuse
+print(json.dumps(semantic.vectors({json.dumps(texts)}).tolist()))
+"""
+    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "XDG_CACHE_HOME": str(tmp_path)})
+    assert result.returncode == 0, result.stderr
+    assert np.allclose(np.array(json.loads(result.stdout)), made, atol=1e-6)
+
+
+def test_a_cache_folder_that_cannot_be_written_changes_nothing(tmp_path, monkeypatch):
+    blocked = tmp_path / "file-not-folder"
+    blocked.write_text("")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(blocked))
+    texts = ["Retrieval-augmented generation over private documents"]
+    assert np.allclose(semantic.vectors(texts), semantic.encoder().encode(texts), atol=2e-3)
+
+
+def test_without_the_model_files_topics_are_scored_by_their_words(tmp_path, monkeypatch, caplog):
+    texts = [("Speech recognition for low-resource languages", "We train an acoustic model on spoken data."),
+             ("Jailbreaks", "Attack success rate (ASR) of prompts against chatbots.")]
+    topic = TopicText("Speech", "Automatic speech recognition of spoken audio.", ("speech recognition",))
+    with_meaning = DescriptionScores(texts).of([topic])[0]
+    monkeypatch.setattr(semantic, "MODEL_FOLDER", tmp_path)
+    semantic.encoder.cache_clear()
+    try:
+        assert not semantic.available()
+        assert "scored by their words alone" in caplog.text
+        words_only = DescriptionScores(texts).of([topic])[0]
+    finally:
+        semantic.encoder.cache_clear()
+    assert LexicalIndex(texts).scores([topic])[0][1] == 0  # no word in common with the jailbreak paper
+    assert list(words_only) == [pytest.approx(WORDS_ONLY_SCALE), 0.0]  # the best paper's words, scaled
+    assert not np.allclose(words_only, with_meaning)
