@@ -279,15 +279,16 @@ class Daemon:
         log.info("stopped")
 
 
-def encode_new_papers(store: Store, since: datetime) -> None:
+def encode_new_papers(store: Store, since: datetime) -> int:
     """The vectors of the papers a fetch brought (match/semantic.py keeps them), made now rather
     than when the next digests are due: a day's listing is about a minute of encoding, which
-    would otherwise delay the first described topic's digest."""
+    would otherwise delay the first described topic's digest. Returns how many papers."""
     from .match import semantic
 
     if not semantic.available():
-        return
+        return 0
     clock = time.perf_counter()
     papers = store.papers(since=since)
     semantic.vectors([semantic.paper_text(p.title, p.abstract) for p in papers])
     log.info("%d new papers encoded for closeness in meaning in %.1fs", len(papers), time.perf_counter() - clock)
+    return len(papers)

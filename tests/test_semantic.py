@@ -92,3 +92,33 @@ def test_without_the_model_files_topics_are_scored_by_their_words(tmp_path, monk
     assert LexicalIndex(texts).scores([topic])[0][1] == 0  # no word in common with the jailbreak paper
     assert list(words_only) == [pytest.approx(WORDS_ONLY_SCALE), 0.0]  # the best paper's words, scaled
     assert not np.allclose(words_only, with_meaning)
+
+
+@pytest.mark.database
+def test_the_daemon_encodes_the_papers_a_fetch_brought(tmp_path, monkeypatch):
+    """`digest run` encodes new papers right after a fetch, so the digests due later find their
+    vectors kept; papers seen before that fetch are left alone."""
+    from datetime import UTC, datetime, timedelta
+
+    from digest.daemon import encode_new_papers
+    from digest.models import Listing, Paper
+    from digest.store import Store
+
+    from .conftest import fresh_database
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    now = datetime.now(UTC)
+    store = Store(fresh_database(tmp_path))
+    try:
+        old = Paper(id="2601.00001", title="An old paper", url="https://example.org/old", abstract="Seen yesterday.")
+        new = [Paper(id=f"2612.0000{n}", title=f"Speculative decoding, part {n}", url=f"https://example.org/{n}",
+                     abstract="A draft model proposes tokens that the large model verifies.") for n in range(3)]
+        store.save_listing("feed", Listing((old,)), now - timedelta(days=1))
+        store.save_listing("feed", Listing(tuple(new)), now)
+        assert encode_new_papers(store, now - timedelta(minutes=1)) == 3
+    finally:
+        store.close()
+    with sqlite3.connect(tmp_path / "cache" / "paper-digest" / "vectors.sqlite3") as db:
+        kept = {row[0] for row in db.execute("SELECT key FROM vectors")}
+    assert {semantic.text_key(semantic.paper_text(p.title, p.abstract)) for p in new} <= kept
+    assert semantic.text_key(semantic.paper_text(old.title, old.abstract)) not in kept

@@ -9,7 +9,7 @@ later pool of papers, whatever that pool's vocabulary. It moves a paper's closen
 pool's typical paper: up when it likes the paper more, down when less (topics.py), by a weight
 that grows with the ratings behind it (WEIGHT_PER_RATING each, up to MAX_WEIGHT). The weights
 were chosen on the judged set (bench/relevance.py): closeness in meaning spans little (a
-threshold of 0.44), so a model that moves it by more than about 0.08 overrules the description.
+threshold of 0.46), so a model that moves it by more than about 0.08 overrules the description.
 """
 
 from __future__ import annotations
