@@ -15,10 +15,16 @@ from pathlib import Path
 
 import pytest
 
-# The compiled templates' cache (digest/render/inlined.py) of this session's own, not the
-# user's: every process the tests start shares it, and it goes when they end.
-os.environ["XDG_CACHE_HOME"] = _CACHE = tempfile.mkdtemp(prefix="digest-test-cache-")
-atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
+# The cache of pure results (compiled templates, sentence vectors: digest/kept.py) of this
+# session's own, not the user's: every process the tests start shares it, and it goes when
+# they end; or DIGEST_TEST_CACHE's, kept, which .ci/run's passes share (each paper's vector is
+# then encoded once for all of them: the results are keyed by what they are made from).
+if os.environ.get("DIGEST_TEST_CACHE"):
+    os.environ["XDG_CACHE_HOME"] = _CACHE = os.environ["DIGEST_TEST_CACHE"]
+    os.makedirs(_CACHE, exist_ok=True)
+else:
+    os.environ["XDG_CACHE_HOME"] = _CACHE = tempfile.mkdtemp(prefix="digest-test-cache-")
+    atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
 
 DATA = Path(__file__).parent / "data"
 REALWORLD = DATA / "realworld"

@@ -122,3 +122,20 @@ def test_the_daemon_encodes_the_papers_a_fetch_brought(tmp_path, monkeypatch):
         kept = {row[0] for row in db.execute("SELECT key FROM vectors")}
     assert {semantic.text_key(semantic.paper_text(p.title, p.abstract)) for p in new} <= kept
     assert semantic.text_key(semantic.paper_text(old.title, old.abstract)) not in kept
+
+
+def test_a_page_never_waits_for_the_papers_to_be_encoded(tmp_path, monkeypatch):
+    """The manage page's pool (not waiting): by words alone while the papers are encoded in the
+    background, then, read again, in meaning too."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    texts = [(f"Text-to-speech voices, study {n}", "A speech synthesis model that speaks with emotion.") for n in range(3)]
+    texts += [(f"Jailbreaks, study {n}", "Our attack raises the ASR (attack success rate) of prompts.") for n in range(3)]
+    topic = TopicText("Speech", "Automatic speech recognition and speech synthesis.", ("ASR",))
+    first = DescriptionScores(texts, wait_for_meaning=False)
+    assert first.paper_vectors is None  # not kept yet: words alone, at once
+    words_only = first.of([topic])[0]
+    assert semantic.background_done(timeout=120)
+    later = DescriptionScores(texts, wait_for_meaning=False).of([topic])[0]
+    assert np.allclose(later, DescriptionScores(texts).of([topic])[0])  # as a send would score them
+    assert later[:3].min() > later[3:].max()  # in meaning, speech before the attack-success-rate papers
+    assert not np.allclose(later, words_only)

@@ -222,8 +222,9 @@ class DescriptionScores:
     """Each described topic's closeness to every paper of a pool (0 to about 1, see the module
     docstring), computed a batch of topics at a time and kept per topic text."""
 
-    def __init__(self, texts: Sequence[tuple[str, str]]) -> None:
+    def __init__(self, texts: Sequence[tuple[str, str]], *, wait_for_meaning: bool = True) -> None:
         self.texts = texts
+        self.wait_for_meaning = wait_for_meaning  # false: by words alone until the papers are encoded
         self.lexical = LexicalIndex(texts)
         self.known: dict[TopicText, np.ndarray] = {}
         self.known_learned: dict[Learned, np.ndarray] = {}
@@ -231,10 +232,11 @@ class DescriptionScores:
     @cached_property
     def paper_vectors(self) -> np.ndarray | None:
         """The papers' meaning (semantic.py: papers × 384), encoded when first needed; None
-        without the encoder."""
+        without the encoder, or, not waiting, until they are encoded."""
         from . import semantic
 
-        return semantic.vectors([semantic.paper_text(title, abstract) for title, abstract in self.texts])
+        return semantic.vectors([semantic.paper_text(title, abstract) for title, abstract in self.texts],
+                                wait=self.wait_for_meaning)
 
     def of(self, topics: Sequence[TopicText]) -> list[np.ndarray]:
         """Each topic's closeness to every paper (a row each, read-only)."""

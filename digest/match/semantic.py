@@ -40,6 +40,8 @@ ENCODE_BATCH = 64
 
 _memory: dict[bytes, np.ndarray] = {}
 _lock = threading.Lock()  # the manage pages' threads share this process's memory and file
+_waiting: dict[str, None] = {}  # texts the background encoder has still to do, in order
+_background: threading.Thread | None = None
 
 
 @cache
@@ -71,9 +73,10 @@ def keyword_text(name: str, keyword: str) -> str:
     return f"{name}: {keyword.rstrip('*')}"
 
 
-def vectors(texts: Sequence[str]) -> np.ndarray | None:
+def vectors(texts: Sequence[str], *, wait: bool = True) -> np.ndarray | None:
     """Unit vectors of `texts` (texts × 384, float32), made once per text; None without the
-    model."""
+    model. With `wait` false, None too when some are not kept yet: those are encoded in the
+    background (a page answers now, by words alone, and has them a few minutes later)."""
     model = encoder()
     if model is None:
         return None
@@ -91,6 +94,9 @@ def vectors(texts: Sequence[str]) -> np.ndarray | None:
         store = _Kept.open()
         made = store.read(list(missing)) if store is not None else {}
         new = [key for key in missing if key not in made]
+        if new and not wait:
+            _encode_later([texts[missing[key][0]] for key in new])
+            return None
         for start in range(0, len(new), ENCODE_BATCH * 8):
             chunk = new[start:start + ENCODE_BATCH * 8]
             encoded = model.encode([texts[missing[key][0]] for key in chunk], max_tokens=MAX_TOKENS)
@@ -106,6 +112,39 @@ def vectors(texts: Sequence[str]) -> np.ndarray | None:
             out[rows] = made[key]
     norms = np.linalg.norm(out, axis=1, keepdims=True)  # float16 storage: scaled to unit again
     return out / np.where(norms > 0, norms, 1.0)
+
+
+def _encode_later(texts: list[str]) -> None:
+    """Queue texts for the one background encoder of this process (started when needed)."""
+    global _background
+    with _lock:
+        _waiting.update(dict.fromkeys(texts))
+        if _background is None or not _background.is_alive():
+            _background = threading.Thread(target=_encode_waiting, name="sentence-encoder", daemon=True)
+            _background.start()
+
+
+def _encode_waiting() -> None:
+    while True:
+        with _lock:
+            batch = list(_waiting)[:ENCODE_BATCH * 8]
+            if not batch:
+                return
+        try:
+            vectors(batch)
+        except Exception:  # noqa: BLE001 - a background helper: the pages answer by words meanwhile
+            log.exception("encoding papers in the background failed")
+        with _lock:
+            for text in batch:
+                _waiting.pop(text, None)
+
+
+def background_done(timeout: float) -> bool:
+    """Wait up to `timeout` seconds for the background encoder; True when it has nothing left."""
+    thread = _background
+    if thread is not None:
+        thread.join(timeout)
+    return not _waiting
 
 
 def text_key(text: str) -> bytes:

@@ -247,7 +247,9 @@ class SelfService:
             since = (newest or self.centre.clock()) - timedelta(days=1)
             papers = store.papers(since=since)
             words = paper_words(papers)
-            pool = DescriptionScores([(p.title, p.abstract) for p in papers])
+            # A reader never waits for the day's papers to be encoded (a minute for a new day's
+            # listing, unless `digest run` fetched it here): words alone until the next read.
+            pool = DescriptionScores([(p.title, p.abstract) for p in papers], wait_for_meaning=False)
             self._papers = (time.monotonic(), papers, words, pool)
             self._previews.clear()
             return self._papers
