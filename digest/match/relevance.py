@@ -308,9 +308,8 @@ class DescriptionScores:
 
     def leanings(self, models: Sequence[Learned]) -> np.ndarray:
         """How much nearer in meaning each paper is to the papers each model's reader liked than
-        to those they said were not for them (models × papers;
-        cosine toward minus cosine away; with nothing to set against, less the pool's median);
-        zeros without the encoder."""
+        to those they said were not for them (models × papers: cosine toward minus cosine away;
+        with nothing to set against, less the pool's median); zeros without the encoder."""
         papers = self.paper_vectors
         if papers is None or not models:
             return np.zeros((len(models), self.lexical.size))
