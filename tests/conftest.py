@@ -25,6 +25,14 @@ if os.environ.get("DIGEST_TEST_CACHE"):
 else:
     os.environ["XDG_CACHE_HOME"] = _CACHE = tempfile.mkdtemp(prefix="digest-test-cache-")
     atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
+# Sessions start with the sentence vectors of the test data's papers and topics made before
+# (tests/data/vectors.sqlite3: the same model and texts give the same keys), not by encoding
+# some 1,300 texts again (a minute of CPU); a text not among them is encoded as usual.
+_VECTORS = Path(_CACHE) / "paper-digest" / "vectors.sqlite3"
+if not _VECTORS.exists():
+    _VECTORS.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(Path(__file__).parent / "data" / "vectors.sqlite3", f"{_VECTORS}.{os.getpid()}")
+    os.replace(f"{_VECTORS}.{os.getpid()}", _VECTORS)
 
 DATA = Path(__file__).parent / "data"
 REALWORLD = DATA / "realworld"

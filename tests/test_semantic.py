@@ -139,3 +139,20 @@ def test_a_page_never_waits_for_the_papers_to_be_encoded(tmp_path, monkeypatch):
     assert np.allclose(later, DescriptionScores(texts).of([topic])[0])  # as a send would score them
     assert later[:3].min() > later[3:].max()  # in meaning, speech before the attack-success-rate papers
     assert not np.allclose(later, words_only)
+
+
+def test_the_test_datas_vectors_are_the_encoders():
+    """tests/data/vectors.sqlite3 (the vectors sessions start with, conftest.py) holds what the
+    encoder makes of the test data today: a changed model or text would be encoded afresh."""
+    from .test_relevance import _papers
+
+    _, papers = _papers()
+    texts = [semantic.paper_text(p.title, p.abstract) for p in papers[:6]]
+    with sqlite3.connect(REFERENCE.with_name("vectors.sqlite3")) as db:
+        rows = dict(db.execute(f"SELECT key, vector FROM vectors WHERE key IN ({','.join('?' * len(texts))})",
+                               [semantic.text_key(text) for text in texts]).fetchall())
+    assert len(rows) == len(texts), ("regenerate tests/data/vectors.sqlite3: run the suite with DIGEST_TEST_CACHE=<folder> "
+                                      "and copy <folder>/paper-digest/vectors.sqlite3")
+    kept = np.array([np.frombuffer(rows[semantic.text_key(text)], dtype=np.float16) for text in texts], dtype=np.float32)
+    fresh = semantic.encoder().encode(texts, max_tokens=semantic.MAX_TOKENS)
+    assert np.allclose(np.sum(kept * fresh, axis=1) / np.linalg.norm(kept, axis=1), 1.0, atol=1e-3)
