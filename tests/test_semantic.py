@@ -156,3 +156,14 @@ def test_the_test_datas_vectors_are_the_encoders():
     kept = np.array([np.frombuffer(rows[semantic.text_key(text)], dtype=np.float16) for text in texts], dtype=np.float32)
     fresh = semantic.encoder().encode(texts, max_tokens=semantic.MAX_TOKENS)
     assert np.allclose(np.sum(kept * fresh, axis=1) / np.linalg.norm(kept, axis=1), 1.0, atol=1e-3)
+
+
+def test_the_vectors_file_keeps_the_newest(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setattr(semantic, "KEPT_ON_DISK", 2)
+    texts = ["Mixture-of-experts routing", "Sparse attention kernels", "Diffusion transformers for video"]
+    for text in texts:
+        semantic.vectors([text])
+    with sqlite3.connect(tmp_path / "paper-digest" / "vectors.sqlite3") as db:
+        kept = {row[0] for row in db.execute("SELECT key FROM vectors")}
+    assert kept == {semantic.text_key(text) for text in texts[1:]}  # the oldest went

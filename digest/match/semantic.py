@@ -35,6 +35,7 @@ MODEL_FOLDER = Path(__file__).with_name("minilm")
 MODEL = "all-MiniLM-L6-v2/int8/128"  # part of every key: another model or length, other vectors
 MAX_TOKENS = 128  # the model was trained on 128 word pieces: a title and the abstract's start
 DIMENSIONS = 384
+KEPT_ON_DISK = 200_000  # vectors in the file (about 160 MB): months of papers, and many topics
 KEPT_IN_MEMORY = 100_000  # vectors (float16, 768 bytes each): a day's papers and many topics
 ENCODE_BATCH = 64
 
@@ -153,7 +154,8 @@ def text_key(text: str) -> bytes:
 
 
 class _Kept:
-    """The vectors file: one table, key → float16 bytes; written by any number of processes."""
+    """The vectors file: one table, key → float16 bytes; written by any number of processes,
+    the oldest rows dropped past KEPT_ON_DISK."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -203,6 +205,9 @@ class _Kept:
                 with db:
                     db.executemany("INSERT OR IGNORE INTO vectors VALUES (?, ?)",
                                    [(key, vector.tobytes()) for key, vector in made.items()])
+                    # The oldest go past KEPT_ON_DISK (rows are numbered as they come)
+                    db.execute("DELETE FROM vectors WHERE rowid <= (SELECT max(rowid) FROM vectors) - ?",
+                               (KEPT_ON_DISK,))
             finally:
                 db.close()
         except sqlite3.Error as exc:
