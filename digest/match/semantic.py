@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MODEL_FOLDER = Path(__file__).with_name("minilm")
+MODEL_FILES = ("minilm-l6-int8.npz", "tokenizer.json")
 MODEL = "all-MiniLM-L6-v2/int8/128"  # part of every key: another model or length, other vectors
 MAX_TOKENS = 128  # the model was trained on 128 word pieces: a title and the abstract's start
 DIMENSIONS = 384
@@ -43,6 +44,8 @@ _memory: dict[bytes, np.ndarray] = {}
 _lock = threading.Lock()  # the manage pages' threads share this process's memory and file
 _waiting: dict[str, None] = {}  # texts the background encoder has still to do, in order
 _background: threading.Thread | None = None
+_broken: list[str] = []  # why the model's files could not be loaded, once they were tried
+_warned: set[Path] = set()
 
 
 @cache
@@ -51,14 +54,24 @@ def encoder() -> Encoder | None:
     from .encoder import Encoder
 
     try:
-        return Encoder(MODEL_FOLDER / "minilm-l6-int8.npz", MODEL_FOLDER / "tokenizer.json")
+        return Encoder(*(MODEL_FOLDER / name for name in MODEL_FILES))
     except (OSError, ValueError) as exc:
+        _broken.append(str(exc))
         log.warning("the sentence encoder could not be loaded (%s): described topics are scored by their words alone", exc)
         return None
 
 
 def available() -> bool:
-    return encoder() is not None
+    """Whether the encoder's files are there (the model is loaded only when a text must be
+    encoded: a run whose vectors are all kept never pays its 0.3 s and 90 MB)."""
+    if _broken:
+        return False
+    missing = [name for name in MODEL_FILES if not (MODEL_FOLDER / name).is_file()]
+    if missing and MODEL_FOLDER not in _warned:
+        _warned.add(MODEL_FOLDER)
+        log.warning("the sentence encoder's %s is missing from %s: described topics are scored by their words "
+                    "alone (reinstall paper-digest)", " and ".join(missing), MODEL_FOLDER)
+    return not missing
 
 
 def paper_text(title: str, abstract: str) -> str:
@@ -78,8 +91,7 @@ def vectors(texts: Sequence[str], *, wait: bool = True) -> np.ndarray | None:
     """Unit vectors of `texts` (texts × 384, float32), made once per text; None without the
     model. With `wait` false, None too when some are not kept yet: those are encoded in the
     background (a page answers now, by words alone, and has them a few minutes later)."""
-    model = encoder()
-    if model is None:
+    if not available():
         return None
     keys = [text_key(text) for text in texts]
     out = np.empty((len(texts), DIMENSIONS), dtype=np.float32)
@@ -98,13 +110,17 @@ def vectors(texts: Sequence[str], *, wait: bool = True) -> np.ndarray | None:
         if new and not wait:
             _encode_later([texts[missing[key][0]] for key in new])
             return None
-        for start in range(0, len(new), ENCODE_BATCH * 8):
-            chunk = new[start:start + ENCODE_BATCH * 8]
-            encoded = model.encode([texts[missing[key][0]] for key in chunk], max_tokens=MAX_TOKENS)
-            fresh = dict(zip(chunk, encoded.astype(np.float16)))
-            if store is not None:
-                store.write(fresh)
-            made.update(fresh)
+        if new:
+            model = encoder()
+            if model is None:
+                return None
+            for start in range(0, len(new), ENCODE_BATCH * 8):
+                chunk = new[start:start + ENCODE_BATCH * 8]
+                encoded = model.encode([texts[missing[key][0]] for key in chunk], max_tokens=MAX_TOKENS)
+                fresh = dict(zip(chunk, encoded.astype(np.float16)))
+                if store is not None:
+                    store.write(fresh)
+                made.update(fresh)
         with _lock:
             if len(_memory) + len(made) > KEPT_IN_MEMORY:
                 _memory.clear()
