@@ -182,3 +182,20 @@ def test_a_not_for_me_lowers_similar_papers_in_the_next_digest(tmp_path):
         Ratings(store).remove("a@example.org", paper)
     assert not retrain(store, "a@example.org", "Speech", now)  # no ratings left: no model, as before
     assert scores() == before
+
+
+def test_a_feed_of_three_papers_has_no_paper_close_by_default():
+    """In a pool of three papers every word is common: the best of them by words is not close to
+    a topic whose words they lack (the topic's unseen words count in what it could score)."""
+    from digest.match.relevance import THRESHOLD, DescriptionScores
+
+    texts = [("Cow urine cures on YouTube: LLMs and health misinformation",
+              "A discourse analysis of multilingual video transcripts with large language models."),
+             ("Shared lexical task representations explain behavioural variability in LLMs",
+              "Large language models are sensitive to prompts; we compare instruction and example prompts."),
+             ("Source-modality monitoring in vision-language models",
+              "Multimodal language models track whether a piece of information came from the image or the text.")]
+    speech = TopicText("Speech and spoken language",
+                       "Automatic speech recognition, text-to-speech, speech translation and speech or audio language models.",
+                       ("ASR", "speech recognition", "text-to-speech", "spoken language"))
+    assert DescriptionScores(texts).of([speech])[0].max() < THRESHOLD

@@ -55,6 +55,7 @@ THRESHOLD = 0.46
 KEYWORD_BONUS = 0.05
 SENSITIVITY_STEP = 0.04  # one step of a topic's `sensitivity`: more papers (+) or fewer (-)
 FLOOR = 0.3
+SMALLEST_POOL = 50  # papers the words' rarity is counted over, at least
 # A paper's closeness to a topic: shares of the words' (BM25) and of the meaning's (semantic.py):
 # the cosine of the topic's whole text, and the best of its keywords'
 LEXICAL_SHARE = 0.2
@@ -122,7 +123,11 @@ class LexicalIndex:
         lengths = np.asarray(counts.sum(axis=1)).ravel()
         average = lengths.mean() if size else 1.0
         df = np.bincount(counts.indices, minlength=width)
-        self.idf = np.log1p((size - df + 0.5) / (df + 0.5))
+        # A handful of papers cannot say how rare a word is (in 3 papers every word is in 1 of 3
+        # or more): a pool smaller than SMALLEST_POOL counts as part of one that size whose
+        # other papers lack its words, so a feed of three papers does not make its best paper
+        # "close" to every topic.
+        self.idf = np.log1p((max(size, SMALLEST_POOL) - df + 0.5) / (df + 0.5))
         # BM25's saturation and length normalisation, per stored value
         per_row = np.repeat(lengths, np.diff(counts.indptr))
         tf = counts.data
@@ -159,6 +164,10 @@ class LexicalIndex:
 
     def queries(self, topics: Sequence[TopicText]) -> sparse.csr_matrix:
         """Topics as term-count vectors over this vocabulary (topics × terms); unknown words drop out."""
+        return self.queries_and_unseen(topics)[0]
+
+    def queries_and_unseen(self, topics: Sequence[TopicText]) -> tuple[sparse.csr_matrix, np.ndarray]:
+        """`queries`, and how many of each topic's words are in no paper of the pool."""
         found: list[str] = []
         ends = np.zeros(len(topics) + 1, dtype=np.int64)
         for row, topic in enumerate(topics):  # tens of thousands: one list, looked up at once
@@ -171,7 +180,7 @@ class LexicalIndex:
         matrix = csr_matrix((np.ones(int(known.sum())), columns[known], indptr),
                                    shape=(len(topics), self.weights.shape[1]))
         matrix.sum_duplicates()  # a word said twice counts twice
-        return matrix
+        return matrix, np.diff(ends) - np.diff(indptr)
 
     def products(self, queries: sparse.csr_matrix) -> np.ndarray:
         """`queries` times every paper's term weights (queries × papers): the common words (in
@@ -260,9 +269,12 @@ class DescriptionScores:
         """The closeness of topics not known yet, one sparse product; kept per topic."""
         if len(self.known) + len(topics) > 4096:  # a fixed budget, emptied when full
             self.known.clear()
-        queries = self.lexical.queries(topics)
+        queries, unseen_words = self.lexical.queries_and_unseen(topics)
         raw = self.lexical.products(queries)
-        possible = (queries @ self.lexical.idf) * (K1 + 1)
+        # What the topic's words could score, those in no paper of the pool included (as rare as
+        # a word can be): a pool that has few of them has no paper close by words alone
+        unseen = np.log1p((max(self.lexical.size, SMALLEST_POOL) + 0.5) / 0.5)
+        possible = (queries @ self.lexical.idf + unseen_words * unseen) * (K1 + 1)
         scale = np.maximum(raw.max(axis=1, initial=0.0), FLOOR * possible)
         raw /= np.where(scale > 0, scale, 1.0)[:, None]
         meaning = self._meaning(topics)
