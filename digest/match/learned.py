@@ -65,8 +65,12 @@ class Learned:
     def leaning_weight(self) -> float:
         """How much a paper's leaning in meaning (toward the liked, away from the rest) moves its
         closeness: it grows with the ratings as `weight` does."""
+        return self._grown(LEANING_PER_RATING, LEANING_PER_EXAMPLE, MAX_LEANING)
+
+    def _grown(self, per_rating: float, per_example: float, most: float) -> float:
+        """A weight that grows with the ratings and the examples behind the model, up to `most`."""
         examples = len(self.examples)
-        return min(MAX_LEANING, LEANING_PER_RATING * (self.ratings - examples) + LEANING_PER_EXAMPLE * examples)
+        return min(most, per_rating * (self.ratings - examples) + per_example * examples)
 
     @property
     def disliked(self) -> int:
@@ -76,8 +80,7 @@ class Learned:
     @property
     def weight(self) -> float:
         """How much the model moves a paper's closeness (0 to MAX_WEIGHT)."""
-        examples = len(self.examples)
-        return min(MAX_WEIGHT, WEIGHT_PER_RATING * (self.ratings - examples) + WEIGHT_PER_EXAMPLE * examples)
+        return self._grown(WEIGHT_PER_RATING, WEIGHT_PER_EXAMPLE, MAX_WEIGHT)
 
     def to_json(self) -> str:
         return json.dumps({"words": self.words, "weights": self.weights, "intercept": self.intercept,

@@ -301,7 +301,7 @@ class DescriptionScores:
         whole = semantic.vectors([semantic.topic_text(t.name, t.description, t.keywords) for t in topics])
         said_as = [[semantic.keyword_text(t.name, k) for k in t.keywords] for t in topics]
         phrases = list(dict.fromkeys(phrase for mine in said_as for phrase in mine))
-        said = semantic.vectors(phrases) if phrases else np.zeros((0, semantic.DIMENSIONS), dtype=np.float32)
+        said = semantic.vectors(phrases)
         if whole is None or said is None:
             return None
         meaning = whole @ papers.T
