@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 from ruamel.yaml import YAML
 
 from digest.match.relevance import LexicalIndex, TopicText, standardised
@@ -14,10 +15,11 @@ from digest.match.relevance import LexicalIndex, TopicText, standardised
 JUDGED = Path(__file__).resolve().parent / "data" / "judged"
 
 
-def test_the_judged_set_is_whole():
+@pytest.mark.parametrize("folder", [JUDGED, JUDGED / "held-out"], ids=["development", "held-out"])
+def test_the_judged_set_is_whole(folder):
     papers = [json.loads(line) for line in (JUDGED / "papers.jsonl").read_text(encoding="utf-8").splitlines()]
-    topics = {t["name"] for t in YAML(typ="safe").load((JUDGED / "topics.yaml").read_text(encoding="utf-8"))}
-    judged = [json.loads(line) for part in sorted((JUDGED / "judgements").glob("*.jsonl"))
+    topics = {t["name"] for t in YAML(typ="safe").load((folder / "topics.yaml").read_text(encoding="utf-8"))}
+    judged = [json.loads(line) for part in sorted((folder / "judgements").glob("*.jsonl"))
               for line in part.read_text(encoding="utf-8").splitlines() if line.strip()]
     assert len(papers) >= 400 and len(topics) >= 8
     assert sorted(j["paper"] for j in judged) == sorted(p["id"] for p in papers)  # each judged once
