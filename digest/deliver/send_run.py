@@ -29,13 +29,13 @@ from ..match.newly_seen import newly_seen
 from ..models import Digest, Paper
 from ..render.compose import Composer, Email
 from ..render.message import message_id
+from ..render.planned import decode, encode, paper_ids
 from ..store.database import Store
 from ..store.directory import Directory, Listed
 from ..store.heartbeat import Heartbeat
 from ..store.ledger import ACTIVE_RUNS, Entry, Ledger, Planned, owner_id
 from ..store.locks import Locks
 from . import roster
-from .planned import decode, encode, paper_ids
 from .schedule import due_slot, last_slot, next_slot, receiving, subscriber_schedule
 from .smtp import (
     ConnectionLost,
