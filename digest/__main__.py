@@ -1,3 +1,4 @@
 from .cli import main
 
-main()
+if __name__ == "__main__":  # not when a rendering process (spawned) imports this module as its main's
+    main()

@@ -30,6 +30,18 @@ class DigestError(Exception):
     def __str__(self) -> str:
         return f"{self.message} ({self.hint})" if self.hint else self.message
 
+    def __reduce__(self) -> tuple:
+        # Pickled whole (hint included) whatever a subclass's constructor takes: a template's
+        # error comes back from a rendering process (render/processes.py) as it was raised.
+        return _restored, (type(self), self.args, self.__dict__)
+
+
+def _restored(cls: type[DigestError], args: tuple, state: dict) -> DigestError:
+    error = cls.__new__(cls)
+    Exception.__init__(error, *args)
+    error.__dict__.update(state)
+    return error
+
 
 @dataclass(frozen=True)
 class Problem:

@@ -130,6 +130,75 @@ def test_several_connections_each_digest_once(tmp_path, fetched):  # noqa: F811
         assert Counter(str(m["To"]) for m in server.handler.received) == Counter(emails)
 
 
+def test_several_connections_render_in_processes_of_their_own(tmp_path, fetched, monkeypatch):  # noqa: F811
+    """With several connections (and CPUs), a long send renders in processes of its own while
+    this one sends (one process cannot keep eight relay connections busy): every digest sent
+    once, each rendered there."""
+    from digest.deliver import send_run
+    from digest.render import processes
+
+    monkeypatch.setattr(send_run, "RENDER_PROCESSES_AFTER", 0)  # from the first digest, not the 200th
+    monkeypatch.setattr(send_run, "processes_for", lambda connections: 1)  # on a one-CPU machine too
+    email = processes.RenderProcesses.email
+
+    def once_started(self, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202 - not this process meanwhile
+        deadline = time.monotonic() + 60
+        while not self.ready and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return email(self, *args, **kwargs)
+
+    monkeypatch.setattr(processes.RenderProcesses, "email", once_started)
+    emails = [f"reader{n:02d}@example.org" for n in range(8)]
+    with SmtpServer() as server:
+        config_path = setup(tmp_path, fetched, server.port, emails, smtp_extra="  connections: 3\n")
+        config = load_config(config_path)
+        delivery = Delivery(config, Store(config.database_url()))
+        outcomes = delivery.run()
+        assert sorted(o.status for o in outcomes) == ["sent"] * 8
+        assert Counter(str(m["To"]) for m in server.handler.received) == Counter(emails)
+        assert delivery.rendered_elsewhere == 8 and delivery.rendering is None  # and the processes stopped
+
+
+def test_a_rendering_process_makes_this_ones_email_and_one_that_dies_leaves_it_to_this_one(tmp_path, fetched, caplog):  # noqa: F811
+    import re
+    import signal
+    from datetime import UTC, datetime
+
+    from digest.match.newly_seen import newly_seen
+    from digest.render.compose import Composer
+    from digest.render.processes import RenderProcesses
+
+    config = load_config(setup(tmp_path, fetched, 2525, EMAILS))
+    store = Store(config.database_url())
+    reader = Delivery(config, store).select(["reader1@example.org"])[0]
+    _, digests = newly_seen(config, store, [reader], datetime.now(UTC), ledger=None)
+    digest = list(digests)[0]
+    assert digest.papers
+    here = Composer(config, secret=store.signing_secret())
+    rendering = RenderProcesses(config, store.signing_secret(), 1, here)
+    key = "2026-01-01T07:00+00:00"
+    boundary = re.compile(rb"=_digest_[0-9a-f]{24}")  # random in every message
+    try:
+        deadline = time.monotonic() + 60
+        while not rendering.ready and time.monotonic() < deadline:
+            time.sleep(0.05)
+        [child] = rendering.pids
+        assert child != os.getpid()
+        made = rendering.email(digest, reader, key=key, manage_generation=2)
+        expected = here.email(digest, reader, key=key, manage_generation=2)
+        assert rendering.rendered == 1
+        assert boundary.sub(b"B", made.wire) == boundary.sub(b"B", expected.wire)
+        assert (made.html, made.text, made.subject, made.envelope) == (expected.html, expected.text, expected.subject,
+                                                                       expected.envelope)
+        os.kill(child, signal.SIGKILL)
+        again = rendering.email(digest, reader, key=key, manage_generation=2)
+        assert boundary.sub(b"B", again.wire) == boundary.sub(b"B", expected.wire)  # made here instead
+        assert rendering.rendered == 1 and rendering.broken
+        assert "rendering in this process from now on" in caplog.text
+    finally:
+        rendering.close()
+
+
 @pytest.mark.no_postgresql
 @given(st.binary(max_size=200) | st.lists(st.sampled_from([b".", b"\r\n", b"\n", b"\r", b"a", b".."])).map(b"".join))
 def test_dot_stuffing_is_smtplibs(data):

@@ -30,6 +30,7 @@ from ..models import Digest, Paper
 from ..render.compose import Composer, Email
 from ..render.message import message_id
 from ..render.planned import decode, encode, paper_ids
+from ..render.processes import RenderProcesses, processes_for
 from ..store.database import Store
 from ..store.directory import Directory, Listed
 from ..store.heartbeat import Heartbeat
@@ -70,6 +71,12 @@ class Job:
     manage_generation: int = 0  # of the subscriber's manage link, from their directory row (no query of its own)
 
 
+# Digests a run claims before it starts processes to render (render/processes.py): they take
+# about a second of CPU to start, a tenth of what rendering 300 digests here would hold the
+# sending threads for. Until they are up, this process renders.
+RENDER_PROCESSES_AFTER = 200
+
+
 class Delivery:
     """One configuration's delivery: the store, the ledger, the renderer, SMTP."""
 
@@ -83,6 +90,9 @@ class Delivery:
         self.ledger: Ledger = self.timings.timed_calls(Ledger(store), "ledger")  # type: ignore[assignment]
         self.locks = Locks(store)
         self._composer = composer
+        self._composer_made = False  # made here from the configuration (not given)
+        self.rendering: RenderProcesses | None = None  # while a run sends through several connections
+        self.rendered_elsewhere = 0  # e-mails rendered by those processes, all runs
         self._papers: dict[str, Paper] = {}  # papers of claimed digests, by id (they recur across digests)
         self.directory = Directory(store)
         self._marked = False  # the marker that this configuration has sent is written
@@ -98,7 +108,17 @@ class Delivery:
         minutes nothing is due (compiling the templates takes ~0.1 s)."""
         if self._composer is None:
             self._composer = Composer(self.config, secret=self.store.signing_secret())
+            self._composer_made = True
         return self._composer
+
+    def _render_processes(self) -> RenderProcesses | None:
+        """Processes that render while this one sends, with several connections and CPUs
+        (render/processes.py); none for a composer given to this delivery (tests, previews):
+        theirs is made from the configuration alone."""
+        count = processes_for(self.config.smtp.connections)
+        if not count or (self._composer is not None and not self._composer_made):
+            return None
+        return RenderProcesses(self.config, self.store.signing_secret(), count, self.composer)
 
     # ------------------------------------------------------------ what is due
 
@@ -325,6 +345,7 @@ class Delivery:
         claim = self.config.workers.batch * self.config.smtp.connections  # a batch per connection
         heartbeat = Heartbeat(lambda: self.ledger.renew(owner, self.clock() + lease), lease / 3, "this worker's claims")
         state = Sending(self.sender_factory, self.config.smtp.connections)
+        claimed = 0  # by this run: rendering processes pay off past RENDER_PROCESSES_AFTER digests
         failures: list[tuple[Job, BaseException]] = []
         sent: list[str] = []
         stream = None if state.pool is None else _Stream(state.pool, self._attempt(now, owner, None, done, state, sent))
@@ -361,6 +382,9 @@ class Delivery:
                         failures += self._send_passes(jobs, now, owner, None, done, state, retries=0, sent=sent)
                     else:  # claim the next batch while this one's digests are still going out
                         _ = self.composer  # made once, before the threads that render with it
+                        claimed += len(entries)
+                        if self.rendering is None and claimed >= RENDER_PROCESSES_AFTER:
+                            self.rendering = self._render_processes()
                         stream.add(jobs)
                         failures += stream.wait(leave=claim)
                     if sent:
@@ -389,6 +413,10 @@ class Delivery:
             self._record_accepted(state, sent)
             heartbeat.stop()
             state.close()
+            if self.rendering is not None:
+                self.rendering.close()
+                self.rendered_elsewhere += self.rendering.rendered
+                self.rendering = None
             for job, error in failures:
                 if job.entry is not None:
                     self.ledger.deferred(job.entry.id, str(error), self.clock())
@@ -541,8 +569,8 @@ class Delivery:
         if job.email is None:
             key = entry.period if entry is not None else now.isoformat()
             with self.timings.timed("render"):
-                job.email = self.composer.email(job.digest, subscriber, key=key, to=to,
-                                                manage_generation=job.manage_generation)
+                job.email = (self.rendering or self.composer).email(job.digest, subscriber, key=key, to=to,
+                                                                    manage_generation=job.manage_generation)
 
         def mark() -> None:
             if entry is None:
