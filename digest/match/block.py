@@ -21,7 +21,7 @@ from ..config import Subscriber
 from ..models import Digest, Section
 from .index import ID_BITS, PaperIndex
 from .relevance import KEYWORD_BONUS
-from .topics import _NO_PAPERS, _NO_WEIGHTS, Settings, TopicPlan, relevance
+from .topics import _NO_PAPERS, _NO_WEIGHTS, Settings, TopicPlan, relevance, with_learned
 from .weights import CATEGORY_WEIGHT, DESCRIPTION_WEIGHT
 
 if TYPE_CHECKING:
@@ -304,8 +304,7 @@ def evaluate_described(index: PaperIndex, plans: list[TopicPlan], first: int) ->
         models = [plans[n].learned for n in taught]
         probabilities, leanings = index.learned_probabilities(models), index.learned_leanings(models)
         close = close.copy()
-        for n, chances, leaning in zip(taught, probabilities, leanings):
-            close[n] = plans[n].with_learned(close[n], chances, leaning)
+        close[taught] = with_learned(close[taught], probabilities, leanings, models)  # type: ignore[arg-type]
     if not first:
         return Described(close, _NO_CELLS, _NO_CELLS, _NO_WEIGHTS)
     size, keyword_plans, near_close = index.size, plans[:first], close[:first]

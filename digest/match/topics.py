@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import operator
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import lru_cache, reduce
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -29,6 +30,9 @@ from .weights import (
     SATURATION,
     TITLE,
 )
+
+if TYPE_CHECKING:
+    from .learned import Learned
 
 
 @dataclass(frozen=True)
@@ -201,21 +205,9 @@ class TopicPlan:
         return self._close[1]
 
     def with_learned(self, close: np.ndarray, probabilities: np.ndarray, leaning: np.ndarray) -> np.ndarray:
-        """The closeness moved by the learned model's `probabilities` of the same papers, by up to
-        the model's weight, measured from the pool's typical paper: lifted towards the one most
-        like the reader's positives (the full weight), and, when the reader said "not for me",
-        lowered towards the one least like them. Not from p = 1/2: trained against many unrated
-        papers, a model puts nearly every paper under one half, the relevant ones unlike its few
-        positives too, and would lower them all. Then moved by the paper's `leaning` in meaning:
-        nearer the papers liked than those not for the reader lifts it, nearer those lowers it."""
-        if not len(probabilities):
-            return close
-        close = close + self.learned.leaning_weight * leaning
-        typical, best, worst = float(np.median(probabilities)), float(probabilities.max()), float(probabilities.min())
-        move = np.clip((probabilities - typical) / max(best - typical, 1e-9), 0.0, 1.0)
-        if self.learned.disliked:
-            move -= np.clip((typical - probabilities) / max(typical - worst, 1e-9), 0.0, 1.0)
-        return close + self.learned.weight * move
+        """The closeness moved by the learned model (`with_learned`, for this topic alone)."""
+        assert self.learned is not None
+        return with_learned(close[None], probabilities[None], leaning[None], [self.learned])[0]
 
     def _liked_like(self, paper: Paper) -> tuple[str, bool] | None:
         """The liked paper this one shares most words with (at least three), its title shortened,
@@ -389,6 +381,28 @@ def _followed(paper: Paper, authors: list[AuthorName]) -> tuple[str, ...]:
 @lru_cache(maxsize=65_536)  # few distinct category lists, and patterns
 def _categories_in(categories: tuple[str, ...], patterns: tuple[str, ...]) -> tuple[str, ...]:
     return tuple([c for c in categories if any(_category_ok(c.lower(), p) for p in patterns)])
+
+
+def with_learned(close: np.ndarray, probabilities: np.ndarray, leaning: np.ndarray,
+                 models: Sequence[Learned]) -> np.ndarray:
+    """Each row's closeness moved by its learned model's `probabilities` of the same papers,
+    by up to the model's weight, measured from the pool's typical paper: lifted towards the one
+    most like the reader's positives (the full weight), and, when the reader said "not for me",
+    lowered towards the one least like them. Not from p = 1/2: trained against many unrated
+    papers, a model puts nearly every paper under one half, the relevant ones unlike its few
+    positives too, and would lower them all. Then moved by the paper's `leaning` in meaning:
+    nearer the papers liked than those not for the reader lifts it, nearer those lowers it.
+    All rows at once (a block's models: one median over the rows, not one per model)."""
+    if not probabilities.shape[-1]:
+        return close
+    weight = np.array([[m.weight] for m in models])
+    leaning_weight = np.array([[m.leaning_weight] for m in models])
+    disliked = np.array([[m.disliked > 0] for m in models])
+    typical = np.median(probabilities, axis=1, keepdims=True)
+    best, worst = probabilities.max(axis=1, keepdims=True), probabilities.min(axis=1, keepdims=True)
+    move = np.clip((probabilities - typical) / np.maximum(best - typical, 1e-9), 0.0, 1.0)
+    move -= disliked * np.clip((typical - probabilities) / np.maximum(typical - worst, 1e-9), 0.0, 1.0)
+    return close + leaning_weight * leaning + weight * move
 
 
 def relevance(raw: np.ndarray) -> np.ndarray:
