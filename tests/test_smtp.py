@@ -302,6 +302,11 @@ class _ScriptedWire:
                 self.after += chunk
                 if self.after.endswith(b".\r\n"):
                     connection.sendall(b"250 queued\r\n")
+                elif chunk.upper().endswith(b"RSET\r\n"):
+                    connection.sendall(b"250 ok\r\n")
+                elif chunk.upper().endswith(b"QUIT\r\n"):  # answered (smtplib says "quit"): the client's close never waits out its timeout
+                    connection.sendall(b"221 bye\r\n")
+                    break
         except OSError:
             pass
         connection.close()
