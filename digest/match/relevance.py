@@ -25,11 +25,11 @@ once, on one scale so one threshold means the same for every topic.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from itertools import count
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 
@@ -39,6 +39,9 @@ if TYPE_CHECKING:
     from scipy import sparse
 
     from .learned import Learned
+
+
+K = TypeVar("K")  # what a kept row is kept under (_kept_rows)
 
 
 def csr_matrix(*args: object, **kwargs: object) -> sparse.csr_matrix:
@@ -55,6 +58,7 @@ THRESHOLD = 0.46
 KEYWORD_BONUS = 0.05
 SENSITIVITY_STEP = 0.04  # one step of a topic's `sensitivity`: more papers (+) or fewer (-)
 FLOOR = 0.3
+KEPT_ROWS = 4096  # rows a pool keeps of each kind (topics, models, keyword phrases): a fixed budget, emptied when full
 SMALLEST_POOL = 50  # papers the words' rarity is counted over, at least
 # A paper's closeness to a topic: shares of the words' (BM25) and of the meaning's (semantic.py):
 # the cosine of the topic's whole text, and the best of its keywords'
@@ -268,7 +272,7 @@ class DescriptionScores:
 
     def _made(self, topics: list[TopicText]) -> np.ndarray:
         """The closeness of topics not known yet, one sparse product; kept per topic."""
-        if len(self.known) + len(topics) > 4096:  # a fixed budget, emptied when full
+        if len(self.known) + len(topics) > KEPT_ROWS:
             self.known.clear()
         queries, unseen_words = self.lexical.queries_and_unseen(topics)
         raw = self.lexical.products(queries)
@@ -322,18 +326,11 @@ class DescriptionScores:
         the encoder."""
         from . import semantic
 
-        found = {phrase: row for phrase in phrases if (row := self.known_phrases.get(phrase)) is not None}
-        missing = [phrase for phrase in phrases if phrase not in found]
-        if missing:
+        def cosines(missing: list[str]) -> np.ndarray | None:
             said = semantic.vectors(missing)
-            if said is None:
-                return None
-            made = dict(zip(missing, said @ papers.T))
-            if len(self.known_phrases) + len(made) > 4096:  # a fixed budget, as `known`
-                self.known_phrases.clear()
-            self.known_phrases.update(made)
-            found.update(made)
-        return found
+            return None if said is None else said @ papers.T
+
+        return _kept_rows(self.known_phrases, phrases, cosines)
 
     def leanings(self, models: Sequence[Learned]) -> np.ndarray:
         """How much nearer in meaning each paper is to the papers each model's reader liked than
@@ -358,18 +355,30 @@ class DescriptionScores:
     def learned(self, models: Sequence[Learned]) -> np.ndarray:
         """Learned models' probabilities for every paper of the pool (models × papers,
         read-only): the models not kept yet in one sparse product."""
-        found = {m: row for m in dict.fromkeys(models) if (row := self.known_learned.get(m)) is not None}
-        missing = [m for m in dict.fromkeys(models) if m not in found]
-        if missing:
-            if len(self.known_learned) + len(missing) > 4096:
-                self.known_learned.clear()
-            made = probabilities(missing, self.lexical)
-            made.flags.writeable = False
-            self.known_learned.update(zip(missing, made))
-            if len(missing) == len(models):  # all new, each once: as made, not copied
-                return made
-            found.update(zip(missing, made))
-        return np.stack([found[m] for m in models]) if models else np.zeros((0, self.lexical.size))
+        rows = _kept_rows(self.known_learned, models, lambda missing: probabilities(missing, self.lexical))
+        assert rows is not None  # probabilities always makes them
+        made = np.stack([rows[m] for m in models]) if models else np.zeros((0, self.lexical.size))
+        made.flags.writeable = False
+        return made
+
+
+def _kept_rows(kept: dict[K, np.ndarray], keys: Sequence[K],
+               make: Callable[[list[K]], np.ndarray | None]) -> dict[K, np.ndarray] | None:
+    """Each of `keys`' row (read-only): from `kept`, or made by `make` (the missing ones, at
+    once) and kept; None when `make` gives None. Answered from what this call found or made,
+    never from `kept` again: threads share a pool, and another may empty it meanwhile."""
+    found = {key: row for key in dict.fromkeys(keys) if (row := kept.get(key)) is not None}
+    missing = [key for key in dict.fromkeys(keys) if key not in found]
+    if missing:
+        made = make(missing)
+        if made is None:
+            return None
+        made.flags.writeable = False
+        if len(kept) + len(missing) > KEPT_ROWS:
+            kept.clear()
+        kept.update(zip(missing, made))
+        found.update(zip(missing, made))
+    return found
 
 
 def probabilities(models: Sequence[Learned], lexical: LexicalIndex) -> np.ndarray:
