@@ -130,6 +130,13 @@ def test_several_connections_each_digest_once(tmp_path, fetched):  # noqa: F811
         assert Counter(str(m["To"]) for m in server.handler.received) == Counter(emails)
 
 
+def _until_ready(rendering, seconds: float = 60) -> None:  # noqa: ANN001
+    """Until a rendering process is up (it starts in about a second)."""
+    deadline = time.monotonic() + seconds
+    while not rendering.ready and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
 def test_several_connections_render_in_processes_of_their_own(tmp_path, fetched, monkeypatch):  # noqa: F811
     """With several connections (and CPUs), a long send renders in processes of its own while
     this one sends (one process cannot keep eight relay connections busy): every digest sent
@@ -142,9 +149,7 @@ def test_several_connections_render_in_processes_of_their_own(tmp_path, fetched,
     email = processes.RenderProcesses.email
 
     def once_started(self, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202 - not this process meanwhile
-        deadline = time.monotonic() + 60
-        while not self.ready and time.monotonic() < deadline:
-            time.sleep(0.05)
+        _until_ready(self)
         return email(self, *args, **kwargs)
 
     monkeypatch.setattr(processes.RenderProcesses, "email", once_started)
@@ -179,9 +184,7 @@ def test_a_rendering_process_makes_this_ones_email_and_one_that_dies_leaves_it_t
     key = "2026-01-01T07:00+00:00"
     boundary = re.compile(rb"=_digest_[0-9a-f]{24}")  # random in every message
     try:
-        deadline = time.monotonic() + 60
-        while not rendering.ready and time.monotonic() < deadline:
-            time.sleep(0.05)
+        _until_ready(rendering)
         [child] = rendering.pids
         assert child != os.getpid()
         made = rendering.email(digest, reader, key=key, manage_generation=2)

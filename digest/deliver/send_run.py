@@ -90,7 +90,7 @@ class Delivery:
         self.ledger: Ledger = self.timings.timed_calls(Ledger(store), "ledger")  # type: ignore[assignment]
         self.locks = Locks(store)
         self._composer = composer
-        self._composer_made = False  # made here from the configuration (not given)
+        self._composer_given = composer is not None  # (tests, previews): not one rendering processes can make
         self.rendering: RenderProcesses | None = None  # while a run sends through several connections
         self.rendered_elsewhere = 0  # e-mails rendered by those processes, all runs
         self._papers: dict[str, Paper] = {}  # papers of claimed digests, by id (they recur across digests)
@@ -108,7 +108,6 @@ class Delivery:
         minutes nothing is due (compiling the templates takes ~0.1 s)."""
         if self._composer is None:
             self._composer = Composer(self.config, secret=self.store.signing_secret())
-            self._composer_made = True
         return self._composer
 
     def _render_processes(self) -> RenderProcesses | None:
@@ -116,7 +115,7 @@ class Delivery:
         (render/processes.py); none for a composer given to this delivery (tests, previews):
         theirs is made from the configuration alone."""
         count = processes_for(self.config.smtp.connections)
-        if not count or (self._composer is not None and not self._composer_made):
+        if not count or self._composer_given:
             return None
         return RenderProcesses(self.config, self.store.signing_secret(), count, self.composer)
 
