@@ -139,20 +139,22 @@ def _until_ready(rendering, seconds: float = 60) -> None:  # noqa: ANN001
 
 def test_several_connections_render_in_processes_of_their_own(tmp_path, fetched, monkeypatch):  # noqa: F811
     """With several connections (and CPUs), a long send renders in processes of its own while
-    this one sends (one process cannot keep eight relay connections busy): every digest sent
-    once, each rendered there."""
+    this one sends (one process cannot keep eight relay connections busy), each digest asked for
+    as it is claimed, ahead of its turn: every digest sent once, each rendered there."""
     from digest.deliver import send_run
     from digest.render import processes
 
     monkeypatch.setattr(send_run, "RENDER_PROCESSES_AFTER", 0)  # from the first digest, not the 200th
     monkeypatch.setattr(send_run, "processes_for", lambda connections: 1)  # on a one-CPU machine too
-    email = processes.RenderProcesses.email
+    ahead = processes.RenderProcesses.ahead
+    asked = []
 
     def once_started(self, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202 - not this process meanwhile
         _until_ready(self)
-        return email(self, *args, **kwargs)
+        asked.append(ahead(self, *args, **kwargs))
+        return asked[-1]
 
-    monkeypatch.setattr(processes.RenderProcesses, "email", once_started)
+    monkeypatch.setattr(processes.RenderProcesses, "ahead", once_started)
     emails = [f"reader{n:02d}@example.org" for n in range(8)]
     with SmtpServer() as server:
         config_path = setup(tmp_path, fetched, server.port, emails, smtp_extra="  connections: 3\n")
@@ -162,6 +164,7 @@ def test_several_connections_render_in_processes_of_their_own(tmp_path, fetched,
         assert sorted(o.status for o in outcomes) == ["sent"] * 8
         assert Counter(str(m["To"]) for m in server.handler.received) == Counter(emails)
         assert delivery.rendered_elsewhere == 8 and delivery.rendering is None  # and the processes stopped
+        assert len(asked) == 8 and all(future.done() for future in asked)
 
 
 def test_a_rendering_process_makes_this_ones_email_and_one_that_dies_leaves_it_to_this_one(tmp_path, fetched, caplog):  # noqa: F811
@@ -193,10 +196,15 @@ def test_a_rendering_process_makes_this_ones_email_and_one_that_dies_leaves_it_t
         assert boundary.sub(b"B", made.wire) == boundary.sub(b"B", expected.wire)
         assert (made.html, made.text, made.subject, made.envelope) == (expected.html, expected.text, expected.subject,
                                                                        expected.envelope)
+        asked = rendering.ahead(digest, reader, key=key, manage_generation=2)  # asked now, collected when sent
+        assert asked is not None
+        early = rendering.email(digest, reader, key=key, manage_generation=2, asked=asked)
+        assert boundary.sub(b"B", early.wire) == boundary.sub(b"B", expected.wire) and rendering.rendered == 2
         os.kill(child, signal.SIGKILL)
-        again = rendering.email(digest, reader, key=key, manage_generation=2)
+        asked = rendering.ahead(digest, reader, key=key, manage_generation=2)  # None, or never answered
+        again = rendering.email(digest, reader, key=key, manage_generation=2, asked=asked)
         assert boundary.sub(b"B", again.wire) == boundary.sub(b"B", expected.wire)  # made here instead
-        assert rendering.rendered == 1 and rendering.broken
+        assert rendering.rendered == 2 and rendering.broken
         assert "rendering in this process from now on" in caplog.text
     finally:
         rendering.close()

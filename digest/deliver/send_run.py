@@ -21,6 +21,7 @@ from concurrent.futures import wait as wait_for
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from ..config import Config, Subscriber
 from ..errors import DigestError
@@ -69,6 +70,7 @@ class Job:
     email: Email | None = None
     resend: bool = False  # an uncertain digest sent once more
     manage_generation: int = 0  # of the subscriber's manage link, from their directory row (no query of its own)
+    asked: Future[Any] | None = None  # its e-mail, asked of a rendering process ahead of its turn
 
 
 # Digests a run claims before it starts processes to render (render/processes.py): they take
@@ -384,6 +386,11 @@ class Delivery:
                         claimed += len(entries)
                         if self.rendering is None and claimed >= RENDER_PROCESSES_AFTER:
                             self.rendering = self._render_processes()
+                        if self.rendering is not None:  # rendered while the connections send what is before them
+                            for job in jobs:
+                                key = job.entry.period if job.entry is not None else None
+                                job.asked = self.rendering.ahead(job.digest, job.subscriber, key=key,
+                                                                 manage_generation=job.manage_generation)
                         stream.add(jobs)
                         failures += stream.wait(leave=claim)
                     if sent:
@@ -568,8 +575,13 @@ class Delivery:
         if job.email is None:
             key = entry.period if entry is not None else now.isoformat()
             with self.timings.timed("render"):
-                job.email = (self.rendering or self.composer).email(job.digest, subscriber, key=key, to=to,
-                                                                    manage_generation=job.manage_generation)
+                if self.rendering is not None:
+                    job.email = self.rendering.email(job.digest, subscriber, key=key, to=to,
+                                                     manage_generation=job.manage_generation, asked=job.asked)
+                else:
+                    job.email = self.composer.email(job.digest, subscriber, key=key, to=to,
+                                                    manage_generation=job.manage_generation)
+                job.asked = None
 
         def mark() -> None:
             if entry is None:

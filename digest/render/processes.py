@@ -83,23 +83,46 @@ class RenderProcesses:
     def pids(self) -> list[int]:
         return [child.process.pid for child in self._children]
 
-    def email(self, digest: Digest, subscriber: Subscriber, *, key: str | None = None, to: str | None = None,
-              manage_generation: int = 0) -> Email:
-        content = None
-        while children := self._children:  # none yet (starting) or none left: this process renders
-            child = min(children, key=lambda c: len(c.pending))  # the one with the fewest waiting
-            content = content or encode(digest)  # as the ledger keeps it: a tenth of the pickle's cost
+    def ahead(self, digest: Digest, subscriber: Subscriber, *, key: str | None = None, to: str | None = None,
+              manage_generation: int = 0) -> Future[Any] | None:
+        """Ask a process for the e-mail now, to be collected by `email(..., asked=)` when it is
+        to be sent: claimed digests are asked for as they are handed to the sending threads, so a
+        process renders the next ones while the connections wait on the relay. None while none
+        is up (the e-mail is then rendered when it is sent)."""
+        while children := self._children:
+            child = min(children, key=lambda c: len(c.pending))
             try:
-                made = child.ask(content, digest.papers, (subscriber, key, to, manage_generation))
+                return child.submit(encode(digest), digest.papers, (subscriber, key, to, manage_generation))
             except (OSError, EOFError, pickle.PickleError) as exc:
                 self._lost(child, f"{exc.__class__.__name__}: {exc}")
+        return None
+
+    def email(self, digest: Digest, subscriber: Subscriber, *, key: str | None = None, to: str | None = None,
+              manage_generation: int = 0, asked: Future[Any] | None = None) -> Email:
+        """The e-mail: `asked` for (`ahead`), or asked for now; rendered in this process when
+        no rendering process is there (or the one asked ended before answering)."""
+        content = None
+        while True:
+            if asked is None:
+                if not (children := self._children):  # none yet (starting) or none left: this process renders
+                    return self.fallback.email(digest, subscriber, key=key, to=to, manage_generation=manage_generation)
+                child = min(children, key=lambda c: len(c.pending))  # the one with the fewest waiting
+                content = content or encode(digest)  # as the ledger keeps it: a tenth of the pickle's cost
+                try:
+                    asked = child.submit(content, digest.papers, (subscriber, key, to, manage_generation))
+                except (OSError, EOFError, pickle.PickleError) as exc:
+                    self._lost(child, f"{exc.__class__.__name__}: {exc}")
+                    continue
+            try:
+                made = asked.result()
+            except (OSError, EOFError, pickle.PickleError):  # it ended before answering (the next write finds it gone)
+                asked = None
                 continue
             if isinstance(made, BaseException):
                 raise made  # the template's error, as this process would have raised it
             with self._lock:
                 self.rendered += 1
             return made  # type: ignore[no-any-return]
-        return self.fallback.email(digest, subscriber, key=key, to=to, manage_generation=manage_generation)
 
     def _lost(self, child: _Child | None, reason: str) -> None:
         with self._lock:
@@ -148,9 +171,9 @@ class _Child:
             raise EOFError(f"rendering process {self.process.pid} ended as it started")
         threading.Thread(target=self._answered, name=f"render-{self.process.pid}", daemon=True).start()
 
-    def ask(self, content: str, papers: list[Paper], rest: tuple[Any, ...]) -> Any:
-        """The e-mail of a digest (`content`, planned.encode's) whose `papers` it has not been
-        sent before go with it (a day's papers recur across digests)."""
+    def submit(self, content: str, papers: list[Paper], rest: tuple[Any, ...]) -> Future[Any]:
+        """The e-mail of a digest (`content`, planned.encode's), to come: the `papers` it has
+        not been sent before go with it (a day's papers recur across digests)."""
         waiting: Future[Any] = Future()
         with self.writing:
             if self.gone:
@@ -159,7 +182,7 @@ class _Child:
             self.known.update(p.id for p in new)
             self.pending.append(waiting)
             _write(self.requests, pickle.dumps((content, new, *rest), protocol=pickle.HIGHEST_PROTOCOL))
-        return waiting.result()
+        return waiting
 
     def _answered(self) -> None:
         while (answer := _read(self.answers)) is not None:
