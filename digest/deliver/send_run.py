@@ -387,9 +387,11 @@ class Delivery:
                         if self.rendering is None and claimed >= RENDER_PROCESSES_AFTER:
                             self.rendering = self._render_processes()
                         if self.rendering is not None:  # rendered while the connections send what is before them
-                            for job in jobs:
-                                key = job.entry.period if job.entry is not None else None
-                                job.asked = self.rendering.ahead(job.digest, job.subscriber, key=key,
+                            for job in jobs:  # the digest as recorded: not encoded again
+                                entry = job.entry
+                                job.asked = self.rendering.ahead(job.digest, job.subscriber,
+                                                                 key=entry.period if entry else None,
+                                                                 content=entry.content if entry else None,
                                                                  manage_generation=job.manage_generation)
                         stream.add(jobs)
                         failures += stream.wait(leave=claim)

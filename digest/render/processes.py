@@ -84,15 +84,17 @@ class RenderProcesses:
         return [child.process.pid for child in self._children]
 
     def ahead(self, digest: Digest, subscriber: Subscriber, *, key: str | None = None, to: str | None = None,
-              manage_generation: int = 0) -> Future[Any] | None:
+              manage_generation: int = 0, content: str | None = None) -> Future[Any] | None:
         """Ask a process for the e-mail now, to be collected by `email(..., asked=)` when it is
         to be sent: claimed digests are asked for as they are handed to the sending threads, so a
         process renders the next ones while the connections wait on the relay. None while none
-        is up (the e-mail is then rendered when it is sent)."""
+        is up (the e-mail is then rendered when it is sent). `content`: the digest as the ledger
+        keeps it (planned.encode's), when the caller has it."""
         while children := self._children:
             child = min(children, key=lambda c: len(c.pending))
+            content = content or encode(digest)
             try:
-                return child.submit(encode(digest), digest.papers, (subscriber, key, to, manage_generation))
+                return child.submit(content, digest.papers, (subscriber, key, to, manage_generation))
             except (OSError, EOFError, pickle.PickleError) as exc:
                 self._lost(child, f"{exc.__class__.__name__}: {exc}")
         return None
