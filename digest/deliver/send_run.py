@@ -75,7 +75,8 @@ class Job:
 
 # Digests a run claims before it starts processes to render (render/processes.py): they take
 # about a second of CPU to start, a tenth of what rendering 300 digests here would hold the
-# sending threads for. Until they are up, this process renders.
+# sending threads for. Until they are up, this process renders. A send to everyone starts them
+# at once when there are this many subscribers.
 RENDER_PROCESSES_AFTER = 200
 
 
@@ -350,6 +351,11 @@ class Delivery:
         failures: list[tuple[Job, BaseException]] = []
         sent: list[str] = []
         stream = None if state.pool is None else _Stream(state.pool, self._attempt(now, owner, None, done, state, sent))
+        if stream is not None and plan and not scheduled and self.rendering is None:  # a send to everyone (or to
+            # those named): started now, they are up by the first claim, while this process plans
+            expected = len(subscribers) if only is not None else self.directory.count()
+            if expected >= RENDER_PROCESSES_AFTER:
+                self.rendering = self._render_processes()
 
         def make_plan() -> bool:
             with self.locks.held("plan", self.clock(), lease, clock=self.clock) as mine:
