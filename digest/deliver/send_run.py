@@ -306,6 +306,7 @@ class Delivery:
                                 batch=PLAN_BATCH)
         rows: list[Planned] = []
         rematch: list[tuple[int, Planned]] = []
+        size = FIRST_RECORDED  # then PLAN_BATCH
         for (subscriber, period, entry), digest in zip(due, digests):
             empty = digest.is_empty and not self._send_empty(subscriber)
             planned = Planned(subscriber.email, period, message_id(self.config.sender.from_, subscriber.email, period),
@@ -317,9 +318,9 @@ class Delivery:
                 rows.append(planned)
             else:
                 rematch.append((entry.id, planned))
-            if len(rows) + len(rematch) >= PLAN_BATCH:
+            if len(rows) + len(rematch) >= size:
                 self.ledger.plan(rows, rematch, [], now)
-                rows, rematch = [], []
+                rows, rematch, size = [], [], PLAN_BATCH
         self.ledger.plan(rows, rematch, [], now)
         return len(due) + len(resend)
 
@@ -783,6 +784,10 @@ class _Stream:
 
 
 PLAN_BATCH = 500  # subscribers matched and recorded per transaction
+# The first digests are recorded as soon as this many are matched: several connections start
+# sending them while the rest is matched (a run's first message came 3-4 s after its start,
+# a second of it waiting for the first 500)
+FIRST_RECORDED = 100
 PLAN_FRESH = timedelta(minutes=10)  # a pending digest planned this recently belongs to a current plan
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+import queue
 import struct
 import subprocess
 import sys
@@ -58,6 +59,8 @@ class RenderProcesses:
         self._children: list[_Child] = []
         self._starting = count
         self._closed = False
+        self._asked: queue.SimpleQueue[tuple[Future[Any], Digest, str | None, tuple[Any, ...]] | None] = queue.SimpleQueue()
+        self._writer: threading.Thread | None = None  # writes what `ahead` queued
         payload = pickle.dumps((config, secret), protocol=pickle.HIGHEST_PROTOCOL)
         for _ in range(count):  # each started (~1 s: imports) by a thread, while this process sends
             threading.Thread(target=self._start, args=(payload,), name="render-start", daemon=True).start()
@@ -89,15 +92,37 @@ class RenderProcesses:
         to be sent: claimed digests are asked for as they are handed to the sending threads, so a
         process renders the next ones while the connections wait on the relay. None while none
         is up (the e-mail is then rendered when it is sent). `content`: the digest as the ledger
-        keeps it (planned.encode's), when the caller has it."""
-        while children := self._children:
-            child = min(children, key=lambda c: len(c.pending))
-            content = content or encode(digest)
-            try:
-                return child.submit(content, digest.papers, (subscriber, key, to, manage_generation))
-            except (OSError, EOFError, pickle.PickleError) as exc:
-                self._lost(child, f"{exc.__class__.__name__}: {exc}")
-        return None
+        keeps it (planned.encode's), when the caller has it. Never waits: the requests are
+        written by a thread of their own (a pipe holds one or two digests with their papers, so
+        writing a batch's waits for the process to render most of it)."""
+        if not self._children:
+            return None
+        asked: Future[Any] = Future()
+        with self._lock:
+            if self._closed:
+                return None
+            if self._writer is None:
+                self._writer = threading.Thread(target=self._write_asked, name="render-ask", daemon=True)
+                self._writer.start()
+            self._asked.put((asked, digest, content, (subscriber, key, to, manage_generation)))
+        return asked
+
+    def _write_asked(self) -> None:
+        """The requests `ahead` queued, each to the process with the fewest waiting; a request
+        no process can take (none left) ends with EOFError, and its digest is rendered here."""
+        while (item := self._asked.get()) is not None:
+            asked, digest, content, rest = item
+            while True:
+                if not (children := self._children):
+                    asked.set_exception(EOFError("no rendering process"))
+                    break
+                child = min(children, key=lambda c: len(c.pending))
+                content = content or encode(digest)
+                try:
+                    child.submit(content, digest.papers, rest, waiting=asked)
+                    break
+                except (OSError, EOFError, pickle.PickleError) as exc:
+                    self._lost(child, f"{exc.__class__.__name__}: {exc}")
 
     def email(self, digest: Digest, subscriber: Subscriber, *, key: str | None = None, to: str | None = None,
               manage_generation: int = 0, asked: Future[Any] | None = None) -> Email:
@@ -146,6 +171,10 @@ class RenderProcesses:
         with self._lock:
             self._closed = True
             children, self._children = self._children, []
+            writer, self._writer = self._writer, None
+        if writer is not None:  # what it queued is written (or ended) first
+            self._asked.put(None)
+            writer.join()
         for child in children:
             child.stop()
 
@@ -173,10 +202,12 @@ class _Child:
             raise EOFError(f"rendering process {self.process.pid} ended as it started")
         threading.Thread(target=self._answered, name=f"render-{self.process.pid}", daemon=True).start()
 
-    def submit(self, content: str, papers: list[Paper], rest: tuple[Any, ...]) -> Future[Any]:
-        """The e-mail of a digest (`content`, planned.encode's), to come: the `papers` it has
-        not been sent before go with it (a day's papers recur across digests)."""
-        waiting: Future[Any] = Future()
+    def submit(self, content: str, papers: list[Paper], rest: tuple[Any, ...],
+               waiting: Future[Any] | None = None) -> Future[Any]:
+        """The e-mail of a digest (`content`, planned.encode's), to come (in `waiting`, or a new
+        future): the `papers` it has not been sent before go with it (a day's papers recur
+        across digests)."""
+        waiting = waiting or Future()
         with self.writing:
             if self.gone:
                 raise EOFError(f"rendering process {self.process.pid} ended")
