@@ -145,11 +145,15 @@ def digest(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 def warm_parse(config: Path) -> float:
     """Load the configuration once, not timed, so the measured run finds it parsed (the cache
-    beside the file, valid while its text is unchanged), as every run after an edit does: a
-    new file per measured run would otherwise put the first-read YAML parse into every run.
+    beside the file, valid while its text is unchanged) and its subscribers in the database
+    (synced once per change of the file), as every run after an edit does: a new file per
+    measured run would otherwise put the first-read YAML parse and the sync into every run.
     Returns the seconds that first read took (printed once per size)."""
-    code = (f"import time; from digest.config import load_config; t = time.perf_counter(); "
-            f"load_config({str(config)!r}); print(time.perf_counter() - t)")
+    code = (f"import time; from datetime import UTC, datetime; from digest.config import load_config; "
+            f"from digest.deliver import roster; from digest.store.database import Store; "
+            f"from digest.store.directory import Directory; t = time.perf_counter(); "
+            f"c = load_config({str(config)!r}); read = time.perf_counter() - t; "
+            f"roster.sync(c, Directory(Store(c.database_url())), datetime.now(UTC)); print(read)")
     done = subprocess.run([sys.executable, "-c", code], cwd=config.parent, env=digest_env(),
                           capture_output=True, text=True, check=False)
     if done.returncode != 0:
