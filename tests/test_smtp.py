@@ -210,6 +210,36 @@ def test_a_rendering_process_makes_this_ones_email_and_one_that_dies_leaves_it_t
         rendering.close()
 
 
+def test_closing_the_rendering_processes_ends_every_request_asked_ahead(tmp_path, fetched):  # noqa: F811
+    """A run that stops with digests asked ahead and not sent closes its rendering processes at
+    once: what was not written to them yet is dropped, every request ends (answered, or with
+    EOFError), and a digest still to send is then rendered in this process."""
+    from datetime import UTC, datetime
+
+    from digest.match.newly_seen import newly_seen
+    from digest.render.compose import Composer
+    from digest.render.processes import RenderProcesses
+
+    config = load_config(setup(tmp_path, fetched, 2525, EMAILS))
+    store = Store(config.database_url())
+    reader = Delivery(config, store).select(["reader1@example.org"])[0]
+    _, digests = newly_seen(config, store, [reader], datetime.now(UTC), ledger=None)
+    digest = list(digests)[0]
+    here = Composer(config, secret=store.signing_secret())
+    rendering = RenderProcesses(config, store.signing_secret(), 1, here)
+    _until_ready(rendering)
+    asked = [rendering.ahead(digest, reader, key=f"2026-01-{n + 1:02d}T07:00+00:00") for n in range(30)]
+    assert all(future is not None for future in asked)
+    started = time.monotonic()
+    rendering.close()
+    assert time.monotonic() - started < 10
+    assert all(future.done() for future in asked)
+    assert all(isinstance(f.exception(), EOFError) or f.result().subject for f in asked)
+    assert rendering.ahead(digest, reader) is None  # closed: nothing asked any more
+    made = rendering.email(digest, reader, key="2026-01-01T07:00+00:00", asked=asked[-1])
+    assert made.envelope[1] == "reader1@example.org" and here.email(digest, reader, key="2026-01-01T07:00+00:00").subject == made.subject
+
+
 @pytest.mark.no_postgresql
 @given(st.binary(max_size=200) | st.lists(st.sampled_from([b".", b"\r\n", b"\n", b"\r", b"a", b".."])).map(b"".join))
 def test_dot_stuffing_is_smtplibs(data):

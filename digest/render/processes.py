@@ -172,7 +172,14 @@ class RenderProcesses:
             self._closed = True
             children, self._children = self._children, []
             writer, self._writer = self._writer, None
-        if writer is not None:  # what it queued is written (or ended) first
+        if writer is not None:  # what it has not written yet is not wanted any more (a stopped run)
+            while True:
+                try:
+                    item = self._asked.get_nowait()
+                except queue.Empty:
+                    break
+                if item is not None:
+                    item[0].set_exception(EOFError("the rendering processes were closed"))
             self._asked.put(None)
             writer.join()
         for child in children:
