@@ -210,6 +210,44 @@ def test_a_rendering_process_makes_this_ones_email_and_one_that_dies_leaves_it_t
         rendering.close()
 
 
+def test_requests_asked_ahead_of_a_process_that_died_are_answered_by_another(tmp_path, fetched):  # noqa: F811
+    """Two rendering processes, one killed: every digest asked ahead afterwards is answered
+    (by the other, or here), each with its own e-mail; none waits for ever."""
+    import signal
+    from datetime import UTC, datetime
+
+    from digest.match.newly_seen import newly_seen
+    from digest.render.compose import Composer
+    from digest.render.processes import RenderProcesses
+
+    config = load_config(setup(tmp_path, fetched, 2525, EMAILS))
+    store = Store(config.database_url())
+    reader = Delivery(config, store).select(["reader1@example.org"])[0]
+    _, digests = newly_seen(config, store, [reader], datetime.now(UTC), ledger=None)
+    digest = list(digests)[0]
+    here = Composer(config, secret=store.signing_secret())
+    rendering = RenderProcesses(config, store.signing_secret(), 2, here)
+    try:
+        deadline = time.monotonic() + 60
+        while len(rendering.pids) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        os.kill(rendering.pids[0], signal.SIGKILL)
+        keys = [f"2026-02-{n + 1:02d}T07:00+00:00" for n in range(12)]
+        asked = [rendering.ahead(digest, reader, key=key) for key in keys]
+        for key, future in zip(keys, asked):
+            if future is not None:
+                try:
+                    future.result(timeout=30)
+                except EOFError:
+                    pass  # the killed one's: asked again below
+            made = rendering.email(digest, reader, key=key, asked=future)
+            expected = here.email(digest, reader, key=key)
+            assert (made.subject, made.message["Message-ID"]) == (expected.subject, expected.message["Message-ID"])
+        assert len(rendering.pids) == 1  # the killed one was let go, the other kept
+    finally:
+        rendering.close()
+
+
 def test_closing_the_rendering_processes_ends_every_request_asked_ahead(tmp_path, fetched):  # noqa: F811
     """A run that stops with digests asked ahead and not sent closes its rendering processes at
     once: what was not written to them yet is dropped, every request ends (answered, or with

@@ -221,7 +221,11 @@ class _Child:
             new = list({p.id: p for p in papers if p.id not in self.known}.values())
             self.known.update(p.id for p in new)
             self.pending.append(waiting)
-            _write(self.requests, pickle.dumps((content, new, *rest), protocol=pickle.HIGHEST_PROTOCOL))
+            try:
+                _write(self.requests, pickle.dumps((content, new, *rest), protocol=pickle.HIGHEST_PROTOCOL))
+            except BaseException:
+                self.pending.pop()  # never sent: not this process's to end (it is asked of another)
+                raise
         return waiting
 
     def _answered(self) -> None:
