@@ -296,6 +296,9 @@ def serve(requests: IO[bytes], answers: IO[bytes]) -> None:
 if __name__ == "__main__":
     answers = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # a stray print goes to standard error, never into the answers
-    serve(sys.stdin.buffer, answers)
-    answers.close()
-    os._exit(0)  # its answers written: nothing else to keep, and the interpreter's tear-down took 0.3 s of the sender's end
+    try:
+        serve(sys.stdin.buffer, answers)
+        answers.close()
+    except BrokenPipeError:  # the sending process is gone (killed): nobody to answer, nothing to say
+        pass
+    os._exit(0)  # nothing else to keep, and the interpreter's tear-down took 0.3 s of the sender's end
