@@ -108,38 +108,36 @@ class RenderProcesses:
         return asked
 
     def _write_asked(self) -> None:
-        """The requests `ahead` queued, each to the process with the fewest waiting; a request
-        no process can take (none left) ends with EOFError, and its digest is rendered here."""
+        """The requests `ahead` queued; one no process can take (none left) ends with
+        EOFError, and its digest is rendered here."""
         while (item := self._asked.get()) is not None:
             asked, digest, content, rest = item
-            while True:
-                if not (children := self._children):
-                    asked.set_exception(EOFError("no rendering process"))
-                    break
-                child = min(children, key=lambda c: len(c.pending))
-                content = content or encode(digest)
-                try:
-                    child.submit(content, digest.papers, rest, waiting=asked)
-                    break
-                except (OSError, EOFError, pickle.PickleError) as exc:
-                    self._lost(child, f"{exc.__class__.__name__}: {exc}")
+            if self._submit(digest, content, rest, asked) is None:
+                asked.set_exception(EOFError("no rendering process"))
+
+    def _submit(self, digest: Digest, content: str | None, rest: tuple[Any, ...],
+                waiting: Future[Any] | None = None) -> Future[Any] | None:
+        """The e-mail asked of the process with the fewest waiting (another, if writing to it
+        fails); None when none is up or left. `content`: planned.encode's, if the caller has
+        it (a tenth of the pickle's cost)."""
+        while children := self._children:
+            child = min(children, key=lambda c: len(c.pending))
+            content = content or encode(digest)
+            try:
+                return child.submit(content, digest.papers, rest, waiting)
+            except (OSError, EOFError, pickle.PickleError) as exc:
+                self._lost(child, f"{exc.__class__.__name__}: {exc}")
+        return None
 
     def email(self, digest: Digest, subscriber: Subscriber, *, key: str | None = None, to: str | None = None,
               manage_generation: int = 0, asked: Future[Any] | None = None) -> Email:
         """The e-mail: `asked` for (`ahead`), or asked for now; rendered in this process when
         no rendering process is there (or the one asked ended before answering)."""
-        content = None
         while True:
             if asked is None:
-                if not (children := self._children):  # none yet (starting) or none left: this process renders
+                asked = self._submit(digest, None, (subscriber, key, to, manage_generation))
+                if asked is None:  # none yet (starting) or none left: this process renders
                     return self.fallback.email(digest, subscriber, key=key, to=to, manage_generation=manage_generation)
-                child = min(children, key=lambda c: len(c.pending))  # the one with the fewest waiting
-                content = content or encode(digest)  # as the ledger keeps it: a tenth of the pickle's cost
-                try:
-                    asked = child.submit(content, digest.papers, (subscriber, key, to, manage_generation))
-                except (OSError, EOFError, pickle.PickleError) as exc:
-                    self._lost(child, f"{exc.__class__.__name__}: {exc}")
-                    continue
             try:
                 made = asked.result()
             except (OSError, EOFError, pickle.PickleError):  # it ended before answering (the next write finds it gone)
