@@ -130,11 +130,25 @@ def test_several_connections_each_digest_once(tmp_path, fetched):  # noqa: F811
         assert Counter(str(m["To"]) for m in server.handler.received) == Counter(emails)
 
 
-def _until_ready(rendering, seconds: float = 60) -> None:  # noqa: ANN001
-    """Until a rendering process is up (it starts in about a second)."""
+def _until_ready(rendering, seconds: float = 60, count: int = 1) -> None:  # noqa: ANN001
+    """Until `count` rendering processes are up (each starts in about a second)."""
     deadline = time.monotonic() + seconds
-    while not rendering.ready and time.monotonic() < deadline:
+    while len(rendering.pids) < count and time.monotonic() < deadline:
         time.sleep(0.05)
+
+
+def _a_digest_to_render(tmp_path, fetched):  # noqa: ANN001, ANN202, F811
+    """A configuration, its store, reader1's subscriber and digest, and this process's Composer."""
+    from datetime import UTC, datetime
+
+    from digest.match.newly_seen import newly_seen
+    from digest.render.compose import Composer
+
+    config = load_config(setup(tmp_path, fetched, 2525, EMAILS))
+    store = Store(config.database_url())
+    reader = Delivery(config, store).select(["reader1@example.org"])[0]
+    _, digests = newly_seen(config, store, [reader], datetime.now(UTC), ledger=None)
+    return config, store, reader, list(digests)[0], Composer(config, secret=store.signing_secret())
 
 
 def test_several_connections_render_in_processes_of_their_own(tmp_path, fetched, monkeypatch):  # noqa: F811
@@ -170,19 +184,11 @@ def test_several_connections_render_in_processes_of_their_own(tmp_path, fetched,
 def test_a_rendering_process_makes_this_ones_email_and_one_that_dies_leaves_it_to_this_one(tmp_path, fetched, caplog):  # noqa: F811
     import re
     import signal
-    from datetime import UTC, datetime
 
-    from digest.match.newly_seen import newly_seen
-    from digest.render.compose import Composer
     from digest.render.processes import RenderProcesses
 
-    config = load_config(setup(tmp_path, fetched, 2525, EMAILS))
-    store = Store(config.database_url())
-    reader = Delivery(config, store).select(["reader1@example.org"])[0]
-    _, digests = newly_seen(config, store, [reader], datetime.now(UTC), ledger=None)
-    digest = list(digests)[0]
+    config, store, reader, digest, here = _a_digest_to_render(tmp_path, fetched)
     assert digest.papers
-    here = Composer(config, secret=store.signing_secret())
     rendering = RenderProcesses(config, store.signing_secret(), 1, here)
     key = "2026-01-01T07:00+00:00"
     boundary = re.compile(rb"=_digest_[0-9a-f]{24}")  # random in every message
@@ -214,23 +220,13 @@ def test_requests_asked_ahead_of_a_process_that_died_are_answered_by_another(tmp
     """Two rendering processes, one killed: every digest asked ahead afterwards is answered
     (by the other, or here), each with its own e-mail; none waits for ever."""
     import signal
-    from datetime import UTC, datetime
 
-    from digest.match.newly_seen import newly_seen
-    from digest.render.compose import Composer
     from digest.render.processes import RenderProcesses
 
-    config = load_config(setup(tmp_path, fetched, 2525, EMAILS))
-    store = Store(config.database_url())
-    reader = Delivery(config, store).select(["reader1@example.org"])[0]
-    _, digests = newly_seen(config, store, [reader], datetime.now(UTC), ledger=None)
-    digest = list(digests)[0]
-    here = Composer(config, secret=store.signing_secret())
+    config, store, reader, digest, here = _a_digest_to_render(tmp_path, fetched)
     rendering = RenderProcesses(config, store.signing_secret(), 2, here)
     try:
-        deadline = time.monotonic() + 60
-        while len(rendering.pids) < 2 and time.monotonic() < deadline:
-            time.sleep(0.05)
+        _until_ready(rendering, count=2)
         os.kill(rendering.pids[0], signal.SIGKILL)
         keys = [f"2026-02-{n + 1:02d}T07:00+00:00" for n in range(12)]
         asked = [rendering.ahead(digest, reader, key=key) for key in keys]
@@ -252,18 +248,9 @@ def test_closing_the_rendering_processes_ends_every_request_asked_ahead(tmp_path
     """A run that stops with digests asked ahead and not sent closes its rendering processes at
     once: what was not written to them yet is dropped, every request ends (answered, or with
     EOFError), and a digest still to send is then rendered in this process."""
-    from datetime import UTC, datetime
-
-    from digest.match.newly_seen import newly_seen
-    from digest.render.compose import Composer
     from digest.render.processes import RenderProcesses
 
-    config = load_config(setup(tmp_path, fetched, 2525, EMAILS))
-    store = Store(config.database_url())
-    reader = Delivery(config, store).select(["reader1@example.org"])[0]
-    _, digests = newly_seen(config, store, [reader], datetime.now(UTC), ledger=None)
-    digest = list(digests)[0]
-    here = Composer(config, secret=store.signing_secret())
+    config, store, reader, digest, here = _a_digest_to_render(tmp_path, fetched)
     rendering = RenderProcesses(config, store.signing_secret(), 1, here)
     _until_ready(rendering)
     asked = [rendering.ahead(digest, reader, key=f"2026-01-{n + 1:02d}T07:00+00:00") for n in range(30)]
