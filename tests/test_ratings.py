@@ -16,12 +16,13 @@ import pytest
 from digest.config import Config, Sender, Subscriber, Topic
 from digest.models import Listing, Paper
 from digest.render.compose import Composer, probe_values
+from digest.render.email_context import clean_url
 from digest.render.links import (
+    RatingLinks,
     paper_rating_token,
     rating_from_token,
     rating_token,
     rating_url,
-    rating_urls,
     seal,
     unsubscribe_token,
 )
@@ -127,6 +128,25 @@ def test_no_rating_links_without_base_url_and_both_renderers_agree():
 
 
 @pytest.mark.no_postgresql
+@pytest.mark.parametrize("base_url, plain", [("https://digest.example.org/", True), ("https://example.org/d&x", False),
+                                             ("https://dïgest.example.org", False), ("https://example.org/p/ä", False)])
+def test_rating_links_taken_as_they_are_only_when_plain(base_url, plain):
+    """A base URL that is plain makes links taken as they are (no cleaning, nothing to escape);
+    any other is cleaned and escaped as every other link, and both renderers agree."""
+    links = RatingLinks(base_url, "s", render.subscriber().email)
+    assert links.plain is plain
+    cfg = Config(sender=Sender(**{"from": "Paper Digest <digest@example.org>"}), base_url=base_url)
+    digest = render.make_digest([render.paper(n) for n in range(1, 3)])
+    slow, fast = render.both(digest, cfg)
+    assert fast.html == slow.html and fast.text == slow.text
+    cards, lines = rating_links(fast.html, fast.text)
+    expected = [clean_url(url) for entry in digest.sections[0].entries for url in links(entry.paper.id, "KV")]
+    assert [url for _, more, less in cards for url in (more, less)] == expected == [url for _, url in lines]
+    unsubscribe = fast.message["List-Unsubscribe"]  # a header is ASCII: the host as punycode, the rest %-encoded
+    assert unsubscribe.isascii() and unsubscribe.startswith(f"<{clean_url(base_url.rstrip('/'))}/unsubscribe/")
+
+
+@pytest.mark.no_postgresql
 def test_cards_shared_between_readers_keep_each_readers_links():
     digest = render.make_digest([render.paper(n) for n in range(1, 4)])
     composer = Composer(render.config(), secret="s", renderer=render.renderers()[1])
@@ -162,19 +182,17 @@ def test_rating_tokens_are_opaque_and_unforgeable():
 
 @pytest.mark.no_postgresql
 def test_one_subscribers_rating_links_are_the_links_made_one_by_one():
-    """A digest makes its links with `rating_urls` (what they share worked out once): the
-    same links as `rating_url`, which the web's tests read back."""
-    links = rating_urls("https://digest.example.org/", "s", " Ada@Example.org")
-    for paper_id, topic, value in (("2611.00001", "KV", 1), ("2611.00001", "KV", -1), ("hep-th/9901001", "Línea\nB", 1)):
-        assert links(paper_id, topic, value) == rating_url("https://digest.example.org", "s", "ada@example.org",
-                                                           paper_id, topic, value)
-    more, less = links("2611.00001", "KV", 1), links("2611.00001", "KV", -1)
+    """A digest makes a card's two links with `RatingLinks` (what they share worked out once):
+    the same links as `rating_url`, which the web's tests read back."""
+    links = RatingLinks("https://digest.example.org/", "s", " Ada@Example.org")
+    for paper_id, topic in (("2611.00001", "KV"), ("hep-th/9901001", "Línea\nB")):
+        assert links(paper_id, topic) == tuple(rating_url("https://digest.example.org", "s", "ada@example.org",
+                                                          paper_id, topic, value) for value in (1, -1))
+    more, less = links("2611.00001", "KV")
     assert more.replace("/rate/more/", "/rate/less/") == less  # a card's two links share one token
     assert rating_from_token("s", less.rsplit("/", 1)[1], "less") == ("ada@example.org", "2611.00001", "KV", -1)
-    assert links("2611.00002", "KV", 1).rsplit("/", 1)[1] != more.rsplit("/", 1)[1]
-    assert links("2611.00001", "Other", 1).rsplit("/", 1)[1] != more.rsplit("/", 1)[1]
-    with pytest.raises(ValueError):
-        links("2611.00001", "KV", 2)
+    assert links("2611.00002", "KV")[0].rsplit("/", 1)[1] != more.rsplit("/", 1)[1]
+    assert links("2611.00001", "Other")[0].rsplit("/", 1)[1] != more.rsplit("/", 1)[1]
 
 
 # ---------------------------------------------------------------- the page behind the links, on the real server

@@ -15,6 +15,7 @@ import re
 import shutil
 import subprocess
 import sys
+import textwrap
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from pathlib import Path
@@ -43,6 +44,7 @@ from digest.render.renderer import (
     _indent,
     _numbered,
     _wordwrap,
+    _wrapped_after,
     builtin_templates,
 )
 
@@ -315,6 +317,44 @@ def test_numbered_is_the_wrap_of_number_and_title(title, number, width, indent):
     """The text part's `numbered` filter (remembered per title, not per place in the list)
     writes what wrapping "N. title" whole and indenting it writes."""
     assert _numbered(title, number, width, indent) == _indent(_wordwrap(f"{number}. {title}", width), indent)
+
+
+_WRAP_WORDS = st.lists(st.one_of(st.sampled_from(["KV", "cache", "·", "\xa0", "a\xa0b", "\u2003", "x" * 30, "well-", "—",
+                                                  "--", "", " ", "\t", "\n", "\x1f", "é", "1.", "Why:"]),
+                                 st.text(alphabet="ab .", max_size=9)), max_size=25).map(" ".join)
+
+
+@settings(max_examples=int(os.environ.get("DIGEST_HYPOTHESIS_EXAMPLES", "150")) * 4, deadline=None)
+@given(text=_WRAP_WORDS, width=st.sampled_from([8, 20, 31, 72, 76]), room=st.integers(0, 6))
+def test_wrapping_writes_what_textwrap_writes(text, width, room):
+    """The text part's wrapping fills lines word by word where that is all textwrap would do
+    (faster); its lines are textwrap's for any text, with and without a first line shortened."""
+    assert _wordwrap(text, width) == "\n".join(textwrap.wrap(text, width=width))
+    assert _wrapped_after(text, room, width, 3) == "\n   ".join(textwrap.wrap(text, width=width, initial_indent=" " * room))
+
+
+@cache
+def sample_papers() -> list[Paper]:
+    from digest.config import ArxivSource, HuggingFaceSource
+    from digest.gather.adapters import arxiv, huggingface
+
+    samples = Path(__file__).parent / "data" / "samples"
+    now = datetime(2026, 11, 22, tzinfo=UTC)
+    return [*arxiv.parse(ArxivSource(name="a", type="arxiv", categories=["cs.LG"]),
+                         (samples / "arxiv-listing.rss.xml").read_bytes(), now).papers,
+            *huggingface.parse(HuggingFaceSource(name="h", type="huggingface"),
+                               (samples / "hf-daily-papers.json").read_bytes(), now).papers]
+
+
+def test_wrapping_the_samples_writes_what_textwrap_writes():
+    """The same over real text: every sample title, abstract and summary, and why-lines."""
+    texts = [text for paper in sample_papers() for text in (paper.title, paper.abstract, paper.ai_summary or "")]
+    texts += [f'Why: matched "{t}" in title; {n} upvotes · also in Efficient inference' for t, n in zip(texts[:50], range(50))]
+    assert len(texts) > 300
+    for text in texts:
+        for width in (72, 76):
+            assert _wordwrap(text, width) == "\n".join(textwrap.wrap(text, width=width)), text
+            assert _wrapped_after(text, 4, width, 3) == "\n   ".join(textwrap.wrap(text, width=width, initial_indent="    "))
 
 
 @settings(max_examples=int(os.environ.get("DIGEST_HYPOTHESIS_EXAMPLES", "150")) * 4, deadline=None)

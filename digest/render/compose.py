@@ -16,8 +16,8 @@ from typing import Any
 from ..config import Config, Subscriber
 from ..models import Digest, DigestEntry, Paper, Section
 from ..store.ledger import subscriber_key
-from .email_context import EmailContext, Sender, build_context, with_kept
-from .links import manage_url, rating_urls, unsubscribe_mailto, unsubscribe_url
+from .email_context import EmailContext, Sender, build_context, clean_url, with_kept
+from .links import RatingLinks, manage_url, unsubscribe_mailto, unsubscribe_url
 from .message import MESSAGE_POLICY, message_id, wire_message
 from .renderer import CompiledRenderer, NaiveRenderer
 
@@ -53,7 +53,7 @@ def fit(context: EmailContext, renderer: NaiveRenderer, budget: int = HTML_BUDGE
     """The values and HTML with as many full cards as fit in `budget` bytes (best-ranked
     first); the others become links. Binary search: a handful of renders at most."""
     html = renderer.html(context.values)
-    total = len(context.ranked)
+    total = context.cards
     if len(html.encode("utf-8")) <= budget:
         return context.values, html, total
     low, high = 0, total - 1  # the largest count of cards that fits is in [low, high]
@@ -117,12 +117,12 @@ class Composer:
                              manage_url=self.manage_link(subscriber, manage_generation),
                              rating=self.rating_links(subscriber))
 
-    def rating_links(self, subscriber: Subscriber) -> Callable[[str, str, int], str] | None:
+    def rating_links(self, subscriber: Subscriber) -> Callable[[str, str], tuple[str, str]] | None:
         """What makes the subscriber's "more like this" / "not for me" links (None without base_url)."""
         base_url = self.config.base_url
         if not base_url:
             return None
-        return rating_urls(base_url, self.secret, subscriber.email)
+        return RatingLinks(base_url, self.secret, subscriber.email)
 
     def email(self, digest: Digest, subscriber: Subscriber, *, key: str | None = None, to: str | None = None,
               manage_generation: int = 0) -> Email:
@@ -140,7 +140,9 @@ class Composer:
             to_name=None if to else subscriber.name, subject=values["subject"], text=text, html=html,
             date=digest.generated_at, msg_id=message_id(self.config.sender.from_, subscriber.email,
                                                        key or digest.generated_at.isoformat()),
-            unsubscribe_url=link, unsubscribe_mailto=mailto, lang=values["lang"], list_name=values["list_name"],
+            # as the body writes them: a header is ASCII (an IDN host as punycode, the rest %-encoded)
+            unsubscribe_url=clean_url(link), unsubscribe_mailto=clean_url(mailto), lang=values["lang"],
+            list_name=values["list_name"],
         )
         return Email(subscriber.email, values["subject"], values["preheader"], html, text, cards,
                      len(values["more"]), wire, (parseaddr(self.config.sender.from_)[1], to or subscriber.email))
@@ -175,7 +177,8 @@ def probe_values() -> list[dict[str, Any]]:
     empty = Digest("probe@example.org", None, now, now - timedelta(days=1), ())
     context = build_context(digest, unsubscribe_url="https://example.org/unsubscribe?email=a%40b&token=x",
                             topics=["Topic", HOSTILE], manage_url="https://example.org/manage/Ab-c_9?x=1&y=2",
-                            rating=lambda paper, topic, value: f"https://example.org/rate/{value}-{paper}?t={topic}&x=1")
+                            rating=lambda paper, topic: (f"https://example.org/rate/1-{paper}?t={topic}&x=1",
+                                                          f"https://example.org/rate/-1-{paper}?t={topic}&x=1"))
     # Without base_url: no manage link nor rating links, the footer's reply text instead (and
     # neither, in the last).
     replying = build_context(digest, unsubscribe_url="mailto:list@example.org?subject=unsubscribe%20a%40b",

@@ -10,8 +10,8 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from functools import lru_cache
+from dataclasses import dataclass
+from functools import cached_property, lru_cache, partial
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 from zoneinfo import ZoneInfo
@@ -183,15 +183,21 @@ def paper_values(entry: DigestEntry) -> dict[str, Any]:
     return values
 
 
-def _card(entry: DigestEntry, topic: str, rate: RatingLink | None) -> dict[str, Any]:
+def _card(entry: DigestEntry, topic: str, rate: RatingLink | None, plain: bool = False) -> dict[str, Any]:
     """A paper as this digest shows it: the shared card (`card`, what `{% cache paper.card %}`
     keys on: it is the same in every digest) and this reader's rating links ("" without)."""
     shared = paper_values(entry)
-    more = less = ""
-    if rate is not None:
-        more = _own_url(rate(entry.paper.id, topic, 1))
-        less = _own_url(rate(entry.paper.id, topic, -1))
-    return {**shared, "card": shared, "more_url": more, "less_url": less}
+    if rate is None:
+        return {**shared, "card": shared, "more_url": "", "less_url": ""}
+    more, less = rate(entry.paper.id, topic)
+    if plain:  # clean URLs with nothing to escape (links.RatingLinks.plain)
+        return {**shared, "card": shared, "more_url": _as_markup(more), "less_url": _as_markup(less)}
+    return {**shared, "card": shared, "more_url": _own_url(more), "less_url": _own_url(less)}
+
+
+# Markup(text) without Markup.__new__'s Python-level checks (for a str they change nothing):
+# sixty of a digest's links are made into Markup.
+_as_markup = partial(str.__new__, Markup)
 
 
 def _own_url(url: str) -> str:
@@ -199,7 +205,7 @@ def _own_url(url: str) -> str:
     nothing to escape (clean_url leaves only & of & < > "), so that the renderer's cache of
     escaped strings, which serves the texts that recur, is not flushed by sixty links a digest."""
     cleaned = clean_url(url) or ""
-    return cleaned if "&" in cleaned else Markup(cleaned)
+    return cleaned if "&" in cleaned else _as_markup(cleaned)
 
 
 @dataclass
@@ -214,13 +220,25 @@ class Sender:
 
 @dataclass
 class EmailContext:
-    """The values of one e-mail; `keep` full cards, the rest listed as links only."""
+    """The values of one e-mail; `with_kept` keeps the best-ranked cards, the rest as links."""
 
     values: dict[str, Any]
-    ranked: list[tuple[int, int]] = field(default_factory=list)  # (section, index) best first
+
+    @property
+    def cards(self) -> int:
+        return sum(len(section["papers"]) for section in self.values["sections"])
+
+    @cached_property
+    def ranked(self) -> list[tuple[int, int]]:
+        """(section, index) of every card, best first, ties in the order shown: worked out only
+        for a digest whose cards do not all fit."""
+        sections = self.values["sections"]
+        shown = [(s, i) for s, section in enumerate(sections) for i in range(len(section["papers"]))]
+        scores = [-card["score"] for section in sections for card in section["papers"]]
+        return [shown[k] for k in sorted(range(len(shown)), key=scores.__getitem__)]  # stable: ties keep their order
 
 
-RatingLink = Callable[[str, str, int], str]  # (paper id, topic, +1 or -1) -> the link that rates it
+RatingLink = Callable[[str, str], tuple[str, str]]  # (paper id, topic) -> its "more like this" and "not for me" links
 
 
 def build_context(digest: Digest, *, timezone: str = "UTC", unsubscribe_url: str = "",
@@ -230,6 +248,7 @@ def build_context(digest: Digest, *, timezone: str = "UTC", unsubscribe_url: str
     header and footer; without one the footer keeps `sender.manage` (reply to change).
     `rating`: makes each topic paper's "more like this" / "not for me" links (not Trending's)."""
     sender = sender or Sender()
+    plain = getattr(rating, "plain", False)
     sections = []
     for number, section in enumerate(digest.sections, 1):
         rate = rating if rating is not None and not section.trending else None
@@ -239,10 +258,8 @@ def build_context(digest: Digest, *, timezone: str = "UTC", unsubscribe_url: str
             "href": f"#topic-{number}",
             "omitted": section.omitted,
             "trending": section.trending,
-            "papers": [_card(e, section.topic, rate) for e in section.entries],
+            "papers": [_card(e, section.topic, rate, plain) for e in section.entries],
         })
-    ranked = sorted(((s, i) for s, section in enumerate(sections) for i in range(len(section["papers"]))),
-                    key=lambda si: (-sections[si[0]]["papers"][si[1]]["score"], si[0], si[1]))
     values = {
         "lang": sender.lang,
         "subject": clean(subject_line(digest, timezone, list_name=sender.list_name)),
@@ -263,7 +280,7 @@ def build_context(digest: Digest, *, timezone: str = "UTC", unsubscribe_url: str
     }
     values["summary"] = _summary(sections)
     values["preheader"] = _preheader(sections)
-    return EmailContext(values, ranked)
+    return EmailContext(values)
 
 
 def _date_label(digest: Digest, timezone: str) -> str:

@@ -15,7 +15,6 @@ import base64
 import binascii
 import hashlib
 import hmac
-from collections.abc import Callable
 from functools import lru_cache
 from urllib.parse import quote
 
@@ -23,6 +22,8 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESSIV
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from .email_context import clean_url
 
 UNSUBSCRIBE = "unsubscribe"
 
@@ -205,23 +206,21 @@ def rating_url(base_url: str, secret: str, email: str, paper_id: str, topic: str
     return f"{base_url.rstrip('/')}/rate/{RATING_WORDS[value]}/{token}"
 
 
-def rating_urls(base_url: str, secret: str, email: str) -> Callable[[str, str, int], str]:
-    """`rating_url` for one subscriber, with what every link shares worked out once: a digest
-    carries two per paper, sixty in a full one, and a card's two (asked one after the other)
-    share their token."""
-    cipher, purpose = _cipher(secret), [RATE_PAPER.encode()]
-    prefixes = {value: f"{base_url.rstrip('/')}/rate/{word}/" for value, word in RATING_WORDS.items()}
-    key = email.strip().lower()
-    last: list[str] = ["", "\n", ""]  # the card asked last: paper, topic, token
+class RatingLinks:
+    """A card's two links, `rating_url` of +1 and of -1, for one subscriber, with what every
+    link shares worked out once: a digest carries two per paper, sixty in a full one.
+    `plain`: every link is a URL that needs neither cleaning nor escaping (the base URL is;
+    a token is of letters, digits, - _ ~)."""
 
-    def url(paper_id: str, topic: str, value: int) -> str:
-        prefix = prefixes.get(value)
-        if prefix is None:
-            raise ValueError(f"a rating is +1 or -1, not {value!r}")
-        if paper_id != last[0] or topic != last[1]:
-            last[:] = [paper_id, topic, _spelled(cipher.encrypt(f"{paper_id}\n{topic}\n{key}".encode(), purpose))]
-        return prefix + last[2]
-    return url
+    def __init__(self, base_url: str, secret: str, email: str) -> None:
+        self.cipher, self.purpose = _cipher(secret), [RATE_PAPER.encode()]
+        self.more, self.less = (f"{base_url.rstrip('/')}/rate/{RATING_WORDS[value]}/" for value in (1, -1))
+        self.key = email.strip().lower()
+        self.plain = all(clean_url(f"{prefix}x") == f"{prefix}x" and "&" not in prefix for prefix in (self.more, self.less))
+
+    def __call__(self, paper_id: str, topic: str) -> tuple[str, str]:
+        token = _spelled(self.cipher.encrypt(f"{paper_id}\n{topic}\n{self.key}".encode(), self.purpose))
+        return self.more + token, self.less + token
 
 
 def address_hash(secret: str, key: str) -> str:
