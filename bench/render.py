@@ -28,6 +28,7 @@ from digest.config import ArxivSource, Config, HuggingFaceSource, Sender, Subscr
 from digest.gather.adapters import arxiv, huggingface  # noqa: E402
 from digest.models import Digest, DigestEntry, Paper, Section  # noqa: E402
 from digest.render.compose import Composer, fit, probe_values  # noqa: E402
+from digest.render.processes import as_rendering_process  # noqa: E402
 from digest.render.renderer import CompiledRenderer, NaiveRenderer  # noqa: E402
 
 SAMPLES = Path(__file__).resolve().parents[1] / "tests" / "data" / "samples"  # real titles, made-up ids
@@ -108,6 +109,7 @@ def main() -> None:
     compile_seconds = time.perf_counter() - start
     assert compiled.renderer.compiled, compiled.renderer.fallback_reason
     naive = Composer(config, secret="bench", renderer=NaiveRenderer())
+    as_rendering_process()  # as the processes a send renders in are set (digest/render/processes.py)
 
     rate, peak, results = measure(compiled, digests)
     sizes = sorted(len(h.encode()) for h, _ in results)

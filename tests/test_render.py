@@ -26,9 +26,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from digest.config import Config, Sender, Subscriber, Topic
+from digest.match.normalise import joined, shown_term_key, stem
 from digest.models import Digest, DigestEntry, Paper, Section
 from digest.render.compose import HTML_BUDGET, Composer, probe_values
 from digest.render.email_context import clean_url, rebuilt_url, with_kept
+from digest.render.highlight import _SEPARATORS, _tokens, spans
 from digest.render.links import email_from_token, unsubscribe_token
 from digest.render.message import (
     _encoded_segment,
@@ -355,6 +357,73 @@ def test_wrapping_the_samples_writes_what_textwrap_writes():
         for width in (72, 76):
             assert _wordwrap(text, width) == "\n".join(textwrap.wrap(text, width=width)), text
             assert _wrapped_after(text, 4, width, 3) == "\n   ".join(textwrap.wrap(text, width=width, initial_indent="    "))
+
+
+# The highlighting rule written plainly (a scan of every token per set of terms): what spans()
+# finds through its per-text lookups.
+def reference_spans(text: str, terms: list[str]) -> list[tuple[int, int]]:
+    """spans() the slow way."""
+    if not terms or not text:
+        return []
+    tokens = _tokens(text)
+    phrases: list[tuple[str, ...]] = []
+    compounds: set[str] = set()  # phrases written as one word
+    prefixes: list[str] = []
+    for term in terms:
+        key = shown_term_key(term)
+        if key is None:
+            continue
+        sequence, is_prefix = key
+        if is_prefix:
+            prefixes.append(sequence[0])
+        else:
+            phrases.append(sequence)
+            if len(sequence) > 1:
+                compounds.add(joined(term))
+    flat = [(i, s) for i, (_, _, _, stems) in enumerate(tokens) for s in stems]
+    stems = [s for _, s in flat]
+    found: list[tuple[int, int]] = []
+    for phrase in phrases:
+        n, first = len(phrase), phrase[0]
+        position = -1
+        while True:
+            try:
+                position = stems.index(first, position + 1)
+            except ValueError:
+                break
+            if n == 1 or tuple(stems[position:position + n]) == phrase:
+                # each word on its own: what lies between them ("(KV) cache") is not the term
+                found += [tokens[flat[p][0]][:2] for p in range(position, position + n)]
+    if compounds or prefixes:
+        for start, end, parts, _stems in tokens:
+            if (compounds and stem("".join(parts)) in compounds) or any(
+                    p.startswith(prefix) for p in parts for prefix in prefixes):
+                found.append((start, end))
+    # words of a phrase written with a space, hyphen or slash between them light up as one
+    found.sort()
+    merged: list[tuple[int, int]] = []
+    for start, end in found:
+        if merged and (start <= merged[-1][1] or _SEPARATORS.fullmatch(text, merged[-1][1], start)):
+            merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
+        else:
+            merged.append((start, end))
+    return merged
+
+
+
+
+_HIGHLIGHT_WORDS = st.lists(st.sampled_from(["KV", "cache", "caches", "KV-cache", "KVCache", "(KV)", "quantized", "quantization",
+                                             "Quantiz", "reward", "models", "model", "LLM", "LLMs", "state-of-the-art", "state",
+                                             "of", "the", "art", "/", "-", "é", "x" * 20, ",", "Reward-Model"]),
+                            max_size=40).map(" ".join)
+_HIGHLIGHT_TERMS = st.lists(st.sampled_from(["KV cache", "quantiz*", "cache", "LLM", "reward model*", "state of the art",
+                                             "reward model", "model", "art", "", "*"]), max_size=4)
+
+
+@settings(max_examples=int(os.environ.get("DIGEST_HYPOTHESIS_EXAMPLES", "150")) * 4, deadline=None)
+@given(text=_HIGHLIGHT_WORDS, terms=_HIGHLIGHT_TERMS)
+def test_highlighted_spans_are_the_plain_rules(text, terms):
+    assert spans(text, terms) == reference_spans(text, terms)
 
 
 @settings(max_examples=int(os.environ.get("DIGEST_HYPOTHESIS_EXAMPLES", "150")) * 4, deadline=None)

@@ -16,7 +16,6 @@ _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 _SEPARATORS = re.compile(r"[\s\-‐‑–/]*")
 
 
-@lru_cache(maxsize=16_384)
 def _tokens(text: str) -> list[tuple[int, int, list[str], list[str]]]:
     """(start, end, folded parts, their stems) of each word; a text recurs in many digests."""
     tokens = []
@@ -27,19 +26,41 @@ def _tokens(text: str) -> list[tuple[int, int, list[str], list[str]]]:
     return tokens
 
 
+class _Words:
+    """A text's words, found once and looked up by stem for every set of terms highlighted in it."""
+
+    __slots__ = ("tokens", "stems", "owner", "at", "as_one")
+
+    def __init__(self, text: str) -> None:
+        self.tokens = _tokens(text)
+        flat = [(i, s) for i, (_, _, _, stems) in enumerate(self.tokens) for s in stems]
+        self.stems = [s for _, s in flat]
+        self.owner = [i for i, _ in flat]  # the token each stem came from
+        self.at: dict[str, list[int]] = {}  # stem -> its positions among the stems
+        for position, s in enumerate(self.stems):
+            self.at.setdefault(s, []).append(position)
+        self.as_one: dict[str, list[int]] | None = None  # a token's parts joined and stemmed -> tokens
+
+    def written_as_one(self, compound: str) -> list[int]:
+        if self.as_one is None:
+            self.as_one = {}
+            for i, (_, _, parts, _) in enumerate(self.tokens):
+                self.as_one.setdefault(stem("".join(parts)), []).append(i)
+        return self.as_one.get(compound, [])
+
+
 @lru_cache(maxsize=16_384)
-def _flat(text: str) -> list[tuple[int, str]]:
-    """Every stem with the index of the token it came from."""
-    return [(i, s) for i, (_, _, _, stems) in enumerate(_tokens(text)) for s in stems]
+def _words(text: str) -> _Words:
+    return _Words(text)
 
 
 def spans(text: str, terms: list[str]) -> list[tuple[int, int]]:
     """Non-overlapping (start, end) character ranges of `text` where the terms occur."""
     if not terms or not text:
         return []
-    tokens = _tokens(text)
-    phrases: list[tuple[str, ...]] = []
-    compounds: set[str] = set()  # phrases written as one word
+    words = _words(text)
+    tokens, stems, owner = words.tokens, words.stems, words.owner
+    found: list[tuple[int, int]] = []
     prefixes: list[str] = []
     for term in terms:
         key = shown_term_key(term)
@@ -48,29 +69,17 @@ def spans(text: str, terms: list[str]) -> list[tuple[int, int]]:
         sequence, is_prefix = key
         if is_prefix:
             prefixes.append(sequence[0])
-        else:
-            phrases.append(sequence)
-            if len(sequence) > 1:
-                compounds.add(joined(term))
-    flat = _flat(text)
-    stems = [s for _, s in flat]
-    found: list[tuple[int, int]] = []
-    for phrase in phrases:
-        n, first = len(phrase), phrase[0]
-        position = -1
-        while True:
-            try:
-                position = stems.index(first, position + 1)
-            except ValueError:
-                break
-            if n == 1 or tuple(stems[position:position + n]) == phrase:
+            continue
+        n = len(sequence)
+        for position in words.at.get(sequence[0], ()):
+            if n == 1 or tuple(stems[position:position + n]) == sequence:
                 # each word on its own: what lies between them ("(KV) cache") is not the term
-                found += [tokens[flat[p][0]][:2] for p in range(position, position + n)]
-    if compounds or prefixes:
-        for start, end, parts, _stems in tokens:
-            if (compounds and stem("".join(parts)) in compounds) or any(
-                    p.startswith(prefix) for p in parts for prefix in prefixes):
-                found.append((start, end))
+                found += [tokens[owner[p]][:2] for p in range(position, position + n)]
+        if n > 1:  # the phrase written as one word ("KVCache")
+            found += [tokens[i][:2] for i in words.written_as_one(joined(term))]
+    if prefixes:
+        found += [(start, end) for start, end, parts, _ in tokens
+                  if any(p.startswith(prefix) for p in parts for prefix in prefixes)]
     # words of a phrase written with a space, hyphen or slash between them light up as one
     found.sort()
     merged: list[tuple[int, int]] = []
@@ -80,5 +89,3 @@ def spans(text: str, terms: list[str]) -> list[tuple[int, int]]:
         else:
             merged.append((start, end))
     return merged
-
-
