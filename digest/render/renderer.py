@@ -111,9 +111,20 @@ def _numbered(text: str, number: int | str, width: int = 79, indent: int = 0) ->
     """`(number ~ ". " ~ text)|wordwrap(width)|indent(indent)`, remembered per text and
     width of the number, not per number: a title recurs at every place in a list."""
     prefix = f"{number}. "
-    if not text or text[0].isspace() or "\t" in text or len(text.split(" ", 1)[0]) + len(prefix) > width:
-        return _indent(_wordwrap(prefix + text, width), indent)  # where wrapping the two apart could differ
-    return prefix + _wrapped_after(text, len(prefix), width, indent)[len(prefix):]
+    rest = _after_number(text, len(prefix), width, indent) if type(number) is int else None
+    return prefix + rest if rest is not None else _indent(_wordwrap(prefix + text, width), indent)
+
+
+@lru_cache(maxsize=16_384)
+def _after_number(text: str, room: int, width: int, indent: int) -> str | None:
+    """What follows a number of `room - 2` digits: the same whatever the digits (to the
+    wrapping each is a word of the same length, at the first line's start); None where the
+    number and its space do not start the first line as they are."""
+    prefix = "0" * (room - 2) + ". "
+    if not text or text[0].isspace() or "\t" in text or len(text.split(" ", 1)[0]) + room > width:
+        whole = _indent(_wordwrap(prefix + text, width), indent)  # where wrapping the two apart could differ
+        return whole[room:] if whole.startswith(prefix) else None
+    return _wrapped_after(text, room, width, indent)[room:]
 
 
 @lru_cache(maxsize=16_384)
