@@ -30,7 +30,7 @@ from digest.match.normalise import joined, shown_term_key, stem
 from digest.models import Digest, DigestEntry, Paper, Section
 from digest.render.compose import HTML_BUDGET, Composer, probe_values
 from digest.render.email_context import clean_url, rebuilt_url, with_kept
-from digest.render.highlight import _SEPARATORS, _tokens, spans
+from digest.render.highlight import _tokens, merged, spans
 from digest.render.links import email_from_token, unsubscribe_token
 from digest.render.message import (
     _encoded_segment,
@@ -360,7 +360,7 @@ def test_wrapping_the_samples_writes_what_textwrap_writes():
 
 
 # The highlighting rule written plainly (a scan of every token per set of terms): what spans()
-# finds through its per-text lookups.
+# finds through its per-text lookups (the ranges found are merged the same way).
 def reference_spans(text: str, terms: list[str]) -> list[tuple[int, int]]:
     """spans() the slow way."""
     if not terms or not text:
@@ -399,15 +399,7 @@ def reference_spans(text: str, terms: list[str]) -> list[tuple[int, int]]:
             if (compounds and stem("".join(parts)) in compounds) or any(
                     p.startswith(prefix) for p in parts for prefix in prefixes):
                 found.append((start, end))
-    # words of a phrase written with a space, hyphen or slash between them light up as one
-    found.sort()
-    merged: list[tuple[int, int]] = []
-    for start, end in found:
-        if merged and (start <= merged[-1][1] or _SEPARATORS.fullmatch(text, merged[-1][1], start)):
-            merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
-        else:
-            merged.append((start, end))
-    return merged
+    return merged(text, found)
 
 
 

@@ -80,12 +80,17 @@ def spans(text: str, terms: list[str]) -> list[tuple[int, int]]:
     if prefixes:
         found += [(start, end) for start, end, parts, _ in tokens
                   if any(p.startswith(prefix) for p in parts for prefix in prefixes)]
-    # words of a phrase written with a space, hyphen or slash between them light up as one
+    return merged(text, found)
+
+
+def merged(text: str, found: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The ranges found, sorted, with those that overlap or have only a space, hyphen or slash
+    between them as one: the words of a phrase light up together."""
     found.sort()
-    merged: list[tuple[int, int]] = []
+    out: list[tuple[int, int]] = []
     for start, end in found:
-        if merged and (start <= merged[-1][1] or _SEPARATORS.fullmatch(text, merged[-1][1], start)):
-            merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
+        if out and (start <= out[-1][1] or _SEPARATORS.fullmatch(text, out[-1][1], start)):
+            out[-1] = (out[-1][0], max(end, out[-1][1]))
         else:
-            merged.append((start, end))
-    return merged
+            out.append((start, end))
+    return out
