@@ -658,6 +658,8 @@ def test_no_token_reads_as_a_bitcoin_address():
     tokens += [seal("secret", "manage", f"0:reader{n}@example.org") for n in range(5_000)]
     assert not [t for t in tokens if BITCOIN_ID.search(t)]
     assert sum(bool(BITCOIN_ID.search(_b64(_unb64(t.replace("~", ""))))) for t in tokens) > 0  # as they were written
+    runs = [t.split("~") for t in tokens]  # runs of 24, the last of 1 to 24
+    assert all(len(r) == 24 for run in runs for r in run[:-1]) and all(0 < len(run[-1]) <= 24 for run in runs)
 
 
 @pytest.mark.parametrize("tamper", [

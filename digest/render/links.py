@@ -15,6 +15,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import re
 from functools import lru_cache
 from urllib.parse import quote
 
@@ -52,13 +53,11 @@ RUN = 24
 
 
 _URLSAFE = bytes.maketrans(b"+/", b"-_")
+_RUNS = re.compile(f".{{1,{RUN}}}")  # a token's runs, cut in C: a digest spells sixty
 
 
 def _spelled(raw: bytes) -> str:
-    text = binascii.b2a_base64(raw, newline=False).translate(_URLSAFE).rstrip(b"=").decode("ascii")
-    if len(text) <= RUN:
-        return text
-    return "~".join([text[i:i + RUN] for i in range(0, len(text), RUN)])
+    return "~".join(_RUNS.findall(binascii.b2a_base64(raw, newline=False).translate(_URLSAFE).rstrip(b"=").decode("ascii")))
 
 
 def seal(secret: str, purpose: str, text: str) -> str:
