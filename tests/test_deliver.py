@@ -472,6 +472,31 @@ def test_about_one_commit_per_digest_sent(tmp_path, fetched):
     assert round_trips - 30 <= 1.4 * 30, counts
 
 
+@pytest.mark.undated
+@pytest.mark.parametrize("skew", [0, 1, 2])
+def test_a_worker_waits_out_a_dead_workers_claims_whatever_its_clock_reads(tmp_path, fetched, skew):
+    """A worker with nothing left to claim takes back what dead workers left, and waits while
+    claims are under a live lease: both asked at one instant. Asked at two (the lease ending
+    between them: neither taken back nor waited for), the worker ended with the claims still
+    held, two digests left `claimed` (seen in CI). Here every reading of the clock is a second
+    later than the one before, each skew another alignment of the lease's end with the loop."""
+    emails = [f"reader{n}@example.org" for n in range(4)]
+    with SmtpServer() as server:
+        config = setup(tmp_path, fetched, server.port, emails, keywords="[model]")
+        planner = delivery(config)
+        planner.run(work=False)
+        start = datetime.now(UTC)
+        held = planner.ledger.claim_batch("a-worker-since-killed", start, limit=10, planned_since=start - timedelta(hours=1),
+                                          lease=timedelta(seconds=3))
+        assert len(held) == 4
+        readings = iter(range(skew, 10_000))
+        worker = Delivery(load_config(config), Store(load_config(config).database_url()),
+                          clock=lambda: start + timedelta(seconds=next(readings)))
+        outcomes = worker.run(plan=False)
+        assert [o.status for o in outcomes].count("sent") == 4 and len(server.handler.received) == 4
+    assert {e.state for e in worker.ledger.entries()} == {"sent"}
+
+
 def test_a_subscriber_paused_until_a_day_gets_nothing_before_it(tmp_path, fetched):
     from zoneinfo import ZoneInfo
 

@@ -411,9 +411,13 @@ class Delivery:
                     continue
                 if sent or any(state.accepted.values()):  # nothing to claim: record what was sent, then wait
                     self._record_accepted(state, sent)
-                if self.ledger.recover(self.clock()):
+                # One instant for both: a lease that ends between two readings of the clock would
+                # be neither over for the first (recover) nor live for the second, and the claims
+                # it covers would be left behind.
+                instant = self.clock()
+                if self.ledger.recover(instant):
                     continue
-                if planned and not self.ledger.in_progress(since, self.clock(), only, besides=owner):
+                if planned and not self.ledger.in_progress(since, instant, only, besides=owner):
                     break
                 # another run plans or sends (or this one's planner has not recorded a batch yet): wait
                 self.stop.wait(0.05 if planner is not None else min(0.25, lease.total_seconds() / 10))
