@@ -84,17 +84,23 @@ def run(composer: Composer, digests) -> list[tuple[str, str]]:  # type: ignore[n
     return results
 
 
-def measure(composer: Composer, digests) -> tuple[float, float, list[tuple[str, str]]]:  # type: ignore[no-untyped-def]
+def timed(composer: Composer, digests) -> tuple[float, list[tuple[str, str]]]:  # type: ignore[no-untyped-def]
+    """Digests/s of one run, and what it rendered."""
     gc.collect()
     start = time.perf_counter()
     results = run(composer, digests)
-    seconds = time.perf_counter() - start
+    return len(digests) / (time.perf_counter() - start), results
+
+
+def measure(composer: Composer, digests) -> tuple[float, float, list[tuple[str, str]]]:  # type: ignore[no-untyped-def]
+    """`timed`, and the peak memory of rendering (up to) 100 of the digests again."""
+    rate, results = timed(composer, digests)
     gc.collect()
     tracemalloc.start()
     run(composer, digests[: min(len(digests), 100)])
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
-    return len(digests) / seconds, peak, results
+    return rate, peak, results
 
 
 def cold_rate(composer: Composer, digests) -> float:  # type: ignore[no-untyped-def]
@@ -104,10 +110,7 @@ def cold_rate(composer: Composer, digests) -> float:  # type: ignore[no-untyped-
     pid = os.fork()
     if pid == 0:
         os.close(read)
-        gc.collect()
-        start = time.perf_counter()
-        run(composer, digests)
-        os.write(write, struct.pack("d", len(digests) / (time.perf_counter() - start)))
+        os.write(write, struct.pack("d", timed(composer, digests)[0]))
         os._exit(0)
     os.close(write)
     with os.fdopen(read, "rb") as answer:
@@ -140,7 +143,7 @@ def main() -> None:
     rates = [cold_rate(compiled, digests[: args.digests]) for _ in range(args.runs)]
     rate = statistics.median(rates)
     _, peak, results = measure(compiled, digests[: args.digests])
-    steady = statistics.median(measure(compiled, digests[args.digests * n:args.digests * (n + 1)])[0]
+    steady = statistics.median(timed(compiled, digests[args.digests * n:args.digests * (n + 1)])[0]
                                for n in range(1, args.runs + 1))
     sizes = sorted(len(h.encode()) for h, _ in results)
     print(f"workload: {args.digests:,} distinct digests of {args.papers} papers (seed papers), HTML + text part, "

@@ -3,7 +3,6 @@ and the MIME message."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
@@ -16,7 +15,7 @@ from typing import Any
 from ..config import Config, Subscriber
 from ..models import Digest, DigestEntry, Paper, Section
 from ..store.ledger import subscriber_key
-from .email_context import EmailContext, Sender, build_context, clean_url, with_kept
+from .email_context import EmailContext, RatingLink, Sender, build_context, clean_url, with_kept
 from .links import RatingLinks, manage_url, unsubscribe_mailto, unsubscribe_url
 from .message import MESSAGE_POLICY, message_id, wire_message
 from .renderer import CompiledRenderer, NaiveRenderer
@@ -117,7 +116,7 @@ class Composer:
                              manage_url=self.manage_link(subscriber, manage_generation),
                              rating=self.rating_links(subscriber))
 
-    def rating_links(self, subscriber: Subscriber) -> Callable[[str, str], tuple[str, str]] | None:
+    def rating_links(self, subscriber: Subscriber) -> RatingLink | None:
         """What makes the subscriber's "more like this" / "not for me" links (None without base_url)."""
         base_url = self.config.base_url
         if not base_url:

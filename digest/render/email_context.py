@@ -187,12 +187,12 @@ def _card(entry: DigestEntry, topic: str, rate: RatingLink | None, plain: bool =
     """A paper as this digest shows it: the shared card (`card`, what `{% cache paper.card %}`
     keys on: it is the same in every digest) and this reader's rating links ("" without)."""
     shared = paper_values(entry)
-    if rate is None:
-        return {**shared, "card": shared, "more_url": "", "less_url": ""}
-    more, less = rate(entry.paper.id, topic)
-    if plain:  # clean URLs with nothing to escape (links.RatingLinks.plain)
-        return {**shared, "card": shared, "more_url": _as_markup(more), "less_url": _as_markup(less)}
-    return {**shared, "card": shared, "more_url": _own_url(more), "less_url": _own_url(less)}
+    more = less = ""
+    if rate is not None:
+        more, less = rate(entry.paper.id, topic)
+        own = _as_markup if plain else _own_url  # plain: clean URLs with nothing to escape (links.RatingLinks)
+        more, less = own(more), own(less)
+    return {**shared, "card": shared, "more_url": more, "less_url": less}
 
 
 # Markup(text) without Markup.__new__'s Python-level checks (for a str they change nothing):

@@ -90,8 +90,8 @@ def _greedy_lines(text: str, width: int, first: int = 0) -> list[str] | None:
     """textwrap.wrap's lines for the texts where it comes down to filling lines word by word
     (a first line `first` characters shorter), about 5x faster; None for the others. Those
     are texts of words between single spaces, with no hyphen (textwrap also breaks there) and
-    no word longer than a line. `tests/test_render_text.py` holds the two equal over the
-    samples' titles, abstracts and why-lines at several widths."""
+    no word longer than a line. `tests/test_render.py` holds the two equal over the samples'
+    titles, abstracts and why-lines at several widths, and over generated text."""
     words = text.split(" ")
     if "-" in text or words != text.split() or max(map(len, words)) > width - first:
         return None
