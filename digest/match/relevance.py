@@ -349,7 +349,8 @@ class DescriptionScores:
         leaning = (toward - away) @ papers.T
         # Without a "not for me", from the pool's typical paper: liked papers are a little like most
         alone = ~away.any(axis=1)
-        leaning[alone] -= np.median(leaning[alone], axis=1, keepdims=True)
+        if self.lexical.size:  # (no papers: no median, nothing to move)
+            leaning[alone] -= np.median(leaning[alone], axis=1, keepdims=True)
         return leaning
 
     def learned(self, models: Sequence[Learned]) -> np.ndarray:
