@@ -6,7 +6,8 @@ top 10 per topic, for each way of scoring:
   digest ranks);
 - described topics (the matcher): name + description + keywords through the matcher as it
   ships: closeness in words (BM25) and in meaning (a sentence encoder, semantic.py), one
-  threshold for every topic, chosen on this set;
+  threshold for every topic, chosen on this set, and the same without the keywords (a reader who
+  writes a name and a sentence only);
 - description: BM25 of name + description + keywords (digest/match/relevance.py), over each
   topic's best score, and the same with meaning (the matcher's closeness), each with the
   threshold left out;
@@ -100,6 +101,11 @@ def the_matcher(papers: list[dict], topics: list[dict], relevant: dict[str, set[
         ranked = [e.paper.id for s in digest.sections for e in s.entries]
         per_topic[topic["name"]] = (f1(set(ranked), relevant[topic["name"]]), precision_at(ranked, relevant[topic["name"]]))
     return per_topic
+
+
+def without_keywords(topics: list[dict]) -> list[dict]:
+    """The topics as a reader who writes only a name and a sentence gives them."""
+    return [{**topic, "keywords": []} for topic in topics]
 
 
 def keywords_only(papers: list[dict], topics: list[dict], relevant: dict[str, set[str]]) -> dict:
@@ -200,10 +206,12 @@ def held_out_topics() -> dict:
           f"({sum(len(v) for v in relevant.values())} relevant pairs: "
           f"{', '.join(str(len(relevant[t['name']])) for t in topics)}):")
     results = {}
-    for label, described in (("keywords only (the matcher)", False), ("described topics (the matcher)", True)):
+    for label, described in (("keywords only (the matcher)", False), ("described topics (the matcher)", True),
+                             ("description alone, no keywords (the matcher)", None)):
         started = time.perf_counter()
         per_topic = (the_matcher(papers, topics, relevant, described=True) if described
-                     else keywords_only(papers, topics, relevant))
+                     else keywords_only(papers, topics, relevant) if described is False
+                     else the_matcher(papers, without_keywords(topics), relevant, described=True))
         results[label] = report(label, per_topic, time.perf_counter() - started)
     for name, (score, p10) in results["described topics (the matcher)"]["per_topic"].items():
         print(f"  {name:<34} F1 {score:.3f}  P@10 {p10:.2f}  (keywords only: "
@@ -237,6 +245,11 @@ def one_split(papers: list[dict], topics: list[dict], relevant: dict[str, set[st
     results["described topics"] = report("described topics (the matcher)",
                                          the_matcher([papers[i] for i in second], topics, truth, described=True),
                                          time.perf_counter() - started)
+
+    started = time.perf_counter()
+    results["description alone"] = report("description alone, no keywords (the matcher)",
+                                          the_matcher([papers[i] for i in second], without_keywords(topics), truth,
+                                                      described=True), time.perf_counter() - started)
 
     started = time.perf_counter()
     index = LexicalIndex([(p["title"], p["abstract"]) for p in papers])  # document frequencies: both days

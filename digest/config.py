@@ -455,15 +455,16 @@ class Topic(_Strict):
 
     @model_validator(mode="after")
     def _has_a_criterion(self) -> Topic:
-        # A description with examples is enough: papers are matched by closeness to the
-        # description, moved by what the examples teach (keywords would only add a bonus).
+        # A description is enough: papers are matched by how close they are to it, in words
+        # and in meaning (keywords only add a bonus; examples move the closeness). Examples
+        # alone are not: nothing would say what is close before their model does.
         if not (self.keywords or self.query or self.categories or self.authors or self.min_upvotes is not None
-                or (self.description and self.examples)):
+                or (self.description or "").strip()):
             if self.examples:
                 raise _error("topic", "a topic with examples also needs a description (a sentence on what it is "
                              "about) or keywords: papers are matched by those, the examples then move them")
-            raise _error("topic", "a topic needs keywords, query, categories, authors or min_upvotes "
-                         "(or a description with examples)")
+            raise _error("topic", "a topic needs a description (a sentence on what it is about) or keywords, "
+                         "a query, categories, authors or min_upvotes")
         return self
 
 

@@ -174,6 +174,18 @@ def test_sign_up_confirm_by_post_only_then_subscribed(site):
     assert visitor.get(path)[0] == 400
 
 
+def test_a_sentence_alone_is_a_topic_of_ones_own(site):
+    """A topic of one's own needs a name and a sentence on what it is about, or keywords; with
+    neither, the page says so at the topic, and nothing is sent."""
+    status, html = site.browser().subscribe("sentence@example.org", preset=[], topic_name_1="Speech",
+                                            topic_description_1="Automatic speech recognition and speech synthesis.")
+    assert status == 200 and "Check your inbox" in html
+    status, html = site.browser().subscribe("nothing@example.org", preset=[], topic_name_1="Speech")
+    assert "Check your inbox" not in html and "a topic needs a description" in html, (status, html)
+    site.wait_mails(1)
+    assert [m["To"] for m in site.smtp.handler.received] == ["sentence@example.org"]
+
+
 def test_an_existing_address_gets_the_same_answer_and_a_manage_link(site):
     first = site.browser().subscribe("yaml@example.org")
     second = site.browser().subscribe("stranger@example.org")

@@ -198,9 +198,11 @@ subscribers:
     assert "21 examples: a topic takes at most 20" in problems["subscribers[0].topics[2].examples"][1]
 
 
-def test_a_description_with_examples_is_a_topic_examples_alone_are_not():
+def test_a_description_is_a_topic_examples_alone_are_not():
     Topic(name="T", description="Statistical hypothesis tests.", examples=["2403.16981"])  # no keywords needed
+    Topic(name="T", description="Statistical hypothesis tests.")  # a sentence alone: matched by closeness to it
     with pytest.raises(ValueError, match="a topic with examples also needs a description"):
         Topic(name="T", examples=["2403.16981"])
-    with pytest.raises(ValueError, match="a topic needs keywords"):
-        Topic(name="T", description="Statistical hypothesis tests.")  # as before: a description alone is not
+    for nothing in ({}, {"description": "  "}):  # a blank description says nothing either
+        with pytest.raises(ValueError, match="a topic needs a description .* or keywords"):
+            Topic(name="T", **nothing)

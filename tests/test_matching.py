@@ -456,7 +456,7 @@ DIFFERENTIAL_TERMS = ["language model", "KV cache", "speculative decoding", "qua
 
 def random_topic(rnd: random.Random, n: int) -> Topic:
     """A topic of any kind: keywords (with excludes, categories), a query, authors (of the
-    seeds), upvotes."""
+    seeds), upvotes, a description alone."""
     papers = seed_papers()
     spec: dict = {"name": f"topic {n}"}
     kind = rnd.random()
@@ -467,10 +467,12 @@ def random_topic(rnd: random.Random, n: int) -> Topic:
         a, b, c = rnd.sample([t for t in DIFFERENTIAL_TERMS if not t.endswith("*")], 3)
         spec["query"] = rnd.choice([f'"{a}" OR ("{b}" AND NOT "{c}")', f'title:"{a}" OR abstract:token*',
                                     f'"{a}" AND (category:cs.CV OR author:"{rnd.choice(papers).authors[0]}")'])
-    elif kind < 0.9:
+    elif kind < 0.87:
         spec["authors"] = [rnd.choice(rnd.choice(papers).authors) for _ in range(rnd.randint(1, 2))]
-    else:
+    elif kind < 0.94:
         spec["min_upvotes"] = rnd.choice([0, 2, 5])
+    else:  # a description alone
+        spec["description"] = rnd.choice(DESCRIPTIONS)
     if rnd.random() < 0.25:
         spec["exclude"] = rnd.sample(DIFFERENTIAL_TERMS, 1)
     if rnd.random() < 0.25:

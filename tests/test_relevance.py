@@ -82,6 +82,16 @@ def test_a_described_topic_finds_papers_without_its_keywords_and_drops_false_fri
     assert keywords_only == {"p2"}  # what the keyword alone did
 
 
+def test_a_description_alone_is_a_topic():
+    """No keywords: a sentence on what the reader wants finds the papers that say it, in other
+    words too, and leaves out the false friend."""
+    speech = {"name": "Speech", "description": "Automatic speech recognition, transcription of spoken audio and speech synthesis."}
+    found = {e.paper.id: e.why for s in _digest(speech).sections for e in s.entries}
+    assert {"p0", "p3"} <= set(found) and "p2" not in found
+    assert set(found.values()) == {"close to your description"}
+    assert not {f"p{n}" for n in range(4, 14)} & set(found)  # the benchmarks of other things stay out
+
+
 def test_sensitivity_lets_in_more_or_fewer():
     def found(sensitivity: int) -> set[str]:
         topic = {"name": "Benchmarks", "keywords": ["benchmark"], "sensitivity": sensitivity,
