@@ -189,9 +189,19 @@ def test_a_spreadsheets_semicolon_or_tab_separated_file_imports_too():
 
 
 @pytest.mark.no_postgresql
-def test_a_csv_export_keeps_a_topic_examples():
+@pytest.mark.parametrize("topic", [
+    {"name": "KV cache", "keywords": ["KV cache"], "examples": ["2406.01234"]},
+    {"name": "Inference", "keywords": ["KV cache"], "description": "Making LLM inference cheaper."},
+    {"name": "Speech", "description": "Automatic speech recognition and speech synthesis."},  # a sentence alone
+    {"name": "Agents", "keywords": ["agent"], "sensitivity": 2},
+    {"name": "Language models", "keywords": ["language model"], "preset": "Language models"},
+], ids=["examples", "description", "description alone", "sensitivity", "preset"])
+def test_a_csv_export_keeps_everything_a_topic_says(topic):
+    """Every setting of a topic comes back from its CSV cell (it was written in the short
+    form, "Name: keyword", dropping a description, a sensitivity or a preset)."""
     from digest.config import Topic
     from digest.subscribe.csv_rows import parse_topics, topics_cell
 
-    topics = [Topic(name="KV cache", keywords=["KV cache"], examples=["2406.01234"])]
+    topics = [Topic(name="Plain", keywords=["plain"]), Topic(**topic)]
     assert [Topic.model_validate(t) for t in parse_topics(topics_cell(topics))] == topics
+    assert topics_cell(topics[:1]) == "Plain: plain"  # keywords alone: still the short form

@@ -32,7 +32,7 @@ _NUMBERS = ("max_papers", "trending")
 def parse_topics(cell: str) -> list[dict]:
     """`KV cache; Reasoning: chain of thought, test-time scaling` as topics (see the module);
     a cell that starts with `[` is the topics as JSON (what `export` writes for topics with
-    more than keywords: a query, excludes, categories...)."""
+    more than keywords: a description, a query, excludes, categories...)."""
     if cell.lstrip().startswith("["):
         try:
             topics = json.loads(cell)
@@ -57,8 +57,9 @@ def topics_cell(topics: Iterable[Topic]) -> str:
     topics = list(topics)
     items = []
     for topic in topics:
-        plain = not (topic.query or topic.exclude or topic.categories or topic.authors or topic.min_upvotes is not None
-                     or topic.examples)
+        # Anything but a name and keywords (a description, a sensitivity, the preset it came
+        # from, a query...) is only kept by JSON: the short form would drop it without a word
+        plain = topic.model_dump(exclude_defaults=True).keys() <= {"name", "keywords"} and bool(topic.keywords)
         separators = any(c in text for text in (topic.name, *topic.keywords) for c in ";,:[")
         if not plain or separators:
             return json.dumps([t.model_dump(mode="json", exclude_defaults=True) for t in topics], ensure_ascii=False)
