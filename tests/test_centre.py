@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import http.client
 import http.cookiejar
+import json
 import re
 import threading
 import urllib.error
@@ -16,7 +17,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from digest.config import load_config
+from digest.config import Subscriber, load_config
 from digest.render.links import confirm_token
 from digest.store import Store
 from digest.store.directory import Directory
@@ -365,6 +366,38 @@ def test_the_manage_page_edits_settings_and_a_yaml_reload_never_undoes_them(site
     assert synced.shadowed == ("yaml@example.org",)
     row = Directory(site.store).get(["yaml@example.org"])["yaml@example.org"]
     assert row.origin == "self" and row.schedule == "daily 06:00"
+
+
+def test_saving_the_manage_page_keeps_what_the_form_does_not_show(site):
+    """A topic set by the list (an import, the file) with excludes, categories, authors or an
+    upvote floor: the manage page says so at the topic, and a save keeps them while the topic
+    keeps its name (the form has no field for them: a save dropped them, and a topic of
+    categories alone could not be saved at all)."""
+    from digest.subscribe.admin import SubscriberAdmin
+
+    topics = [{"name": "Vision", "keywords": ["diffusion"], "exclude": ["survey"], "categories": ["cs.CV"],
+               "authors": ["Tri Dao"], "min_upvotes": 3},
+              {"name": "Robots", "categories": ["cs.RO"]},
+              {"name": "Renamed", "keywords": ["graph"], "exclude": ["survey"]}]
+    SubscriberAdmin(site.centre.config, site.store, site.clock).add(Subscriber(email="lab@example.org", topics=topics))
+    manage = site.centre.manage_url("lab@example.org").split("digest.example.org", 1)[1]
+    visitor = site.browser()
+    status, html = visitor.get(manage)
+    assert status == 200 and "Also: not when it says survey; in cs.CV; by Tri Dao; at least 3 upvotes" in html
+    assert "Also: in cs.RO" in html
+    status, _ = visitor.post(manage, {**visitor.form(manage), "action": "save",
+                                      "topic_name_1": "Vision", "topic_keywords_1": "diffusion, video",
+                                      "topic_name_2": "Robots",
+                                      "topic_name_3": "Graphs", "topic_keywords_3": "graph",
+                                      "schedule_kind": "daily", "schedule_time": "06:00", "timezone": "UTC",
+                                      "max_papers": "9"})
+    assert status == 303
+    row = Directory(site.store).get(["lab@example.org"])["lab@example.org"]
+    saved = {t["name"]: t for t in json.loads(row.profile)["topics"]}
+    assert saved["Vision"] == {"name": "Vision", "keywords": ["diffusion", "video"], "exclude": ["survey"],
+                               "categories": ["cs.CV"], "authors": ["Tri Dao"], "min_upvotes": 3}
+    assert saved["Robots"] == {"name": "Robots", "categories": ["cs.RO"]}
+    assert saved["Graphs"] == {"name": "Graphs", "keywords": ["graph"]}  # renamed: a new topic, as the page said
 
 
 def test_preview_without_saving_and_invalid_edits_change_nothing(site):

@@ -53,7 +53,8 @@ def values_of(config: Config, subscriber: Subscriber) -> dict[str, Any]:
     """A subscriber's settings as the form's values (for the manage page)."""
     kind, day, time = _schedule_parts(subscriber.schedule or config.defaults.schedule)
     own = [{"name": t.name, "description": t.description or "", "keywords": ", ".join(t.keywords),
-            "query": t.query or "", "examples": "\n".join(t.examples), "sensitivity": str(t.sensitivity)}
+            "query": t.query or "", "examples": "\n".join(t.examples), "sensitivity": str(t.sensitivity),
+            "unshown": unshown({key: getattr(t, key) for key in _UNSHOWN})}
            for t in subscriber.topics if t.preset is None]
     return {"email": subscriber.email, "name": subscriber.name or "",
             "preset": [t.preset for t in subscriber.topics if t.preset is not None],
@@ -74,10 +75,14 @@ def read(config: Config, form: Mapping[str, Sequence[str]], *, email: str | None
     rows = sorted({int(m.group(1)) for name in form if (m := re.fullmatch(r"topic_\w+?_(\d+)", name))})
     topics_shown = [{f: one(f"topic_{f}_{n}") for f in _TOPIC_FIELDS} for n in rows]
     sensitivities = [one(f"topic_sensitivity_{n}") or "0" for n in rows]
+    # What the form does not show of a topic (excludes, categories, authors, upvotes: set in a
+    # file or an import) stays with it while the row keeps its name: row N is the N-th own topic
+    kept = _unshown_by_row(keep, rows, topics_shown)
     values: dict[str, Any] = {
         "email": email if email is not None else one("email"), "name": one("name"),
         "preset": [p for p in form.get("preset", []) if p],
-        "topics": [{**shown, "sensitivity": level} for shown, level in zip(topics_shown, sensitivities)]
+        "topics": [{**shown, "sensitivity": level, "unshown": unshown(settings)}
+                   for shown, level, settings in zip(topics_shown, sensitivities, kept)]
         or [_blank_topic()],
         "schedule_kind": one("schedule_kind"), "schedule_day": one("schedule_day"),
         "schedule_time": one("schedule_time"), "timezone": one("timezone"), "max_papers": one("max_papers")}
@@ -93,13 +98,14 @@ def read(config: Config, form: Mapping[str, Sequence[str]], *, email: str | None
             continue
         topics.append(catalogue[name].model_copy(update={"preset": name}).model_dump(exclude_defaults=True))
         where.append("preset")
-    for n, shown, level in zip(rows, topics_shown, sensitivities):
+    for n, shown, level, settings in zip(rows, topics_shown, sensitivities, kept):
         if not any(shown.values()):
             continue
         if not shown["name"]:
             errors[f"topic_name_{n}"] = f"Topic {n}: give it a name"
         topic: dict[str, Any] = {"name": shown["name"] or "?",
-                                 "keywords": [k.strip() for k in _SPLIT.split(shown["keywords"]) if k.strip()]}
+                                 "keywords": [k.strip() for k in _SPLIT.split(shown["keywords"]) if k.strip()],
+                                 **settings}
         if shown["description"]:
             topic["description"] = shown["description"]
         if shown["query"]:
@@ -196,4 +202,33 @@ def _schedule_parts(schedule: str) -> tuple[str, str, str]:
 
 
 def _blank_topic() -> dict[str, str]:
-    return {**dict.fromkeys(_TOPIC_FIELDS, ""), "sensitivity": "0"}
+    return {**dict.fromkeys(_TOPIC_FIELDS, ""), "sensitivity": "0", "unshown": ""}
+
+
+_UNSHOWN = ("exclude", "categories", "authors", "min_upvotes")  # a topic's settings the form has no field for
+
+
+def _unshown_by_row(keep: Subscriber | None, rows: list[int], shown: list[dict[str, str]]) -> list[dict[str, Any]]:
+    """For each row of the form, the unshown settings of the topic it shows: the kept
+    subscriber's own topic of that place, when the row still has its name."""
+    own = [t for t in keep.topics if t.preset is None] if keep is not None else []
+    out: list[dict[str, Any]] = []
+    for n, fields in zip(rows, shown):
+        topic = own[n - 1] if 0 < n <= len(own) and own[n - 1].name == fields["name"] else None
+        out.append({} if topic is None else
+                   {key: value for key in _UNSHOWN if (value := getattr(topic, key)) not in (None, [])})
+    return out
+
+
+def unshown(settings: Mapping[str, Any]) -> str:
+    """A topic's settings that the form has no field for, in words ("" when none)."""
+    parts = []
+    if settings.get("exclude"):
+        parts.append("not when it says " + ", ".join(settings["exclude"]))
+    if settings.get("categories"):
+        parts.append("in " + ", ".join(settings["categories"]))
+    if settings.get("authors"):
+        parts.append("by " + ", ".join(settings["authors"]))
+    if settings.get("min_upvotes") is not None:
+        parts.append(f"at least {settings['min_upvotes']} upvotes")
+    return "; ".join(parts)
