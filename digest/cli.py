@@ -284,12 +284,13 @@ def preview(app: App, email: str | None, fmt: str, since: str | None, out_file: 
     from .render.compose import Composer
     from .render.preview import preview_digest
 
+    window = _since(since) if since else None  # a mistyped --since says so before any work
     config, store = app.config, app.store()
     now = datetime.now(UTC)
     listed = _find_listed(config, store, email, now)
     subscriber = roster_subscriber(listed)
     _learn_examples(config, store, now, [subscriber])
-    shown = preview_digest(config, store, subscriber, now, _since(since) if since else None)
+    shown = preview_digest(config, store, subscriber, now, window)
     zone = subscriber.timezone or config.defaults.timezone
     if shown.digest.is_empty and not config.setting(subscriber, "send_empty") and fmt != "json":
         err.print(f"nothing new for {subscriber.email} since {_local(shown.digest.since)}: no e-mail would be "

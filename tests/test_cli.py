@@ -125,6 +125,16 @@ def test_missing_config_and_bad_arguments(tmp_path):
     config = write_config(tmp_path, realworld_sources())
     result = digest("-c", str(config), "papers", "--since", "yesterday-ish")
     assert result.returncode == 2 and "expected an age such as 12h" in result.stderr
+    # preview says so before any work: not after asking arXiv for a topic's examples (a wait
+    # for the network, and a warning first)
+    from .arxiv_api import closed_port
+
+    config = write_config(tmp_path, realworld_sources(), extra=(
+        '    topics: [{name: Evaluation, description: How to evaluate LLMs., examples: ["2306.05685"]}]\n'
+        f"arxiv_api: http://127.0.0.1:{closed_port()}/api/query"))
+    result = digest("-c", str(config), "preview", "alice@example.org", "--since", "yesterday")
+    assert result.returncode == 2 and "expected an age such as 12h" in result.stderr
+    assert "examples" not in result.stderr, result.stderr
 
 
 @pytest.mark.undated
