@@ -225,7 +225,7 @@ def _print_reports(reports: list[SourceReport]) -> None:
 @click.option("--since", metavar="AGE", help="Only papers first seen within AGE (30m, 12h, 1d, 2w) or since a date.")
 @click.option("--source", metavar="NAME", help="Only papers seen in this source.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
-@click.option("--limit", type=int, default=None, help="At most this many papers (newest first).")
+@click.option("--limit", type=click.IntRange(min=0), default=None, help="At most this many papers (newest first).")
 @click.pass_obj
 def papers(app: App, since: str | None, source: str | None, fmt: str, limit: int | None) -> None:
     """List stored papers, newest first.
@@ -234,6 +234,10 @@ def papers(app: App, since: str | None, source: str | None, fmt: str, limit: int
     """
     threshold = _since(since) if since else None
     found = app.store().papers(since=threshold, source=source)
+    configured = [s.name for s in app.config.sources]
+    if source and not found and source not in configured:  # a typo, not a quiet source (or one since removed)
+        err.print(f"note: no source {source!r} in the configuration (its sources: {', '.join(configured) or 'none'})",
+                  highlight=False)
     if limit is not None:
         found = found[:limit]
     if fmt == "json":
@@ -246,7 +250,8 @@ def papers(app: App, since: str | None, source: str | None, fmt: str, limit: int
              " ".join(p.categories) or "unknown", ", ".join(p.sources)] for p in found]
     print_table(columns, rows)
     unknown = sum(not p.categories for p in found)
-    out.print(f"{len(found)} papers" + (f" ({unknown} with categories unknown)" if unknown else ""), highlight=False)
+    out.print(f"{len(found)} paper{'s' * (len(found) != 1)}" + (f" ({unknown} with categories unknown)" if unknown else ""),
+              highlight=False)
 
 
 @cli.command()

@@ -125,6 +125,10 @@ def test_missing_config_and_bad_arguments(tmp_path):
     config = write_config(tmp_path, realworld_sources())
     result = digest("-c", str(config), "papers", "--since", "yesterday-ish")
     assert result.returncode == 2 and "expected an age such as 12h" in result.stderr
+    result = digest("-c", str(config), "papers", "--limit", "-1")  # it listed all papers but the last
+    assert result.returncode == 2 and "--limit" in result.stderr
+    result = digest("-c", str(config), "papers", "--source", "arxiv-9")  # a typo: said, not just "0 papers"
+    assert result.returncode == 0 and "no source 'arxiv-9' in the configuration (its sources: arxiv-0, " in result.stderr
     # preview says so before any work: not after asking arXiv for a topic's examples (a wait
     # for the network, and a warning first)
     from .arxiv_api import closed_port
