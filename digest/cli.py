@@ -346,6 +346,8 @@ def send(app: App, emails: tuple[str, ...], dry_run: bool, to: str | None, fresh
     from .deliver.send_run import Delivery, summary
     from .store.database import open_store
 
+    if to is not None:
+        to = _address(to, "--to")  # before any work: an MTA would refuse it for every digest
     # Everyone due: the subscribers come from the database, so a large file's are read (and
     # synced) only when it changed; named ones, a dry run or --to read the file's.
     lean = not (emails or dry_run or to)
@@ -749,6 +751,16 @@ def paper_json(paper: Paper) -> dict[str, Any]:
         "doi": paper.doi,
         "version": paper.version,
     }
+
+
+def _address(value: str, option: str) -> str:
+    """An e-mail address given on the command line, checked as subscribers.yaml's are."""
+    from .config import _email
+
+    try:
+        return _email(value)
+    except ValueError as exc:  # pydantic's errors are ValueErrors; the message says what is wrong
+        raise click.BadParameter(str(exc).split("\n")[0], param_hint=option) from None
 
 
 def _since(value: str) -> datetime:

@@ -125,6 +125,8 @@ def test_missing_config_and_bad_arguments(tmp_path):
     config = write_config(tmp_path, realworld_sources())
     result = digest("-c", str(config), "papers", "--since", "yesterday-ish")
     assert result.returncode == 2 and "expected an age such as 12h" in result.stderr
+    result = digest("-c", str(config), "send", "--to", "not an address")  # each digest would have failed
+    assert result.returncode == 2 and "invalid e-mail address 'not an address'" in result.stderr
     result = digest("-c", str(config), "papers", "--limit", "-1")  # it listed all papers but the last
     assert result.returncode == 2 and "--limit" in result.stderr
     result = digest("-c", str(config), "papers", "--source", "arxiv-9")  # a typo: said, not just "0 papers"
