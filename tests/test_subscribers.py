@@ -128,6 +128,14 @@ def test_add_and_remove_refuse_what_subscribers_yaml_holds(tmp_path, samples):
     assert theirs.returncode == 1 and "subscribers.yaml" in theirs.stderr
     invalid = digest_cli("subscribers", "add", "eve@example.org", "--topic", "RAG", "--timezone", "Nowhere", config=config)
     assert invalid.returncode == 2 and "Nowhere" in invalid.stderr
+    # no topics and no trending list: refused, as `digest validate` refuses it in subscribers.yaml
+    nothing = digest_cli("subscribers", "add", "eve@example.org", config=config)
+    assert nothing.returncode == 1 and "no topics, so would never get a digest" in nothing.stderr
+    empty = write_csv(tmp_path / "empty.csv", [{"email": "eve@example.org", "topics": "", "trending": ""},
+                                               {"email": "fay@example.org", "topics": "", "trending": "5"}])
+    refused = digest_cli("subscribers", "import", str(empty), config=config)
+    assert refused.returncode == 2 and f"{empty}:2 topics: eve@example.org: no topics" in refused.stderr
+    assert "fay@" not in refused.stderr  # the trending list alone is a digest
     kept = digest_cli("subscribers", "remove", "reader1@example.org", config=config)
     assert kept.returncode == 1 and "subscribers.yaml" in kept.stderr
     nobody = digest_cli("subscribers", "remove", "zed@example.org", config=config)

@@ -47,6 +47,10 @@ class SubscriberAdmin:
         return [s.email for s, key in zip(self.config.subscribers, keys) if held.get(key, roster.ORIGIN) != roster.ORIGIN]
 
     def add(self, subscriber: Subscriber) -> None:
+        if not self._gets_something(subscriber):
+            raise DigestError(f"{subscriber.email} has no topics, so would never get a digest",
+                              hint="give --topic (a keyword, or \"Name: keyword, keyword\"), or --trending N for "
+                                   "the trending list alone")
         key = subscriber_key(subscriber.email)
         held = self.directory.origins([key]).get(key)
         if held is not None:
@@ -71,9 +75,16 @@ class SubscriberAdmin:
         held = self.directory.origins([subscriber_key(s.email) for _, s in rows])
         problems = [Problem(shown, line, "email", f"{s.email}: {HELD_BY.get(origin, f'origin {origin}')}")
                     for line, s in rows if (origin := held.get(subscriber_key(s.email), ORIGIN)) != ORIGIN]
+        problems += [Problem(shown, line, "topics", f"{s.email}: no topics, so no digest ever: give topics, or a "
+                             "trending count for the trending list alone") for line, s in rows if not self._gets_something(s)]
         if problems:
             raise ConfigError(problems)
         return self._put([s for _, s in rows])
+
+    def _gets_something(self, subscriber: Subscriber) -> bool:
+        """Topics, or a trending section (theirs or the default): as `digest validate` asks of
+        subscribers.yaml's, lest a subscriber wait for a digest that never comes."""
+        return bool(subscriber.topics) or self.config.setting(subscriber, "trending") > 0
 
     def _put(self, subscribers: Sequence[Subscriber]) -> tuple[int, int]:
         now = self.clock()
