@@ -501,12 +501,23 @@ class Defaults(_Strict):
     grace: Grace = timedelta(hours=12)  # a digest missed by more is skipped
 
 
+def _unique_topics(value: list[Topic]) -> list[Topic]:
+    seen: set[str] = set()
+    for topic in value:
+        if topic.name.casefold() in seen:
+            raise _error("topics", f"two topics are named {topic.name!r}: give each a name of its own (a digest's "
+                         "sections, the ratings and what they teach go by it)")
+        seen.add(topic.name.casefold())
+    return value
+
+
 class Subscriber(_Strict):
     email: Email
     name: Annotated[OneLine, Field(max_length=200)] | None = None
     timezone: TimeZoneName | None = None
     schedule: Schedule | None = None
-    topics: Annotated[list[Topic], Field(max_length=MAX_TOPICS)] = []
+    # Names unique: a digest's sections, a rating's link and a topic's learned model go by it
+    topics: Annotated[list[Topic], Field(max_length=MAX_TOPICS), AfterValidator(_unique_topics)] = []
     max_papers: int | None = Field(default=None, ge=1, le=500)
     max_per_topic: int | None = Field(default=None, ge=1)
     trending: int | None = Field(default=None, ge=0, le=100)

@@ -198,6 +198,16 @@ subscribers:
     assert "21 examples: a topic takes at most 20" in problems["subscribers[0].topics[2].examples"][1]
 
 
+def test_a_subscribers_topics_have_names_of_their_own():
+    """Sections, rating links and learned models go by a topic's name: two alike (whatever
+    their case) are refused, where they are."""
+    from digest.config import Subscriber
+
+    Subscriber(email="a@example.org", topics=[{"name": "A", "keywords": ["a"]}, {"name": "B", "keywords": ["b"]}])
+    with pytest.raises(ValueError, match="two topics are named 'a'"):
+        Subscriber(email="a@example.org", topics=[{"name": "A", "keywords": ["a"]}, {"name": "a", "keywords": ["b"]}])
+
+
 def test_a_description_is_a_topic_examples_alone_are_not():
     Topic(name="T", description="Statistical hypothesis tests.", examples=["2403.16981"])  # no keywords needed
     Topic(name="T", description="Statistical hypothesis tests.")  # a sentence alone: matched by closeness to it
