@@ -28,6 +28,7 @@ from pydantic import (
     PlainSerializer,
     PrivateAttr,
     ValidationError,
+    ValidationInfo,
     model_validator,
 )
 from pydantic_core import PydanticCustomError
@@ -501,7 +502,9 @@ class Defaults(_Strict):
     grace: Grace = timedelta(hours=12)  # a digest missed by more is skipped
 
 
-def _unique_topics(value: list[Topic]) -> list[Topic]:
+def _unique_topics(value: list[Topic], info: ValidationInfo) -> list[Topic]:
+    if info.context and info.context.get("stored"):  # a profile saved before the rule: still sent as it was
+        return value
     seen: set[str] = set()
     for topic in value:
         if topic.name.casefold() in seen:

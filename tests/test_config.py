@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -204,8 +205,14 @@ def test_a_subscribers_topics_have_names_of_their_own():
     from digest.config import Subscriber
 
     Subscriber(email="a@example.org", topics=[{"name": "A", "keywords": ["a"]}, {"name": "B", "keywords": ["b"]}])
+    twice = [{"name": "A", "keywords": ["a"]}, {"name": "a", "keywords": ["b"]}]
     with pytest.raises(ValueError, match="two topics are named 'a'"):
-        Subscriber(email="a@example.org", topics=[{"name": "A", "keywords": ["a"]}, {"name": "a", "keywords": ["b"]}])
+        Subscriber(email="a@example.org", topics=twice)
+    # a profile stored before the rule is still read (its digests go on), not refused mid-send
+    from digest.deliver.roster import _subscriber
+
+    stored = _subscriber(json.dumps({"email": "a@example.org", "topics": twice}))
+    assert [t.name for t in stored.topics] == ["A", "a"]
 
 
 def test_a_description_is_a_topic_examples_alone_are_not():

@@ -143,7 +143,8 @@ def first_due(schedule: str, timezone: str, now: datetime) -> datetime:
 
 @lru_cache(maxsize=4096)
 def _subscriber(profile_json: str) -> Subscriber:
-    return Subscriber.model_validate_json(profile_json)
+    # Stored: checked when it was saved; a rule added since (names of their own) does not stop its digests
+    return Subscriber.model_validate_json(profile_json, context={"stored": True})
 
 
 def subscriber(listed: Listed) -> Subscriber:
