@@ -676,7 +676,7 @@ def subscribers_import(app: App, file: str) -> None:
                           hint="save it as CSV UTF-8 from your spreadsheet") from None
     rows, theirs = read_subscribers(text, file)
     added, changed = _admin(app).import_rows(rows, file)
-    out.print(f"{len(rows)} rows: {added} added, {changed} updated, {len(rows) - added - changed} unchanged"
+    out.print(f"{len(rows)} row{'s' * (len(rows) != 1)}: {added} added, {changed} updated, {len(rows) - added - changed} unchanged"
               + (f"; {theirs} rows of origin config skipped (they belong to a subscribers.yaml)" if theirs else ""),
               highlight=False)
 

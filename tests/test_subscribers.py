@@ -184,6 +184,29 @@ def test_a_database_subscriber_is_sent_previewed_and_unsubscribed_like_any_other
 
 
 @pytest.mark.no_postgresql
+def test_an_export_keeps_every_setting_of_a_subscriber(tmp_path, samples):
+    """A paused subscriber comes back paused: the export wrote no column for enabled,
+    paused_until, lookback, send_empty or max_per_topic, so an import elsewhere lost them."""
+    config = setup(tmp_path, samples, 25, YAML_PEOPLE)
+    sheet = tmp_path / "more.csv"
+    sheet.write_text("email,topics,enabled,paused_until,lookback,send_empty,max_per_topic\n"
+                     "zoe@example.org,KV cache,false,2027-01-05,3d,true,2\n", encoding="utf-8")
+    assert "1 row: 1 added" in digest_cli("subscribers", "import", str(sheet), config=config).stdout
+    exported = digest_cli("subscribers", "export", config=config).stdout
+    zoe = next(row for row in csv.DictReader(io.StringIO(exported)) if row["email"] == "zoe@example.org")
+    assert {k: zoe[k] for k in ("enabled", "paused_until", "lookback", "send_empty", "max_per_topic", "state")} == {
+        "enabled": "false", "paused_until": "2027-01-05", "lookback": "3d", "send_empty": "true",
+        "max_per_topic": "2", "state": "paused"}
+    (tmp_path / "elsewhere").mkdir()
+    elsewhere = setup(tmp_path / "elsewhere", samples, 25, YAML_PEOPLE)
+    again = tmp_path / "again.csv"
+    again.write_text(exported, encoding="utf-8")
+    assert digest_cli("subscribers", "import", str(again), config=elsewhere).returncode == 0
+    back = next(row for row in listed(elsewhere) if row["email"] == "zoe@example.org")
+    assert back["settings"] == next(row for row in listed(config) if row["email"] == "zoe@example.org")["settings"]
+    assert back["state"] == "paused"
+
+
 def test_a_spreadsheets_semicolon_or_tab_separated_file_imports_too():
     from digest.subscribe.csv_rows import read_subscribers
 

@@ -20,7 +20,7 @@ from ..errors import ConfigError, DigestError, Problem, UnknownSubscriber
 from ..store.database import Store
 from ..store.directory import Directory, Listed
 from ..store.ledger import Ledger, SubscriberState, subscriber_key
-from .csv_rows import topics_cell
+from .csv_rows import MORE, topics_cell
 
 ORIGIN = "admin"
 HELD_BY = {"config": "it is listed in subscribers.yaml: change it there"}
@@ -94,6 +94,7 @@ class SubscriberAdmin:
 
 def _described(row: Listed, subscriber: Subscriber, state: SubscriberState, receiving_now: bool) -> dict[str, Any]:
     status = state.status(receiving_now)
+    settings = json.loads(row.profile)
     return {
         "email": row.email,
         "name": subscriber.name or "",
@@ -103,8 +104,14 @@ def _described(row: Listed, subscriber: Subscriber, state: SubscriberState, rece
         "effective_schedule": f"{row.schedule} {row.timezone}",
         "max_papers": "" if subscriber.max_papers is None else str(subscriber.max_papers),
         "trending": "" if subscriber.trending is None else str(subscriber.trending),
+        **{name: _cell(settings.get(name)) for name in MORE},
         "origin": row.origin,
         "state": status,
         "next_due": row.next_due.isoformat() if row.next_due and status == "active" else "",
-        "settings": json.loads(row.profile),
+        "settings": settings,
     }
+
+
+def _cell(value: Any) -> str:
+    """A setting as its CSV cell: as subscribers.yaml writes it, empty for the default."""
+    return "" if value is None else str(value).lower() if isinstance(value, bool) else str(value)

@@ -3,7 +3,9 @@
     email,name,topics,schedule,timezone,max_papers,trending
     ada@example.org,Ada,KV cache; Reasoning: chain of thought, test-time scaling,daily 07:30,Europe/London,20,3
 
-`email` is required; every other column is optional, and an empty cell means the default.
+`email` is required; every other column is optional, and an empty cell means the default
+(`max_per_topic`, `lookback`, `send_empty`, `enabled` and `paused_until` as subscribers.yaml
+writes them: 2, 2d, true, false, 2026-12-24).
 Columns are separated by commas, or by semicolons or tabs as some spreadsheets save them.
 `topics`: topics separated by `;`, each a keyword or phrase (a topic of its own, named after
 it) or `Name: keyword, keyword` (a named topic of several keywords). Every row is validated
@@ -25,8 +27,12 @@ from pydantic import ValidationError
 from ..config import Subscriber, Topic, _locate
 from ..errors import ConfigError, Problem
 
-COLUMNS = ("email", "name", "topics", "schedule", "timezone", "max_papers", "trending")
+COLUMNS = ("email", "name", "topics", "schedule", "timezone", "max_papers", "trending",
+           "max_per_topic", "lookback", "send_empty", "enabled", "paused_until")
 _NUMBERS = ("max_papers", "trending")
+# The rest of a subscriber's settings, as subscribers.yaml writes them (2 ; 2d ; true ; false ;
+# 2026-12-24): an export keeps them, so a paused subscriber comes back paused
+MORE = ("max_per_topic", "lookback", "send_empty", "enabled", "paused_until")
 
 
 def parse_topics(cell: str) -> list[dict]:
@@ -153,7 +159,7 @@ def _settings(cells: dict[str, str]) -> dict:
     for name in ("name", "schedule", "timezone"):
         if cells.get(name):
             settings[name] = cells[name]
-    for name in _NUMBERS:
+    for name in (*_NUMBERS, *MORE):
         if cells.get(name):
             settings[name] = cells[name]  # the model says what is wrong with "ten"
     if cells.get("topics"):
