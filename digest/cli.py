@@ -234,8 +234,8 @@ def papers(app: App, since: str | None, source: str | None, fmt: str, limit: int
     """
     threshold = _since(since) if since else None
     found = app.store().papers(since=threshold, source=source)
-    configured = [s.name for s in app.config.sources]
-    if source and not found and source not in configured:  # a typo, not a quiet source (or one since removed)
+    if source and not found and source not in (configured := [s.name for s in app.config.sources]):
+        # a typo, not a quiet source (or one since removed)
         err.print(f"note: no source {source!r} in the configuration (its sources: {', '.join(configured) or 'none'})",
                   highlight=False)
     if limit is not None:

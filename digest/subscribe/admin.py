@@ -102,9 +102,7 @@ def _described(row: Listed, subscriber: Subscriber, state: SubscriberState, rece
         "schedule": subscriber.schedule or "",  # their own; empty: the configuration's default
         "timezone": subscriber.timezone or "",
         "effective_schedule": f"{row.schedule} {row.timezone}",
-        "max_papers": "" if subscriber.max_papers is None else str(subscriber.max_papers),
-        "trending": "" if subscriber.trending is None else str(subscriber.trending),
-        **{name: _cell(settings.get(name)) for name in MORE},
+        **{name: _cell(settings.get(name)) for name in ("max_papers", "trending", *MORE)},
         "origin": row.origin,
         "state": status,
         "next_due": row.next_due.isoformat() if row.next_due and status == "active" else "",

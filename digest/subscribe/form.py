@@ -19,7 +19,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from ..config import MAX_TOPICS, Config, Subscriber
+from ..config import MAX_TOPICS, Config, Subscriber, Topic
 
 OWN_TOPIC_ROWS = 3  # blank rows for topics of one's own (no script needed to add one)
 DAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
@@ -54,8 +54,8 @@ def values_of(config: Config, subscriber: Subscriber) -> dict[str, Any]:
     kind, day, time = _schedule_parts(subscriber.schedule or config.defaults.schedule)
     own = [{"name": t.name, "description": t.description or "", "keywords": ", ".join(t.keywords),
             "query": t.query or "", "examples": "\n".join(t.examples), "sensitivity": str(t.sensitivity),
-            "unshown": unshown({key: getattr(t, key) for key in _UNSHOWN})}
-           for t in subscriber.topics if t.preset is None]
+            "unshown": unshown(_unshown_of(t))}
+           for t in _own(subscriber)]
     return {"email": subscriber.email, "name": subscriber.name or "",
             "preset": [t.preset for t in subscriber.topics if t.preset is not None],
             "topics": own + [_blank_topic() for _ in range(max(1, OWN_TOPIC_ROWS - len(own)))],
@@ -211,13 +211,19 @@ _UNSHOWN = ("exclude", "categories", "authors", "min_upvotes")  # a topic's sett
 def _unshown_by_row(keep: Subscriber | None, rows: list[int], shown: list[dict[str, str]]) -> list[dict[str, Any]]:
     """For each row of the form, the unshown settings of the topic it shows: the kept
     subscriber's own topic of that place, when the row still has its name."""
-    own = [t for t in keep.topics if t.preset is None] if keep is not None else []
-    out: list[dict[str, Any]] = []
-    for n, fields in zip(rows, shown):
-        topic = own[n - 1] if 0 < n <= len(own) and own[n - 1].name == fields["name"] else None
-        out.append({} if topic is None else
-                   {key: value for key in _UNSHOWN if (value := getattr(topic, key)) not in (None, [])})
-    return out
+    own = _own(keep) if keep is not None else []
+    return [_unshown_of(own[n - 1]) if 0 < n <= len(own) and own[n - 1].name == fields["name"] else {}
+            for n, fields in zip(rows, shown)]
+
+
+def _own(subscriber: Subscriber) -> list[Topic]:
+    """Their topics of their own (not picked from the presets), as the form's rows list them."""
+    return [t for t in subscriber.topics if t.preset is None]
+
+
+def _unshown_of(topic: Topic) -> dict[str, Any]:
+    """The settings of `topic` the form has no field for, those it has."""
+    return {key: value for key in _UNSHOWN if (value := getattr(topic, key)) not in (None, [])}
 
 
 def unshown(settings: Mapping[str, Any]) -> str:
