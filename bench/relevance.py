@@ -187,7 +187,8 @@ def main() -> None:
         summary[label] = {"macro_f1": float(np.median(f1s)), "min_f1": float(np.median(mins)), "p_at_10": float(np.median(p10s))}
         print(f"{label:<42} macro-F1 {np.median(f1s):.3f} ({min(f1s):.3f}-{max(f1s):.3f})  "
               f"lowest topic {np.median(mins):.3f}  P@10 {np.median(p10s):.3f}")
-    warm = TRAINING[len(topics) * 2:]  # the first split's first models read the papers' words for the first time
+    # the first split's first models read the papers' words for the first time (one split: those are all there are)
+    warm = TRAINING[len(topics) * 2:] or TRAINING
     print(f"\ntraining one topic's model (learned.train, {len(TRAINING)} models of 3-50 ratings and up to 100 unrated "
           f"papers): median {np.median(warm) * 1000:.1f} ms, slowest {max(warm) * 1000:.1f} ms; the first ones "
           f"(words not yet read by the process) median {np.median(TRAINING[:len(topics) * 2]) * 1000:.1f} ms   "
@@ -206,13 +207,13 @@ def held_out_topics() -> dict:
           f"({sum(len(v) for v in relevant.values())} relevant pairs: "
           f"{', '.join(str(len(relevant[t['name']])) for t in topics)}):")
     results = {}
-    for label, described in (("keywords only (the matcher)", False), ("described topics (the matcher)", True),
-                             ("description alone, no keywords (the matcher)", None)):
+    ways = {"keywords only (the matcher)": lambda: keywords_only(papers, topics, relevant),
+            "described topics (the matcher)": lambda: the_matcher(papers, topics, relevant, described=True),
+            "description alone, no keywords (the matcher)":
+                lambda: the_matcher(papers, without_keywords(topics), relevant, described=True)}
+    for label, scored in ways.items():
         started = time.perf_counter()
-        per_topic = (the_matcher(papers, topics, relevant, described=True) if described
-                     else keywords_only(papers, topics, relevant) if described is False
-                     else the_matcher(papers, without_keywords(topics), relevant, described=True))
-        results[label] = report(label, per_topic, time.perf_counter() - started)
+        results[label] = report(label, scored(), time.perf_counter() - started)
     for name, (score, p10) in results["described topics (the matcher)"]["per_topic"].items():
         print(f"  {name:<34} F1 {score:.3f}  P@10 {p10:.2f}  (keywords only: "
               f"{results['keywords only (the matcher)']['per_topic'][name][0]:.3f})")
