@@ -54,6 +54,60 @@ def test_a_feed_dated_year_one_never_poisons_the_store(tmp_path, feed_server):
         assert "isoformat" not in result.stderr and "internal error" not in result.stderr
 
 
+LONG_TITLE = "A language model " + "A" * 200_000  # pushed every other paper out of the e-mail
+HOSTILE_LINKS = f"""<?xml version="1.0"?><rss version="2.0"><channel><title>Hostile</title>
+<item><title>Scripted language model</title><link>javascript:alert(1)</link><description>LLM.</description></item>
+<item><title>Inline language model</title><link>data:text/html;base64,PHNjcmlwdD4=</link><description>LLM.</description></item>
+<item><title>{LONG_TITLE}</title><link>https://blog.example.org/long/</link><description>{"LLM " * 20_000}</description></item>
+<item><title>A fair language model</title><link>https://blog.example.org/fair/</link><description>LLM.</description></item>
+</channel></rss>""".encode()
+
+
+def test_links_that_are_not_web_addresses_and_huge_text_never_reach_a_digest(tmp_path, feed_server):
+    url = feed_server.serve("/hostile.xml", Reply(200, HOSTILE_LINKS, {"Content-Type": "application/rss+xml"}))
+    config = write_config(tmp_path, [{"name": "hostile", "type": "feed", "url": url}], extra=TOPICS)
+    fetched = digest("-c", str(config), "fetch")
+    assert fetched.returncode == 0 and "2 new papers" in fetched.stdout, fetched.stdout + fetched.stderr
+    assert "2 items whose link is not a web address (such as 'javascript:alert(1)'): skipped" in fetched.stderr
+    assert "1 item with text far longer than a paper's" in fetched.stderr
+    papers = {p["url"]: p for p in json.loads(digest("-c", str(config), "papers", "--format", "json").stdout)}
+    assert set(papers) == {"https://blog.example.org/long/", "https://blog.example.org/fair/"}
+    long = papers["https://blog.example.org/long/"]
+    assert len(long["title"]) <= 1_000 and long["title"].startswith("A language model") and long["title"].endswith("…")
+    assert len(long["abstract"]) <= 20_000
+    text = digest("-c", str(config), "preview", "alice@example.org", "--since", "30d")
+    assert text.returncode == 0, text.stderr
+    assert "A fair language model" in text.stdout and "Nothing new matches" not in text.stdout
+    assert "javascript:" not in text.stdout and "data:text" not in text.stdout
+
+
+def test_an_email_whose_cards_do_not_fit_lists_the_papers_and_never_says_nothing_matched():
+    """A digest whose every card is too big for the e-mail's size budget (Gmail clips past
+    102 KB) keeps its papers as links under "More papers", and the text part says so too."""
+    from digest.config import Config
+    from digest.models import Digest, DigestEntry, Paper, Section
+    from digest.render.compose import Composer
+    from digest.render.email_context import with_kept
+
+    config = Config.model_validate({"sender": {"from": "Paper Digest <digest@example.org>"}, "sources": [],
+                                    "subscribers": [{"email": "alice@example.org", "topics": [TOPIC]}]})
+    now = datetime(2026, 11, 20, 7, 30, tzinfo=UTC)
+    entries = tuple(DigestEntry(Paper(id=f"2611.0000{n}", title=f"Paper {n} " + "word " * 190,
+                                      abstract="text " * 4_000, url=f"https://arxiv.org/abs/2611.0000{n}"),
+                                1.0 - n / 10, "why") for n in range(3))
+    digest_ = Digest("alice@example.org", None, now, now - timedelta(days=1), (Section("LLMs", entries),))
+    composer = Composer(config)
+    links_only = composer.renderer.html(with_kept(composer.values(digest_, config.subscribers[0]), 0))
+    email = Composer(config, budget=len(links_only.encode()) + 100).email(digest_, config.subscribers[0])
+    assert "Paper 2 word" in email.html and "text text" not in email.html  # no card fits; their links do
+    text = email.message.get_body(("plain",)).get_content()
+    assert "More papers" in text and "Nothing new matches" not in text
+    assert "Nothing new matches" not in email.message.get_body(("html",)).get_content()
+
+
+TOPIC = {"name": "LLMs", "keywords": ["language model", "LLM"]}
+
+
 @sqlite_only
 def test_rows_written_by_older_versions_are_read(tmp_path):
     config = write_config(tmp_path, [], extra=TOPICS)

@@ -16,6 +16,7 @@ from ..errors import DigestError, SourceError
 from ..models import Listing, SourceReport
 from ..store.database import Store
 from .adapters import adapter
+from .bounds import within_bounds
 from .categories import fill_categories
 from .http import Fetcher, default_user_agent, is_local
 from .parse_worker import parse_isolated
@@ -75,7 +76,7 @@ def fetch_one(config: Config, store: Store, fetcher: Fetcher, source: Any, now: 
             store.record_fetch(source.name, now, location=location, validators=document.validators)
             return SourceReport(source.name, not_modified=True)
         parsed = parse_isolated(source, document.body or b"", now, deadline=deadline, stop=fetcher.stop)
-        listing = plausible_dates(parsed, now)
+        listing = within_bounds(plausible_dates(parsed, now))
         if getattr(source, "fill_categories", False) and not is_local(location):
             listing = fill_categories(listing, name=source.name, url=source.categories_url, store=store,
                                       fetcher=fetcher, timeout=source.timeout, now=now)
