@@ -104,7 +104,15 @@ def _one_line(value: Any) -> str:
 def _strings(value: Any) -> list[str]:
     if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
         raise PydanticCustomError("list_of_strings", "expected a list of strings")
-    return [v.strip() for v in value]
+    return [_one_line(v.strip()) for v in value]
+
+
+def _paragraph(value: Any) -> Any:
+    """Text of a few lines (a description, a query): line breaks and tabs, but no other
+    control character (a NUL from a form would reach the why-lines of e-mails)."""
+    if isinstance(value, str) and any(unicodedata.category(ch) == "Cc" and ch not in "\t\n\r" for ch in value):
+        raise _error("control", f"{value[:40]!r} has a control character (such as NUL); remove it")
+    return value
 
 
 MAX_LOOKBACK = timedelta(days=365)  # how far back a first digest may reach
@@ -374,6 +382,7 @@ Source = Annotated[
 def _query(value: Any) -> str:
     if not isinstance(value, str):
         raise _error("query", "expected a query string such as '\"KV cache\" OR quantiz*'")
+    _paragraph(value)
     if len(value) > MAX_QUERY:
         raise _error("query", f"the query is {len(value)} characters long: at most {MAX_QUERY}")
     try:
@@ -436,7 +445,7 @@ Examples = Annotated[list[str], BeforeValidator(_examples)]
 class Topic(_Strict):
     name: Annotated[OneLine, Field(min_length=1, max_length=200)]
     # A sentence or two on what the topic is about (shown on the sign-up page for presets).
-    description: Annotated[str, Field(max_length=1000)] | None = None
+    description: Annotated[str, BeforeValidator(_paragraph), Field(max_length=1000)] | None = None
     # The catalogue entry (`presets:`) this topic was picked from on the web: a copy of it, named.
     preset: Annotated[OneLine, Field(max_length=200)] | None = None
     # With a description: more papers (up to +3) or fewer (down to -3) than the usual closeness lets in.

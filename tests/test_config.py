@@ -223,3 +223,16 @@ def test_a_description_is_a_topic_examples_alone_are_not():
     for nothing in ({}, {"description": "  "}):  # a blank description says nothing either
         with pytest.raises(ValueError, match="a topic needs a description .* or keywords"):
             Topic(name="T", **nothing)
+
+
+def test_a_control_character_in_a_topic_is_refused_where_it_is():
+    """A NUL pasted into a form reached e-mails' why-lines ("matched 'speech\\x00 rec'")."""
+    Topic(name="T", description="Line one,\nline two\twith a tab.", query='"speech"\n OR ASR')  # lines are fine
+    for field, value, said in (("keywords", ["speech\x00 recognition"], "line break or control character"),
+                               ("exclude", ["survey\x1b"], "line break or control character"),
+                               ("authors", ["Ada\x07 Lovelace"], "line break or control character"),
+                               ("description", "Speech\x00 recognition.", "control character"),
+                               ("query", '"speech"\x00', "control character")):
+        with pytest.raises(ValueError, match=said) as raised:
+            Topic(**{"name": "T", "keywords": ["speech"], field: value})
+        assert field in str(raised.value)
