@@ -26,7 +26,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from . import __version__
-from .errors import ConfigError, DigestError, UnknownSubscriber
+from .errors import ConfigError, DigestError, TemplateError, UnknownSubscriber
 
 if TYPE_CHECKING:  # each command imports the stages it runs: `digest --help` or `init` loads none
     from .config import Config
@@ -89,7 +89,7 @@ class DigestGroup(click.Group):
             if len(exc.problems) > 1:
                 err.print(f"{len(exc.problems)} problems in the configuration", highlight=False)
             sys.exit(2)
-        except UnknownSubscriber as exc:  # a wrong argument: the user's to fix
+        except (UnknownSubscriber, TemplateError) as exc:  # a wrong argument, a template: the user's to fix
             err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
             sys.exit(2)
         except DigestError as exc:

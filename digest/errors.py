@@ -72,6 +72,10 @@ class UnknownSubscriber(DigestError, LookupError):
     """A command named a subscriber the configuration does not have."""
 
 
+class TemplateError(DigestError):
+    """A template that cannot be read, parsed or rendered; the message names file and line."""
+
+
 class SourceError(DigestError):
     """A source failed; `source` names it."""
 

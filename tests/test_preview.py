@@ -38,6 +38,14 @@ def fetched(tmp_path_factory) -> Path:
     return config
 
 
+def test_a_templates_folder_with_a_typo_is_said_not_replaced_by_the_built_in_one(fetched, tmp_path):
+    config = tmp_path / "subscribers.yaml"
+    config.write_text(fetched.read_text(encoding="utf-8") + "templates: my-tmeplates\n", encoding="utf-8")
+    result = digest("-c", str(config), "preview", "alice@example.org")
+    assert result.returncode == 2 and not result.stdout
+    assert f"templates: no such folder: {tmp_path / 'my-tmeplates'}" in result.stderr
+
+
 def test_preview_html_text_eml(fetched, tmp_path):
     html_file = tmp_path / "alice.html"
     result = digest("-c", str(fetched), "preview", "alice@example.org", "--format", "html", "--out", str(html_file))

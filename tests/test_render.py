@@ -548,6 +548,13 @@ def test_template_runtime_error_names_file_and_line(tmp_path):
     assert "_footer.html.j2:3" in str(caught.value) and "no_such_value" in str(caught.value)
 
 
+def test_a_templates_folder_that_is_not_there_is_an_error_not_the_built_in_templates(tmp_path):
+    """A template author whose `templates:` path had a typo saw the built-in e-mail, with no word
+    (the command line: test_preview.py)."""
+    with pytest.raises(TemplateError, match="templates: no such folder: .*missing"):
+        NaiveRenderer(tmp_path / "missing")
+
+
 def test_own_template_that_cannot_be_compiled_falls_back_to_the_full_chain(tmp_path, caplog):
     source = (builtin_templates() / "digest.mjml.j2").read_text(encoding="utf-8")
     # Jinja logic at the MJML level: one <mj-section> per section.

@@ -27,7 +27,7 @@ from urllib.parse import unquote
 import jinja2
 from markupsafe import Markup
 
-from ..errors import DigestError
+from ..errors import TemplateError
 from .email_context import escape_attribute, escape_text
 from .fragments import FragmentCache
 from .inlined import inlined
@@ -41,10 +41,6 @@ _INCLUDE = re.compile(r"""\{%-?\s*include\s+["']([^"']+)["']\s*-?%\}""")
 
 # cssutils (through premailer) logs every property it does not know (mso-*, word-break).
 logging.getLogger("CSSUTILS").setLevel(logging.CRITICAL)
-
-
-class TemplateError(DigestError):
-    """A template that cannot be read, parsed or rendered; the message names file and line."""
 
 
 def builtin_templates() -> Path:
@@ -161,6 +157,9 @@ class _Environment(jinja2.Environment):
 
 def environment(directory: Path | None = None, *, html: bool = True) -> jinja2.Environment:
     """Templates from `directory` first (a user's own), then the built-in ones."""
+    if directory and not directory.is_dir():  # else every digest would silently be the built-in one
+        raise TemplateError(f"templates: no such folder: {directory} (copy the built-in templates/ folder there, "
+                            "or remove `templates:` to use the built-in ones)")
     search = [str(directory)] if directory else []
     env = _Environment(
         extensions=[FragmentCache],
