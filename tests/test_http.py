@@ -97,6 +97,14 @@ def test_404_names_the_address(feed_server):
 
 
 @pytest.mark.no_postgresql
+@pytest.mark.parametrize("location", ["file:///etc/passwd", "ftp://127.0.0.1/feed.xml"])
+def test_a_redirect_away_from_the_web_is_refused_and_said(feed_server, location):
+    url = feed_server.serve("/moved", Reply(302, b"", {"Location": location}))
+    with pytest.raises(FetchError, match="it sent a redirect to something that is not an http.s. address"):
+        fast_fetcher().get("s", url)
+
+
+@pytest.mark.no_postgresql
 def test_hanging_server_times_out(feed_server):
     url = feed_server.serve("/slow", Reply(200, RSS, delay=60))
     start = time.monotonic()

@@ -14,7 +14,13 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import urllib3
-from urllib3.exceptions import HTTPError, MaxRetryError, ProtocolError, TimeoutError
+from urllib3.exceptions import (
+    HTTPError,
+    LocationValueError,
+    MaxRetryError,
+    ProtocolError,
+    TimeoutError,
+)
 from urllib3.util import Retry, Timeout
 
 from ..errors import FetchError
@@ -242,6 +248,8 @@ def _reason(exc: BaseException | None) -> str:
         return "no response in time (timed out)"
     if "too many 429" in text.lower() or "too many error responses" in text.lower():
         return "the server kept answering with errors after retries"
+    if isinstance(exc, LocationValueError):  # the configured url is checked: a Location header was not
+        return f"it sent a redirect to something that is not an http(s) address ({text.rstrip('.')})"
     return text
 
 
