@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from digest.config import load_config
+from digest.errors import StoreError
 from digest.store import Ledger, Store, open_store
 
 from .conftest import DATABASE, REALWORLD, FeedServer, Reply, sqlite_only, write_config
@@ -201,6 +202,22 @@ def test_state_files_are_private_and_the_key_lives_apart(tmp_path, fetched_db): 
         from digest.render.links import email_from_token
 
         assert email_from_token(key, token) == "a@example.org"
+
+
+@sqlite_only
+def test_a_state_or_key_file_that_names_another_file_leaves_it_as_it_is(tmp_path):
+    """`state: sqlite:////etc/passwd` made /etc/passwd 0600 (the database file is made private
+    before it is opened) and every other user of the machine unknown to the system."""
+    other = tmp_path / "passwd"
+    other.write_text("root:x:0:0:root:/root:/bin/bash\npostgres:x:101:104::/var/lib/postgresql:/bin/bash\n")
+    other.chmod(0o644)
+    config = write_config(tmp_path, [], extra=TOPICS, state=f"sqlite:///{other}")
+    result = digest("-c", str(config), "status")
+    assert result.returncode == 1 and f"{other} is not a SQLite database (it holds something else)" in result.stderr
+    config.write_text(config.read_text().replace(f"state: sqlite:///{other}", "key_file: passwd"))
+    with pytest.raises(StoreError, match="does not hold a signing key"):
+        open_store(load_config(config)).signing_secret()
+    assert mode(other) == 0o644 and other.read_text().startswith("root:x:0:0")
 
 
 @sqlite_only

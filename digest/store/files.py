@@ -18,6 +18,7 @@ from ..errors import StoreError
 log = logging.getLogger(__name__)
 
 PRIVATE = 0o600
+SQLITE_HEADER = b"SQLite format 3\x00"  # the first bytes of every SQLite database file
 
 
 def sqlite_file(url: str) -> Path | None:
@@ -44,6 +45,12 @@ def make_private(path: Path) -> None:
             pass
         else:
             os.close(fd)
+        if path.stat().st_mode & 0o077:  # (read only then: opening it would drop the locks, as above)
+            with path.open("rb") as existing:  # `state:` may name any file: change the mode of a database only
+                header = existing.read(len(SQLITE_HEADER))
+            if header and header != SQLITE_HEADER:
+                raise StoreError(f"{path} is not a SQLite database (it holds something else): left as it is",
+                                 hint="check `state:` in the config: it names the database file digest keeps")
         for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
             if file.exists() and file.stat().st_mode & 0o077:
                 os.chmod(file, PRIVATE)
@@ -77,7 +84,13 @@ def read_or_create_key(path: Path, seed: Callable[[], str | None]) -> str:
 
 
 def _read_key(path: Path) -> str:
-    key = path.read_text(encoding="utf-8").strip()
+    try:
+        key = path.read_text(encoding="utf-8").strip()
+    except UnicodeDecodeError:
+        key = "\n"
+    if "\n" in key:  # `key_file:` may name any file: one that is not a key is neither used nor changed
+        raise StoreError(f"{path} does not hold a signing key (one line of letters and digits): left as it is",
+                         hint="check `key_file:` in the config, or delete the file there to make a new key")
     if len(key) < 16:
         raise StoreError(f"the signing key in {path} is too short or empty",
                          hint="restore it from a backup (links already mailed need it), or delete it to make a new one")
