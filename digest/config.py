@@ -559,10 +559,30 @@ def _unique_presets(value: list[Topic]) -> list[Topic]:
     return value
 
 
+DATABASE_SCHEMES = ("sqlite", "postgresql", "postgres", "postgresql+psycopg")
+
+
+def _state_url(value: Any) -> Any:
+    """A database URL the store can keep state in, for good: a SQLite file or PostgreSQL (an
+    in-memory SQLite database would forget every digest sent, and send them all again)."""
+    if not isinstance(value, str):
+        return value
+    scheme, separator, rest = value.partition("://")
+    example = "sqlite:///digest.db (a file beside this one) or postgresql://user@host/database"
+    if not separator:
+        raise _error("state", f"{value!r} is not a database URL: write {example}")
+    if scheme.lower() not in DATABASE_SCHEMES:
+        raise _error("state", f"{scheme}:// databases are not supported: write {example}")
+    if scheme.lower() == "sqlite" and rest.removeprefix("/") in ("", ":memory:"):
+        raise _error("state", f"{value!r} names no file (an in-memory database forgets every digest sent): "
+                     "write sqlite:///digest.db")
+    return f"{scheme.lower()}://{rest}"
+
+
 class Config(_Strict):
     sender: Sender
     smtp: Smtp = Smtp()
-    state: str = "sqlite:///digest.db"
+    state: Annotated[str, BeforeValidator(_state_url)] = "sqlite:///digest.db"
     base_url: Annotated[str, Field(pattern=r"^https?://\S+$")] | None = None
     templates: str | None = None
     # The signing key's file (0600), kept apart from the database so that a restored or rebuilt

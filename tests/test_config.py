@@ -236,3 +236,20 @@ def test_a_control_character_in_a_topic_is_refused_where_it_is():
         with pytest.raises(ValueError, match=said) as raised:
             Topic(**{"name": "T", "keywords": ["speech"], field: value})
         assert field in str(raised.value)
+
+
+@pytest.mark.parametrize("state, expected", [
+    ("digest.db", "state: 'digest.db' is not a database URL: write sqlite:///digest.db"),
+    ("mysql://user@host/db", "state: mysql:// databases are not supported"),  # it said "the PostgreSQL driver is not installed"
+    ("sqlite:///", "names no file (an in-memory database forgets every digest sent)"),  # sent everything again each run
+    ("sqlite:///:memory:", "names no file"),
+])
+def test_a_state_url_that_cannot_keep_state_is_refused_at_its_line(state, expected):
+    found = problems(GOOD + f"state: '{state}'\n")
+    assert any(p.startswith("subscribers.yaml:12 state: ") and expected in p for p in found), found
+
+
+def test_a_state_urls_scheme_is_read_in_any_case():
+    config = parse_config(GOOD + "state: SQLite:///digest.db\n", ROOT / "subscribers.yaml")
+    assert config.state == "sqlite:///digest.db"
+    assert parse_config(GOOD + "state: postgres://u@h/db\n", ROOT / "subscribers.yaml").state == "postgres://u@h/db"

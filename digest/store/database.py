@@ -332,7 +332,9 @@ class Store:
         except SQLAlchemyError as exc:
             raise StoreError(f"state database {self._shown()}: {exc.__class__.__name__}: "
                              f"{getattr(exc, 'orig', None) or exc}",
-                             hint="check `state:` in the config and that the file is writable") from None
+                             hint="check `state:` in the config" + (" and that the file is writable" if
+                                                                    self.engine.dialect.name == "sqlite" else
+                                                                    " and that the server is running")) from None
 
     def _shown(self) -> str:
         return self.engine.url.render_as_string(hide_password=True)
