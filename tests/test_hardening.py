@@ -286,6 +286,23 @@ def test_backup_while_the_database_is_being_written(tmp_path, fetched_db):  # no
     assert 0 <= copied <= 400  # a consistent moment of a live database
 
 
+@sqlite_only
+def test_a_backup_replaces_an_older_backup_never_another_file_nor_the_database(tmp_path, fetched_db):  # noqa: F811
+    shutil.copy(fetched_db, tmp_path / "digest.db")
+    config = write_config(tmp_path, [], extra=TOPICS)
+    notes = tmp_path / "notes.txt"
+    notes.write_text("important\n")
+    result = digest("-c", str(config), "backup", str(notes))
+    assert result.returncode == 1 and "notes.txt exists and is not a SQLite database: left as it is" in result.stderr
+    assert notes.read_text() == "important\n"  # it was overwritten by the copy
+    before = (tmp_path / "digest.db").read_bytes()
+    result = digest("-c", str(config), "backup", "digest.db", cwd=tmp_path)
+    assert result.returncode == 1 and "is the state database itself" in result.stderr
+    assert (tmp_path / "digest.db").read_bytes() == before
+    for _ in range(2):  # an older backup is replaced
+        assert digest("-c", str(config), "backup", str(tmp_path / "copy.db")).returncode == 0
+
+
 def test_backup_of_postgresql_says_pg_dump(tmp_path):
     config = write_config(tmp_path, [], extra=TOPICS)
     result = digest("-c", str(config), "backup")

@@ -127,7 +127,15 @@ def write_marker(path: Path, database: str, now: datetime) -> None:
 
 def backup_sqlite(database: Path, target: Path) -> int:
     """A consistent copy of a live database (SQLite's online backup: safe while `digest run`
-    writes); returns its size in bytes."""
+    writes); returns its size in bytes. It replaces an older backup, never another file."""
+    if target.resolve() == database.resolve():
+        raise StoreError(f"{target} is the state database itself: a backup goes to another file",
+                         hint="name another file, or leave FILE out for backups/ beside the config")
+    if target.is_file() and target.stat().st_size:
+        with target.open("rb") as existing:
+            if existing.read(len(SQLITE_HEADER)) != SQLITE_HEADER:
+                raise StoreError(f"{target} exists and is not a SQLite database: left as it is",
+                                 hint="a backup replaces an older backup only: name another file")
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(target.name + ".partial")
     make_private(partial)
