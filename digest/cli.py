@@ -144,8 +144,13 @@ def init(directory: str, force: bool) -> None:
     if target.exists() and not force:
         err.print(f"[red]error:[/] {escape(str(target))} exists; keeping it (--force to overwrite)", highlight=False)
         sys.exit(2)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(STARTER.read_text(encoding="utf-8"), encoding="utf-8")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(STARTER.read_text(encoding="utf-8"), encoding="utf-8")
+    except OSError as exc:
+        err.print(f"[red]error:[/] cannot write {escape(str(target))}: {escape(exc.strerror or str(exc))} "
+                  "(pick a folder you can write to)", highlight=False)
+        sys.exit(1)
     out.print(f"wrote {target}\nnext: edit sender, smtp and subscribers in it; export DIGEST_SMTP_PASSWORD=…; "
               f"then `digest validate`, `digest fetch`, `digest preview EMAIL`", highlight=False)
 

@@ -339,6 +339,9 @@ def test_config_option_after_the_command_and_init(tmp_path):
         assert run.returncode == 0 and "OK" in run.stdout, run.stderr
     again = digest("init", str(tmp_path / "new"))
     assert again.returncode == 2 and "exists" in again.stderr  # never overwrites a config
+    (tmp_path / "a-file").write_text("")
+    nowhere = digest("init", str(tmp_path / "a-file" / "below"))  # it ended in "internal error: FileNotFoundError"
+    assert nowhere.returncode == 1 and f"cannot write {tmp_path / 'a-file' / 'below' / 'subscribers.yaml'}" in nowhere.stderr
 
 
 @pytest.mark.no_postgresql
