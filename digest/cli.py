@@ -295,6 +295,8 @@ def preview(app: App, email: str | None, fmt: str, since: str | None, out_file: 
     from .render.preview import preview_digest
 
     window = _since(since) if since else None  # a mistyped --since says so before any work
+    if out_file and not Path(out_file).parent.is_dir():  # and a folder that is not there
+        raise click.BadParameter(f"no folder {str(Path(out_file).parent)!r} to write it in", param_hint="'--out'")
     config, store = app.config, app.store()
     now = datetime.now(UTC)
     listed = _find_listed(config, store, email, now)
@@ -321,7 +323,10 @@ def preview(app: App, email: str | None, fmt: str, since: str | None, out_file: 
     if out_file or open_browser:
         suffix = {"text": ".txt", "json": ".json", "html": ".html", "eml": ".eml"}[fmt]
         target = Path(out_file) if out_file else Path(tempfile.mkstemp(prefix="digest-preview-", suffix=suffix)[1])
-        target.write_bytes(payload)
+        try:
+            target.write_bytes(payload)
+        except OSError as exc:
+            raise DigestError(f"cannot write {target}: {exc.strerror or exc}") from None
         err.print(f"wrote {target} ({len(payload):,} bytes)", highlight=False)
         if open_browser:
             webbrowser.open(target.resolve().as_uri())

@@ -52,6 +52,9 @@ def test_preview_html_text_eml(fetched, tmp_path):
     assert result.returncode == 0 and f"wrote {html_file}" in result.stderr
     html = html_file.read_text(encoding="utf-8")
     assert html.startswith("<!doctype html>") and html.count('<h3 class="pt"') == 10
+    nowhere = tmp_path / "no-such-folder" / "alice.html"  # it ended in "internal error: FileNotFoundError"
+    result = digest("-c", str(fetched), "preview", "alice@example.org", "--out", str(nowhere))
+    assert result.returncode == 2 and f"no folder '{nowhere.parent}' to write it in" in result.stderr
 
     text = digest("-c", str(fetched), "preview", "alice@example.org", "--format", "text").stdout
     assert "## Efficient inference (10)" in text and "Unsubscribe: mailto:digest@example.org" in text
