@@ -23,6 +23,7 @@ from aiosmtpd.controller import Controller
 
 from .config import load_config
 from .deliver.send_run import Delivery, Outcome
+from .errors import DigestError
 from .gather.collect import gather
 from .store.database import open_store
 
@@ -95,6 +96,12 @@ class DemoResult:
 
 
 def run_demo(folder: Path | None = None) -> DemoResult:
+    folder = folder or Path(f"digest-demo-{datetime.now(UTC):%Y%m%d-%H%M%S}")
+    try:  # before any work: where the messages go, said first
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DigestError(f"cannot write the demo's messages to {folder}: {exc.strerror or exc}",
+                          hint="run it from a folder you can write to, or give one with --out") from None
     handler = CaptureHandler()
     controller = LoopbackController(handler)
     controller.start()
@@ -120,8 +127,6 @@ def run_demo(folder: Path | None = None) -> DemoResult:
             reports = gather(config, store)
             outcomes = Delivery(config, store).run()
             store.close()
-        folder = folder or Path(f"digest-demo-{datetime.now(UTC):%Y%m%d-%H%M%S}")
-        folder.mkdir(parents=True, exist_ok=True)
         result = DemoResult(folder.resolve(), outcomes, fetched=sum(r.new for r in reports))
         for number, (recipients, raw) in enumerate(handler.messages, 1):
             name = f"{number:02d}-{re.sub(r'[^A-Za-z0-9]+', '-', recipients[0]).strip('-')}"

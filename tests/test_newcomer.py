@@ -340,6 +340,8 @@ def test_config_option_after_the_command_and_init(tmp_path):
     again = digest("init", str(tmp_path / "new"))
     assert again.returncode == 2 and "exists" in again.stderr  # never overwrites a config
     (tmp_path / "a-file").write_text("")
+    demo = digest("demo", "--out", str(tmp_path / "a-file" / "below"))  # the same, after all the demo's work
+    assert demo.returncode == 1 and "cannot write the demo's messages to" in demo.stderr
     nowhere = digest("init", str(tmp_path / "a-file" / "below"))  # it ended in "internal error: FileNotFoundError"
     assert nowhere.returncode == 1 and f"cannot write {tmp_path / 'a-file' / 'below' / 'subscribers.yaml'}" in nowhere.stderr
 
