@@ -19,6 +19,7 @@ from ..config import ArxivApiSource
 from ..errors import SourceError
 from ..models import Paper
 from . import arxiv_api
+from .bounds import within_bounds
 from .categories import ARXIV_INTERVAL, BATCH
 from .http import Fetcher
 
@@ -52,7 +53,7 @@ def papers_by_id(ids: Sequence[str], *, url: str, fetcher: Fetcher, now: datetim
                 raise SourceError(NAME, "no time left to ask")
             document = fetcher.get(NAME, query_url(url, batch), timeout=timeout, min_interval=interval,
                                    deadline=deadline)
-            answer = arxiv_api.parse(source, document.body or b"", now)
+            answer = within_bounds(arxiv_api.parse(source, document.body or b"", now))
         except SourceError as exc:
             return ById(tuple(papers), frozenset(unknown), tuple(wanted[start:]), str(exc))
         # An entry without a title is how arXiv once answered for an id it did not know.
