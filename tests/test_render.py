@@ -610,8 +610,8 @@ def test_the_compiled_template_is_kept_so_the_next_process_never_runs_mjml_or_pr
     assert first == {"compiled": True, "chain_ran": True, "sha": expected, "edited": False}
     assert second == {"compiled": True, "chain_ran": False, "sha": expected, "edited": False}
     kept = set((tmp_path / "cache" / "paper-digest" / "inlined").iterdir())
-    assert len(kept) == 5  # the template and its four probes
-    # An edited template (here, in this process) is five new pages, never the kept ones.
+    assert len(kept) == len(probe_values()) + 1 == 6  # the template and its five probes
+    # An edited template (here, in this process) is six new pages, never the kept ones.
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.setattr(inlined, "_memory", {})
     own = tmp_path / "templates"
@@ -620,7 +620,7 @@ def test_the_compiled_template_is_kept_so_the_next_process_never_runs_mjml_or_pr
     footer.write_text(footer.read_text(encoding="utf-8").replace("</div>", " Edited by hand</div>", 1), encoding="utf-8")
     edited = CompiledRenderer(own, probes=probe_values())
     assert edited.compiled and "Edited by hand" in edited.html(probe_values()[0])
-    assert len(set((tmp_path / "cache" / "paper-digest" / "inlined").iterdir()) - kept) == 5
+    assert len(set((tmp_path / "cache" / "paper-digest" / "inlined").iterdir()) - kept) == 6
     # A cache folder that cannot be written (a file in its way): the chain runs, nothing else changes.
     (tmp_path / "blocked").write_text("not a folder", encoding="utf-8")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "blocked"))
@@ -643,6 +643,20 @@ def test_html_stays_under_gmails_clipping_with_a_margin():
     email_ = Composer(config(), secret="k").email(make_digest(many), subscriber())
     assert 80_000 < email_.html_bytes <= 90_000  # full up to the budget, never over
     assert email_.cards < 200 and email_.linked == 200 - email_.cards  # the rest are links, none lost
+
+
+def test_a_digest_of_500_papers_says_what_its_html_leaves_out_and_its_text_lists_them_all():
+    """max_papers may be 500: even their links outgrow the budget. 125 of them vanished from
+    both parts, without a word (the subject said 500)."""
+    many = [paper(n, title=f"Paper {n}: a long title on large language models and their many uses in practice, "
+                           "as titles go") for n in range(1, 501)]
+    email_ = Composer(config(), secret="k").email(make_digest(many), subscriber())
+    doc = lxml.html.fromstring(email_.html)
+    linked = doc.xpath("//h2[@id='more']/following-sibling::ul[1]//a")
+    left_out = 500 - email_.cards - len(linked)
+    assert email_.html_bytes <= HTML_BUDGET and 0 < left_out < 100
+    assert f"And {left_out} more, too many for one e-mail: its plain-text version lists them all." in doc.text_content()
+    assert all(f"Paper {n}: a long" in email_.text for n in range(1, 501))
 
 
 def test_tokens_are_url_safe_without_padding():
@@ -740,7 +754,10 @@ def test_fit_keeps_the_best_cards_that_fit():
     one_more = fit(context, renderer, budget=len(renderer.html(with_kept(context, cards + 1)).encode()))
     assert one_more[2] == cards + 1  # the largest count that fits, not merely one that does
     values, html, cards = fit(context, renderer, budget=9_000)  # links alone are too many: fewer links
-    assert cards == 0 and len(html.encode()) <= 9_000 and 0 < len(values["more"]) < 30
+    linked = lxml.html.fromstring(html).xpath("//h2[@id='more']/following-sibling::ul[1]//a")
+    assert cards == 0 and len(html.encode()) <= 9_000 and 0 < len(linked) < 30
+    assert f"And {30 - len(linked)} more, too many for one e-mail" in html
+    assert len(values["more"]) == 30  # the text part's: every paper
 
 
 # ---------------------------------------------------------------- speed without a change of output

@@ -67,11 +67,17 @@ def fit(context: EmailContext, renderer: NaiveRenderer, budget: int = HTML_BUDGE
         else:
             high = middle - 1
     if low == 0 and len(best_html.encode("utf-8")) > budget:  # even the links alone are too many
-        values = dict(best)
-        while values["more"] and len(best_html.encode("utf-8")) > budget:
-            values["more"] = values["more"][: len(values["more"]) * 3 // 4]
-            best_html = renderer.html(values)
-        best = values
+        every, low_links, high_links = best["more"], 0, len(best["more"]) - 1  # as many links as fit, likewise
+        while low_links < high_links:
+            middle = (low_links + high_links + 1) // 2
+            if len(renderer.html({**best, "more": every[:middle], "more_left_out": len(every) - middle})
+                   .encode("utf-8")) <= budget:
+                low_links = middle
+            else:
+                high_links = middle - 1
+        best_html = renderer.html({**best, "more": every[:low_links], "more_left_out": len(every) - low_links})
+        # The HTML says how many links it left out; the text part, which no client clips,
+        # keeps every one of them (these values are the text part's)
     return best, best_html, low
 
 
@@ -182,4 +188,5 @@ def probe_values() -> list[dict[str, Any]]:
     # neither, in the last).
     replying = build_context(digest, unsubscribe_url="mailto:list@example.org?subject=unsubscribe%20a%40b",
                              sender=Sender(manage=f"To change your topics, reply. {HOSTILE}"), topics=["Topic"])
-    return [context.values, with_kept(context, 2), replying.values, build_context(empty).values]
+    return [context.values, with_kept(context, 2), {**with_kept(context, 0), "more_left_out": 3}, replying.values,
+            build_context(empty).values]

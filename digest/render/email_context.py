@@ -276,6 +276,7 @@ def build_context(digest: Digest, *, timezone: str = "UTC", unsubscribe_url: str
         "manage_url": clean_url(manage_url) or "",
         "sections": sections,
         "more": [],
+        "more_left_out": 0,  # links that did not fit either (compose.fit): the HTML says how many
         "omitted": digest.omitted,
     }
     values["summary"] = _summary(sections)
