@@ -4,6 +4,7 @@ concurrent runs, the headers of what arrives."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import shutil
@@ -110,6 +111,22 @@ def delivery(config_path: Path) -> Delivery:
 
 
 EMAILS = [f"reader{n}@example.org" for n in range(6)]
+
+
+def test_a_templates_folder_lost_while_running_never_holds_the_digests_back(tmp_path, fetched, caplog):
+    """Checked at start (`digest run`, `digest send`); lost later, the built-in templates send
+    meanwhile, said loudly: held back past their grace, the digests would be lost."""
+    own = tmp_path / "mine"
+    shutil.copytree(ROOT / "templates", own)
+    with SmtpServer() as server:
+        config = setup(tmp_path, fetched, server.port, EMAILS[:2], extra="templates: mine\n")
+        running = delivery(config)
+        shutil.rmtree(own)
+        with caplog.at_level(logging.ERROR):
+            outcomes = running.run()
+        assert [o.status for o in outcomes] == ["sent", "sent"]
+        assert len(server.handler.received) == 2
+    assert f"templates: no such folder: {own}; sending with the built-in templates until it is back" in caplog.text
 
 
 def test_send_once_with_the_right_headers(tmp_path, fetched):

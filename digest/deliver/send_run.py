@@ -21,6 +21,7 @@ from concurrent.futures import wait as wait_for
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from ..config import Config, Subscriber
@@ -110,8 +111,18 @@ class Delivery:
         """Made when a digest is to be rendered: `digest run` checks every minute, and most
         minutes nothing is due (compiling the templates takes ~0.1 s)."""
         if self._composer is None:
-            self._composer = Composer(self.config, secret=self.store.signing_secret())
+            self._composer = Composer(self.rendering_config(), secret=self.store.signing_secret())
         return self._composer
+
+    def rendering_config(self) -> Config:
+        """The configuration digests are rendered with: a `templates:` folder lost while
+        `digest run` runs (checked at start, and by `digest send`) is said loudly, and the
+        built-in templates send meanwhile: a digest held back past its grace would be lost."""
+        folder = self.config.templates and Path(self.config.resolve_local(self.config.templates))
+        if not folder or folder.is_dir():
+            return self.config
+        log.error("templates: no such folder: %s; sending with the built-in templates until it is back", folder)
+        return self.config.model_copy(update={"templates": None})
 
     def _render_processes(self) -> RenderProcesses | None:
         """Processes that render while this one sends, with several connections and CPUs
@@ -120,7 +131,7 @@ class Delivery:
         count = processes_for(self.config.smtp.connections)
         if not count or self._composer_given:
             return None
-        return RenderProcesses(self.config, self.store.signing_secret(), count, self.composer)
+        return RenderProcesses(self.rendering_config(), self.store.signing_secret(), count, self.composer)
 
     # ------------------------------------------------------------ what is due
 
