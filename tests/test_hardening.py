@@ -204,6 +204,22 @@ def test_state_files_are_private_and_the_key_lives_apart(tmp_path, fetched_db): 
         assert email_from_token(key, token) == "a@example.org"
 
 
+@pytest.mark.no_postgresql
+def test_a_lost_signing_key_is_refused_not_replaced_once_digests_were_sent(tmp_path, fetched_db):  # noqa: F811
+    """A new key made in its place broke every unsubscribe link already mailed, without a word."""
+    with SmtpServer() as server:
+        config = setup(tmp_path, fetched_db, server.port, ["a@example.org"])
+        assert digest("-c", str(config), "send").returncode == 0 and len(server.handler.received) == 1
+    (tmp_path / "digest.key").unlink()
+    with pytest.raises(StoreError, match="the signing key .*digest.key is gone, but digests were sent with it"):
+        open_store(load_config(config)).signing_secret()
+    shown = digest("-c", str(config), "preview", "a@example.org", "--since", "30d")
+    assert shown.returncode == 1 and "restore it from a backup" in shown.stderr and "digest.key.sent" in shown.stderr
+    assert not (tmp_path / "digest.key").exists()
+    (tmp_path / "digest.key.sent").unlink()  # starting again, as the message says
+    assert open_store(load_config(config)).signing_secret() and (tmp_path / "digest.key").exists()
+
+
 @sqlite_only
 def test_a_state_or_key_file_that_names_another_file_leaves_it_as_it_is(tmp_path):
     """`state: sqlite:////etc/passwd` made /etc/passwd 0600 (the database file is made private

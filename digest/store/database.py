@@ -378,6 +378,12 @@ class Store:
         if os.environ.get(SECRET_ENV):
             return os.environ[SECRET_ENV]
         if self.key_file is not None:
+            if not self.key_file.exists() and self.sent_before() is not None and self._stored_secret() is None:
+                # A new key would silently break every link already mailed: unsubscribing included
+                raise StoreError(f"the signing key {self.key_file} is gone, but digests were sent with it: every "
+                                 "unsubscribe, manage and rating link in them needs it",
+                                 hint=f"restore it from a backup (`digest backup` keeps the database, not the key); "
+                                      f"to start again with a new key, which breaks those links, delete {self.marker}")
             return read_or_create_key(self.key_file, seed=self._stored_secret)
         return self.secret()
 
