@@ -677,9 +677,10 @@ class Config(_Strict):
 def find_subscriber(config: Config, email: str) -> Subscriber:
     """The subscriber with this address (any case); a user error with a suggestion if none."""
     from .errors import UnknownSubscriber
+    from .store.ledger import subscriber_key
 
     for subscriber in config.subscribers:
-        if subscriber.email.lower() == email.strip().lower():
+        if subscriber.email.lower() == subscriber_key(email):
             return subscriber
     known = [s.email for s in config.subscribers]
     close = difflib.get_close_matches(email, known, n=1)

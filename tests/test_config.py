@@ -253,3 +253,17 @@ def test_a_state_urls_scheme_is_read_in_any_case():
     config = parse_config(GOOD + "state: SQLite:///digest.db\n", ROOT / "subscribers.yaml")
     assert config.state == "sqlite:///digest.db"
     assert parse_config(GOOD + "state: postgres://u@h/db\n", ROOT / "subscribers.yaml").state == "postgres://u@h/db"
+
+
+def test_a_subscriber_is_found_by_the_address_as_written_with_a_unicode_domain():
+    """The configuration keeps `john@exämple.org` as john@xn--exmple-cua.org (what SMTP needs):
+    `digest preview john@exämple.org` said there was no such subscriber."""
+    from digest.config import find_subscriber
+    from digest.store.ledger import subscriber_key
+
+    config = parse_config(GOOD.replace("alice@example.org", "John@Exämple.org"), ROOT / "subscribers.yaml")
+    assert config.subscribers[0].email == "John@xn--exmple-cua.org"
+    for written in ("john@exämple.org", " JOHN@EXÄMPLE.ORG ", "john@xn--exmple-cua.org"):
+        assert find_subscriber(config, written) is config.subscribers[0]
+        assert subscriber_key(written) == "john@xn--exmple-cua.org"
+    assert subscriber_key("not an address ü") == "not an address ü"

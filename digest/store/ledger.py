@@ -157,8 +157,17 @@ def _entry(row: sa.Row) -> Entry:
 
 
 def subscriber_key(email: str) -> str:
-    """How the ledger keys a subscriber: the address, trimmed and lower-cased."""
-    return email.strip().lower()
+    """How the ledger keys a subscriber: the address, trimmed and lower-cased; a domain
+    written in Unicode as the configuration keeps it (IDNA: `exämple.org` is `xn--exmple-cua.org`)."""
+    if email.isascii():
+        return email.strip().lower()
+    from email_validator import EmailNotValidError, validate_email
+
+    try:
+        written = validate_email(email.strip(), check_deliverability=False).ascii_email
+    except EmailNotValidError:
+        written = None
+    return (written or email.strip()).lower()
 
 
 class Ledger:
