@@ -32,6 +32,7 @@ from ..errors import StoreError
 from ..models import Listing, Paper, Validators
 from .files import (
     backup_sqlite,
+    copy_key,
     make_private,
     read_marker,
     read_or_create_key,
@@ -382,7 +383,8 @@ class Store:
                 # A new key would silently break every link already mailed: unsubscribing included
                 raise StoreError(f"the signing key {self.key_file} is gone, but digests were sent with it: every "
                                  "unsubscribe, manage and rating link in them needs it",
-                                 hint=f"restore it from a backup (`digest backup` keeps the database, not the key); "
+                                 hint=f"restore it from a backup (`digest backup` and the daily backups copy it "
+                                      f"beside the database's copies, as {self.key_file.name}); "
                                       f"to start again with a new key, which breaks those links, delete {self.marker}")
             return read_or_create_key(self.key_file, seed=self._stored_secret)
         return self.secret()
@@ -416,7 +418,10 @@ class Store:
             raise StoreError(f"`digest backup` copies SQLite databases; {self._shown()} is not one",
                              hint="back PostgreSQL up with pg_dump (e.g. pg_dump -Fc DBNAME > digest.dump)")
         try:
-            return backup_sqlite(self.file, target)
+            size = backup_sqlite(self.file, target)
+            if self.key_file is not None and self.key_file.is_file():  # the database's links need it
+                copy_key(self.key_file, target.parent / self.key_file.name)
+            return size
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(f"cannot back up {self.file} to {target}: {exc}",
                              hint="check that the backup folder exists and is writable") from None

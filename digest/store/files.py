@@ -152,6 +152,22 @@ def backup_sqlite(database: Path, target: Path) -> int:
     return target.stat().st_size
 
 
+def copy_key(key: Path, target: Path) -> None:
+    """The signing key beside a backup (0600), written when it is not there yet or differs:
+    a database restored without its key has every link it mailed broken."""
+    if target.resolve() == key.resolve():
+        return
+    text = key.read_bytes()
+    if target.is_file() and target.read_bytes() == text:
+        return
+    partial = target.with_name(target.name + ".partial")
+    partial.unlink(missing_ok=True)
+    fd = os.open(partial, os.O_CREAT | os.O_EXCL | os.O_WRONLY, PRIVATE)
+    with os.fdopen(fd, "wb") as file:
+        file.write(text)
+    partial.replace(target)
+
+
 def prune_backups(folder: Path, pattern: str, keep: int) -> list[Path]:
     """Delete all but the newest `keep` backups in `folder`; returns what was deleted."""
     found = sorted(folder.glob(pattern), key=lambda p: p.name, reverse=True)
