@@ -42,6 +42,12 @@ def test_text_is_cut_at_a_word_boundary_with_an_ellipsis_and_never_over_the_limi
     assert shortened("alpha beta gamma delta", 12) == "alpha beta…"
     assert shortened("a" * 30, 10) == "a" * 9 + "…"  # no space to cut at: cut in the word
     assert shortened("a " + "b" * 30, 10) == "a " + "b" * 7 + "…"  # a space too early: cut in the word
+    assert shortened("alpha beta gamma", 14) == "alpha beta…"  # the cut falls in a word: back to its start
+    assert shortened("alpha beta gamma delta", 20) == "alpha beta gamma…"  # the last space, not the first
+    assert shortened("alpha  beta", 8) == "alpha…"  # no space left before the ellipsis
+    assert shortened("abcde fghijklm", 10) == "abcde fgh…"  # a space at half the limit is too early
+    assert shortened("abcde fghijklm", 12) == "abcde fghij…"  # and before it
+    assert shortened("abcdef ghijklm", 10) == "abcdef…"  # past half of it, it is where the cut goes
     for limit in (5, 50, 500):
         assert len(shortened("word " * 300, limit)) <= limit
 
@@ -72,13 +78,20 @@ def test_a_long_link_is_said_shortened_in_the_warning():
                                 "skipped",)
 
 
+@pytest.mark.parametrize("length, shown", [(60, "{}"), (61, "{}…")])
+def test_a_link_is_shown_whole_up_to_60_characters(length, shown):
+    url = "javascript:" + "x" * (length - len("javascript:"))
+    warning = within_bounds(Listing((paper(1, url=url),))).warnings[0]
+    assert f"(such as {shown.format(url[:60])!r})" in warning
+
+
 def test_every_text_field_has_its_limit():
     long = paper(1, title="T " * TITLE_CHARS, abstract="a " * ABSTRACT_CHARS, authors=("N" * 300,) * (AUTHORS + 5),
                  categories=("c" * 300,) * (LISTED + 5), ai_keywords=("k",) * (LISTED + 1), ai_summary="s " * SUMMARY_CHARS,
                  license="l" * 300)
     bounded = within_bounds(Listing((long, paper(2))))
     short, untouched = bounded.papers
-    assert untouched == paper(2)
+    assert untouched is bounded.papers[1] and untouched is within_bounds(Listing((long, untouched))).papers[1]
     assert len(short.title) <= TITLE_CHARS and short.title.endswith("…")
     assert len(short.abstract) <= ABSTRACT_CHARS and len(short.ai_summary or "") <= SUMMARY_CHARS
     assert len(short.authors) == AUTHORS and {len(a) for a in short.authors} == {NAME_CHARS}
