@@ -6,6 +6,7 @@ from __future__ import annotations
 import email
 import email.policy
 import fnmatch
+import logging
 import re
 import tomllib
 from datetime import UTC, datetime, timedelta
@@ -213,6 +214,15 @@ def test_an_edited_template_is_seen_at_the_next_notice_without_a_restart(tmp_pat
     assert notice_renderer(tmp_path) is renderer  # unchanged: the compiled one, kept
     own.write_text("Second, longer {{ link }}\n", encoding="utf-8")
     assert parts(render("confirm", templates=tmp_path))[0] == f"Second, longer {LINK}\n"
+
+
+def test_a_templates_folder_lost_under_the_web_app_still_mails_the_notice(tmp_path, caplog):
+    """A sign-up's confirmation is mailed with the built-in templates, said loudly (the
+    folder is checked at start: `digest validate`, `digest run`)."""
+    with caplog.at_level(logging.ERROR):
+        text, _ = parts(render("confirm", cfg=config(templates=str(tmp_path / "gone"))))
+    assert LINK in text
+    assert f"templates: no such folder: {tmp_path / 'gone'}; notices use the built-in templates" in caplog.text
 
 
 def test_an_own_template_error_names_file_and_line(tmp_path):

@@ -8,6 +8,7 @@ be a spam relay)."""
 
 from __future__ import annotations
 
+import logging
 import os
 from datetime import datetime
 from email.message import EmailMessage
@@ -121,6 +122,10 @@ def notice_message(config: Config, kind: Literal["confirm", "manage"], to: str, 
     values = notice_values(config, kind, link, now=now, expires=expires, reason=reason)
     if templates is None and config.templates:
         templates = Path(config.resolve_local(config.templates))
+    if templates is not None and not templates.is_dir():  # lost under a running web app: still mailed
+        logging.getLogger(__name__).error("templates: no such folder: %s; notices use the built-in templates "
+                                          "until it is back", templates)
+        templates = None
     renderer = notice_renderer(templates)
     html = renderer.html(values)
     text = renderer.text(values)
