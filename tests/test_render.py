@@ -751,13 +751,25 @@ def test_fit_keeps_the_best_cards_that_fit():
     assert cards < 30 and len(html.encode()) <= size - 1 and len(values["more"]) == 30 - cards
     kept = [p["title"] for s in values["sections"] for p in s["papers"]]
     assert kept == [p.title for p in papers[:cards]]  # the best-ranked ones (ranked by score here)
-    one_more = fit(context, renderer, budget=len(renderer.html(with_kept(context, cards + 1)).encode()))
-    assert one_more[2] == cards + 1  # the largest count that fits, not merely one that does
+    for keep in (1, 12, 29):  # the largest count that fits, not merely one that does
+        exact = len(renderer.html(with_kept(context, keep)).encode())
+        assert fit(context, renderer, budget=exact)[2] == keep and fit(context, renderer, budget=exact - 1)[2] == keep - 1
     values, html, cards = fit(context, renderer, budget=9_000)  # links alone are too many: fewer links
     linked = lxml.html.fromstring(html).xpath("//h2[@id='more']/following-sibling::ul[1]//a")
     assert cards == 0 and len(html.encode()) <= 9_000 and 0 < len(linked) < 30
     assert f"And {30 - len(linked)} more, too many for one e-mail" in html
     assert len(values["more"]) == 30  # the text part's: every paper
+    links = with_kept(context, 0)
+
+    def links_html(count: int) -> str:
+        return renderer.html({**links, "more": links["more"][:count], "more_left_out": 30 - count})
+
+    for count in (0, 1, 7, 20):  # as many links as fit, exactly (none, when none does)
+        exact = len(links_html(count).encode())
+        for budget, expected in ((exact, count), (exact - 1, count - 1)):
+            if expected >= 0:
+                values, html, cards = fit(context, renderer, budget=budget)
+                assert cards == 0 and html == links_html(expected) and len(html.encode()) <= budget
 
 
 # ---------------------------------------------------------------- speed without a change of output
