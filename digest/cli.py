@@ -637,7 +637,9 @@ def subscribers_list(app: App, fmt: str) -> None:
 @click.argument("email")
 @click.option("--name", help="How the digest greets them.")
 @click.option("--topic", "topics", multiple=True, metavar="TOPIC",
-              help='A keyword, or "Name: keyword, keyword" (repeat for several topics).')
+              help='A keyword, or "Name: keyword, keyword" (repeat for several topics); or topics as JSON, '
+                   'as in subscribers.yaml, for a description and more: '
+                   '\'[{"name": "Speech", "description": "Speech recognition and synthesis."}]\'.')
 @click.option("--schedule", help="e.g. 'daily 07:30', 'weekly mon 08:00' [default: the configuration's].")
 @click.option("--timezone", help="An IANA name such as Europe/Berlin [default: the configuration's].")
 @click.option("--max-papers", type=int)
@@ -655,7 +657,8 @@ def subscribers_add(app: App, email: str, name: str | None, topics: tuple[str, .
                 "timezone": timezone, "max_papers": max_papers, "trending": trending}
     subscriber = validated({k: v for k, v in settings.items() if v is not None and v != []}, "digest subscribers add")
     _admin(app).add(subscriber)
-    out.print(f"{subscriber.email} added ({len(subscriber.topics)} topics)", highlight=False)
+    count = len(subscriber.topics)
+    out.print(f"{subscriber.email} added ({count} topic{'s' * (count != 1)})", highlight=False)
 
 
 @subscribers.command("remove")

@@ -120,7 +120,13 @@ def test_add_and_remove_refuse_what_subscribers_yaml_holds(tmp_path, samples):
     assert added.returncode == 0, added.stderr
     ada = {p["email"]: p for p in listed(config)}["ada@example.org"]
     assert ada["topics"] == "KV cache; Agents: tool use, web agent" and ada["timezone"] == "Asia/Tokyo"
-    assert ada["state"] == "active" and ada["next_due"]
+    assert ada["state"] == "active" and ada["next_due"] and "ada@example.org added (2 topics)" in added.stdout
+    speech = '[{"name": "Speech", "description": "Speech recognition and synthesis."}]'  # a sentence alone, as JSON
+    described = digest_cli("subscribers", "add", "bea@example.org", "--topic", speech, config=config)
+    assert described.returncode == 0 and "bea@example.org added (1 topic)" in described.stdout
+    bea = {p["email"]: p for p in listed(config)}["bea@example.org"]
+    assert bea["settings"]["topics"] == [{"name": "Speech", "description": "Speech recognition and synthesis."}]
+    assert digest_cli("subscribers", "remove", "bea@example.org", config=config).returncode == 0
 
     twice = digest_cli("subscribers", "add", "ADA@example.org", "--topic", "RAG", config=config)
     assert twice.returncode == 1 and "already a subscriber" in twice.stderr
