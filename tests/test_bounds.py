@@ -99,3 +99,25 @@ def test_every_text_field_has_its_limit():
     assert len(short.license or "") == NAME_CHARS
     assert bounded.warnings == (f"1 item with text far longer than a paper's (a title of over {TITLE_CHARS:,} characters, "
                                 f"an abstract of over {ABSTRACT_CHARS:,}, …): shortened",)
+
+
+@pytest.mark.parametrize("field, value, limit", [
+    ("title", "T " * TITLE_CHARS, TITLE_CHARS), ("abstract", "a " * ABSTRACT_CHARS, ABSTRACT_CHARS),
+    ("ai_summary", "s " * SUMMARY_CHARS, SUMMARY_CHARS), ("license", "l" * (NAME_CHARS + 1), NAME_CHARS),
+    ("authors", ("A",) * (AUTHORS + 1), AUTHORS), ("authors", ("N" * (NAME_CHARS + 1),), 1),
+    ("categories", ("c",) * (LISTED + 1), LISTED), ("categories", ("c" * (NAME_CHARS + 1),), 1),
+    ("ai_keywords", ("k",) * (LISTED + 1), LISTED), ("ai_keywords", ("k" * (NAME_CHARS + 1),), 1),
+])
+def test_each_field_alone_over_its_limit_is_shortened(field, value, limit):
+    bounded = within_bounds(Listing((paper(1, **{field: value}),)))
+    kept = getattr(bounded.papers[0], field)
+    assert kept != value and len(kept) <= limit
+    if isinstance(kept, tuple):
+        assert all(len(item) <= NAME_CHARS for item in kept)
+    assert len(bounded.warnings) == 1 and "shortened" in bounded.warnings[0]
+
+
+def test_a_paper_with_a_bad_link_and_long_text_loses_the_one_and_keeps_the_other_short():
+    bounded = within_bounds(Listing((paper(1, title="T " * TITLE_CHARS, pdf_url="javascript:x"),)))
+    kept = bounded.papers[0]
+    assert kept.pdf_url is None and len(kept.title) <= TITLE_CHARS and len(bounded.warnings) == 2

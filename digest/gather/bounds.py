@@ -58,6 +58,9 @@ def within_bounds(listing: Listing) -> Listing:
         changes: dict[str, Any] = {name: None for name in LINKS if getattr(paper, name) and
                                    not web_address(getattr(paper, name))}
         links += bool(changes)
+        if not _too_long(paper):  # (most papers: the fields are read, not rebuilt)
+            papers.append(replace(paper, **changes) if changes else paper)
+            continue
         text: dict[str, Any] = {"title": shortened(paper.title, TITLE_CHARS), "abstract": shortened(paper.abstract, ABSTRACT_CHARS),
                 "authors": tuple(shortened(a, NAME_CHARS) for a in paper.authors[:AUTHORS]),
                 "categories": tuple(shortened(c, NAME_CHARS) for c in paper.categories[:LISTED]),
@@ -79,6 +82,14 @@ def within_bounds(listing: Listing) -> Listing:
         warnings.append(f"{_items(shortened_fields)} with text far longer than a paper's (a title of over "
                         f"{TITLE_CHARS:,} characters, an abstract of over {ABSTRACT_CHARS:,}, …): shortened")
     return replace(listing, papers=tuple(papers), warnings=tuple(warnings))
+
+
+def _too_long(paper: Paper) -> bool:
+    """Whether any text of `paper` is over its limit."""
+    return (len(paper.title) > TITLE_CHARS or len(paper.abstract) > ABSTRACT_CHARS
+            or len(paper.ai_summary or "") > SUMMARY_CHARS or len(paper.license or "") > NAME_CHARS
+            or len(paper.authors) > AUTHORS or len(paper.categories) > LISTED or len(paper.ai_keywords) > LISTED
+            or any(len(name) > NAME_CHARS for name in (*paper.authors, *paper.categories, *paper.ai_keywords)))
 
 
 def _items(count: int) -> str:
