@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import os
 import socket
 import time
 
@@ -102,6 +103,21 @@ def test_a_redirect_away_from_the_web_is_refused_and_said(feed_server, location)
     url = feed_server.serve("/moved", Reply(302, b"", {"Location": location}))
     with pytest.raises(FetchError, match="it sent a redirect to something that is not an http.s. address"):
         fast_fetcher().get("s", url)
+
+
+@pytest.mark.no_postgresql
+def test_a_local_source_that_is_no_file_is_refused_at_once_and_a_big_one_by_its_size(tmp_path):
+    """`url: /dev/zero` read until the machine ran out of memory (its size says 0), and a pipe
+    waited for a writer for ever."""
+    os.mkfifo(tmp_path / "pipe")
+    for path in ("/dev/zero", str(tmp_path / "pipe")):
+        started = time.monotonic()
+        with pytest.raises(FetchError, match=r"^s: .* is not a file \(a device, a pipe or a socket\)"):
+            fast_fetcher().get("s", path)
+        assert time.monotonic() - started < 5
+    (tmp_path / "big.xml").write_bytes(b"<rss>" + b" " * 2_000)
+    with pytest.raises(FetchError, match=r"^s: \S+big.xml is 2,005 bytes, over max_bytes \(1,000\)"):
+        fast_fetcher().get("s", str(tmp_path / "big.xml"), max_bytes=1_000)
 
 
 @pytest.mark.no_postgresql

@@ -7,6 +7,7 @@ a response size limit, a wall-clock deadline, and arXiv's minimum interval betwe
 
 from __future__ import annotations
 
+import stat
 import threading
 import time
 from dataclasses import dataclass
@@ -200,10 +201,21 @@ class Fetcher:
     def _read_file(source: str, location: str, max_bytes: int) -> Document:
         path = local_path(location)
         try:
-            size = path.stat().st_size
-            if size > max_bytes:
-                raise FetchError(source, f"{path} is {size:,} bytes, over max_bytes ({max_bytes:,})")
-            return Document(str(path), path.read_bytes())
+            status = path.stat()
+            if stat.S_ISDIR(status.st_mode):
+                raise IsADirectoryError
+            if not stat.S_ISREG(status.st_mode):  # /dev/zero never ends, a pipe may never answer
+                raise FetchError(source, f"{path} is not a file (a device, a pipe or a socket)",
+                                 hint="point the url at a feed file, or at an http(s) address")
+            if status.st_size > max_bytes:
+                raise FetchError(source, f"{path} is {status.st_size:,} bytes, over max_bytes ({max_bytes:,})")
+            with path.open("rb") as file:
+                body = file.read(max_bytes + 1)  # a file still being written may have grown since
+            if len(body) > max_bytes:
+                raise FetchError(source, f"{path} is over max_bytes ({max_bytes:,}) bytes")
+            return Document(str(path), body)
+        except FetchError:
+            raise
         except FileNotFoundError:
             raise FetchError(source, f"file not found: {path}", hint="check the url of this source") from None
         except IsADirectoryError:
