@@ -680,13 +680,16 @@ def subscribers_import(app: App, file: str) -> None:
     topics separated by ";", each a keyword or "Name: keyword, keyword". Example: digest
     subscribers import people.csv (see examples/subscribers.csv)
     """
+    from .readfile import read_regular
     from .subscribe.csv_rows import read_subscribers
 
     try:
-        text = Path(file).read_text(encoding="utf-8")
+        text = read_regular(Path(file)).decode("utf-8")
     except UnicodeDecodeError as exc:
         raise DigestError(f"{file} is not UTF-8 text (byte {exc.start})",
                           hint="save it as CSV UTF-8 from your spreadsheet") from None
+    except OSError as exc:
+        raise DigestError(f"cannot read {file}: {exc.strerror or exc}") from None
     rows, theirs = read_subscribers(text, file)
     added, changed = _admin(app).import_rows(rows, file)
     out.print(f"{len(rows)} row{'s' * (len(rows) != 1)}: {added} added, {changed} updated, {len(rows) - added - changed} unchanged"

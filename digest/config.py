@@ -39,6 +39,7 @@ from ruamel.yaml.error import MarkedYAMLError
 from .errors import ConfigError, Problem
 from .ids import arxiv_id
 from .query import QuerySyntaxError, parse_query
+from .readfile import NotAFile, TooLarge, read_regular
 
 DEFAULT_CONFIG = "subscribers.yaml"
 CONFIG_ENV = "DIGEST_CONFIG"
@@ -706,10 +707,12 @@ def load_config(path: str | os.PathLike[str] | None = None, *, locate: bool = Fa
     file = config_path(path)
     shown = str(path or file)
     try:
-        text = file.read_text(encoding="utf-8")
+        text = read_regular(file).decode("utf-8")
     except FileNotFoundError:
         raise ConfigError([Problem(shown, None, "", "file not found (`digest init` writes a commented "
                                    "example to start from; or pass -c PATH / set $DIGEST_CONFIG)")]) from None
+    except (NotAFile, TooLarge) as exc:
+        raise ConfigError([Problem(shown, None, "", f"cannot read it: {exc}")]) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError([Problem(shown, None, "", f"cannot read the file: {exc}")]) from None
     return parse_config(text, file, shown=shown, cache=not locate, subscribers=subscribers)

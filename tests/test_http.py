@@ -116,7 +116,7 @@ def test_a_local_source_that_is_no_file_is_refused_at_once_and_a_big_one_by_its_
             fast_fetcher().get("s", path)
         assert time.monotonic() - started < 5
     (tmp_path / "big.xml").write_bytes(b"<rss>" + b" " * 2_000)
-    with pytest.raises(FetchError, match=r"^s: \S+big.xml is 2,005 bytes, over max_bytes \(1,000\)"):
+    with pytest.raises(FetchError, match=r"^s: \S+big.xml is 2,005 bytes, over 1,000 \(max_bytes\)"):
         fast_fetcher().get("s", str(tmp_path / "big.xml"), max_bytes=1_000)
 
 

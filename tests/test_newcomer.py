@@ -352,6 +352,20 @@ def test_the_packaged_example_is_the_repositorys():
 
 
 @pytest.mark.no_postgresql
+def test_a_config_or_csv_that_is_no_file_is_refused_not_read_for_ever(tmp_path):
+    """`-c /dev/zero` read until memory ran out ("internal error: MemoryError"), and a named
+    pipe waited for a writer for ever."""
+    os.mkfifo(tmp_path / "pipe")
+    for path in ("/dev/zero", str(tmp_path / "pipe")):
+        result = digest("-c", path, "validate")
+        assert result.returncode == 2 and f"{path}: cannot read it: {path} is not a file" in result.stderr
+    config = tmp_path / "subscribers.yaml"
+    config.write_text((ROOT / "subscribers.yaml").read_text())
+    result = digest("-c", str(config), "subscribers", "import", "/dev/zero")
+    assert result.returncode == 1 and "cannot read /dev/zero: /dev/zero is not a file" in result.stderr
+
+
+@pytest.mark.no_postgresql
 def test_a_missing_config_points_to_init(tmp_path):
     result = digest("validate", cwd=tmp_path)
     assert result.returncode == 2 and "digest init" in result.stderr

@@ -7,7 +7,6 @@ a response size limit, a wall-clock deadline, and arXiv's minimum interval betwe
 
 from __future__ import annotations
 
-import stat
 import threading
 import time
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from urllib3.util import Retry, Timeout
 
 from ..errors import FetchError
 from ..models import VERSION, Validators
+from ..readfile import NotAFile, TooLarge, read_regular
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 
@@ -201,25 +201,15 @@ class Fetcher:
     def _read_file(source: str, location: str, max_bytes: int) -> Document:
         path = local_path(location)
         try:
-            status = path.stat()
-            if stat.S_ISDIR(status.st_mode):
-                raise IsADirectoryError
-            if not stat.S_ISREG(status.st_mode):  # /dev/zero never ends, a pipe may never answer
-                raise FetchError(source, f"{path} is not a file (a device, a pipe or a socket)",
-                                 hint="point the url at a feed file, or at an http(s) address")
-            if status.st_size > max_bytes:
-                raise FetchError(source, f"{path} is {status.st_size:,} bytes, over max_bytes ({max_bytes:,})")
-            with path.open("rb") as file:
-                body = file.read(max_bytes + 1)  # a file still being written may have grown since
-            if len(body) > max_bytes:
-                raise FetchError(source, f"{path} is over max_bytes ({max_bytes:,}) bytes")
-            return Document(str(path), body)
-        except FetchError:
-            raise
+            return Document(str(path), read_regular(path, max_bytes))
         except FileNotFoundError:
             raise FetchError(source, f"file not found: {path}", hint="check the url of this source") from None
         except IsADirectoryError:
             raise FetchError(source, f"{path} is a folder, not a feed file") from None
+        except NotAFile as exc:  # /dev/zero never ends, a pipe may never answer
+            raise FetchError(source, str(exc), hint="point the url at a feed file, or at an http(s) address") from None
+        except TooLarge as exc:
+            raise FetchError(source, f"{exc} (max_bytes)") from None
         except OSError as exc:
             raise FetchError(source, f"cannot read {path}: {exc.strerror or exc}") from None
 
