@@ -233,6 +233,9 @@ def test_a_state_or_key_file_that_names_another_file_leaves_it_as_it_is(tmp_path
     config.write_text(config.read_text().replace(f"state: sqlite:///{other}", "key_file: passwd"))
     with pytest.raises(StoreError, match="does not hold a signing key"):
         open_store(load_config(config)).signing_secret()
+    config.write_text(config.read_text().replace("key_file: passwd", "key_file: /dev/zero"))  # read for ever, once
+    with pytest.raises(StoreError, match="/dev/zero does not hold a signing key"):
+        open_store(load_config(config)).signing_secret()
     assert mode(other) == 0o644 and other.read_text().startswith("root:x:0:0")
 
 

@@ -14,11 +14,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from ..errors import StoreError
+from ..readfile import NotAFile, TooLarge, read_regular
 
 log = logging.getLogger(__name__)
 
 PRIVATE = 0o600
 SQLITE_HEADER = b"SQLite format 3\x00"  # the first bytes of every SQLite database file
+KEY_BYTES = 4_096  # a key is a line of some forty characters
 
 
 def sqlite_file(url: str) -> Path | None:
@@ -85,8 +87,8 @@ def read_or_create_key(path: Path, seed: Callable[[], str | None]) -> str:
 
 def _read_key(path: Path) -> str:
     try:
-        key = path.read_text(encoding="utf-8").strip()
-    except UnicodeDecodeError:
+        key = read_regular(path, KEY_BYTES).decode("utf-8").strip()
+    except (UnicodeDecodeError, NotAFile, TooLarge):  # not a key: said below, the file left as it is
         key = "\n"
     if "\n" in key:  # `key_file:` may name any file: one that is not a key is neither used nor changed
         raise StoreError(f"{path} does not hold a signing key (one line of letters and digits): left as it is",
