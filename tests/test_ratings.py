@@ -14,6 +14,7 @@ import lxml.html
 import pytest
 
 from digest.config import Config, Sender, Subscriber, Topic
+from digest.match.learned import Learned
 from digest.models import Listing, Paper
 from digest.render.compose import Composer, probe_values
 from digest.render.email_context import clean_url
@@ -307,3 +308,45 @@ def test_the_manage_page_lists_ratings_removes_one_and_export_and_delete_carry_t
     assert Ratings(site.store).of("me@example.org") == []
     path = rate_path(site, "me@example.org", "2611.00042", 1)
     assert visitor.get(path)[0] == 400  # the links in their old digests now lead nowhere
+
+
+def test_a_topic_renamed_on_the_manage_page_keeps_its_ratings_and_a_rewritten_one_does_not(centre_site):  # noqa: F811
+    """Ratings are kept by topic name: renaming "Speech" to "Voice" left them, and what they
+    taught, under a name no topic had any more."""
+    site = centre_site
+    visitor, manage = subscribed(site, preset=[], topic_name_1="Speech", topic_keywords_1="speech recognition, ASR")
+    stored_paper(site)
+    path = rate_path(site, "me@example.org", "2611.00042", 1, topic="Speech")
+    assert visitor.post(path, visitor.form(path))[0] == 200
+    ratings = Ratings(site.store)
+    # What the ratings taught (with one rating and no other paper stored, nothing: a model as more would leave)
+    taught = Learned(("speech",), (1.5,), -1.0, 1, ("Sparse attention for long KV caches",)).to_json()
+    ratings.keep_model("me@example.org", "Speech", taught, site.clock.now)
+    form = {"action": "save", "schedule_kind": "daily", "schedule_time": "07:30", "timezone": "Europe/Berlin",
+            "max_papers": "10", "topic_keywords_1": "speech recognition, ASR"}
+    assert visitor.post(manage, {**visitor.form(manage), **form, "topic_name_1": "Voice"})[0] == 303
+    assert [(r.paper, r.topic) for r in ratings.of("me@example.org")] == [("2611.00042", "Voice")]
+    assert ratings.models(["me@example.org"]) == {"me@example.org": {"Voice": taught}}
+    # Renamed and rewritten: another topic in the same row, which the ratings do not follow
+    rewritten = {**form, "topic_name_1": "Robots", "topic_keywords_1": "robot manipulation"}
+    assert visitor.post(manage, {**visitor.form(manage), **rewritten})[0] == 303
+    assert [(r.paper, r.topic) for r in ratings.of("me@example.org")] == [("2611.00042", "Voice")]
+
+
+def test_only_a_pure_rename_of_a_row_is_a_rename():
+    from digest.subscribe.form import renames
+
+    own = [Topic(name="Speech", keywords=["ASR"]), Topic(name="Vision", description="Images.")]
+
+    def row(name: str, keywords: str = "", description: str = "", query: str = "") -> dict[str, str]:
+        return {"name": name, "keywords": keywords, "description": description, "query": query}
+
+    assert renames(own, [1, 2], [row("Voice", "ASR"), row("Sight", description="Images.")]) == {
+        "Speech": "Voice", "Vision": "Sight"}
+    assert renames(own, [1], [row("Voice", "ASR, TTS")]) == {}  # new keywords: another topic
+    assert renames(own, [1], [row("Voice", "ASR", query='"speech"')]) == {}
+    assert renames(own, [2], [row("Sight", description="Pictures.")]) == {}
+    assert renames(own, [1, 2], [row("Vision", "ASR"), row("Speech", description="Images.")]) == {}  # a swap
+    assert renames(own, [1, 3], [row("Speech", "ASR"), row("Voice", "ASR")]) == {}  # a new row, not a rename
+    assert renames(own, [1], [row("", "ASR")]) == {}
+    assert renames([], [1], [row("Voice", "ASR")]) == {}

@@ -104,6 +104,19 @@ class Ratings:
             return int(conn.execute(ratings.delete().where(ratings.c.subscriber == key)).rowcount)
         return int(self.store.write(work))
 
+    def rename_topic(self, subscriber: str, old: str, new: str) -> int:
+        """Their ratings under topic `old` moved to `new` (they renamed it), with what it
+        taught; how many moved."""
+        key = subscriber_key(subscriber)
+
+        def work(conn: Connection) -> int:
+            conn.execute(topic_models.delete().where(topic_models.c.subscriber == key, topic_models.c.topic == new))
+            conn.execute(topic_models.update().where(topic_models.c.subscriber == key, topic_models.c.topic == old)
+                         .values(topic=new))
+            return int(conn.execute(ratings.update().where(ratings.c.subscriber == key, ratings.c.topic == old)
+                                    .values(topic=new)).rowcount)
+        return int(self.store.write(work))
+
     # -- what they taught, per topic
 
     def keep_model(self, subscriber: str, topic: str, model: str | None, now: datetime) -> None:

@@ -35,6 +35,7 @@ class Filled:
     values: dict[str, Any]
     subscriber: Subscriber | None = None
     errors: dict[str, str] = field(default_factory=dict)  # field name → message
+    renamed: dict[str, str] = field(default_factory=dict)  # a topic's old name → its new one (`renames`)
 
     @property
     def problems(self) -> list[str]:
@@ -149,7 +150,26 @@ def read(config: Config, form: Mapping[str, Sequence[str]], *, email: str | None
     else:
         if not errors:
             filled.subscriber = subscriber
+            filled.renamed = renames(_own(keep) if keep is not None else [], rows, topics_shown)
     return filled
+
+
+def renames(own: list[Topic], rows: list[int], shown: list[dict[str, str]]) -> dict[str, str]:
+    """The topics renamed and nothing else: row N's name changed while its keywords,
+    description and query stayed, the old name no longer used and the new one not taken
+    before (its ratings then follow it; a row rewritten whole is another topic)."""
+    before = {t.name for t in own}
+    after = {fields["name"] for fields in shown}
+    renamed = {}
+    for n, fields in zip(rows, shown):
+        if not 0 < n <= len(own) or not fields["name"] or fields["name"] == own[n - 1].name:
+            continue
+        old = own[n - 1]
+        same = ([k.strip() for k in _SPLIT.split(fields["keywords"]) if k.strip()] == old.keywords
+                and fields["description"] == (old.description or "") and fields["query"] == (old.query or ""))
+        if same and old.name not in after and fields["name"] not in before:
+            renamed[old.name] = fields["name"]
+    return renamed
 
 
 def _located(error: Any, where: list[str]) -> tuple[str, str]:

@@ -17,6 +17,7 @@ import secrets
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
@@ -97,8 +98,9 @@ class SelfService:
 
     # -- changing
 
-    def save(self, key: str, subscriber: Subscriber) -> bool:
-        """Their new settings (the address stays theirs); False if they are gone."""
+    def save(self, key: str, subscriber: Subscriber, renamed: Mapping[str, str] | None = None) -> bool:
+        """Their new settings (the address stays theirs); False if they are gone. `renamed`:
+        topics renamed (old name → new), whose ratings and what they taught follow them."""
         if subscriber_key(subscriber.email) != key:
             raise ValueError("a subscriber's settings cannot move to another address")
         now = self.centre.clock()
@@ -106,6 +108,9 @@ class SelfService:
                                             lambda schedule, timezone: roster.first_due(schedule, timezone, now))
         if taken:
             log.info("a subscriber changed their settings")
+            for old, new in (renamed or {}).items():
+                if self.centre.ratings.rename_topic(key, old, new):
+                    log.info("a subscriber renamed a topic: its ratings follow it")
             self.learn_examples(subscriber)
         return taken
 

@@ -269,7 +269,7 @@ def centre_routes(centre: Centre | None, page: Callable[..., HTMLResponse], csrf
                 return await run_in_threadpool(lambda: manage_page(
                     request, managed, values=filled.values, preview=preview_of(new), unsaved=True,
                     notice="A preview with your changes: not saved yet."))
-            await run_in_threadpool(service.save, key, filled.subscriber)
+            await run_in_threadpool(service.save, key, filled.subscriber, filled.renamed)
             return done_redirect("saved")
         if action == "pause":
             until = paused_day((form.get("until") or [""])[0], service.today(managed))
