@@ -771,10 +771,10 @@ def paper_json(paper: Paper) -> dict[str, Any]:
 
 def _address(value: str, option: str) -> str:
     """An e-mail address given on the command line, checked as subscribers.yaml's are."""
-    from .config import _email
+    from .config import email_address
 
     try:
-        return _email(value)
+        return email_address(value)
     except ValueError as exc:  # pydantic's errors are ValueErrors; the message says what is wrong
         raise click.BadParameter(str(exc).split("\n")[0], param_hint=option) from None
 

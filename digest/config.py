@@ -58,7 +58,9 @@ def _zone_names() -> frozenset[str]:
     return frozenset(available_timezones())
 
 
-def _email(value: Any) -> str:
+def email_address(value: Any) -> str:
+    """An address as subscribers.yaml takes it (a Unicode domain in its xn-- form); a located
+    error otherwise. The command line checks its own arguments with it."""
     if not isinstance(value, str):
         raise PydanticCustomError("email", "expected an e-mail address")
     try:
@@ -78,7 +80,7 @@ def _mailbox(value: Any) -> str:
     _, address = parseaddr(value)
     if not address:
         raise _error("mailbox", f"invalid address {value!r}")
-    _email(address)
+    email_address(address)
     return value.strip()
 
 
@@ -231,7 +233,7 @@ def _categories(value: Any) -> list[str]:
     return items
 
 
-Email = Annotated[str, BeforeValidator(_email)]
+Email = Annotated[str, BeforeValidator(email_address)]
 OneLine = Annotated[str, BeforeValidator(_one_line)]
 Mailbox = Annotated[str, BeforeValidator(_mailbox)]
 TimeZoneName = Annotated[str, BeforeValidator(_timezone)]
