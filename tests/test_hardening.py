@@ -221,6 +221,20 @@ def test_a_lost_signing_key_is_refused_not_replaced_once_digests_were_sent(tmp_p
 
 
 @sqlite_only
+def test_a_full_disk_is_said_as_such(tmp_path, monkeypatch):
+    """"database or disk is full" came with the hint to check `state:` and that the file is writable."""
+    import sqlalchemy as sa
+
+    store = Store(f"sqlite:///{tmp_path / 'digest.db'}")
+
+    def full(conn):  # noqa: ANN001, ANN202 - what SQLite raises when the disk is full
+        raise sa.exc.OperationalError("INSERT", {}, sqlite3.OperationalError("database or disk is full"))
+
+    with pytest.raises(StoreError, match=r"database or disk is full \(the disk it is on is full: free some space"):
+        store.write(full)
+
+
+@sqlite_only
 def test_a_state_or_key_file_that_names_another_file_leaves_it_as_it_is(tmp_path):
     """`state: sqlite:////etc/passwd` made /etc/passwd 0600 (the database file is made private
     before it is opened) and every other user of the machine unknown to the system."""

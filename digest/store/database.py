@@ -331,11 +331,15 @@ class Store:
         try:
             return call()
         except SQLAlchemyError as exc:
-            raise StoreError(f"state database {self._shown()}: {exc.__class__.__name__}: "
-                             f"{getattr(exc, 'orig', None) or exc}",
-                             hint="check `state:` in the config" + (" and that the file is writable" if
-                                                                    self.engine.dialect.name == "sqlite" else
-                                                                    " and that the server is running")) from None
+            reason = str(getattr(exc, "orig", None) or exc)
+            if "disk is full" in reason or "No space left" in reason:  # SQLite's words, PostgreSQL's
+                hint = "the disk it is on is full: free some space (nothing was half-written; run again after)"
+            elif self.engine.dialect.name == "sqlite":
+                hint = "check `state:` in the config and that the file is writable"
+            else:
+                hint = "check `state:` in the config and that the server is running"
+            raise StoreError(f"state database {self._shown()}: {exc.__class__.__name__}: {reason}",
+                             hint=hint) from None
 
     def _shown(self) -> str:
         return self.engine.url.render_as_string(hide_password=True)
