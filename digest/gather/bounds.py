@@ -61,13 +61,7 @@ def within_bounds(listing: Listing) -> Listing:
         if not _too_long(paper):  # (most papers: the fields are read, not rebuilt)
             papers.append(replace(paper, **changes) if changes else paper)
             continue
-        text: dict[str, Any] = {"title": shortened(paper.title, TITLE_CHARS), "abstract": shortened(paper.abstract, ABSTRACT_CHARS),
-                "authors": tuple(shortened(a, NAME_CHARS) for a in paper.authors[:AUTHORS]),
-                "categories": tuple(shortened(c, NAME_CHARS) for c in paper.categories[:LISTED]),
-                "ai_keywords": tuple(shortened(k, NAME_CHARS) for k in paper.ai_keywords[:LISTED]),
-                "ai_summary": shortened(paper.ai_summary, SUMMARY_CHARS) if paper.ai_summary else paper.ai_summary,
-                "license": shortened(paper.license, NAME_CHARS) if paper.license else paper.license}
-        text = {name: value for name, value in text.items() if value != getattr(paper, name)}
+        text = {name: value for name, value in _within_limits(paper).items() if value != getattr(paper, name)}
         shortened_fields += bool(text)
         papers.append(replace(paper, **changes, **text) if changes or text else paper)
     if not dropped and not links and not shortened_fields:
@@ -82,6 +76,17 @@ def within_bounds(listing: Listing) -> Listing:
         warnings.append(f"{_items(shortened_fields)} with text far longer than a paper's (a title of over "
                         f"{TITLE_CHARS:,} characters, an abstract of over {ABSTRACT_CHARS:,}, …): shortened")
     return replace(listing, papers=tuple(papers), warnings=tuple(warnings))
+
+
+def _within_limits(paper: Paper) -> dict[str, Any]:
+    """Each text field of `paper`, shortened to its limit (most as they are)."""
+    return {"title": shortened(paper.title, TITLE_CHARS),
+            "abstract": shortened(paper.abstract, ABSTRACT_CHARS),
+            "authors": tuple(shortened(a, NAME_CHARS) for a in paper.authors[:AUTHORS]),
+            "categories": tuple(shortened(c, NAME_CHARS) for c in paper.categories[:LISTED]),
+            "ai_keywords": tuple(shortened(k, NAME_CHARS) for k in paper.ai_keywords[:LISTED]),
+            "ai_summary": shortened(paper.ai_summary, SUMMARY_CHARS) if paper.ai_summary else paper.ai_summary,
+            "license": shortened(paper.license, NAME_CHARS) if paper.license else paper.license}
 
 
 def _too_long(paper: Paper) -> bool:
