@@ -1,5 +1,5 @@
 """The package reads like the pipeline: gather → match → render → deliver → subscribe → web, each stage
-importing only the stages before it (plus the base: models, errors, config, query, ids, kept, store),
+importing only the stages before it (plus the base: models, errors, config, query, ids, kept, readfile, store),
 and SQL, SMTP and HTTP each kept in their one place."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "digest"
 STAGES = ["gather", "match", "render", "deliver", "subscribe", "web"]
-BASE = {"models", "errors", "config", "query", "ids", "kept", "store"}
+BASE = {"models", "errors", "config", "query", "ids", "kept", "readfile", "store"}
 TOP = {"cli", "checks", "daemon", "demo", "__main__", "__init__"}
 
 
