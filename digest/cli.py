@@ -291,8 +291,10 @@ def preview(app: App, email: str | None, fmt: str, since: str | None, out_file: 
     if not email:
         raise click.UsageError("give a subscriber's EMAIL, or --serve")
     from .deliver.roster import subscriber as roster_subscriber
+    from .deliver.schedule import receiving
     from .render.compose import Composer
     from .render.preview import preview_digest
+    from .store import Ledger
 
     window = _since(since) if since else None  # a mistyped --since says so before any work
     if out_file and not Path(out_file).parent.is_dir():  # and a folder that is not there
@@ -303,6 +305,10 @@ def preview(app: App, email: str | None, fmt: str, since: str | None, out_file: 
     subscriber = roster_subscriber(listed)
     _learn_examples(config, store, now, [subscriber])
     shown = preview_digest(config, store, subscriber, now, window)
+    state = Ledger(store).state(subscriber.email).status(receiving(config, subscriber, now))
+    if state != "active":  # what they would get: said, as nothing is sent to them now
+        err.print(f"note: {subscriber.email} is {state}: nothing is sent to them now (`digest status` says why)",
+                  highlight=False)
     zone = subscriber.timezone or config.defaults.timezone
     if shown.digest.is_empty and not config.setting(subscriber, "send_empty") and fmt != "json":
         err.print(f"nothing new for {subscriber.email} since {_local(shown.digest.since)}: no e-mail would be "

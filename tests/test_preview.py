@@ -46,6 +46,18 @@ def test_a_templates_folder_with_a_typo_is_said_not_replaced_by_the_built_in_one
     assert f"templates: no such folder: {tmp_path / 'my-tmeplates'}" in result.stderr
 
 
+def test_a_preview_of_someone_who_gets_nothing_now_says_so(fetched, tmp_path):
+    """The digest of an unsubscribed reader was shown as if it would go out."""
+    config = tmp_path / "subscribers.yaml"
+    config.write_text(fetched.read_text(encoding="utf-8"), encoding="utf-8")
+    assert digest("-c", str(config), "unsubscribe", "alice@example.org").returncode == 0
+    shown = digest("-c", str(config), "preview", "alice@example.org")
+    assert shown.returncode == 0 and "## Efficient inference" in shown.stdout
+    assert "note: alice@example.org is unsubscribed: nothing is sent to them now" in shown.stderr
+    assert digest("-c", str(config), "unsubscribe", "--undo", "alice@example.org").returncode == 0
+    assert "note:" not in digest("-c", str(config), "preview", "alice@example.org").stderr
+
+
 def test_preview_html_text_eml(fetched, tmp_path):
     html_file = tmp_path / "alice.html"
     result = digest("-c", str(fetched), "preview", "alice@example.org", "--format", "html", "--out", str(html_file))
