@@ -312,7 +312,8 @@ def preview(app: App, email: str | None, fmt: str, since: str | None, out_file: 
     zone = subscriber.timezone or config.defaults.timezone
     if shown.digest.is_empty and not config.setting(subscriber, "send_empty") and fmt != "json":
         err.print(f"nothing new for {subscriber.email} since {_local(shown.digest.since)}: no e-mail would be "
-                  "sent (send_empty is false; `--format json` shows the empty digest, `--since 7d` looks further back)",
+                  "sent (send_empty is false; `--format json` shows the empty digest, "
+                  f"{'a longer --since' if since else '`--since 7d`'} looks further back)",
                   highlight=False)
         if not shown.stored:
             err.print("note: no papers stored in this window; run `digest fetch` first", highlight=False)
@@ -797,7 +798,11 @@ def _since(value: str) -> datetime:
     except ValueError:
         raise click.BadParameter(f"expected an age such as 12h, 1d, 2w or a date such as 2026-11-20, not {value!r}",
                                  param_hint="--since") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    if moment > datetime.now(UTC):
+        raise click.BadParameter(f"{value} is in the future: nothing was seen since (give a day before today)",
+                                 param_hint="--since")
+    return moment
 
 
 def _iso(moment: datetime | None) -> str | None:

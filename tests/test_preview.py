@@ -58,6 +58,14 @@ def test_a_preview_of_someone_who_gets_nothing_now_says_so(fetched, tmp_path):
     assert "note:" not in digest("-c", str(config), "preview", "alice@example.org").stderr
 
 
+def test_a_since_in_the_future_is_refused_and_an_empty_window_suggests_a_longer_one(fetched):
+    """`--since 2030-01-01` said "no papers stored in this window; run `digest fetch` first"."""
+    future = digest("-c", str(fetched), "preview", "alice@example.org", "--since", "2030-01-01")
+    assert future.returncode == 2 and "2030-01-01 is in the future: nothing was seen since" in future.stderr
+    empty = digest("-c", str(fetched), "preview", "alice@example.org", "--since", "1s")
+    assert empty.returncode == 0 and "a longer --since looks further back" in empty.stderr
+
+
 def test_preview_html_text_eml(fetched, tmp_path):
     html_file = tmp_path / "alice.html"
     result = digest("-c", str(fetched), "preview", "alice@example.org", "--format", "html", "--out", str(html_file))
