@@ -9,6 +9,7 @@ import os
 import threading
 import time
 import urllib.request
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -60,8 +61,9 @@ def test_a_preview_of_someone_who_gets_nothing_now_says_so(fetched, tmp_path):
 
 def test_a_since_in_the_future_is_refused_and_an_empty_window_suggests_a_longer_one(fetched):
     """`--since 2030-01-01` said "no papers stored in this window; run `digest fetch` first"."""
-    future = digest("-c", str(fetched), "preview", "alice@example.org", "--since", "2030-01-01")
-    assert future.returncode == 2 and "2030-01-01 is in the future: nothing was seen since" in future.stderr
+    later = (datetime.now(UTC) + timedelta(days=400)).date().isoformat()  # the clock as the run's (faketime too)
+    future = digest("-c", str(fetched), "preview", "alice@example.org", "--since", later)
+    assert future.returncode == 2 and f"{later} is in the future: nothing was seen since" in future.stderr
     empty = digest("-c", str(fetched), "preview", "alice@example.org", "--since", "1s")
     assert empty.returncode == 0 and "a longer --since looks further back" in empty.stderr
 
