@@ -105,7 +105,7 @@ def read(config: Config, form: Mapping[str, Sequence[str]], *, email: str | None
         if not shown["name"]:
             errors[f"topic_name_{n}"] = f"Topic {n}: give it a name"
         topic: dict[str, Any] = {"name": shown["name"] or "?",
-                                 "keywords": [k.strip() for k in _SPLIT.split(shown["keywords"]) if k.strip()],
+                                 "keywords": _keywords(shown["keywords"]),
                                  **settings}
         if shown["description"]:
             topic["description"] = shown["description"]
@@ -165,11 +165,16 @@ def renames(own: list[Topic], rows: list[int], shown: list[dict[str, str]]) -> d
         if not 0 < n <= len(own) or not fields["name"] or fields["name"] == own[n - 1].name:
             continue
         old = own[n - 1]
-        same = ([k.strip() for k in _SPLIT.split(fields["keywords"]) if k.strip()] == old.keywords
+        same = (_keywords(fields["keywords"]) == old.keywords
                 and fields["description"] == (old.description or "") and fields["query"] == (old.query or ""))
         if same and old.name not in after and fields["name"] not in before:
             renamed[old.name] = fields["name"]
     return renamed
+
+
+def _keywords(field: str) -> list[str]:
+    """The keywords typed in a topic's field, as the topic keeps them."""
+    return [k.strip() for k in _SPLIT.split(field) if k.strip()]
 
 
 def _located(error: Any, where: list[str]) -> tuple[str, str]:
