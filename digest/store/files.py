@@ -47,12 +47,11 @@ def make_private(path: Path) -> None:
             pass
         else:
             os.close(fd)
-        if path.stat().st_mode & 0o077:  # (read only then: opening it would drop the locks, as above)
-            with path.open("rb") as existing:  # `state:` may name any file: change the mode of a database only
-                header = existing.read(len(SQLITE_HEADER))
-            if header and header != SQLITE_HEADER:
-                raise StoreError(f"{path} is not a SQLite database (it holds something else): left as it is",
-                                 hint="check `state:` in the config: it names the database file digest keeps")
+        # `state:` may name any file: change the mode of a database only (read only when the
+        # mode must change: opening it would drop the locks, as above)
+        if path.stat().st_mode & 0o077 and _holds_something_else(path):
+            raise StoreError(f"{path} is not a SQLite database (it holds something else): left as it is",
+                             hint="check `state:` in the config: it names the database file digest keeps")
         for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
             if file.exists() and file.stat().st_mode & 0o077:
                 os.chmod(file, PRIVATE)
@@ -62,6 +61,13 @@ def make_private(path: Path) -> None:
     except PermissionError as exc:
         raise StoreError(f"cannot create the state database {path}: {exc.strerror}",
                          hint="check `state:` in the config and that the folder is writable") from None
+
+
+def _holds_something_else(path: Path) -> bool:
+    """Whether the file holds something, and not a SQLite database (an empty file is one to be)."""
+    with path.open("rb") as existing:
+        header = existing.read(len(SQLITE_HEADER))
+    return bool(header) and header != SQLITE_HEADER
 
 
 def read_or_create_key(path: Path, seed: Callable[[], str | None]) -> str:
@@ -133,11 +139,9 @@ def backup_sqlite(database: Path, target: Path) -> int:
     if target.resolve() == database.resolve():
         raise StoreError(f"{target} is the state database itself: a backup goes to another file",
                          hint="name another file, or leave FILE out for backups/ beside the config")
-    if target.is_file() and target.stat().st_size:
-        with target.open("rb") as existing:
-            if existing.read(len(SQLITE_HEADER)) != SQLITE_HEADER:
-                raise StoreError(f"{target} exists and is not a SQLite database: left as it is",
-                                 hint="a backup replaces an older backup only: name another file")
+    if target.is_file() and _holds_something_else(target):
+        raise StoreError(f"{target} exists and is not a SQLite database: left as it is",
+                         hint="a backup replaces an older backup only: name another file")
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(target.name + ".partial")
     make_private(partial)
