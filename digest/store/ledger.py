@@ -161,13 +161,12 @@ def subscriber_key(email: str) -> str:
     written in Unicode as the configuration keeps it (IDNA: `exämple.org` is `xn--exmple-cua.org`)."""
     if email.isascii():
         return email.strip().lower()
-    from email_validator import EmailNotValidError, validate_email
+    from ..config import email_address
 
     try:
-        written = validate_email(email.strip(), check_deliverability=False).ascii_email
-    except EmailNotValidError:
-        written = None
-    return (written or email.strip()).lower()
+        return email_address(email.strip()).lower()
+    except ValueError:  # not an address SMTP can carry (a non-ASCII local part): as written
+        return email.strip().lower()
 
 
 class Ledger:
