@@ -33,6 +33,7 @@ from ..render.compose import Composer, Email
 from ..render.message import message_id
 from ..render.planned import decode, encode, paper_ids
 from ..render.processes import RenderProcesses, processes_for
+from ..render.renderer import templates_at_hand
 from ..store.database import Store
 from ..store.directory import Directory, Listed
 from ..store.heartbeat import Heartbeat
@@ -115,13 +116,11 @@ class Delivery:
         return self._composer
 
     def rendering_config(self) -> Config:
-        """The configuration digests are rendered with: a `templates:` folder lost while
-        `digest run` runs (checked at start, and by `digest send`) is said loudly, and the
-        built-in templates send meanwhile: a digest held back past its grace would be lost."""
-        folder = self.config.templates and Path(self.config.resolve_local(self.config.templates))
-        if not folder or folder.is_dir():
+        """The configuration digests are rendered with: without its `templates:` folder if
+        that is lost while `digest run` runs (render.renderer.templates_at_hand)."""
+        folder = Path(self.config.resolve_local(self.config.templates)) if self.config.templates else None
+        if templates_at_hand(folder, "sending with the built-in templates") == folder:
             return self.config
-        log.error("templates: no such folder: %s; sending with the built-in templates until it is back", folder)
         return self.config.model_copy(update={"templates": None})
 
     def _render_processes(self) -> RenderProcesses | None:
@@ -131,7 +130,8 @@ class Delivery:
         count = processes_for(self.config.smtp.connections)
         if not count or self._composer_given:
             return None
-        return RenderProcesses(self.rendering_config(), self.store.signing_secret(), count, self.composer)
+        composer = self.composer  # (its configuration: the folder checked once, not again here)
+        return RenderProcesses(composer.config, self.store.signing_secret(), count, composer)
 
     # ------------------------------------------------------------ what is due
 

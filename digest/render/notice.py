@@ -8,7 +8,6 @@ be a spam relay)."""
 
 from __future__ import annotations
 
-import logging
 import os
 from datetime import datetime
 from email.message import EmailMessage
@@ -22,7 +21,7 @@ from ..config import Config
 from .compose import HOSTILE
 from .email_context import clean, clean_attribute, clean_url
 from .message import build_message, message_id
-from .renderer import CompiledRenderer
+from .renderer import CompiledRenderer, templates_at_hand
 
 KINDS = ("confirm", "manage")
 REASONS = ("asked", "already")  # manage: a link was asked for; an address already subscribed was entered
@@ -122,11 +121,7 @@ def notice_message(config: Config, kind: Literal["confirm", "manage"], to: str, 
     values = notice_values(config, kind, link, now=now, expires=expires, reason=reason)
     if templates is None and config.templates:
         templates = Path(config.resolve_local(config.templates))
-    if templates is not None and not templates.is_dir():  # lost under a running web app: still mailed
-        logging.getLogger(__name__).error("templates: no such folder: %s; notices use the built-in templates "
-                                          "until it is back", templates)
-        templates = None
-    renderer = notice_renderer(templates)
+    renderer = notice_renderer(templates_at_hand(templates, "notices use the built-in templates"))
     html = renderer.html(values)
     text = renderer.text(values)
     sender = config.sender.from_

@@ -155,6 +155,16 @@ class _Environment(jinja2.Environment):
         return super().getattr(obj, attribute)
 
 
+def templates_at_hand(folder: Path | None, meanwhile: str) -> Path | None:
+    """`folder`, or None (the built-in templates) when it is gone: checked when a run starts, a
+    folder lost under a running one is said loudly, and mail goes out meanwhile (a digest held
+    back past its grace, a sign-up's confirmation, would be lost). `meanwhile`: what is done."""
+    if folder is None or folder.is_dir():
+        return folder
+    logging.getLogger(__name__).error("templates: no such folder: %s; %s until it is back", folder, meanwhile)
+    return None
+
+
 def environment(directory: Path | None = None, *, html: bool = True) -> jinja2.Environment:
     """Templates from `directory` first (a user's own), then the built-in ones."""
     if directory and not directory.is_dir():  # else every digest would silently be the built-in one
