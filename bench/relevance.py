@@ -73,6 +73,12 @@ def load(folder: Path = JUDGED) -> tuple[list[dict], list[dict], dict[str, set[s
     return papers, topics, relevant
 
 
+def as_papers(papers: list[dict]) -> list[Paper]:
+    """The judged papers as the matcher takes them: all first seen an hour ago."""
+    return [Paper(id=p["id"], title=p["title"], url=f"https://example.org/{p['id']}", abstract=p["abstract"],
+                  first_seen_at=NOW - timedelta(hours=1)) for p in papers]
+
+
 def f1(chosen: set[str], truth: set[str]) -> float:
     if not chosen and not truth:
         return 1.0
@@ -89,8 +95,7 @@ def the_matcher(papers: list[dict], topics: list[dict], relevant: dict[str, set[
                 learned: dict | None = None) -> dict:
     """Each topic alone as a subscriber's, through the matcher as it ships: a paper is in when
     the digest has it (no threshold tuned here), ranked as the digest ranks."""
-    items = [Paper(id=p["id"], title=p["title"], url=f"https://example.org/{p['id']}", abstract=p["abstract"],
-                   first_seen_at=NOW - timedelta(hours=1)) for p in papers]
+    items = as_papers(papers)
     per_topic = {}
     for topic in topics:
         settings = {"name": topic["name"], "keywords": topic["keywords"]}
@@ -111,8 +116,7 @@ def without_keywords(topics: list[dict]) -> list[dict]:
 
 
 def keywords_only(papers: list[dict], topics: list[dict], relevant: dict[str, set[str]]) -> dict:
-    items = [Paper(id=p["id"], title=p["title"], url=f"https://example.org/{p['id']}", abstract=p["abstract"],
-                   first_seen_at=NOW - timedelta(hours=1)) for p in papers]
+    items = as_papers(papers)
     per_topic = {}
     for topic in topics:
         sub = Subscriber(email="judge@example.org", max_papers=500,
@@ -232,8 +236,7 @@ def best_cut(papers: list[dict], topics: list[dict], relevant: dict[str, set[str
     """Each described topic's F1 at the best cut of its closeness ranking (name + description
     + keywords), the cut chosen by looking at the judgements: what a perfect threshold would
     reach, so how much of a shortfall is the threshold's and how much the ranking's."""
-    items = [Paper(id=p["id"], title=p["title"], url=f"https://example.org/{p['id']}", abstract=p["abstract"],
-                   first_seen_at=NOW - timedelta(hours=1)) for p in papers]
+    items = as_papers(papers)
     ids = [p["id"] for p in papers]
     bound = {}
     for topic in topics:
