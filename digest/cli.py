@@ -26,7 +26,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from . import __version__
-from .errors import ConfigError, DigestError, TemplateError, UnknownSubscriber
+from .errors import ConfigError, DigestError, TemplateError, UnknownSubscriber, UnusableTarget
 
 if TYPE_CHECKING:  # each command imports the stages it runs: `digest --help` or `init` loads none
     from .config import Config
@@ -429,7 +429,10 @@ def backup(app: App, file: str | None) -> None:
     from .store.files import backup_name
 
     target = Path(file) if file else app.config.backup_folder() / backup_name(datetime.now(UTC))
-    size = app.store().backup(target)
+    try:
+        size = app.store().backup(target)
+    except UnusableTarget as exc:  # a wrong argument: exit 2, as for every other one
+        raise click.BadParameter(str(exc), param_hint="'FILE'") from None
     out.print(f"backed up {app.store().file} to {target} ({size:,} bytes)", highlight=False)
 
 

@@ -7,6 +7,7 @@
      │    ├── FetchError(OSError)     the network or the file system said no
      │    └── ParseError(ValueError)  the document is not what the source type expects
      └── StoreError                   the state database cannot be opened or written
+          └── UnusableTarget          a file named to write a copy to must not be written
 
 `str(error)` is one line, fit to print as it is; no user mistake ends in a traceback.
 """
@@ -94,3 +95,8 @@ class ParseError(SourceError, ValueError):
 
 class StoreError(DigestError):
     """The state database could not be opened, migrated or written."""
+
+
+class UnusableTarget(StoreError):
+    """A file a command was told to write (a backup) that it must not: the database itself, or
+    a file that holds something else. The user's to fix, as a wrong argument is."""

@@ -326,11 +326,11 @@ def test_a_backup_replaces_an_older_backup_never_another_file_nor_the_database(t
     notes = tmp_path / "notes.txt"
     notes.write_text("important\n")
     result = digest("-c", str(config), "backup", str(notes))
-    assert result.returncode == 1 and "notes.txt exists and is not a SQLite database: left as it is" in result.stderr
+    assert result.returncode == 2 and "notes.txt exists and is not a SQLite database: left as it is" in result.stderr
     assert notes.read_text() == "important\n"  # it was overwritten by the copy
     before = (tmp_path / "digest.db").read_bytes()
     result = digest("-c", str(config), "backup", "digest.db", cwd=tmp_path)
-    assert result.returncode == 1 and "is the state database itself" in result.stderr
+    assert result.returncode == 2 and "is the state database itself" in result.stderr
     assert (tmp_path / "digest.db").read_bytes() == before
     (tmp_path / "safe").mkdir()
     open_store(load_config(config)).signing_secret()  # the key, as the first link signed makes it

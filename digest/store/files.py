@@ -13,7 +13,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from ..errors import StoreError
+from ..errors import StoreError, UnusableTarget
 from ..readfile import NotAFile, TooLarge, read_regular
 
 log = logging.getLogger(__name__)
@@ -137,10 +137,10 @@ def backup_sqlite(database: Path, target: Path) -> int:
     """A consistent copy of a live database (SQLite's online backup: safe while `digest run`
     writes); returns its size in bytes. It replaces an older backup, never another file."""
     if target.resolve() == database.resolve():
-        raise StoreError(f"{target} is the state database itself: a backup goes to another file",
+        raise UnusableTarget(f"{target} is the state database itself: a backup goes to another file",
                          hint="name another file, or leave FILE out for backups/ beside the config")
     if target.is_file() and _holds_something_else(target):
-        raise StoreError(f"{target} exists and is not a SQLite database: left as it is",
+        raise UnusableTarget(f"{target} exists and is not a SQLite database: left as it is",
                          hint="a backup replaces an older backup only: name another file")
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(target.name + ".partial")
