@@ -378,10 +378,24 @@ def send(app: App, emails: tuple[str, ...], dry_run: bool, to: str | None, fresh
         roster.sync(config, delivery.directory, delivery.clock())
         total = delivery.directory.count()
     _learn_examples(config, store, delivery.clock(), delivery.select(emails) if emails else None)
+    told: list[Any] = []  # what the run said before an error that ends it: printed above the error
+
+    def telling(bar: Callable[[Any], None] | None) -> Callable[[Any], None]:
+        def each(outcome: Any) -> None:
+            told.append(outcome)
+            if bar is not None:
+                bar(outcome)
+        return each
+
     with _stop_on_signals(stop):
-        outcomes = _with_progress("sending", total, lambda outcome: outcome.subscriber,
-                                  lambda progress: delivery.run(emails, dry_run=dry_run, to=to, progress=progress,
-                                                                    fresh_state=fresh_state))
+        try:
+            outcomes = _with_progress("sending", total, lambda outcome: outcome.subscriber,
+                                      lambda bar: delivery.run(emails, dry_run=dry_run, to=to, progress=telling(bar),
+                                                               fresh_state=fresh_state))
+        except DigestError:
+            if told:
+                _print_outcomes(told)
+            raise
     _print_outcomes(outcomes)
     if timings:
         click.echo("timings " + json.dumps(delivery.timings.report(summary(outcomes).get("sent", 0))), err=True)
@@ -526,13 +540,21 @@ def status(app: App, fmt: str) -> None:
         return
     columns = [Column("subscriber", whole=True), Column("status"), Column("last digest", wrap=True),
                Column("next due", wrap=True), Column("waiting", right=True), Column("failures", right=True)]
-    print_table(columns, [[r["subscriber"], r["status"], r["last_digest_local"] or "never"
-                           + (f" ({r['last_state']})" if r["last_state"] and r["last_state"] != "sent" else ""),
+    print_table(columns, [[r["subscriber"], r["status"], _last_digest(r),
                            r["next_due_local"] if r["status"] == "active" else "",
                            str(r["papers_waiting"]), str(r["hard_failures"])] for r in rows])
     for r in rows:
         if r["last_error"]:
             out.print(f"{escape(r['subscriber'])}: {escape(r['last_error'])}", highlight=False)
+
+
+def _last_digest(row: dict[str, Any]) -> str:
+    """When the last digest went out; one not sent (yet) by its slot and its state."""
+    if row["last_state"] is None:
+        return "never"
+    if row["last_sent_local"] is not None:
+        return str(row["last_sent_local"])
+    return f"{row['last_digest_local']} ({row['last_state']})"
 
 
 @cli.command()

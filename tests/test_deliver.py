@@ -244,6 +244,14 @@ def test_failures_never_stop_the_batch_and_are_recorded(tmp_path, fetched):
         assert by["reader0@example.org"]["last_state"] == "sent" and by["reader0@example.org"]["papers_waiting"] == 0
 
         assert by["reader4@example.org"]["last_state"] == "uncertain"
+        # The slot and its local time are one moment; a sent time only for what was sent
+        sent, waiting = by["reader0@example.org"], by["reader3@example.org"]
+        assert sent["last_sent"] is not None and waiting["last_sent"] is None and waiting["last_sent_local"] is None
+        slot = datetime.fromisoformat(waiting["last_digest"])
+        assert waiting["last_digest_local"] == slot.strftime("%a %d %b %H:%M UTC")
+        table = {line.split("\t")[0]: line.split("\t") for line in digest_cli("status", config=config).stdout.splitlines()}
+        assert table["reader3@example.org"][2] == f"{waiting['last_digest_local']} (pending)"  # not as if sent
+        assert table["reader0@example.org"][2] == sent["last_sent_local"]
 
         script["reader3@example.org"] = []  # the server recovers: the next run sends what was deferred
         again = digest_cli("send", config=config)  # and the uncertain one, once more

@@ -428,10 +428,14 @@ def test_an_unreachable_server_stops_the_run_and_loses_nothing(tmp_path, fetched
         closed.bind(("127.0.0.1", 0))
         config = setup(tmp_path, fetched, closed.getsockname()[1], EMAILS, defaults="  schedule: daily 07:30\n")
         run = delivery(config)
+        told = []
         with pytest.raises(SmtpConfigError, match="cannot reach SMTP server"):
-            run.run()
+            run.run(progress=told.append)
     entries = run.ledger.entries()
     assert len(entries) == 3 and all(e.state == "pending" for e in entries)
+    # Each of them said, once, above the error (the CLI prints what the run told before it)
+    assert sorted((o.subscriber, o.status, o.detail) for o in told) == [
+        (e, "deferred", "not sent: the run stopped on the error below (left for the next run)") for e in EMAILS]
 
 
 def test_a_stopped_run_finishes_the_message_in_flight_only(tmp_path, fetched):
@@ -454,6 +458,28 @@ def test_a_stopped_run_finishes_the_message_in_flight_only(tmp_path, fetched):
         assert states == Counter({"sent": 2, "pending": 4})  # the rest wait for the next run
 
 
+def test_a_stopped_run_says_every_digest_it_did_not_come_to(tmp_path, fetched):
+    """Claimed a batch at a time: those planned but never claimed are said too, not left out."""
+    emails = [f"r{n}@example.org" for n in range(6)]
+    with SmtpServer() as server:
+        server.handler.hold_after = 1
+        config = setup(tmp_path, fetched, server.port, emails, defaults="  schedule: daily 07:30\n",
+                       extra="workers:\n  batch: 2\n")
+        stop = threading.Event()
+        run = delivery(config, stop=stop)
+        worker = threading.Thread(target=lambda: setattr(run, "outcomes", run.run()))
+        worker.start()
+        assert server.handler.holding.wait(timeout=30)  # one sent, the second in flight
+        stop.set()
+        server.handler.release.set()
+        worker.join(timeout=60)
+    said = Counter((o.status, o.detail) for o in run.outcomes)
+    assert said == Counter({("sent", run.outcomes[0].detail): 2,
+                            ("deferred", "not sent: the run was stopped before its turn (left for the next run)"): 4})
+    assert sorted(o.subscriber for o in run.outcomes) == emails  # each one once
+    assert Counter(e.state for e in run.ledger.entries()) == Counter({"sent": 2, "pending": 4})
+
+
 def test_a_dry_run_changes_nothing_not_even_recovery(tmp_path, fetched):
     with SmtpServer() as server:
         config = setup(tmp_path, fetched, server.port, EMAILS[:1], defaults="  schedule: daily 07:30\n")
@@ -463,6 +489,28 @@ def test_a_dry_run_changes_nothing_not_even_recovery(tmp_path, fetched):
         before = run.ledger.entries()
         assert [o.status for o in delivery(config).run(dry_run=True)] == ["dry-run"]
         assert delivery(config).ledger.entries() == before and not server.handler.received
+
+
+def test_a_dry_run_shows_what_a_send_would_do_now(tmp_path, fetched):
+    """The same people skipped (already sent, unsubscribed), the planned still to send, the
+    same papers new to each; nothing sent, nothing recorded."""
+    with SmtpServer() as server:
+        config = setup(tmp_path, fetched, server.port, EMAILS, defaults="  schedule: daily 07:30\n")
+        first = delivery(config)
+        first.ledger.record("a@example.org", "2026-11-23T07:30+00:00", "<m>", ["x"], T0)
+        first.ledger.sent(first.ledger.entries("a@example.org")[0], T0)
+        first.ledger.unsubscribe("b@example.org", T0)
+        before = first.ledger.entries()
+        said = {o.subscriber: (o.status, o.detail) for o in delivery(config).run(dry_run=True)}
+        assert said["a@example.org"] == ("skipped", "digest for 2026-11-23T07:30+00:00 already sent")
+        assert said["b@example.org"] == ("skipped", "unsubscribed")
+        assert said["c@example.org"][0] == "dry-run"
+        assert delivery(config).ledger.entries() == before and not server.handler.received
+        planned = delivery(config)
+        planned.plan(planned.select(["c@example.org"]), T0, scheduled=False)  # planned, not sent yet
+        again = {o.subscriber: o.status for o in delivery(config).run(dry_run=True)}
+        assert again == {"a@example.org": "skipped", "b@example.org": "skipped", "c@example.org": "dry-run"}
+        assert not server.handler.received
 
 
 def test_selecting_subscribers(tmp_path, fetched):

@@ -37,7 +37,7 @@ from ..render.renderer import templates_at_hand
 from ..store.database import Store
 from ..store.directory import Directory, Listed
 from ..store.heartbeat import Heartbeat
-from ..store.ledger import ACTIVE_RUNS, Entry, Ledger, Planned, owner_id
+from ..store.ledger import ACTIVE_RUNS, Entry, Ledger, Planned, owner_id, subscriber_key
 from ..store.locks import Locks
 from . import roster
 from .schedule import due_slot, last_slot, next_slot, receiving, subscriber_schedule
@@ -52,6 +52,7 @@ from .smtp import (
 )
 
 log = logging.getLogger(__name__)
+STOPPED_BY_ERROR = "not sent: the run stopped on the error below"  # a digest a fatal error left (smtp: login, TLS, host)
 
 
 @dataclass(frozen=True)
@@ -184,21 +185,51 @@ class Delivery:
         subscribers = self.select(emails) if emails else []  # everyone: read from the directory as planned
         roster.sync(self.config, self.directory, now)  # one query unless subscribers.yaml changed
         run_id = uuid.uuid4().hex[:12]
+        only = [s.email for s in subscribers] if emails else None
         ACTIVE_RUNS.add(run_id)
         try:
-            self._work(subscribers, now, owner_id(run_id), scheduled=scheduled,
-                       only=[s.email for s in subscribers] if emails else None, done=done, plan=plan, work=work)
+            self._work(subscribers, now, owner_id(run_id), scheduled=scheduled, only=only, done=done, plan=plan, work=work)
+        except DigestError:
+            if work and not scheduled:  # a person is reading (a daemon's log says its error once)
+                self._say_unsent(outcomes, now, only, STOPPED_BY_ERROR, done)
+            raise
         finally:
             ACTIVE_RUNS.discard(run_id)
+        if work and not scheduled and self.stop.is_set():
+            self._say_unsent(outcomes, now, only, "not sent: the run was stopped before its turn", done)
         return outcomes
+
+    def _say_unsent(self, outcomes: list[Outcome], now: datetime, only: list[str] | None, why: str,
+                    done: Callable[[Outcome], None]) -> None:
+        """The plan's digests a stopped run did not come to, each said (none is lost: they wait)."""
+        told = {subscriber_key(o.subscriber) for o in outcomes}
+        try:
+            waiting = self.ledger.waiting(now - PLAN_FRESH, only)
+        except DigestError:  # the database is what failed: the error says so
+            return
+        for entry in waiting:
+            if entry.subscriber not in told:
+                done(Outcome(entry.subscriber, "deferred", len(entry.papers),
+                             f"{why} (left for the next run)"))
 
     def _unrecorded(self, rows: list[Listed], now: datetime, *, scheduled: bool, dry_run: bool,
                     to: str | None, done: Callable[[Outcome], None]) -> None:
-        """--dry-run and --to: matched and rendered (and sent to `to`), nothing recorded."""
+        """--dry-run: what a send would do now (the same people skipped, the same papers new to
+        each), rendered, nothing sent or recorded. --to: each named subscriber's digest of their
+        look-back, whatever the ledger says, sent to `to`, nothing recorded."""
         listed = [(roster.subscriber(row), row) for row in rows]
-        due = [(s, row) for s, row in listed
-               if receiving(self.config, s, now) and self.period_of(s, now, scheduled=scheduled) is not None]
-        _, digests = newly_seen(self.config, self.store, [s for s, _ in due], now, ledger=None)
+        receivers = [(s, row) for s, row in listed if receiving(self.config, s, now)]
+        if dry_run:  # the ledger read as a send reads it, never written
+            due_now: list[tuple[Subscriber, str, Entry | None]] = []
+            self._triage([s for s, _ in receivers], now, scheduled=scheduled, done=done, due=due_now, resend=[])
+            wanted = {subscriber_key(s.email) for s, _, _ in due_now}  # and those a plan has, still to send:
+            wanted |= {e.subscriber for e in self.ledger.waiting(now - PLAN_FRESH, [s.email for s, _ in receivers])}
+            wanted |= {e.subscriber for e in self.ledger.left_behind(now)}  # a send recovers them first
+            due = [(s, row) for s, row in receivers if subscriber_key(s.email) in wanted]
+        else:
+            due = [(s, row) for s, row in receivers if self.period_of(s, now, scheduled=scheduled) is not None]
+        _, digests = newly_seen(self.config, self.store, [s for s, _ in due], now,
+                                ledger=self.ledger if dry_run else None)
         jobs = []
         for (subscriber, row), digest in zip(due, digests):
             if digest.is_empty and not self._send_empty(subscriber):
@@ -550,7 +581,7 @@ class Delivery:
 
         def work(job: Job) -> BaseException | None:
             if self.stop.is_set() or state.fatal:
-                return TransientError("the run was stopped")
+                return TransientError(STOPPED_BY_ERROR if state.fatal else "the run was stopped")
             if state.connection_failures >= _SERVER_DOWN_AFTER:
                 return TransientError(f"SMTP server {state.sender().where} keeps failing")
             try:

@@ -33,9 +33,13 @@ def subscriber_status(config: Config, store: Store, now: datetime) -> list[dict[
         rows.append({
             "subscriber": subscriber.email,
             "schedule": f"{schedule} {zone}",
+            # The latest digest recorded: its slot (both fields the same moment), its state, and
+            # when it was sent (None while it is planned, deferred, uncertain, or failed)
             "last_digest": last.period if last else None,
-            "last_digest_local": _local(last.sent_at or last.created_at, zone) if last else None,
+            "last_digest_local": _local(_slot(last.period) or last.created_at, zone) if last else None,
             "last_state": last.state if last else None,
+            "last_sent": last.sent_at.isoformat(timespec="seconds") if last and last.sent_at else None,
+            "last_sent_local": _local(last.sent_at, zone) if last and last.sent_at else None,
             "last_error": last.last_error if last and last.state != "sent" else None,
             "next_due": upcoming.isoformat(),
             "next_due_local": _local(upcoming, zone),
@@ -50,6 +54,15 @@ def subscriber_status(config: Config, store: Store, now: datetime) -> list[dict[
             "status": state.status(receiving(config, subscriber, now)),
         })
     return rows
+
+
+def _slot(period: str) -> datetime | None:
+    """A ledger period as a moment (the slot it is for), None for one that is not a time."""
+    try:
+        moment = datetime.fromisoformat(period)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else None
 
 
 def _local(moment: datetime, zone: str) -> str:

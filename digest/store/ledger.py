@@ -323,6 +323,11 @@ class Ledger:
 
         return self._write(work)
 
+    def left_behind(self, now: datetime) -> list[Entry]:
+        """The claimed digests of runs that died, which `recover` gives back to pending: read only."""
+        rows = self._read(lambda conn: conn.execute(sa.select(digests).where(digests.c.state == "claimed")).all())
+        return [_entry(r) for r in rows if _owner_gone(r.claimed_by, r.lease_until, r.updated_at, now)]
+
     # -- plans and workers: a slot planned once, in batches; claims in batches, with leases
 
     def plan(self, rows: Sequence[Planned], rematch: Sequence[tuple[int, Planned]], resend: Sequence[int],
@@ -368,6 +373,13 @@ class Ledger:
         query = digests.update().where(digests.c.id.in_(sa.select(batch.c.id)), digests.c.state == "pending").values(
             state="claimed", claimed_by=owner, updated_at=now, lease_until=now + lease).returning(*digests.c)
         return sorted((_entry(r) for r in self.store.write_alone(query, {})), key=lambda e: e.id)
+
+    def waiting(self, planned_since: datetime, subscribers: Sequence[str] | None = None) -> list[Entry]:
+        """The digests of plans made since `planned_since` that no worker holds: still to send."""
+        query = sa.select(digests).where(digests.c.state == "pending", digests.c.planned_at >= planned_since)
+        if subscribers is not None:
+            query = query.where(digests.c.subscriber.in_([subscriber_key(e) for e in subscribers]))
+        return [_entry(r) for r in self._read(lambda conn: conn.execute(query.order_by(digests.c.id)).all())]
 
     def renew(self, owner: str, until: datetime) -> int:
         """The worker is alive: its claims are held until `until`."""
