@@ -78,6 +78,18 @@ def test_every_page_carries_the_security_headers_and_no_server_banner(web):
     assert status == 405
 
 
+def test_a_head_request_is_answered_as_a_get_and_unsubscribes_nobody(web):
+    """Link checkers and mail scanners send HEAD too: the page's headers, no body, no action."""
+    server, secret, ledger = web
+    path = f"/unsubscribe/{unsubscribe_token(secret, 'a@example.org')}"
+    status, headers, body = fetch(server, "HEAD", path)
+    assert status == 200 and body == "" and headers["content-type"].startswith("text/html")
+    assert "referrer-policy" in headers
+    assert ledger.state("a@example.org").active
+    status, _, page = fetch(server, "GET", path)
+    assert status == 200 and "Stop sending" in page  # still asked, not "already unsubscribed"
+
+
 def test_malformed_and_oversized_requests_get_a_4xx_and_change_nothing(web):
     server, secret, ledger = web
     path = f"/unsubscribe/{unsubscribe_token(secret, 'a@example.org')}".encode()

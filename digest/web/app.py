@@ -150,7 +150,20 @@ def make_app(secret: str, ledger: Ledger, *, list_name: str = "Paper digest", te
         *rating_routes(centre, pages.page, csrf),
         *admin_routes(centre, pages.page, csrf),
     ], exception_handlers={404: http_error, 405: http_error})
-    return security_headers(body_limit(app, MAX_BODY))
+    return security_headers(head_as_get(body_limit(app, MAX_BODY)))
+
+
+def head_as_get(app: ASGIApp) -> ASGIApp:
+    """HEAD answered as GET (the server sends the headers alone). Every page's handler takes
+    what is not a GET for its form's POST: a link checker's or mail scanner's HEAD of an
+    unsubscribe link unsubscribed the reader."""
+
+    async def wrapped(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "HEAD":
+            scope = {**scope, "method": "GET"}  # the server's own record of the request stays HEAD
+        await app(scope, receive, send)
+
+    return wrapped
 
 
 def security_headers(app: ASGIApp) -> ASGIApp:
