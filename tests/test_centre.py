@@ -306,6 +306,18 @@ def test_a_fresh_manage_link_retires_the_old_one_after_a_day(site):
     assert site.centre.manage_key(old) is None and site.centre.manage_key(new) == "yaml@example.org"
 
 
+def test_asking_for_manage_links_past_the_cap_never_retires_the_ones_mailed(site):
+    """Anyone may ask for anyone's link: past the day's cap nothing is mailed, and nothing
+    retired, so the owner always holds a link that works (the last one mailed)."""
+    for _ in range(6):
+        site.centre.mail_manage_link("yaml@example.org")
+    site.wait_mails(3)  # per_address: 3
+    last = link_in(site.mails("yaml@example.org")[-1], "manage").rsplit("/", 1)[1]
+    assert site.centre.manage_key(last) == "yaml@example.org"
+    site.clock.now += timedelta(days=1, seconds=1)
+    assert site.centre.manage_key(last) == "yaml@example.org"
+
+
 def test_sign_ups_are_closed_unless_opened(tmp_path):
     with SmtpServer() as smtp:
         config = load_config(write(tmp_path, smtp.port, ["a@example.org"], state=fresh_database(tmp_path)))

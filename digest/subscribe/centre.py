@@ -164,10 +164,10 @@ class Centre:
         """A fresh manage link to a subscriber (the older ones retire after a grace period);
         nothing to an address that is not subscribed (the caller answers the same)."""
         key = subscriber_key(email)
-        if not self._known(key):
-            return
+        if not self._known(key) or not self._may_mail(key, "manage"):  # the cap first: asking past it
+            return  # retired their links without mailing a new one (anyone may ask, for any address)
         self.directory.renew_manage(key, self.clock(), MANAGE_GRACE)
-        self._mail(key, email, "manage", self.manage_url(email), reason="asked")
+        self._send_notice(email, "manage", self.manage_url(email), reason="asked")
 
     def purge(self) -> int:
         """Remove sign-ups (and mail records) older than a week; how many sign-ups went."""
