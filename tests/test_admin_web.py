@@ -236,6 +236,7 @@ def test_search_the_state_filter_and_pages(admin_site):
     assert "Page 2 of 2" in html and 'rel="prev"' in html
     assert admin.listed("?q=example.net&page=3")[0] == {}
     assert admin.listed("?page=banana")[0]  # page 1
+    assert admin.listed("?page=%C2%B2")[0] and admin.listed("?page=" + "9" * 5000)[0]  # "²", and past int(): page 1
 
 
 def test_paused_until_is_their_day_in_their_time_zone(admin_site):

@@ -264,6 +264,24 @@ def test_every_problem_is_shown_at_its_field_and_nothing_is_stored(site):
     assert status == 400 and "at most 20" in html
 
 
+def test_numbers_a_form_should_not_send_get_their_field_s_message_never_a_500(site):
+    """"²".isdigit() is true and int() refuses it; "--1" passed a strip of "-"; 5,000 digits
+    are past int()'s limit; Arabic-Indic digits were stored as a schedule."""
+    odd = [{"topic_name_1": "T", "topic_keywords_1": "llm", "topic_sensitivity_1": "²"},
+           {"topic_name_1": "T", "topic_keywords_1": "llm", "topic_sensitivity_1": "--1"},
+           {"max_papers": "²"}, {"max_papers": "0"}, {"schedule_time": "٠٧:٣٠"},
+           {"topic_name_" + "9" * 5000: "T", "topic_keywords_" + "9" * 5000: "llm"}]
+    for n, fields in enumerate(odd):
+        status, html = site.browser().subscribe(f"odd{n}@example.org", **fields)
+        assert status in (200, 400) and "Internal Server Error" not in html, (fields, status)
+    assert "Papers at most: at least 1" in site.browser().subscribe("zero@example.org", max_papers="0")[1]
+    status, html = site.browser().subscribe("arabic@example.org", schedule_time="٠٧:٣٠")
+    assert status == 400 and "a time of day such as 07:30" in html
+    status, _ = site.browser().subscribe("sup@example.org", topic_name_1="T", topic_keywords_1="llm",
+                                         topic_sensitivity_1="²")
+    assert status == 400
+
+
 def test_one_address_gets_at_most_three_mails_a_day_whoever_asks(site):
     for _ in range(6):
         assert site.browser().subscribe("target@example.org")[0] == 200

@@ -24,6 +24,15 @@ from ..config import MAX_TOPICS, Config, Subscriber, Topic
 OWN_TOPIC_ROWS = 3  # blank rows for topics of one's own (no script needed to add one)
 DAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 _SPLIT = re.compile(r"[,;\n]")
+# Numbers as a form may send them: ASCII digits, a few of them ("²".isdigit() is true, and
+# int() of 5,000 digits raises): anything else is the field's own message, never a 500
+_ROW_FIELD = re.compile(r"topic_\w+?_([0-9]{1,4})", re.ASCII)
+_SENSITIVITY = re.compile(r"-?[0-9]{1,2}")
+_COUNT = re.compile(r"[0-9]{1,6}")
+_PLAIN = {  # the model's bounds as a person reads them, not "Input should be greater than or equal to 1"
+    "greater_than_equal": "at least {ge}", "less_than_equal": "at most {le}", "greater_than": "more than {gt}",
+    "less_than": "less than {lt}", "string_too_long": "at most {max_length} characters",
+    "string_too_short": "at least {min_length} characters", "too_long": "at most {max_length} of them"}
 _EXAMPLES_SPLIT = re.compile(r"[,;\s]+")  # ids and links hold none of these
 _TOPIC_FIELDS = ("name", "description", "keywords", "query", "examples")
 
@@ -73,7 +82,7 @@ def read(config: Config, form: Mapping[str, Sequence[str]], *, email: str | None
     def one(name: str) -> str:
         return (form.get(name) or [""])[0].strip()
 
-    rows = sorted({int(m.group(1)) for name in form if (m := re.fullmatch(r"topic_\w+?_(\d+)", name))})
+    rows = sorted({int(m.group(1)) for name in form if (m := _ROW_FIELD.fullmatch(name))})
     topics_shown = [{f: one(f"topic_{f}_{n}") for f in _TOPIC_FIELDS} for n in rows]
     sensitivities = [one(f"topic_sensitivity_{n}") or "0" for n in rows]
     # What the form does not show of a topic (excludes, categories, authors, upvotes: set in a
@@ -114,7 +123,7 @@ def read(config: Config, form: Mapping[str, Sequence[str]], *, email: str | None
         if shown["examples"]:
             topic["examples"] = [e for e in _EXAMPLES_SPLIT.split(shown["examples"]) if e]
         if level != "0":
-            if level.lstrip("-").isdigit():
+            if _SENSITIVITY.fullmatch(level):
                 topic["sensitivity"] = int(level)
             else:
                 errors[f"topic_sensitivity_{n}"] = f"Topic {n}: pick fewer, the usual or more papers"
@@ -136,7 +145,7 @@ def read(config: Config, form: Mapping[str, Sequence[str]], *, email: str | None
     if values["timezone"]:
         data["timezone"] = values["timezone"]
     if values["max_papers"]:
-        if values["max_papers"].isdigit():
+        if _COUNT.fullmatch(values["max_papers"]):
             data["max_papers"] = int(values["max_papers"])
         else:
             errors["max_papers"] = "Papers at most: a whole number, such as 10"
@@ -180,7 +189,8 @@ def _keywords(field: str) -> list[str]:
 def _located(error: Any, where: list[str]) -> tuple[str, str]:
     """(form field, a person's message) for one of the model's errors."""
     loc = [part for part in error["loc"] if not (isinstance(part, str) and "[" in part)]
-    message = str(error.get("msg", "")).removeprefix("Value error, ")
+    message = _PLAIN[error["type"]].format(**error["ctx"]) if error.get("type") in _PLAIN and error.get("ctx") \
+        else str(error.get("msg", "")).removeprefix("Value error, ")
     head = loc[0] if loc else ""
     labels = {"email": "E-mail", "name": "Name", "schedule": "Schedule", "timezone": "Time zone",
               "max_papers": "Papers at most"}
@@ -207,7 +217,7 @@ def _schedule(values: dict[str, Any], errors: dict[str, str]) -> str | None:
     if kind not in ("daily", "weekdays", "weekly"):
         errors["schedule_kind"] = "Schedule: pick daily, weekdays or weekly"
         return None
-    found = re.fullmatch(r"(\d{1,2}):(\d{2})", time)
+    found = re.fullmatch(r"([0-9]{1,2}):([0-9]{2})", time)  # ASCII: "٠٧:٣٠" is not stored as a schedule
     if not found or int(found[1]) > 23 or int(found[2]) > 59:
         errors["schedule_time"] = "Schedule: a time of day such as 07:30"
         return None

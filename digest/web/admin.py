@@ -31,6 +31,7 @@ import hmac
 import logging
 import math
 import os
+import re
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -151,7 +152,7 @@ def admin_routes(centre: Centre | None, page: Callable[..., HTMLResponse], csrf:
         search = params.get("q", "").strip()[:MAX_SEARCH]
         state = params.get("state") if params.get("state") in STATES else None
         number = params.get("page", "1")
-        return search, state, int(number) if number.isdigit() and 0 < int(number) < 10**6 else 1
+        return search, state, int(number) if re.fullmatch(r"[0-9]{1,6}", number) and int(number) > 0 else 1
 
     def url(search: str, state: str | None, number: int = 1, **more: str) -> str:
         """A link to the list (relative: a path prefix at the proxy still works)."""
