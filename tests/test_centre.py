@@ -16,12 +16,13 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+import sqlalchemy as sa
 
 from digest.config import Subscriber, load_config
-from digest.render.links import confirm_token
+from digest.render.links import confirm_token, unsubscribe_token
 from digest.store import Store
 from digest.store.directory import Directory
-from digest.store.ledger import Ledger
+from digest.store.ledger import Ledger, subscriber_state
 from digest.store.signups import SignUpStore
 from digest.subscribe.centre import Centre, smtp_send
 from digest.web.unsubscribe import unsubscribe_server
@@ -470,6 +471,14 @@ def test_pause_unsubscribe_resubscribe_export_and_delete(site):
     assert Directory(site.store).get(["me@example.org"]) == {}
     assert visitor.get(manage)[0] == 400  # the link is dead
     assert Ledger(site.store).state("me@example.org").active  # no state kept (a new sign-up starts afresh)
+    # An old digest's unsubscribe link, one-click or by hand, writes the address back nowhere
+    old = f"/unsubscribe/{unsubscribe_token(site.secret, 'me@example.org')}"
+    status, html = visitor.post(old, {"List-Unsubscribe": "One-Click"})
+    assert status == 200 and "is not subscribed" in html
+    assert visitor.post(old, {"action": "resubscribe"})[1].count("is not subscribed") == 1
+    assert "is not subscribed" in visitor.get(old)[1]
+    states = site.store.read(lambda conn: conn.scalar(sa.select(sa.func.count()).select_from(subscriber_state)))
+    assert states == 0 and Directory(site.store).get(["me@example.org"]) == {}
 
 
 def test_the_live_preview_answers_for_the_values_being_edited(site):

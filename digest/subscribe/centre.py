@@ -173,6 +173,10 @@ class Centre:
         """Remove sign-ups (and mail records) older than a week; how many sign-ups went."""
         return self.signups.purge(self.clock() - PURGE_AFTER)
 
+    def knows(self, email: str) -> bool:
+        """Whether the address is a subscriber (of any origin), unsubscribed ones included."""
+        return self._known(subscriber_key(email))
+
     def _known(self, key: str) -> bool:
         """Whether the address is a subscriber, of any origin (subscribers.yaml's synced first:
         one query when the file has not changed)."""

@@ -106,6 +106,11 @@ def make_app(secret: str, ledger: Ledger, *, list_name: str = "Paper digest", te
         email = email_from_token(secret, request.path_params["token"])
         if email is None:
             return not_valid(400)
+        if centre is not None and not await run_in_threadpool(centre.knows, email):  # deleted (or taken off
+            # the list): an old e-mail's link records nothing, neither "unsubscribed" nor "again"
+            return pages.page("unsubscribe.html.j2", title="Not subscribed", state="gone",
+                              message=f"{email} is not subscribed: it gets no paper digests, and nothing is kept "
+                                      "about it here.")
         if request.method == "GET":
             since = (await run_in_threadpool(ledger.state, email)).unsubscribed_at
             if since is not None:  # a second visit: say so, never ask again
