@@ -90,6 +90,19 @@ def test_a_head_request_is_answered_as_a_get_and_unsubscribes_nobody(web):
     assert status == 200 and "Stop sending" in page  # still asked, not "already unsubscribed"
 
 
+def test_a_trailing_slash_redirects_within_the_site_whatever_the_host_header_says(web):
+    server, secret, _ = web
+    path = f"/unsubscribe/{unsubscribe_token(secret, 'a@example.org')}"
+    status, headers, _ = fetch(server, "GET", path + "/?x=1", headers={"Host": "evil.example"})
+    assert status == 307 and headers["location"] == path + "?x=1"  # relative: no host of the request's
+    for sneaky in ("//evil.example/", "/\\evil.example/", "/%2F%2Fevil.example/"):
+        status, headers, _ = fetch(server, "GET", sneaky)
+        assert status == 307 and headers["location"].startswith("/") and not headers["location"].startswith("//"), \
+            headers["location"]
+        assert "\\" not in headers["location"]
+    assert fetch(server, "GET", path + "/", headers={"Host": "evil.example"})[0] == 307
+
+
 def test_malformed_and_oversized_requests_get_a_4xx_and_change_nothing(web):
     server, secret, ledger = web
     path = f"/unsubscribe/{unsubscribe_token(secret, 'a@example.org')}".encode()

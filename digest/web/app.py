@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, quote, urlsplit
 
 import jinja2
 from starlette.applications import Starlette
@@ -155,7 +155,27 @@ def make_app(secret: str, ledger: Ledger, *, list_name: str = "Paper digest", te
         *rating_routes(centre, pages.page, csrf),
         *admin_routes(centre, pages.page, csrf),
     ], exception_handlers={404: http_error, 405: http_error})
-    return security_headers(head_as_get(body_limit(app, MAX_BODY)))
+    app.router.redirect_slashes = False  # its redirect names the Host the request gave: slash_less instead
+    return security_headers(head_as_get(slash_less(body_limit(app, MAX_BODY))))
+
+
+def slash_less(app: ASGIApp) -> ASGIApp:
+    """A path with a trailing slash redirected to the path without it, by a relative Location:
+    Starlette's own redirect wrote the request's Host header into it (`Host: evil.example`
+    sent a reader's manage token there, through a proxy that passes Host on)."""
+
+    async def wrapped(scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if scope["type"] == "http" and len(path) > 1 and path.endswith("/"):
+            query = scope.get("query_string", b"")
+            target = "/" + path.strip("/") + (f"?{query.decode('latin-1')}" if query else "")
+            headers = [(b"location", quote(target, safe="/?=&~%:+,;@!$'()*").encode("ascii")), (b"content-length", b"0")]
+            await send({"type": "http.response.start", "status": 307, "headers": headers})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        await app(scope, receive, send)
+
+    return wrapped
 
 
 def head_as_get(app: ASGIApp) -> ASGIApp:
