@@ -144,6 +144,50 @@ def test_slow_partial_requests_time_out_and_others_are_still_answered(web, monke
             sock.close()
 
 
+def test_a_body_that_never_arrives_whole_is_answered_408_and_closed_quietly(web, monkeypatch, caplog):
+    """Content-Length 60,000 and one byte sent: the connection no longer stays open for ever;
+    a client that leaves mid-body leaves no traceback in the log."""
+    from digest.web import app as web_app
+
+    server, secret, ledger = web
+    monkeypatch.setattr(web_app, "BODY_TIMEOUT", 1.0)
+    path = f"/unsubscribe/{unsubscribe_token(secret, 'a@example.org')}".encode()
+    head = b"POST " + path + b" HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n" \
+        b"Content-Length: 60000\r\n\r\nL"
+    started = time.monotonic()
+    with socket.create_connection(server.server_address, timeout=10) as sock:
+        sock.sendall(head)
+        reply = b""
+        while chunk := sock.recv(65536):  # to the server's close
+            reply += chunk
+    assert reply.startswith(b"HTTP/1.1 408") and time.monotonic() - started < 5, reply[:100]
+    with caplog.at_level("DEBUG"):
+        with socket.create_connection(server.server_address, timeout=10) as sock:
+            sock.sendall(head)
+        time.sleep(0.5)  # gone: the server meets the end of the stream
+    assert not [r for r in caplog.records if r.levelno >= 30], [r.getMessage() for r in caplog.records]
+    assert ledger.state("a@example.org").active
+
+
+def test_past_the_connection_limit_a_request_gets_503_at_once(tmp_path, monkeypatch):
+    store = Store(fresh_database(tmp_path))
+    monkeypatch.setattr(web_server, "MAX_CONCURRENT", 5)
+    server = unsubscribe_server("127.0.0.1:0", store.secret(), Ledger(store))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    idle = [socket.create_connection(server.server_address, timeout=10) for _ in range(5)]
+    try:
+        time.sleep(0.3)
+        started = time.monotonic()
+        status, _, _ = fetch(server, "GET", "/static/site.css")
+        assert status == 503 and time.monotonic() - started < 2
+        for sock in idle:
+            sock.close()
+        time.sleep(0.3)
+        assert fetch(server, "GET", "/static/site.css")[0] == 200
+    finally:
+        server.shutdown()
+
+
 def load(server, method: str, paths: list[str], at_once: int, body: str = "") -> list[tuple[object, float]]:
     """The requests from clients in a process of their own (tests/load_client.py)."""
     import json

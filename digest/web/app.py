@@ -18,6 +18,7 @@ request bodies are limited in size.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from datetime import UTC, datetime
@@ -29,7 +30,7 @@ import jinja2
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
@@ -45,6 +46,7 @@ from .ratings import rating_routes
 log = logging.getLogger("digest.web")
 
 MAX_BODY = 64 * 1024  # a form is a few hundred bytes; nothing larger is read
+BODY_TIMEOUT = 10.0  # seconds for a request's body to arrive whole, from the first read of it
 SECURITY_HEADERS = [
     (b"content-security-policy", b"default-src 'none'; style-src 'self'; script-src 'self'; connect-src 'self'; img-src 'self'; "
                                  b"form-action 'self'; "
@@ -154,7 +156,7 @@ def make_app(secret: str, ledger: Ledger, *, list_name: str = "Paper digest", te
         *centre_routes(centre, pages.page, csrf),
         *rating_routes(centre, pages.page, csrf),
         *admin_routes(centre, pages.page, csrf),
-    ], exception_handlers={404: http_error, 405: http_error})
+    ], exception_handlers={404: http_error, 405: http_error, 408: body_too_slow})
     app.router.redirect_slashes = False  # its redirect names the Host the request gave: slash_less instead
     return security_headers(head_as_get(slash_less(body_limit(app, MAX_BODY))))
 
@@ -191,6 +193,12 @@ def head_as_get(app: ASGIApp) -> ASGIApp:
     return wrapped
 
 
+async def body_too_slow(_request: Request, _exc: Exception) -> Response:
+    """body_limit's 408, and the connection closed (kept alive, the client's half-sent body
+    would hold it until the keep-alive timeout)."""
+    return Response("request body too slow\n", 408, media_type="text/plain", headers={"connection": "close"})
+
+
 def security_headers(app: ASGIApp) -> ASGIApp:
     async def wrapped(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -207,7 +215,10 @@ def security_headers(app: ASGIApp) -> ASGIApp:
 
 
 def body_limit(app: ASGIApp, limit: int) -> ASGIApp:
-    """413 for a body over `limit` bytes, by its Content-Length or as it arrives (chunked)."""
+    """413 for a body over `limit` bytes, by its Content-Length or as it arrives (chunked);
+    408 for one not whole within BODY_TIMEOUT seconds (a client that declares 60 KB and sends a
+    byte held its connection for ever, and twenty thousand of them every file descriptor); a
+    client gone mid-body is nothing to answer (uvicorn logged a traceback for each)."""
 
     async def wrapped(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -216,10 +227,16 @@ def body_limit(app: ASGIApp, limit: int) -> ASGIApp:
         if declared is not None and declared.isdigit() and int(declared) > limit:
             return await _too_large(send)
         seen = 0
+        deadline: float | None = None
 
         async def counted() -> Message:
-            nonlocal seen
-            message = await receive()
+            nonlocal seen, deadline
+            loop = asyncio.get_running_loop()
+            deadline = deadline or loop.time() + BODY_TIMEOUT  # from the app's first read of the body
+            try:
+                message = await asyncio.wait_for(receive(), max(0.0, deadline - loop.time()))
+            except TimeoutError:
+                raise HTTPException(408) from None
             seen += len(message.get("body", b""))
             if seen > limit:
                 raise HTTPException(413)
@@ -231,6 +248,8 @@ def body_limit(app: ASGIApp, limit: int) -> ASGIApp:
             if exc.status_code != 413:
                 raise
             await _too_large(send)
+        except ClientDisconnect:
+            log.debug("a client left before its request's body was whole")
 
     return wrapped
 

@@ -5,8 +5,10 @@ uvicorn (asyncio) holds thousands of connections without a thread each: a slow o
 costs a socket, not a worker. It is configured for a public port behind a proxy: a real
 accept backlog, idle keep-alive connections closed after a few seconds, a request line and
 headers of at most 16 KB, malformed requests answered with 400 by its parser, no server
-banner, and requests whose headers are not complete within `HEADER_TIMEOUT` closed (uvicorn
-has no such limit of its own; see `_SlowHeaders`)."""
+banner, requests whose headers are not complete within `HEADER_TIMEOUT` closed (uvicorn
+has no such limit of its own; see `_SlowHeaders`), bodies within `BODY_TIMEOUT` (web/app.py), and
+past MAX_CONCURRENT connections and requests at once, 503 at once rather than a queue that
+grows until the process runs out of file descriptors."""
 
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ BACKLOG = 2048
 KEEP_ALIVE = 5  # seconds an idle connection stays open
 HEADER_TIMEOUT = 10.0  # seconds from a connection (or its previous response) to a complete request head
 MAX_HEAD = 16 * 1024
+MAX_CONCURRENT = 1000  # connections (and requests being answered) at once; then 503
 
 
 def http_server(host: str, port: int, handler: type[BaseHTTPRequestHandler], *, hint: str) -> ThreadingHTTPServer:
@@ -86,6 +89,7 @@ class WebServer:
         self.server = uvicorn.Server(uvicorn.Config(
             app, http=_SlowHeaders, lifespan="off", log_level="warning", access_log=False, server_header=False,
             backlog=BACKLOG, timeout_keep_alive=KEEP_ALIVE, h11_max_incomplete_event_size=MAX_HEAD,
+            limit_concurrency=MAX_CONCURRENT,
             timeout_graceful_shutdown=5))
         self.stopped = threading.Event()
 
