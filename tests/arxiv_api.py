@@ -53,6 +53,7 @@ class ArxivApi:
     def __init__(self, entries: dict[str, str] | None = None) -> None:
         self.entries = entries if entries is not None else captured_entries()
         self.failures: list[int] = []
+        self.delay = 0.0  # seconds before each answer (a slow arXiv)
         self.asked: list[list[str]] = []
         self.times: list[float] = []
         api = self
@@ -63,6 +64,7 @@ class ArxivApi:
                 ids = [i for i in (parse_qs(parts.query).get("id_list") or [""])[0].split(",") if i]
                 api.asked.append(ids)
                 api.times.append(time.monotonic())
+                time.sleep(api.delay)
                 if parts.path != "/api/query":
                     return self._answer(404, b"not found")
                 if api.failures:

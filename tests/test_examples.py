@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import logging
 import re
+import threading
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -328,3 +330,29 @@ def test_the_manage_page_saves_examples_trains_the_topic_and_its_preview_follows
     assert topic["examples"] == [*EXAMPLES, "2606.99999"]
     assert visitor.post(manage + "/delete", visitor.form(manage + "/delete"))[0] == 200
     assert Examples(site.store).trained_with() == {} and model_of(site.store, "me@example.org", "Testing") is None
+
+
+@pytest.mark.database
+def test_saves_at_once_never_queue_on_arxiv_one_asks_the_others_say_later(site_with_arxiv):
+    """Each save that asked arXiv held one of the server's threads while arXiv's pacing queued
+    them: 45 at once stalled every page for minutes. One asks; the others save at once."""
+    site, api = site_with_arxiv
+    api.delay = 3.0
+    first, first_page = subscribed(site, "first@example.org")
+    second, second_page = subscribed(site, "second@example.org")
+    settings = {"action": "save", "topic_name_1": "Testing", "topic_description_1": "Testing.",
+                "schedule_kind": "daily", "schedule_time": "07:30", "timezone": "UTC", "max_papers": "50"}
+    asking = threading.Thread(target=lambda: first.post(first_page, {**first.form(first_page), **settings,
+                                                                    "topic_examples_1": EXAMPLES[2]}))
+    asking.start()
+    deadline = time.monotonic() + 10
+    while not api.asked and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert api.asked == [[EXAMPLES[2]]]  # the first save waits on arXiv
+    started = time.monotonic()
+    status, _ = second.post(second_page, {**second.form(second_page), **settings, "topic_examples_1": EXAMPLES[3]})
+    assert status == 303 and time.monotonic() - started < 2  # saved at once, arXiv not asked again
+    html = second.get(second_page + "?done=saved")[1]
+    assert f"Not fetched from arXiv yet: {EXAMPLES[3]}" in html
+    asking.join(timeout=30)
+    assert api.asked == [[EXAMPLES[2]]]

@@ -71,6 +71,10 @@ class SelfService:
         self._papers_lock = threading.Lock()
         self._previews: OrderedDict[tuple, Digest] = OrderedDict()  # by papers read and settings
         self.fetcher = Fetcher(retries=2)  # one for every save: arXiv's 3 s between requests holds across them
+        # One save asks arXiv at a time: saves at once queued on its 3 s pacing, each holding one
+        # of the server's threads (45 of them stalled every page for minutes); the others train
+        # with what the store has, and their examples are asked for after the next fetch
+        self._asking = threading.Lock()
         self.arxiv_interval = ARXIV_INTERVAL
 
     @property
@@ -117,8 +121,15 @@ class SelfService:
     def learn_examples(self, subscriber: Subscriber) -> Refreshed:
         """Their topics whose examples changed, retrained now (new examples asked of arXiv, for
         up to EXAMPLES_WAIT seconds): the next digest, and the preview, follow them."""
-        return refresh(self.centre.directory.store, [subscriber], self.centre.clock(), Asking(
-            self.config.arxiv_api, self.fetcher, self.arxiv_interval, within=EXAMPLES_WAIT))
+        if not self._asking.acquire(blocking=False):
+            return refresh(self.centre.directory.store, [subscriber], self.centre.clock(), Asking(
+                self.config.arxiv_api, self.fetcher, self.arxiv_interval, within=0.0))
+        try:
+            return refresh(self.centre.directory.store, [subscriber], self.centre.clock(), Asking(
+                self.config.arxiv_api, self.fetcher, self.arxiv_interval, timeout=EXAMPLES_WAIT,
+                within=EXAMPLES_WAIT))
+        finally:
+            self._asking.release()
 
     def examples_found(self, subscriber: Subscriber) -> dict[str, dict[str, list[str]]]:
         """Per topic with examples, those arXiv does not know and those not fetched yet (the
