@@ -171,9 +171,12 @@ def test_sign_up_confirm_by_post_only_then_subscribed(site):
     assert row.origin == "self" and row.timezone == "Europe/Berlin" and row.schedule == "daily 07:30"
     assert '"preset":"Language models"' in row.profile and "text-to-image" in row.profile
     assert re.search(r'href="https://digest\.example\.org/manage/[A-Za-z0-9_~-]+"', html)
-    # single use: the same link again is refused, and changes nothing
+    # single use: the same link again is refused, and changes nothing; opened again, it says
+    # they are subscribed (not "sign up again"), and where to change their topics
     assert visitor.post(path, hidden)[0] == 400
-    assert visitor.get(path)[0] == 400
+    status, html = visitor.get(path)
+    assert status == 200 and "confirmed already" in html and "Sign up again" not in html and 'href="/manage"' in html
+    assert "/manage/" not in html  # no manage link to whoever holds an old confirmation link
 
 
 def test_a_sentence_alone_is_a_topic_of_ones_own(site):

@@ -144,6 +144,13 @@ class Centre:
             return None
         return signup
 
+    def confirmed_before(self, token: str) -> bool:
+        """Whether a confirmation token names a sign-up confirmed already, whose address is
+        still subscribed (a second visit of the link: nothing to do)."""
+        signup_id = signup_from_token(self.secret, token)
+        signup = self.signups.get(signup_id) if signup_id else None
+        return signup is not None and signup.confirmed_at is not None and self._known(signup.key)
+
     def confirm(self, token: str) -> Confirmed | None:
         """Confirm a sign-up (once): the subscriber joins the directory, of origin `self`."""
         signup_id = signup_from_token(self.secret, token)

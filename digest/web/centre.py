@@ -170,6 +170,10 @@ def centre_routes(centre: Centre | None, page: Callable[..., HTMLResponse], csrf
         token = request.path_params["token"]
         if request.method == "GET":
             signup = await run_in_threadpool(centre.pending, token)
+            if signup is None and await run_in_threadpool(centre.confirmed_before, token):
+                return page("message.html.j2", title="Already subscribed", state="confirmed-before", ask_link=True,
+                            message="This subscription is confirmed already: nothing more to do. To change "
+                                    "your topics, follow the link at the end of any digest, or ask for one below.")
             if signup is None:
                 return invalid_link("confirmation")
             return with_token(request, "confirm.html.j2", title="Confirm your subscription", email=signup.email)
