@@ -723,8 +723,11 @@ def subscribers_import(app: App, file: str) -> None:
     except OSError as exc:
         raise DigestError(f"cannot read {file}: {exc.strerror or exc}") from None
     rows, theirs = read_subscribers(text, file)
-    added, changed = _admin(app).import_rows(rows, file)
-    out.print(f"{len(rows)} row{'s' * (len(rows) != 1)}: {added} added, {changed} updated, {len(rows) - added - changed} unchanged"
+    added, changed, own = _admin(app).import_rows(rows, file)
+    out.print(f"{len(rows)} row{'s' * (len(rows) != 1)}: {added} added, {changed} updated, "
+              f"{len(rows) - added - changed - own} unchanged"
+              + (f"; {own} of people who signed up on the web left as they are (they change their own settings)"
+                 if own else "")
               + (f"; {theirs} rows of origin config skipped (they belong to a subscribers.yaml)" if theirs else ""),
               highlight=False)
 

@@ -113,6 +113,32 @@ def test_export_then_import_elsewhere_gives_the_same_subscribers(tmp_path, sampl
         "ada@example.org": "admin", "bob@example.org": "admin", **dict.fromkeys(YAML_PEOPLE, "config")}
 
 
+def test_an_export_read_back_here_leaves_the_web_s_subscribers_to_them(tmp_path, samples):
+    """Importing this list's own export back failed on every row of someone who signed up on
+    the web ("origin self"): those rows are theirs, left as they are, and said so."""
+    from datetime import UTC, datetime
+
+    from digest.config import Subscriber, load_config
+    from digest.deliver import roster
+    from digest.store import open_store
+    from digest.store.directory import Directory
+
+    path = setup(tmp_path, samples, 25, YAML_PEOPLE)
+    config = load_config(path)
+    web = Subscriber.model_validate({"email": "eve@example.org", "topics": [{"name": "RAG", "keywords": ["RAG"]}]})
+    now = datetime.now(UTC)
+    Directory(open_store(config)).put("self", [roster.as_wanted(config, web)], now,
+                                       lambda schedule, timezone: roster.first_due(schedule, timezone, now))
+    write_csv(tmp_path / "in.csv", [{"email": "ada@example.org", "name": "Ada", "topics": "KV cache"}])
+    assert digest_cli("subscribers", "import", str(tmp_path / "in.csv"), config=path).returncode == 0
+    (tmp_path / "out.csv").write_text(digest_cli("subscribers", "export", config=path).stdout, encoding="utf-8")
+    again = digest_cli("subscribers", "import", str(tmp_path / "out.csv"), config=path)
+    assert again.returncode == 0, again.stderr
+    assert "2 rows: 0 added, 0 updated, 1 unchanged; 1 of people who signed up on the web left as they are" in again.stdout
+    origins = {p["email"]: p["origin"] for p in listed(path)}
+    assert origins["eve@example.org"] == "self" and origins["ada@example.org"] == "admin"
+
+
 def test_add_and_remove_refuse_what_subscribers_yaml_holds(tmp_path, samples):
     config = setup(tmp_path, samples, 25, YAML_PEOPLE)
     added = digest_cli("subscribers", "add", "ada@example.org", "--name", "Ada", "--topic", "KV cache",

@@ -23,6 +23,7 @@ from ..store.ledger import Ledger, SubscriberState, subscriber_key
 from .csv_rows import MORE, topics_cell
 
 ORIGIN = "admin"
+SELF = "self"  # signed up, or changed their settings, on the web (subscribe/centre.py)
 HELD_BY = {"config": "it is listed in subscribers.yaml: change it there"}
 
 
@@ -69,17 +70,21 @@ class SubscriberAdmin:
                 raise DigestError(f"{email} cannot be removed here: {HELD_BY.get(held[key], f'origin {held[key]}')}")
         return self.directory.remove(ORIGIN, keys)
 
-    def import_rows(self, rows: Sequence[tuple[int, Subscriber]], shown: str) -> tuple[int, int]:
-        """Add or update every row, after checking none belongs to another origin (all such
-        rows reported with their lines, nothing changed). Returns (added, changed)."""
+    def import_rows(self, rows: Sequence[tuple[int, Subscriber]], shown: str) -> tuple[int, int, int]:
+        """Add or update every row, after checking none belongs to subscribers.yaml (all such
+        rows reported with their lines, nothing changed). The rows of people who signed up on
+        the web are left as they are (theirs to change: an export read back holds them).
+        Returns (added, changed, left to their owners)."""
         held = self.directory.origins([subscriber_key(s.email) for _, s in rows])
+        theirs = [(line, s) for line, s in rows if held.get(subscriber_key(s.email)) == SELF]
+        rows = [(line, s) for line, s in rows if held.get(subscriber_key(s.email)) != SELF]
         problems = [Problem(shown, line, "email", f"{s.email}: {HELD_BY.get(origin, f'origin {origin}')}")
                     for line, s in rows if (origin := held.get(subscriber_key(s.email), ORIGIN)) != ORIGIN]
         problems += [Problem(shown, line, "topics", f"{s.email}: no topics, so no digest ever: give topics, or a "
                              "trending count for the trending list alone") for line, s in rows if not self._gets_something(s)]
         if problems:
             raise ConfigError(problems)
-        return self._put([s for _, s in rows])
+        return (*self._put([s for _, s in rows]), len(theirs))
 
     def _gets_something(self, subscriber: Subscriber) -> bool:
         """Topics, or a trending section (theirs or the default): as `digest validate` asks of
