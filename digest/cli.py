@@ -86,8 +86,8 @@ class DigestGroup(click.Group):
         except ConfigError as exc:
             for problem in exc.problems:
                 err.print(f"[red]error:[/] {escape(str(problem))}", highlight=False)
-            if len(exc.problems) > 1:
-                err.print(f"{len(exc.problems)} problems in the configuration", highlight=False)
+            if exc.summary or len(exc.problems) > 1:
+                err.print(exc.summary or f"{len(exc.problems)} problems in the configuration", highlight=False)
             sys.exit(2)
         except (UnknownSubscriber, TemplateError) as exc:  # a wrong argument, a template: the user's to fix
             err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
@@ -722,8 +722,13 @@ def subscribers_import(app: App, file: str) -> None:
                           hint="save it as CSV UTF-8 from your spreadsheet") from None
     except OSError as exc:
         raise DigestError(f"cannot read {file}: {exc.strerror or exc}") from None
-    rows, theirs = read_subscribers(text, file)
-    added, changed, own = _admin(app).import_rows(rows, file)
+    try:
+        rows, theirs = read_subscribers(text, file)
+        added, changed, own = _admin(app).import_rows(rows, file)
+    except ConfigError as exc:
+        count = len(exc.problems)
+        exc.summary = f"{count} problem{'s' * (count != 1)} in {file}: nothing was imported (correct them and import again)"
+        raise
     out.print(f"{len(rows)} row{'s' * (len(rows) != 1)}: {added} added, {changed} updated, "
               f"{len(rows) - added - changed - own} unchanged"
               + (f"; {own} of people who signed up on the web left as they are (they change their own settings)"

@@ -61,6 +61,8 @@ class Problem:
 class ConfigError(DigestError, ValueError):
     """The configuration has one or more problems; `problems` lists them all."""
 
+    summary: str = ""  # the line after the problems, where "N problems in the configuration" is not it
+
     def __init__(self, problems: list[Problem]) -> None:
         self.problems = problems
         count = len(problems)

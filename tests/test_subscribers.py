@@ -67,6 +67,7 @@ def test_an_import_with_bad_rows_reports_every_one_by_line_and_changes_nothing(t
              for part in [part.removeprefix("error: ")] if part.startswith(str(spoiled))}
     assert lines == {n + 2 for n in bad}, result.stderr  # the header is line 1
     assert "Mars/Olympus" in result.stderr and "already on line 9" in result.stderr
+    assert f"5 problems in {spoiled}: nothing was imported" in result.stderr  # not "in the configuration"
     assert [p["email"] for p in listed(config)] == YAML_PEOPLE  # nothing imported
 
     fixed = write_csv(tmp_path / "people.csv", people)
