@@ -323,6 +323,10 @@ def test_dry_run_and_to_record_nothing(tmp_path, fetched):
         assert test.returncode == 0 and "1 sent" in test.stdout
         assert [str(m["To"]) for m in server.handler.received] == ["me@example.org"]
         assert Ledger(Store(load_config(config).database_url())).entries() == []
+        server.handler.script["me@example.org"] = ["451 4.3.0 Try again later"] * 10
+        refused = digest_cli("send", "reader1@example.org", "--to", "me@example.org", config=config)
+        assert refused.returncode == 1 and "(a copy to me@example.org: not recorded, not tried again)" in refused.stdout
+        assert "left for the next run" not in refused.stdout  # nothing waits: nothing was recorded
         real = digest_cli("send", config=config)
         assert "2 sent" in real.stdout
         unknown = digest_cli("send", "nobody@example.org", config=config)

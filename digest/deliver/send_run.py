@@ -247,8 +247,9 @@ class Delivery:
             failures = self._send_passes(jobs, now, "", to, done, state)
         finally:
             state.close()
-        for job, error in failures:
-            done(Outcome(job.subscriber.email, "deferred", len(job.digest.papers), f"{error} (left for the next run)"))
+        for job, error in failures:  # a copy to `to`: nothing recorded, so nothing waits for a next run
+            done(Outcome(job.subscriber.email, "failed", len(job.digest.papers),
+                         f"{error} (a copy to {to}: not recorded, not tried again)"))
 
     def _refuse_a_lost_state(self) -> None:
         """A database with no digest at all, beside a configuration that has sent before, is a
