@@ -97,6 +97,8 @@ def test_export_then_import_elsewhere_gives_the_same_subscribers(tmp_path, sampl
     write_csv(tmp_path / "in.csv", [{"email": "ada@example.org", "name": "Ada, Countess", "topics": topics},
                                     {"email": "bob@example.org", "name": "", "topics": "RAG; Agents: tool use"}])
     assert digest_cli("subscribers", "import", str(tmp_path / "in.csv"), config=first).returncode == 0
+    typo = digest_cli("unsubscribe", "bobb@example.org", config=first)  # a did-you-mean among the database's too
+    assert typo.returncode == 2 and "did you mean 'bob@example.org'" in typo.stderr, typo.stderr
     exported = digest_cli("subscribers", "export", config=first)
     assert exported.returncode == 0, exported.stderr
     (tmp_path / "out.csv").write_text(exported.stdout, encoding="utf-8")

@@ -9,6 +9,7 @@ period, as before).
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import logging
@@ -16,7 +17,7 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime
 from functools import lru_cache
 
-from ..config import Config, Subscriber, find_subscriber, load_config
+from ..config import Config, Subscriber, load_config
 from ..errors import UnknownSubscriber
 from ..store.directory import Directory, Listed, Synced, Wanted
 from ..store.ledger import subscriber_key
@@ -129,10 +130,11 @@ def find_listed(config: Config, directory: Directory, emails: Sequence[str], now
     sync(config, directory, now)
     found = directory.get([subscriber_key(e) for e in emails])
     missing = [e for e in emails if subscriber_key(e) not in found]
-    if missing:
-        find_subscriber(config, missing[0])  # raises, with a did-you-mean among the file's
+    if missing:  # a did-you-mean among every address, the file's and the database's
+        known = [row.email for page in directory.pages() for row in page]
+        close = difflib.get_close_matches(missing[0], known, n=1)
         raise UnknownSubscriber(f"no subscriber {missing[0]!r} in {config.path} or the database",
-                                hint="`digest subscribers list` shows them all")
+                                hint=f"did you mean {close[0]!r}?" if close else "`digest subscribers list` shows them all")
     return [found[subscriber_key(e)] for e in emails]
 
 
