@@ -26,7 +26,14 @@ from rich.markup import escape
 from rich.table import Table
 
 from . import __version__
-from .errors import ConfigError, DigestError, TemplateError, UnknownSubscriber, UnusableTarget
+from .errors import (
+    BadArgument,
+    ConfigError,
+    DigestError,
+    TemplateError,
+    UnknownSubscriber,
+    UnusableTarget,
+)
 
 if TYPE_CHECKING:  # each command imports the stages it runs: `digest --help` or `init` loads none
     from .config import Config
@@ -89,7 +96,7 @@ class DigestGroup(click.Group):
             if exc.summary or len(exc.problems) > 1:
                 err.print(exc.summary or f"{len(exc.problems)} problems in the configuration", highlight=False)
             sys.exit(2)
-        except (UnknownSubscriber, TemplateError) as exc:  # a wrong argument, a template: the user's to fix
+        except (UnknownSubscriber, BadArgument, TemplateError) as exc:  # a wrong argument, a template: the user's to fix
             err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
             sys.exit(2)
         except DigestError as exc:
@@ -718,10 +725,10 @@ def subscribers_import(app: App, file: str) -> None:
     try:
         text = read_regular(Path(file)).decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise DigestError(f"{file} is not UTF-8 text (byte {exc.start})",
+        raise BadArgument(f"{file} is not UTF-8 text (byte {exc.start})",
                           hint="save it as CSV UTF-8 from your spreadsheet") from None
     except OSError as exc:
-        raise DigestError(f"cannot read {file}: {exc.strerror or exc}") from None
+        raise BadArgument(f"cannot read {file}: {exc.strerror or exc}") from None
     try:
         rows, theirs = read_subscribers(text, file)
         added, changed, own = _admin(app).import_rows(rows, file)

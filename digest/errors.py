@@ -3,6 +3,7 @@
     DigestError
      ├── ConfigError(ValueError)      the configuration file is wrong (every problem, located)
      ├── UnknownSubscriber(LookupError)  a command named a subscriber that is not configured
+     ├── BadArgument(ValueError)      a command's argument cannot be used as given (exit 2, as the above)
      ├── SourceError                  one source could not be fetched or read
      │    ├── FetchError(OSError)     the network or the file system said no
      │    └── ParseError(ValueError)  the document is not what the source type expects
@@ -73,6 +74,11 @@ class ConfigError(DigestError, ValueError):
 
 class UnknownSubscriber(DigestError, LookupError):
     """A command named a subscriber the configuration does not have."""
+
+
+class BadArgument(DigestError, ValueError):
+    """A command was given something it cannot use as given: an unknown source, an address
+    another origin holds, a file that is not what it should be. The user's to fix (exit 2)."""
 
 
 class TemplateError(DigestError):

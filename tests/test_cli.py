@@ -73,7 +73,7 @@ def test_fetch_one_source_by_name_and_filters(tmp_path):
 def test_unknown_source_name(tmp_path):
     config = write_config(tmp_path, realworld_sources(), state=fresh_database(tmp_path))
     result = digest("-c", str(config), "fetch", "hff")
-    assert result.returncode == 1
+    assert result.returncode == 2  # a wrong argument: the user's to fix
     assert "unknown source 'hff'" in result.stderr and "arxiv-0" in result.stderr
 
 

@@ -158,21 +158,21 @@ def test_add_and_remove_refuse_what_subscribers_yaml_holds(tmp_path, samples):
     assert digest_cli("subscribers", "remove", "bea@example.org", config=config).returncode == 0
 
     twice = digest_cli("subscribers", "add", "ADA@example.org", "--topic", "RAG", config=config)
-    assert twice.returncode == 1 and "already a subscriber" in twice.stderr
+    assert twice.returncode == 2 and "already a subscriber" in twice.stderr
     theirs = digest_cli("subscribers", "add", "reader0@example.org", "--topic", "RAG", config=config)
-    assert theirs.returncode == 1 and "subscribers.yaml" in theirs.stderr
+    assert theirs.returncode == 2 and "subscribers.yaml" in theirs.stderr
     invalid = digest_cli("subscribers", "add", "eve@example.org", "--topic", "RAG", "--timezone", "Nowhere", config=config)
     assert invalid.returncode == 2 and "Nowhere" in invalid.stderr
     # no topics and no trending list: refused, as `digest validate` refuses it in subscribers.yaml
     nothing = digest_cli("subscribers", "add", "eve@example.org", config=config)
-    assert nothing.returncode == 1 and "no topics, so would never get a digest" in nothing.stderr
+    assert nothing.returncode == 2 and "no topics, so would never get a digest" in nothing.stderr
     empty = write_csv(tmp_path / "empty.csv", [{"email": "eve@example.org", "topics": "", "trending": ""},
                                                {"email": "fay@example.org", "topics": "", "trending": "5"}])
     refused = digest_cli("subscribers", "import", str(empty), config=config)
     assert refused.returncode == 2 and f"{empty}:2 topics: eve@example.org: no topics" in refused.stderr
     assert "fay@" not in refused.stderr  # the trending list alone is a digest
     kept = digest_cli("subscribers", "remove", "reader1@example.org", config=config)
-    assert kept.returncode == 1 and "subscribers.yaml" in kept.stderr
+    assert kept.returncode == 2 and "subscribers.yaml" in kept.stderr
     nobody = digest_cli("subscribers", "remove", "zed@example.org", config=config)
     assert nobody.returncode == 2 and "no subscriber" in nobody.stderr
 

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from ..config import Config
-from ..errors import DigestError, SourceError
+from ..errors import BadArgument, DigestError, SourceError
 from ..models import Listing, SourceReport
 from ..store.database import Store
 from .adapters import adapter
@@ -39,7 +39,7 @@ def select_sources(config: Config, names: Sequence[str] = ()) -> list[Any]:
     known = {s.name: s for s in config.sources}
     unknown = [n for n in names if n not in known]
     if unknown:
-        raise DigestError(f"unknown source {unknown[0]!r}",
+        raise BadArgument(f"unknown source {unknown[0]!r}",
                           hint=f"configured sources: {', '.join(known) or 'none'}")
     return [known[n] for n in names]
 

@@ -16,7 +16,7 @@ from typing import Any
 from ..config import Config, Subscriber
 from ..deliver import roster
 from ..deliver.schedule import receiving
-from ..errors import ConfigError, DigestError, Problem, UnknownSubscriber
+from ..errors import BadArgument, ConfigError, Problem, UnknownSubscriber
 from ..store.database import Store
 from ..store.directory import Directory, Listed
 from ..store.ledger import Ledger, SubscriberState, subscriber_key
@@ -49,13 +49,13 @@ class SubscriberAdmin:
 
     def add(self, subscriber: Subscriber) -> None:
         if not self._gets_something(subscriber):
-            raise DigestError(f"{subscriber.email} has no topics, so would never get a digest",
+            raise BadArgument(f"{subscriber.email} has no topics, so would never get a digest",
                               hint="give --topic (a keyword, or \"Name: keyword, keyword\"), or --trending N for "
                                    "the trending list alone")
         key = subscriber_key(subscriber.email)
         held = self.directory.origins([key]).get(key)
         if held is not None:
-            raise DigestError(f"{subscriber.email} is already a subscriber (origin {held})",
+            raise BadArgument(f"{subscriber.email} is already a subscriber (origin {held})",
                               hint=HELD_BY.get(held, "`digest subscribers remove` it first, or `import` a CSV "
                                                      "row to change it"))
         self._put([subscriber])
@@ -67,7 +67,7 @@ class SubscriberAdmin:
             if key not in held:
                 raise UnknownSubscriber(f"no subscriber {email!r}", hint="`digest subscribers list` shows them all")
             if held[key] != ORIGIN:
-                raise DigestError(f"{email} cannot be removed here: {HELD_BY.get(held[key], f'origin {held[key]}')}")
+                raise BadArgument(f"{email} cannot be removed here: {HELD_BY.get(held[key], f'origin {held[key]}')}")
         return self.directory.remove(ORIGIN, keys)
 
     def import_rows(self, rows: Sequence[tuple[int, Subscriber]], shown: str) -> tuple[int, int, int]:
