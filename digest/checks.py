@@ -71,6 +71,9 @@ def check_setup(config: Config) -> list[Finding]:
                 except TemplateError as exc:
                     add(True, ("templates",), str(exc))
 
+    if (state := state_problem(config)) is not None:
+        add(True, ("state",), state)
+
     if config.signups.open and not config.base_url:
         add(True, ("signups", "open"), "sign-ups need `base_url`: the confirmation e-mails link to it "
                                        "(e.g. base_url: https://papers.example.org)")
@@ -89,3 +92,43 @@ def check_setup(config: Config) -> list[Finding]:
                     f"no such file: {path} (source {source.name!r} will fail; the others are still fetched)")
 
     return sorted(findings, key=lambda f: (not f.fatal, f.problem.line or 0))
+
+
+def state_problem(config: Config) -> str | None:
+    """Why the state database could not be opened from here, if it could not (nothing is
+    created: a SQLite file's folder and kind are looked at; a PostgreSQL server is asked once,
+    for at most a few seconds)."""
+    from .store.database import create_engine
+    from .store.files import holds_something_else
+
+    url = config.database_url()
+    if url.startswith("sqlite:///"):
+        path = Path(url.removeprefix("sqlite:///"))
+        if path.is_dir():
+            return f"{path} is a folder: name the database file in it (e.g. sqlite:///digest.db)"
+        if path.exists():
+            return f"{path} is not a SQLite database (it holds something else)" if holds_something_else(path) else None
+        if not path.parent.is_dir():
+            return f"the folder of the state database, {path.parent}, does not exist: create it, or change `state:`"
+        if not os.access(path.parent, os.W_OK | os.X_OK):
+            return f"cannot create the state database in {path.parent}: the folder is not writable"
+        return None
+    import sqlalchemy as sa
+
+    from .errors import StoreError
+
+    try:
+        engine = create_engine(url)
+    except StoreError as exc:
+        return str(exc)
+    try:
+        with sa.create_engine(engine.url, connect_args={"connect_timeout": 5}).connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+    except sa.exc.SQLAlchemyError as exc:
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        shown = engine.url.set(drivername="postgresql").render_as_string(hide_password=True)  # as written
+        return (f"cannot reach the state database {shown}: {reason} "
+                "(check the URL, that the server runs and that this machine may connect)")
+    finally:
+        engine.dispose()
+    return None

@@ -88,6 +88,26 @@ def test_validate_reports_what_would_fail_later(tmp_path):
     assert "OK" in result.stdout and "1 warning" in result.stdout and "no-such-feed.xml" in result.stderr
 
 
+@pytest.mark.parametrize("state, said", [
+    ("sqlite:///nodir/digest.db", "the folder of the state database, {tmp}/nodir, does not exist"),
+    ("sqlite:///notes.txt", "{tmp}/notes.txt is not a SQLite database"),
+    ("sqlite:///sub", "{tmp}/sub is a folder"),
+    ("postgresql://digest@127.0.0.1:{port}/digest", "cannot reach the state database postgresql://digest@127.0.0.1:{port}"),
+], ids=["no folder", "another file", "a folder", "no server"])
+def test_validate_says_when_the_state_database_cannot_be_opened_here(tmp_path, state, said):
+    """It said OK, and the next command failed on it."""
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    (tmp_path / "notes.txt").write_text("important\n")
+    (tmp_path / "sub").mkdir()
+    config = write_config(tmp_path, [], extra=TOPICS, state=state.format(port=port))
+    result = digest("-c", str(config), "validate")
+    assert result.returncode == 2 and said.format(tmp=tmp_path, port=port) in result.stderr, result.stderr
+    assert "state:" in result.stderr or ":3 state" in result.stderr or " state: " in result.stderr
+    assert not (tmp_path / "nodir").exists() and (tmp_path / "notes.txt").read_text() == "important\n"
+
+
 def test_username_without_password_env_is_a_config_error(tmp_path):
     config = write_config(tmp_path, [], extra=TOPICS)
     config.write_text(config.read_text().replace("sender:", "smtp: {username: digest}\nsender:", 1))

@@ -49,7 +49,7 @@ def make_private(path: Path) -> None:
             os.close(fd)
         # `state:` may name any file: change the mode of a database only (read only when the
         # mode must change: opening it would drop the locks, as above)
-        if path.stat().st_mode & 0o077 and _holds_something_else(path):
+        if path.stat().st_mode & 0o077 and holds_something_else(path):
             raise StoreError(f"{path} is not a SQLite database (it holds something else): left as it is",
                              hint="check `state:` in the config: it names the database file digest keeps")
         for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
@@ -63,7 +63,7 @@ def make_private(path: Path) -> None:
                          hint="check `state:` in the config and that the folder is writable") from None
 
 
-def _holds_something_else(path: Path) -> bool:
+def holds_something_else(path: Path) -> bool:
     """Whether the file holds something, and not a SQLite database (an empty file is one to be)."""
     with path.open("rb") as existing:
         header = existing.read(len(SQLITE_HEADER))
@@ -139,7 +139,7 @@ def backup_sqlite(database: Path, target: Path) -> int:
     if target.resolve() == database.resolve():
         raise UnusableTarget(f"{target} is the state database itself: a backup goes to another file",
                          hint="name another file, or leave FILE out for backups/ beside the config")
-    if target.is_file() and _holds_something_else(target):
+    if target.is_file() and holds_something_else(target):
         raise UnusableTarget(f"{target} exists and is not a SQLite database: left as it is",
                          hint="a backup replaces an older backup only: name another file")
     target.parent.mkdir(parents=True, exist_ok=True)
