@@ -91,7 +91,7 @@ def _timezone(value: Any) -> str:
         ZoneInfo(value)
     except (ZoneInfoNotFoundError, ValueError):
         raise _error("timezone", f"unknown time zone {value!r} (use an IANA name such as "
-                     "Europe/Berlin or UTC)" + _suggest(value, _zone_names())) from None
+                     "Europe/Berlin or UTC)" + (_zone_of_city(value) or _suggest(value, _zone_names()))) from None
     return value
 
 
@@ -778,7 +778,11 @@ def parse_config(text: str, path: Path, *, shown: str | None = None, cache: bool
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None
         detail = " ".join(str(part) for part in (exc.context, exc.problem) if part)
-        raise ConfigError([Problem(shown, line, "", f"invalid YAML: {detail}")]) from None
+        hint = (" (check the indentation on this line and the one before: each level two more spaces, "
+                "list items starting with '- ', no tabs)") if "\t" in text or any(
+            words in detail for words in ("indentation", "block end", "block mapping", "block collection",
+                                          "mapping values are not allowed", "simple key")) else ""
+        raise ConfigError([Problem(shown, line, "", f"invalid YAML: {detail}{hint}")]) from None
     except Exception as exc:  # noqa: BLE001 - any other YAML error is still the user's file
         raise ConfigError([Problem(shown, None, "", f"invalid YAML: {exc}")]) from None
     if raw is None:
@@ -951,6 +955,14 @@ def _allowed_keys(parent_loc: tuple[Any, ...], parent: Any) -> list[str]:
     if model is None:
         return []
     return [f.alias or n for n, f in model.model_fields.items()]
+
+
+def _zone_of_city(name: str) -> str:
+    """"; did you mean 'Europe/Paris'?" for "Paris" or "new york": a zone's city, written alone."""
+    wanted = name.strip().replace(" ", "_").casefold()
+    found = sorted(z for z in _zone_names() if "/" in z and z.rsplit("/", 1)[1].casefold() == wanted
+                   and not z.startswith(("posix/", "right/")))
+    return f"; did you mean {found[0]!r}?" if found else ""
 
 
 def _suggest(word: str, choices: Any) -> str:

@@ -67,6 +67,13 @@ def test_every_problem_at_once_with_line_and_path():
     (("[cs.CL, cs.LG]", "[cs.CL, 42]"), "subscribers.yaml:6 sources[0].categories: expected a list of strings"),
     (("[cs.CL, cs.LG]", "[cs.CL, 'machine learning']"), "is not an arXiv category"),
     (("sender:", "sendr:"), "unknown key 'sendr'; did you mean 'sender'?"),
+    (("  - email: alice@example.org\n", "  - email: alice@example.org\n    timezone: Paris\n"),
+     "unknown time zone 'Paris' (use an IANA name such as Europe/Berlin or UTC); did you mean 'Europe/Paris'?"),
+    (("  - email: alice@example.org\n", "  - email: alice@example.org\n    timezone: new york\n"),
+     "did you mean 'America/New_York'?"),
+    (("    topics:\n", "   topics:\n"), "subscribers.yaml:9: invalid YAML: while parsing a block collection"),
+    (("    topics:\n", "   topics:\n"), "(check the indentation on this line and the one before"),
+    (("    topics:\n", "\ttopics:\n"), "no tabs)"),
 ])
 def test_single_mistakes(change, expected):
     found = problems(GOOD.replace(*change))
