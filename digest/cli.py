@@ -231,6 +231,10 @@ def _print_reports(reports: list[SourceReport]) -> None:
               highlight=False)
     if failed:
         err.print(f"{failed} of {len(reports)} sources failed", highlight=False)
+    if failed == len(reports) and all(r.error and "cannot reach" in r.error for r in reports):
+        err.print("no source could be reached: is this machine offline, or behind a proxy (set https_proxy)? "
+                  "`digest demo` runs on the samples shipped with the package, and a source's url may be a "
+                  "local file (examples/demo.yaml reads them so)", highlight=False)
 
 
 @cli.command()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -95,6 +96,20 @@ def test_broken_sources_reported_others_stored(tmp_path, feed_server):
 def test_exit_1_when_every_source_failed(tmp_path):
     result = digest("-c", str(write_config(tmp_path, [{"name": "x", "type": "feed", "url": "none.xml"}], state=fresh_database(tmp_path))), "fetch")
     assert result.returncode == 1 and "file not found" in result.stderr
+    assert "no source could be reached" not in result.stderr  # a file, not the network
+
+
+@pytest.mark.undated
+def test_every_source_unreachable_says_what_works_offline(tmp_path):
+    ports = []
+    for _ in range(2):
+        with socket.socket() as closed:
+            closed.bind(("127.0.0.1", 0))
+            ports.append(closed.getsockname()[1])
+    sources = [{"name": f"s{n}", "type": "feed", "url": f"http://127.0.0.1:{port}/feed.xml"} for n, port in enumerate(ports)]
+    result = digest("-c", str(write_config(tmp_path, sources, state=fresh_database(tmp_path))), "fetch")
+    assert result.returncode == 1 and "2 of 2 sources failed" in result.stderr
+    assert "no source could be reached" in result.stderr and "`digest demo`" in result.stderr and "https_proxy" in result.stderr
 
 
 @pytest.mark.no_postgresql

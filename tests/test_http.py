@@ -37,6 +37,30 @@ def test_sends_user_agent_and_keeps_validators(feed_server):
     assert feed_server.hits("/rss")[0]["User-Agent"].startswith("paper-digest/")
 
 
+@pytest.mark.no_postgresql
+def test_a_proxy_in_the_environment_carries_the_requests(feed_server, monkeypatch):
+    """A lab's network reaches the web through a proxy: $http_proxy / $https_proxy, minus
+    $no_proxy and loopback. The feed server stands in for the proxy (it is asked for the
+    absolute URL)."""
+    for name in ("no_proxy", "NO_PROXY", "https_proxy", "HTTPS_PROXY", "HTTP_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    feed_server.routes["http://feeds.example.org/rss"] = [Reply(200, RSS)]
+    monkeypatch.setenv("http_proxy", feed_server.url(""))
+    assert fast_fetcher().get("s", "http://feeds.example.org/rss").body == RSS
+    assert feed_server.requests[-1][0] == "http://feeds.example.org/rss"
+    direct = feed_server.serve("/direct", Reply(200, b"x"))  # loopback: never through the proxy
+    assert fast_fetcher().get("s", direct).body == b"x" and feed_server.requests[-1][0] == "/direct"
+    monkeypatch.setenv("no_proxy", "example.org")
+    asked = len(feed_server.requests)
+    with pytest.raises(FetchError, match="cannot reach http://feeds.example.org/rss"):
+        fast_fetcher(retries=0).get("s", "http://feeds.example.org/rss", timeout=2)
+    assert len(feed_server.requests) == asked  # straight to the host, which is not there
+    monkeypatch.delenv("no_proxy")
+    monkeypatch.setenv("http_proxy", "http://[not a proxy")
+    with pytest.raises(FetchError, match=r"\$http_proxy is not a proxy URL"):
+        fast_fetcher().get("s", "http://feeds.example.org/rss")
+
+
 def test_conditional_get_costs_a_304(feed_server, tmp_path):
     def conditional(headers_seen):
         return headers_seen.get("If-None-Match") == '"v1"'

@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
+from urllib.request import getproxies, proxy_bypass
 
 import urllib3
 from urllib3.exceptions import (
@@ -89,6 +90,7 @@ class Fetcher:
         self.backoff = backoff
         self.max_retry_after = max_retry_after
         self._pool = urllib3.PoolManager(num_pools=16, maxsize=8)  # one per gather thread: none discarded
+        self._proxies = _proxy_pools()  # $https_proxy, $http_proxy (a lab's network), minus $no_proxy
         self._last_request: dict[str, float] = {}
         self._host_locks: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
@@ -145,7 +147,7 @@ class Fetcher:
         retry.max_retry_after = max(0.0, min(retry.max_retry_after, deadline - time.monotonic()))
         wait = max(0.1, min(timeout, deadline - time.monotonic()))  # no single wait past the deadline
         try:
-            response = self._pool.request(
+            response = self._pool_for(source, url).request(
                 "GET", url, headers=headers, retries=retry, preload_content=False,
                 timeout=Timeout(connect=min(wait, 10.0), read=wait),
             )
@@ -226,8 +228,36 @@ class Fetcher:
             if wait > 0:
                 time.sleep(wait)
 
+    def _pool_for(self, source: str, url: str) -> urllib3.PoolManager:
+        """The connections to `url`: through the scheme's proxy unless $no_proxy or loopback says not."""
+        parts = urlsplit(url)
+        proxy = self._proxies.get(parts.scheme)
+        host = parts.hostname or ""
+        if proxy is None or host in ("localhost", "::1") or host.startswith("127.") or proxy_bypass(host):
+            return self._pool
+        if isinstance(proxy, str):
+            raise FetchError(source, proxy, hint="correct or unset the variable (e.g. https_proxy=http://proxy.lab:3128)")
+        return proxy
+
     def close(self) -> None:
         self._pool.clear()
+        for proxy in self._proxies.values():
+            if not isinstance(proxy, str):
+                proxy.clear()
+
+
+def _proxy_pools() -> dict[str, urllib3.ProxyManager | str]:
+    """A pool per proxied scheme, as the environment sets them; for one that is not a proxy
+    URL, why (said when a source would go through it)."""
+    pools: dict[str, urllib3.ProxyManager | str] = {}
+    for scheme, address in getproxies().items():
+        if scheme in ("http", "https"):
+            try:
+                pools[scheme] = urllib3.ProxyManager(address if "://" in address else f"http://{address}",
+                                                     num_pools=16, maxsize=8)
+            except (ValueError, urllib3.exceptions.HTTPError) as exc:
+                pools[scheme] = f"${scheme}_proxy is not a proxy URL ({address!r}: {exc})"
+    return pools
 
 
 def default_user_agent(contact: str | None = None) -> str:
