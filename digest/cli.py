@@ -182,8 +182,9 @@ def validate(app: App) -> None:
         err.print(f"{errors} problem{'s' * (errors > 1)} to fix before `digest send` or `digest run` can work",
                   highlight=False)
         sys.exit(2)
-    out.print(f"{config.path}: OK — {len(config.sources)} sources, {len(config.subscribers)} subscribers, "
-              f"{sum(len(s.topics) for s in config.subscribers)} topics"
+    out.print(f"{config.path}: OK — {_count(len(config.sources), 'source')}, "
+              f"{_count(len(config.subscribers), 'subscriber')}, "
+              f"{_count(sum(len(s.topics) for s in config.subscribers), 'topic')}"
               + (f", {len(findings)} warning{'s' * (len(findings) > 1)}" if findings else ""), highlight=False)
 
 
@@ -505,6 +506,11 @@ def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
+
+
+def _count(number: int, thing: str) -> str:
+    """"1 subscriber", "2 subscribers"."""
+    return f"{number:,} {thing}{'s' * (number != 1)}"
 
 
 def _with_progress(label: str, total: int, name: Callable[[Any], str], work: Callable[[Any], Any]) -> Any:

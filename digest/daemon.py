@@ -189,8 +189,10 @@ class Daemon:
             centre.config = config
         if changed_fetch:
             self.scheduler.reschedule_job("fetch", trigger=fetch_trigger(config.fetch))
-        log.info("configuration reloaded: %s, %d sources", f"{len(config.subscribers)} subscribers"
-                 if config.subscribers_read else "subscribers synced from it when due", len(config.sources))
+        count = len(config.subscribers)
+        log.info("configuration reloaded: %s, %d source%s", f"{count} subscriber{'s' * (count != 1)} in the file"
+                 if config.subscribers_read else "subscribers synced from it when due", len(config.sources),
+                 "s" * (len(config.sources) != 1))
 
     # -- running
 

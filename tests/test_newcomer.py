@@ -205,6 +205,7 @@ def test_unreachable_arxiv_api_keeps_the_papers_and_says_so(tmp_path, feed_serve
     result = digest("-c", str(config), "fetch")
     assert result.returncode == 0 and "30 new papers from 1 of 1 sources" in result.stdout
     assert "categories of 30 papers unknown" in result.stderr and "asked again on the next fetch" in result.stderr
+    assert "`fill_categories: false`" in result.stderr and "id_list" not in result.stderr  # not a hundred ids
 
 
 # ---------------------------------------------------------------- 3. a url is enough

@@ -108,5 +108,6 @@ def staleness(listing_date: datetime | None, skip_days: set[int], now: datetime)
     if listed < expected:
         return (f"stale listing: dated {listed.isoformat()} but arXiv should have announced "
                 f"{expected.isoformat()} by now (an arXiv holiday, or the feed is lagging); "
-                "its papers are kept, and the next fetch will look again")
+                "its papers are kept, and the next fetch will look again (`warn_stale: false` on the "
+                "source for a saved copy)")
     return None

@@ -41,8 +41,9 @@ def fill_categories(listing: Listing, *, name: str, url: str, store: Store, fetc
             answer = arxiv_api.parse(ArxivApiSource(name=name, type="arxiv-api", url=url), document.body or b"", now)
         except SourceError as exc:
             left = len(ask) - start
-            warnings.append(f"categories of {left} paper{'s' * (left > 1)} unknown (the arXiv API: "
-                            f"{exc.message.removeprefix(name + ': ')}); asked again on the next fetch")
+            reason = exc.message.removeprefix(name + ": ").replace(f"{url}?{query}", url)  # not a hundred ids
+            warnings.append(f"categories of {left} paper{'s' * (left > 1)} unknown (the arXiv API: {reason}); "
+                            "asked again on the next fetch (`fill_categories: false` on the source stops asking)")
             break
         found.update({p.id: p.categories for p in answer.papers if p.id in batch and p.categories})
     papers = tuple(replace(p, categories=found[p.id]) if not p.categories and p.id in found else p
