@@ -78,7 +78,7 @@ def check_setup(config: Config) -> list[Finding]:
         add(True, ("signups", "open"), "sign-ups need `base_url`: the confirmation e-mails link to it "
                                        "(e.g. base_url: https://papers.example.org)")
     elif config.signups.open and not config.listen:
-        add(False, ("signups", "open"), "nothing serves the sign-up page: set `listen:` (e.g. 127.0.0.1:8025) for "
+        add(False, ("signups", "open"), "nothing serves the sign-up page: set `listen:` (e.g. 127.0.0.1:8081) for "
                                         "`digest run` or `digest serve`, behind your web server")
 
     for index, source in enumerate(config.sources):
