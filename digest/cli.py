@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shlex
 import signal
 import sys
 import tempfile
@@ -158,8 +159,10 @@ def init(directory: str, force: bool) -> None:
         err.print(f"[red]error:[/] cannot write {escape(str(target))}: {escape(exc.strerror or str(exc))} "
                   "(pick a folder you can write to)", highlight=False)
         sys.exit(1)
+    here = target.parent.resolve() == Path.cwd().resolve()
+    then = "" if here else f"cd {shlex.quote(str(target.parent))} (or give each command -c {shlex.quote(str(target))}); "
     out.print(f"wrote {target}\nnext: edit sender, smtp and subscribers in it; export DIGEST_SMTP_PASSWORD=…; "
-              f"then `digest validate`, `digest fetch`, `digest preview EMAIL`", highlight=False)
+              f"{then}then `digest validate`, `digest fetch`, `digest preview EMAIL`", highlight=False)
 
 
 @cli.command()

@@ -352,6 +352,7 @@ def test_status_labels_unsubscribed_and_paused(long_ids_store):
 def test_config_option_after_the_command_and_init(tmp_path):
     result = digest("init", str(tmp_path / "new"))
     assert result.returncode == 0 and "wrote" in result.stdout
+    assert f"cd {tmp_path / 'new'} (or give each command -c {tmp_path / 'new' / 'subscribers.yaml'})" in result.stdout
     written = tmp_path / "new" / "subscribers.yaml"
     assert written.read_text() == (ROOT / "subscribers.yaml").read_text()  # the commented example, as shipped
     env = {**os.environ, "DIGEST_SMTP_PASSWORD": "x"}
