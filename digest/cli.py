@@ -458,11 +458,18 @@ def backup(app: App, file: str | None) -> None:
     from .store.files import backup_name
 
     target = Path(file) if file else app.config.backup_folder() / backup_name(datetime.now(UTC))
+    if file and not target.parent.is_dir():  # backups/ is made when first needed; a folder named here is not
+        raise click.BadParameter(f"no folder {str(target.parent)!r} to write it in", param_hint="'FILE'")
+    store = app.store()
     try:
-        size = app.store().backup(target)
+        size = store.backup(target)
     except UnusableTarget as exc:  # a wrong argument: exit 2, as for every other one
         raise click.BadParameter(str(exc), param_hint="'FILE'") from None
-    out.print(f"backed up {app.store().file} to {target} ({size:,} bytes)", highlight=False)
+    key = store.key_file
+    out.print(f"backed up {store.file} to {target} ({size:,} bytes)"
+              + (f"; its signing key beside it, {target.parent / key.name} (restore both together)"
+                 if key is not None and key.is_file() and (target.parent / key.name).resolve() != key.resolve() else ""),
+              highlight=False)
 
 
 @dataclass(frozen=True)

@@ -332,10 +332,13 @@ def test_a_backup_replaces_an_older_backup_never_another_file_nor_the_database(t
     result = digest("-c", str(config), "backup", "digest.db", cwd=tmp_path)
     assert result.returncode == 2 and "is the state database itself" in result.stderr
     assert (tmp_path / "digest.db").read_bytes() == before
+    missing = digest("-c", str(config), "backup", str(tmp_path / "safe" / "copy.db"))
+    assert missing.returncode == 2 and "no folder" in missing.stderr and not (tmp_path / "safe").exists()
     (tmp_path / "safe").mkdir()
     open_store(load_config(config)).signing_secret()  # the key, as the first link signed makes it
     for _ in range(2):  # an older backup is replaced
-        assert digest("-c", str(config), "backup", str(tmp_path / "safe" / "copy.db")).returncode == 0
+        done = digest("-c", str(config), "backup", str(tmp_path / "safe" / "copy.db"))
+        assert done.returncode == 0 and f"its signing key beside it, {tmp_path / 'safe' / 'digest.key'}" in done.stdout
     key = tmp_path / "safe" / "digest.key"  # the key beside it: a database restored without it has broken links
     assert key.read_text() == (tmp_path / "digest.key").read_text() and mode(key) == 0o600
 
