@@ -274,7 +274,7 @@ class Daemon:
                 self.reload_requested.clear()
                 self.mtime = mtime
                 self.reload()
-        log.info("stopping: finishing the message in flight")
+        log.info("stopping" + (": finishing the message in flight" if self.role != "web" else ""))
         self.scheduler.shutdown(wait=True)
         if getattr(self, "web", None) is not None:
             self.web.shutdown()

@@ -59,6 +59,7 @@ def retrain(store: Store, email: str, topic: str, now: datetime, *, examples: Co
         # Recorded unless the examples found had nothing to be set against (a new store): the
         # topic is then trained again next time.
         kept.record(email, topic, [i for i in ids if i in known.papers or i in known.unknown], now)
-    log.info("a topic's model %s (%d ratings, %d examples)", "retrained" if model else "removed", len(theirs),
-             len(given))
+    log.info("a topic's model %s (%d rating%s, %d example%s)",
+             "retrained" if model else "left out: too little to learn from yet", len(theirs),
+             "s" * (len(theirs) != 1), len(given), "s" * (len(given) != 1))
     return model is not None
