@@ -266,6 +266,9 @@ def test_every_problem_is_shown_at_its_field_and_nothing_is_stored(site):
     topics = {f"topic_name_{n}": f"T{n}" for n in range(1, 23)} | {f"topic_keywords_{n}": "word" for n in range(1, 23)}
     status, html = site.browser().subscribe("many@example.org", **topics)
     assert status == 400 and "at most 20" in html
+    flood = {f"topic_name_{n}": "T" for n in range(1, 2701)}  # a 47 KB form: its page came back 3.2 MB
+    status, html = site.browser().subscribe("flood@example.org", **flood)
+    assert status == 400 and "more than 20 topics: at most 20" in html and len(html) < 100_000, len(html)
 
 
 def test_numbers_a_form_should_not_send_get_their_field_s_message_never_a_500(site):

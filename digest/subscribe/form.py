@@ -83,6 +83,8 @@ def read(config: Config, form: Mapping[str, Sequence[str]], *, email: str | None
         return (form.get(name) or [""])[0].strip()
 
     rows = sorted({int(m.group(1)) for name in form if (m := _ROW_FIELD.fullmatch(name))})
+    too_many = len(rows) > MAX_TOPICS  # the rows beyond are neither read nor shown again (a page of 2,700
+    rows = rows[:MAX_TOPICS + 1]       # rows came back 66 times the size of the form that asked for it)
     topics_shown = [{f: one(f"topic_{f}_{n}") for f in _TOPIC_FIELDS} for n in rows]
     sensitivities = [one(f"topic_sensitivity_{n}") or "0" for n in rows]
     # What the form does not show of a topic (excludes, categories, authors, upvotes: set in a
@@ -131,8 +133,8 @@ def read(config: Config, form: Mapping[str, Sequence[str]], *, email: str | None
         where.append(f"topic_{{}}_{n}")
     if not topics:
         errors["topics"] = "Pick at least one topic, or describe one of your own"
-    elif len(topics) > MAX_TOPICS:
-        errors["topics"] = f"{len(topics)} topics: at most {MAX_TOPICS}"
+    elif len(topics) > MAX_TOPICS or too_many:
+        errors["topics"] = f"{f'more than {MAX_TOPICS}' if too_many else len(topics)} topics: at most {MAX_TOPICS}"
 
     data: dict[str, Any] = {**(keep.model_dump(exclude_defaults=True) if keep else {}),
                             "email": values["email"], "topics": topics}
