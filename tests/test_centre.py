@@ -9,6 +9,7 @@ import http.cookiejar
 import json
 import re
 import threading
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -298,6 +299,16 @@ def test_one_address_gets_at_most_three_mails_a_day_whoever_asks(site):
     assert site.browser().subscribe("target@example.org")[0] == 200
     site.smtp.wait_for(4)
     assert len(site.mails("target@example.org")) == 4
+
+
+def test_sub_addresses_of_one_mailbox_share_its_cap(site):
+    """"bomb+1@", "bomb+2@"… reach one inbox: three mails a day in all, not three each."""
+    for n in range(6):
+        assert site.browser().subscribe(f"bomb+{n}@example.org")[0] == 200
+    assert site.browser().subscribe("bomb@example.org")[0] == 200
+    site.smtp.wait_for(3)
+    time.sleep(0.5)  # anything past the cap would have been sent by now
+    assert len(site.smtp.handler.received) == 3
 
 
 def test_a_flood_from_one_client_gets_429_and_at_most_the_allowed_mails(site):

@@ -200,7 +200,7 @@ class Centre:
     def _may_mail(self, key: str, kind: str) -> bool:
         """Whether the caps allow one more mail to this address (counted as sent if so)."""
         signups = self.config.signups
-        if not self.signups.allow_mail(address_hash(self.secret, key), kind, self.clock(),
+        if not self.signups.allow_mail(address_hash(self.secret, mailbox(key)), kind, self.clock(),
                                        per_address=signups.per_address, per_hour=signups.per_hour):
             log.warning("not mailing a %s link: the cap of %d a day to one address or %d an hour is reached",
                         kind, signups.per_address, signups.per_hour)
@@ -228,3 +228,10 @@ def smtp_send(config: Config) -> Callable[[EmailMessage], None]:
         finally:
             sender.close()
     return send
+
+
+def mailbox(key: str) -> str:
+    """The mailbox an address reaches, as the caps count it: sub-addresses ("ada+1@",
+    "ada+2@") reach one inbox, so they share its cap (each had three mails a day of its own)."""
+    local, at, domain = key.rpartition("@")
+    return f"{local.split('+', 1)[0] or local}{at}{domain}"

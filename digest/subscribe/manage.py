@@ -39,7 +39,7 @@ from ..store.directory import Listed
 from ..store.examples import Examples
 from ..store.ledger import SubscriberState, subscriber_key
 from ..store.ratings import Ratings
-from .centre import ORIGIN, Centre
+from .centre import ORIGIN, Centre, mailbox
 from .examples import Asking, Refreshed, refresh
 from .learning import retrain
 
@@ -208,7 +208,7 @@ class SelfService:
         listed_in_file = any(subscriber_key(s.email) == key for s in self._file_subscribers())
         now = self.centre.clock()
         self.centre.ledger.forget(email, f"deleted:{secrets.token_hex(8)}", now, still_listed=listed_in_file)
-        self.centre.signups.forget(key, address_hash(self.centre.secret, key))
+        self.centre.signups.forget(key, address_hash(self.centre.secret, mailbox(key)))
         self.centre.ratings.forget(key)
         Examples(self.centre.directory.store).forget(key)
         self.centre.directory.remove(None, [key])
