@@ -67,6 +67,9 @@ def email_address(value: Any) -> str:
         checked = validate_email(value, check_deliverability=False)
     except EmailNotValidError as exc:
         raise _error("email", f"invalid e-mail address {value!r}: {exc}") from None
+    if len(checked.local_part) > 64:  # RFC 5321's limit, which servers enforce and the validator let by
+        raise _error("email", f"invalid e-mail address {value!r}: {len(checked.local_part)} characters before "
+                     "the @-sign, at most 64")
     if checked.ascii_email is None:  # a non-ASCII local part: only SMTPUTF8 could carry it
         raise _error("email", f"{value!r}: addresses with non-ASCII characters before the @ cannot be sent "
                      "yet (they need SMTPUTF8); a non-ASCII domain is fine")
