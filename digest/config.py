@@ -104,7 +104,15 @@ def _one_line(value: Any) -> str:
         raise PydanticCustomError("string_type", "expected a string")
     if any(unicodedata.category(ch) == "Cc" for ch in value):
         raise _error("one_line", f"{value!r} has a line break or control character; write it on one line")
+    if any(ch in _BIDI_CONTROLS for ch in value):  # "\u202e" shows what follows backwards: a spoofed name
+        raise _error("one_line", f"{value!r} has a right-to-left override or other direction control; remove it")
+    if _ENCODED_WORD.search(value):  # a mail client shows "=?utf-8?q?=41?=" as "A": another name than the one kept
+        raise _error("one_line", f"{value!r} holds a MIME encoded word (=?…?=); write the text itself")
     return value
+
+
+_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+_ENCODED_WORD = re.compile(r"=\?[^?\s]+\?[bBqQ]\?[^?\s]*\?=")
 
 
 def _strings(value: Any) -> list[str]:

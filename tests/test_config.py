@@ -63,6 +63,10 @@ def test_every_problem_at_once_with_line_and_path():
 @pytest.mark.parametrize("change, expected", [
     (("alice@example.org", "alice-at-example.org"), "subscribers.yaml:8 subscribers[0].email: invalid e-mail address"),
     (("alice@example.org", "a" * 65 + "@example.org"), "65 characters before the @-sign, at most 64"),
+    (("  - email: alice@example.org\n", '  - email: alice@example.org\n    name: "Ada \\u202eevil"\n'),
+     "has a right-to-left override or other direction control"),
+    (("  - email: alice@example.org\n", '  - email: alice@example.org\n    name: "=?utf-8?q?=41?="\n'),
+     "holds a MIME encoded word"),
     (("type: arxiv", "type: rss"), "subscribers.yaml:5 sources[0].type: unknown source type 'rss'"),
     (("type: arxiv", "type: arxive"), "did you mean 'arxiv'?"),
     (("[cs.CL, cs.LG]", "[cs.CL, 42]"), "subscribers.yaml:6 sources[0].categories: expected a list of strings"),
