@@ -350,8 +350,9 @@ def preview(app: App, email: str | None, fmt: str, since: str | None, out_file: 
         except OSError as exc:
             raise DigestError(f"cannot write {target}: {exc.strerror or exc}") from None
         err.print(f"wrote {target} ({len(payload):,} bytes)", highlight=False)
-        if open_browser:
-            webbrowser.open(target.resolve().as_uri())
+        if open_browser and not webbrowser.open(target.resolve().as_uri()):
+            err.print(f"note: no web browser found here to open it; open {target.resolve().as_uri()} in yours "
+                      "(or `digest preview --serve`, from another machine's browser)", highlight=False)
     else:
         click.echo(payload.decode("utf-8"), nl=False)
     if not shown.stored:

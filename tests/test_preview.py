@@ -68,6 +68,13 @@ def test_a_since_in_the_future_is_refused_and_an_empty_window_suggests_a_longer_
     assert empty.returncode == 0 and "a longer --since looks further back" in empty.stderr
 
 
+def test_open_with_no_browser_says_where_the_file_is(fetched, monkeypatch):
+    monkeypatch.setenv("BROWSER", "false")  # a browser that cannot start: as on a server with none
+    result = digest("-c", str(fetched), "preview", "alice@example.org", "--format", "html", "--open")
+    assert result.returncode == 0 and "wrote " in result.stderr
+    assert "note: no web browser found here to open it; open file:///" in result.stderr
+
+
 def test_preview_html_text_eml(fetched, tmp_path):
     html_file = tmp_path / "alice.html"
     result = digest("-c", str(fetched), "preview", "alice@example.org", "--format", "html", "--out", str(html_file))
