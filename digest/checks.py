@@ -95,40 +95,7 @@ def check_setup(config: Config) -> list[Finding]:
 
 
 def state_problem(config: Config) -> str | None:
-    """Why the state database could not be opened from here, if it could not (nothing is
-    created: a SQLite file's folder and kind are looked at; a PostgreSQL server is asked once,
-    for at most a few seconds)."""
-    from .store.database import create_engine
-    from .store.files import holds_something_else
+    """Why the state database could not be opened from here, if it could not (store/database.py)."""
+    from .store.database import cannot_open
 
-    url = config.database_url()
-    if url.startswith("sqlite:///"):
-        path = Path(url.removeprefix("sqlite:///"))
-        if path.is_dir():
-            return f"{path} is a folder: name the database file in it (e.g. sqlite:///digest.db)"
-        if path.exists():
-            return f"{path} is not a SQLite database (it holds something else)" if holds_something_else(path) else None
-        if not path.parent.is_dir():
-            return f"the folder of the state database, {path.parent}, does not exist: create it, or change `state:`"
-        if not os.access(path.parent, os.W_OK | os.X_OK):
-            return f"cannot create the state database in {path.parent}: the folder is not writable"
-        return None
-    import sqlalchemy as sa
-
-    from .errors import StoreError
-
-    try:
-        engine = create_engine(url)
-    except StoreError as exc:
-        return str(exc)
-    try:
-        with sa.create_engine(engine.url, connect_args={"connect_timeout": 5}).connect() as conn:
-            conn.execute(sa.text("SELECT 1"))
-    except sa.exc.SQLAlchemyError as exc:
-        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-        shown = engine.url.set(drivername="postgresql").render_as_string(hide_password=True)  # as written
-        return (f"cannot reach the state database {shown}: {reason} "
-                "(check the URL, that the server runs and that this machine may connect)")
-    finally:
-        engine.dispose()
-    return None
+    return cannot_open(config.database_url())

@@ -33,6 +33,7 @@ from ..models import Listing, Paper, Validators
 from .files import (
     backup_sqlite,
     copy_key,
+    holds_something_else,
     make_private,
     read_marker,
     read_or_create_key,
@@ -581,6 +582,38 @@ class Store:
 def open_store(config: Config) -> Store:
     """The store of a configuration: its database, its key file and its marker."""
     return Store(config.database_url(), key_file=config.key_path(), marker=config.marker_path())
+
+
+def cannot_open(url: str) -> str | None:
+    """Why the state database at `url` could not be opened from here, if it could not, for
+    `digest validate`: nothing is created (a SQLite file's folder and kind are looked at), and
+    a PostgreSQL server is asked once, for at most a few seconds."""
+    if url.startswith("sqlite:///"):
+        path = Path(url.removeprefix("sqlite:///"))
+        if path.is_dir():
+            return f"{path} is a folder: name the database file in it (e.g. sqlite:///digest.db)"
+        if path.exists():
+            return f"{path} is not a SQLite database (it holds something else)" if holds_something_else(path) else None
+        if not path.parent.is_dir():
+            return f"the folder of the state database, {path.parent}, does not exist: create it, or change `state:`"
+        if not os.access(path.parent, os.W_OK | os.X_OK):
+            return f"cannot create the state database in {path.parent}: the folder is not writable"
+        return None
+    try:
+        engine = create_engine(url)
+    except StoreError as exc:
+        return str(exc)
+    try:
+        with sa.create_engine(engine.url, connect_args={"connect_timeout": 5}).connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+    except SQLAlchemyError as exc:
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        shown = engine.url.set(drivername="postgresql").render_as_string(hide_password=True)  # as written
+        return (f"cannot reach the state database {shown}: {reason} "
+                "(check the URL, that the server runs and that this machine may connect)")
+    finally:
+        engine.dispose()
+    return None
 
 
 def dialect_insert(conn: Connection) -> Any:
