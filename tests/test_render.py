@@ -548,6 +548,35 @@ def test_template_runtime_error_names_file_and_line(tmp_path):
     assert "_footer.html.j2:3" in str(caught.value) and "no_such_value" in str(caught.value)
 
 
+def test_an_undefined_value_in_an_included_html_template_names_file_and_line_when_compiled(tmp_path):
+    """Through the compiled renderer (every command's), not only the full chain: it was an
+    "internal error: UndefinedError" with no file, and the preview's reply was empty."""
+    (tmp_path / "_header.html.j2").write_text("{{ first_name }}\n" + (builtin_templates() / "_header.html.j2")
+                                             .read_text(encoding="utf-8"), encoding="utf-8")
+    with pytest.raises(TemplateError, match=r"_header\.html\.j2:1: 'first_name' is undefined"):
+        CompiledRenderer(tmp_path, probes=probe_values())
+
+
+def test_mjml_that_cannot_be_read_is_a_template_error(tmp_path):
+    source = (builtin_templates() / "digest.mjml.j2").read_text(encoding="utf-8")
+    (tmp_path / "digest.mjml.j2").write_text(source.replace("</mj-column>", "", 1), encoding="utf-8")
+    with pytest.raises(TemplateError, match=r"digest\.mjml\.j2 \(or a template it includes\): its MJML cannot be read"):
+        CompiledRenderer(tmp_path, probes=probe_values())
+
+
+def test_a_value_in_an_attribute_without_attr_is_an_error_at_its_line(tmp_path):
+    """It fell back to the full chain, which broke on any title with a quote: those digests
+    failed at every run, and `validate` said "internal error"."""
+    source = (builtin_templates() / "_paper.html.j2").read_text(encoding="utf-8")
+    (tmp_path / "_paper.html.j2").write_text(source.replace('<div class="card">', '<div class="card" title="{{ paper.title }}">', 1),
+                                            encoding="utf-8")
+    with pytest.raises(TemplateError, match=r'_paper\.html\.j2:1: the value in title="\{\{ paper\.title \}\}" needs \|attr'):
+        CompiledRenderer(tmp_path, probes=probe_values())
+    (tmp_path / "_paper.html.j2").write_text(source.replace('<div class="card">', '<div class="card" title="{{ paper.title|attr }}">', 1),
+                                            encoding="utf-8")
+    assert CompiledRenderer(tmp_path, probes=probe_values()).compiled
+
+
 def test_a_templates_folder_that_is_not_there_is_an_error_not_the_built_in_templates(tmp_path):
     """A template author whose `templates:` path had a typo saw the built-in e-mail, with no word
     (the command line: test_preview.py)."""

@@ -227,9 +227,17 @@ def rendering(template: jinja2.Template) -> Callable[[dict[str, Any]], str]:
 
 
 def mjml_to_html(mjml: str) -> str:
+    """The MJML as HTML; MJML that cannot be read is the template's error (TemplateError)."""
     from mjml import mjml2html
 
-    return mjml2html(mjml)
+    try:
+        return mjml2html(mjml)
+    except Exception as exc:  # noqa: BLE001 - mjml-python raises bare ValueErrors, KeyErrors… on bad markup
+        raise TemplateError(f"template error in {HTML_TEMPLATE} (or a template it includes): its MJML cannot be "
+                            f"read ({exc.__class__.__name__}: {exc})",
+                            hint="check that every <mj-…> element is closed and nested as MJML allows "
+                                 "(mj-section > mj-column > mj-text…), and that values inside attributes use |attr; "
+                                 "or remove `templates:` to use the built-in ones") from None
 
 
 def inline_css(html: str) -> str:
@@ -280,17 +288,28 @@ class CompiledRenderer(NaiveRenderer):
         self.fallback_reason: str | None = None
         self.compiled_template: jinja2.Template | None = None
         try:
-            source = _expanded(self.env, self.html_name)
-            stage_two = _restore_tags(inlined(source))
-            unsafe = _unescaped_attributes(stage_two)
-            if unsafe:
-                raise TemplateError(f"a value in attribute {unsafe} needs |attr")
-            self.compiled_template = self.env.from_string(stage_two)
+            source: str | None = _expanded(self.env, self.html_name)
+        except (jinja2.TemplateError, TemplateError) as exc:  # an include missing…: the full chain says where
+            source, self.fallback_reason = None, f"could not read the template ({exc.__class__.__name__}: {exc})"
+        unsafe = _unescaped_attributes(source or "")
+        if unsafe:  # an error, not a slower path: a title with a quote in it would break every such digest
+            raise TemplateError(f"template error in {_where(self.env, unsafe[1])}: the value in "
+                                f"{unsafe[0]}={unsafe[1]} needs |attr (write {{{{ … |attr }}}}): a quote in it "
+                                "would end the attribute",
+                                hint="values in attributes other than href and src go through |attr")
+        try:
+            if source is not None:
+                self.compiled_template = self.env.from_string(_restore_tags(inlined(source)))
         except Exception as exc:  # noqa: BLE001 - any failure: the full chain still works
             self.fallback_reason = f"could not compile the template ({exc.__class__.__name__}: {exc})"
         render = rendering(self.compiled_template) if self.compiled_template is not None else None
         for probe in probes or []:
-            if render is not None and render(probe) != self._full_chain(probe):
+            try:
+                got = render(probe) if render is not None else None
+            except Exception:  # noqa: BLE001 - compiled, it fails: the full chain says why, located, if it fails too
+                got = None
+            expected = self._full_chain(probe)  # the template's own errors (located) are raised here
+            if render is not None and got != expected:
                 self.fallback_reason = ("the template renders differently once compiled "
                                         "(Jinja logic outside <mj-text>/<mj-raw>?)")
                 break
@@ -322,14 +341,28 @@ def _load(env: jinja2.Environment, name: str) -> jinja2.Template:
                             hint="fix the template, or remove `templates:` to use the built-in ones") from exc
 
 
-def _unescaped_attributes(html: str) -> str | None:
-    """The first attribute that takes a value without |attr (URLs excepted: they are cleaned)."""
+def _unescaped_attributes(html: str) -> tuple[str, str] | None:
+    """The first attribute (name, quoted value) that takes a value without |attr (URLs
+    excepted: they are cleaned)."""
     for name, value in _ATTRIBUTE.findall(html):
         if name.lower() in ("href", "src"):
             continue
         if any("|attr" not in expression.replace(" ", "") for expression in _EXPRESSION.findall(value)):
-            return name
+            return name, value
     return None
+
+
+def _where(env: jinja2.Environment, text: str) -> str:
+    """`file:line` of the first template (the user's first) that holds `text`."""
+    loader = env.loader
+    assert isinstance(loader, jinja2.FileSystemLoader)
+    for folder in loader.searchpath:
+        for path in sorted(Path(folder).glob("*.j2")):
+            lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+            for number, line in enumerate(lines, 1):
+                if text in line:
+                    return f"{path}:{number}"
+    return HTML_TEMPLATE
 
 
 def _restore_tags(html: str) -> str:
