@@ -253,6 +253,21 @@ def test_the_list_name_shows_in_subject_heading_list_id_and_footer():
     assert "subscribed to NLP Lab Papers for: Scaling laws." in " ".join(mail.text.split())
 
 
+@pytest.mark.no_postgresql
+@pytest.mark.parametrize("name, label", [("Lab Papers ✨", "lab-papers"), ("Ünï, Papers", "uni-papers"),
+                                         ("Lab: Café papers", "lab-cafe-papers")])
+def test_a_list_name_beyond_ascii_makes_a_list_id_any_reader_parses(name, label):
+    """Encoded words are never inside quotes (RFC 2047 §5): a quoted name had its quote encoded."""
+    config = Config(sender=Sender(**{"from": "Lab <papers@nlp.example.org>", "list_name": name}),
+                    base_url="https://digest.example.org")
+    subscriber = Subscriber(email="alice@example.org", topics=[Topic(name="Scaling laws", keywords=["scaling law"])])
+    mail = compose(config, one_paper_digest(), subscriber)
+    raw = mail.wire.split(b"\r\n\r\n", 1)[0].decode("ascii")
+    [line] = [h for h in raw.replace("\r\n ", " ").split("\r\n") if h.startswith("List-Id:")]
+    assert '"' not in line and line.endswith(f" <{label}.nlp.example.org>"), line
+    assert str(mail.message["List-Id"]) == f"{name} <{label}.nlp.example.org>"
+
+
 # ---------------------------------------------------------------- 5. opaque tokens
 
 

@@ -36,9 +36,17 @@ def message_id(sender: str, subscriber: str, key: str) -> str:
 
 
 def list_id(list_name: str, sender: str) -> str:
-    """RFC 2919: `NLP Lab Papers <nlp-lab-papers.example.org>`, the label made from the name."""
+    """RFC 2919: `NLP Lab Papers <nlp-lab-papers.example.org>`, the label made from the name;
+    the header's value as it goes on the wire (ASCII). A name with other characters is one run
+    of encoded words, never inside quotes (RFC 2047 §5: a quoted "Lab Papers ✨" was sent as
+    `"Lab Papers =?utf-8?q?=E2=9C=A8=22?=`, the closing quote encoded)."""
     label = re.sub(r"[^a-z0-9]+", "-", fold_ascii(list_name).lower()).strip("-") or "digest"
-    phrase = '"' + list_name.replace("\\", "").replace('"', "") + '"' if re.search(r'[^\w .-]', list_name) else list_name
+    if not list_name.isascii():
+        phrase = " ".join(_q_word(_one_line(list_name)))
+    elif re.search(r'[^\w .-]', list_name):
+        phrase = '"' + list_name.replace("\\", "").replace('"', "") + '"'
+    else:
+        phrase = list_name
     return f"{phrase} <{label}.{domain_of(sender)}>"
 
 
@@ -83,7 +91,7 @@ def wire_message(*, sender: str, reply_to: str | None, to: str, to_name: str | N
         ("Subject", encode_words(subject)),
         ("Date", format_datetime(date)),
         ("Message-ID", _one_line(msg_id)),
-        ("List-Id", encode_words(list_id(list_name, sender))),
+        ("List-Id", list_id(list_name, sender)),
     ]
     targets = [f"<{_one_line(u)}>" for u in (unsubscribe_url, unsubscribe_mailto) if u]
     if targets:
