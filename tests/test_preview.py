@@ -114,6 +114,10 @@ def test_preview_server_shows_every_subscriber_and_follows_template_changes(fetc
         assert "alice@example.org" in get(base + "/")
         page = get(base + "/s/alice@example.org")
         assert "width='375'" in page and "width='600'" in page and "Efficient inference (10)" in page
+        assert page.count("sandbox=''") == 2  # as a mail client: no script of a template runs
+        with urllib.request.urlopen(base + "/s/alice@example.org/html", timeout=30) as shown:
+            assert "script-src 'none'" in shown.headers["Content-Security-Policy"]
+        assert "Alice · 1 topic</li>" in get(base + "/")  # not "1 topics"
         assert "<pre>" in page and "white-space:pre;" in page  # the text part as it is sent, not re-wrapped
         with pytest.raises(urllib.error.HTTPError) as unknown:
             get(base + "/s/nobody@example.org")

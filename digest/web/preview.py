@@ -98,7 +98,9 @@ def make_handler(state: PreviewState) -> type[BaseHTTPRequestHandler]:
                 if email_ is None:
                     return self._send("nothing would be sent now", "text/plain", status=404)
                 body = {"html": email_.html, "text": email_.text, "eml": email_.wire}[part]
-                return self._send(body, {"html": "text/html", "text": "text/plain", "eml": "message/rfc822"}[part])
+                # As a mail client shows it: no script runs (a template's <script> ran in the preview's origin)
+                return self._send(body, {"html": "text/html", "text": "text/plain", "eml": "message/rfc822"}[part],
+                                  script_free=part == "html")
             link = quote(subscriber.email)
             if email_ is None:
                 note = ("<p class='err'>Nothing new matches this subscriber's topics: with <code>send_empty: false</code> "
@@ -109,20 +111,23 @@ def make_handler(state: PreviewState) -> type[BaseHTTPRequestHandler]:
             note = "" if stored else "<p class='err'>No papers stored in the look-back window: run <code>digest fetch</code>.</p>"
             body = (f"<p><a href='/'>All subscribers</a> · <b>{html.escape(email_.subject)}</b> · "
                     f"{email_.html_bytes:,} bytes of HTML · <a href='/s/{link}/eml'>.eml</a></p>{note}"
-                    f"<div class='row'><div><h2>Desktop, 600 px</h2><iframe title='desktop' src='/s/{link}/html' width='600'></iframe></div>"
-                    f"<div><h2>Phone, 375 px</h2><iframe title='phone' src='/s/{link}/html' width='375'></iframe></div>"
+                    f"<div class='row'><div><h2>Desktop, 600 px</h2><iframe title='desktop' sandbox='' src='/s/{link}/html' width='600'></iframe></div>"
+                    f"<div><h2>Phone, 375 px</h2><iframe title='phone' sandbox='' src='/s/{link}/html' width='375'></iframe></div>"
                     f"<div><h2>Text part</h2><pre>{html.escape(email_.text)}</pre></div></div>")
             self._send(_PAGE.format(title=html.escape(subscriber.email), body=body), "text/html")
 
         def _index(self, config: Config) -> str:
             rows = "".join(f"<li><a href='/s/{quote(s.email)}'>{html.escape(s.email)}</a> "
-                           f"{html.escape(s.name or '')} · {len(s.topics)} topics</li>" for s in config.subscribers)
+                           f"{html.escape(s.name or '')} · {len(s.topics)} topic{'s' * (len(s.topics) != 1)}</li>"
+                           for s in config.subscribers)
             return _PAGE.format(title="Paper digest previews", body=f"<h1>Paper digest previews</h1><ul>{rows}</ul>")
 
-        def _send(self, body: str | bytes, kind: str, status: int = 200) -> None:
+        def _send(self, body: str | bytes, kind: str, status: int = 200, script_free: bool = False) -> None:
             data = body.encode("utf-8") if isinstance(body, str) else body
             self.send_response(status)
             self.send_header("Content-Type", f"{kind}; charset=utf-8")
+            if script_free:
+                self.send_header("Content-Security-Policy", "script-src 'none'; object-src 'none'; base-uri 'none'")
             self.send_header("Content-Length", str(len(data)))
             self.send_header("Cache-Control", "no-store")
             self.end_headers()
