@@ -399,7 +399,7 @@ def test_a_config_or_csv_that_is_no_file_is_refused_not_read_for_ever(tmp_path):
     config = tmp_path / "subscribers.yaml"
     config.write_text((ROOT / "subscribers.yaml").read_text())
     result = digest("-c", str(config), "subscribers", "import", "/dev/zero")
-    assert result.returncode == 1 and "cannot read /dev/zero: /dev/zero is not a file" in result.stderr
+    assert result.returncode == 2 and "cannot read /dev/zero: /dev/zero is not a file" in result.stderr
 
 
 @pytest.mark.no_postgresql
