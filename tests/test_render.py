@@ -564,6 +564,17 @@ def test_mjml_that_cannot_be_read_is_a_template_error(tmp_path):
         CompiledRenderer(tmp_path, probes=probe_values())
 
 
+def test_an_mjml_tag_mjml_does_not_know_is_an_error_at_its_line(tmp_path):
+    """MJML copies it into the e-mail as it is: a misspelt button was a bare <mj-buton> tag."""
+    source = (builtin_templates() / "digest.mjml.j2").read_text(encoding="utf-8")
+    lines = source.splitlines(keepends=True)
+    at = next(n for n, line in enumerate(lines) if "</mj-column>" in line)
+    lines.insert(at, '        <mj-buton href="https://example.org">Lab page</mj-buton>\n')
+    (tmp_path / "digest.mjml.j2").write_text("".join(lines), encoding="utf-8")
+    with pytest.raises(TemplateError, match=rf"digest\.mjml\.j2:{at + 1}: <mj-buton> is not an MJML element .*did you mean <mj-button>"):
+        CompiledRenderer(tmp_path, probes=probe_values())
+
+
 def test_a_value_in_an_attribute_without_attr_is_an_error_at_its_line(tmp_path):
     """It fell back to the full chain, which broke on any title with a quote: those digests
     failed at every run, and `validate` said "internal error"."""

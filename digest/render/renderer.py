@@ -12,6 +12,7 @@ the full chain with a warning rather than rendering differently.
 
 from __future__ import annotations
 
+import difflib
 import logging
 import re
 import textwrap
@@ -37,6 +38,11 @@ TEXT_TEMPLATE = "digest.txt.j2"
 _COMMENT = re.compile(r"\{#.*?#\}", re.DOTALL)
 _ATTRIBUTE = re.compile(r"""([\w:-]+)=("[^"]*\{\{[^"]*"|'[^']*\{\{[^']*')""")
 _EXPRESSION = re.compile(r"\{\{(.*?)\}\}", re.DOTALL)
+_MJML_LEFT = re.compile(r"<(mj-[\w-]+)")  # an MJML tag in the HTML: one MJML did not know, or misplaced
+_MJML_ELEMENTS = ["mj-accordion", "mj-accordion-element", "mj-accordion-text", "mj-accordion-title", "mj-button",
+                  "mj-carousel", "mj-carousel-image", "mj-column", "mj-divider", "mj-group", "mj-hero", "mj-image",
+                  "mj-navbar", "mj-navbar-link", "mj-raw", "mj-section", "mj-social", "mj-social-element",
+                  "mj-spacer", "mj-table", "mj-text", "mj-wrapper"]
 _INCLUDE = re.compile(r"""\{%-?\s*include\s+["']([^"']+)["']\s*-?%\}""")
 
 # cssutils (through premailer) logs every property it does not know (mso-*, word-break).
@@ -298,8 +304,21 @@ class CompiledRenderer(NaiveRenderer):
                                 "would end the attribute",
                                 hint="values in attributes other than href and src go through |attr")
         try:
-            if source is not None:
-                self.compiled_template = self.env.from_string(_restore_tags(inlined(source)))
+            page = inlined(source) if source is not None else None
+        except TemplateError:
+            raise  # MJML that cannot be read: the full chain could not either
+        except Exception as exc:  # noqa: BLE001 - any other failure: the full chain still works
+            page, self.fallback_reason = None, f"could not compile the template ({exc.__class__.__name__}: {exc})"
+        if page is not None and (left := _MJML_LEFT.search(page)):  # MJML copies a tag it does not know
+            tag = left.group(1)
+            close = difflib.get_close_matches(tag, _MJML_ELEMENTS, n=1)
+            raise TemplateError(f"template error in {_where(self.env, '<' + tag)}: <{tag}> is not an MJML element "
+                                "where it is, so it would reach the e-mail as it is"
+                                + (f"; did you mean <{close[0]}>?" if close and close[0] != tag else ""),
+                                hint="see the MJML documentation for the elements and where each may go")
+        try:
+            if page is not None:
+                self.compiled_template = self.env.from_string(_restore_tags(page))
         except Exception as exc:  # noqa: BLE001 - any failure: the full chain still works
             self.fallback_reason = f"could not compile the template ({exc.__class__.__name__}: {exc})"
         render = rendering(self.compiled_template) if self.compiled_template is not None else None
