@@ -240,6 +240,16 @@ def one_paper_digest(**paper_fields) -> Digest:
 
 
 @pytest.mark.no_postgresql
+def test_a_long_url_in_a_summary_stays_whole_in_the_text_part():
+    """Wrapped at 72 columns, a URL was cut in two (and no longer worked when clicked)."""
+    url = "https://github.com/a-very-long-organisation-name/an-even-longer-repository-name-for-the-paper"
+    config = Config(sender=Sender(**{"from": "Lab <papers@nlp.example.org>"}), base_url="https://digest.example.org")
+    subscriber = Subscriber(email="alice@example.org", topics=[Topic(name="Scaling laws", keywords=["scaling law"])])
+    mail = compose(config, one_paper_digest(ai_summary=f"Code and data are at {url} for everyone."), subscriber)
+    assert any(line.strip() == url for line in mail.text.splitlines()), mail.text
+
+
+@pytest.mark.no_postgresql
 def test_the_list_name_shows_in_subject_heading_list_id_and_footer():
     config = Config(sender=Sender(**{"from": "Lab <papers@nlp.example.org>", "reply_to": "admin@example.org",
                                      "list_name": "NLP Lab Papers"}), base_url="https://digest.example.org")

@@ -84,18 +84,21 @@ def _attribute(text: str) -> Markup:
 
 @lru_cache(maxsize=16_384)
 def _wordwrap(text: str, width: int = 79, break_long_words: bool = True) -> str:
-    lines = _greedy_lines(text, width) or textwrap.wrap(text, width=width, break_long_words=break_long_words)
+    """Jinja's wordwrap, never at a hyphen: "On-Device" and a URL with a hyphen stay whole
+    (a URL broken at its hyphen no longer worked when clicked)."""
+    lines = _greedy_lines(text, width) or textwrap.wrap(text, width=width, break_long_words=break_long_words,
+                                                        break_on_hyphens=False)
     return "\n".join(lines)
 
 
 def _greedy_lines(text: str, width: int, first: int = 0) -> list[str] | None:
-    """textwrap.wrap's lines for the texts where it comes down to filling lines word by word
-    (a first line `first` characters shorter), about 5x faster; None for the others. Those
-    are texts of words between single spaces, with no hyphen (textwrap also breaks there) and
-    no word longer than a line. `tests/test_render.py` holds the two equal over the samples'
-    titles, abstracts and why-lines at several widths, and over generated text."""
+    """textwrap.wrap's lines (break_on_hyphens=False) for the texts where it comes down to
+    filling lines word by word (a first line `first` characters shorter), about 5x faster;
+    None for the others. Those are texts of words between single spaces, no word longer than a
+    line. `tests/test_render.py` holds the two equal over the samples' titles, abstracts and
+    why-lines at several widths, and over generated text."""
     words = text.split(" ")
-    if "-" in text or words != text.split() or max(map(len, words)) > width - first:
+    if words != text.split() or max(map(len, words)) > width - first:
         return None
     lines: list[str] = []
     line, room = words[0], width - first
@@ -133,7 +136,7 @@ def _after_number(text: str, room: int, width: int, indent: int) -> str | None:
 def _wrapped_after(text: str, room: int, width: int, indent: int) -> str:
     lines = _greedy_lines(text, width, room)
     if lines is None:
-        lines = textwrap.wrap(text, width=width, initial_indent=" " * room)
+        lines = textwrap.wrap(text, width=width, initial_indent=" " * room, break_on_hyphens=False)
     else:
         lines[0] = " " * room + lines[0]
     return ("\n" + " " * indent).join(lines)
