@@ -52,7 +52,7 @@ def _authors(entry) -> tuple[str, ...]:  # type: ignore[no-untyped-def]
     names = [a.get("name") for a in entry.get("authors", []) if a.get("name")]
     if len(names) == 1 and "," in names[0]:
         return split_authors(names[0])
-    return tuple(n for name in names if (n := untex(name)))
+    return tuple(n for name in names if (n := untex(html_to_text(name))))  # "<b>Evil</b>" showed as it was
 
 
 def _content(entry) -> str:  # type: ignore[no-untyped-def]
