@@ -259,10 +259,11 @@ def test_the_wire_message_reads_back_as_the_email_package_builds_it(subject, nam
     for header, name_, address in (("From", "Dïgest Lab", "digest@example.org"), ("To", name, "alice@example.org"),
                                    ("Reply-To", "", "admin@example.org")):
         assert [(same(a.display_name), a.addr_spec) for a in ours[header].addresses] == [(same(name_ or ""), address)]
-    for header in ("Subject", "Date", "Message-ID", "List-Id", "List-Unsubscribe", "List-Unsubscribe-Post",
+    for header in ("Subject", "Date", "Message-ID", "List-Id", "List-Unsubscribe", "List-Unsubscribe-Post", "Auto-Submitted",
                    "MIME-Version"):
         assert same(str(ours[header])) == same(str(theirs[header])), header
     assert ours["Content-Language"] == "en"  # (the email package drops it: set_content clears Content-*)
+    assert ours["Auto-Submitted"] == "auto-generated"  # RFC 3834: vacation responders do not answer a digest
     assert [p.get_content_type() for p in ours.iter_parts()] == ["text/plain", "text/html"]
     for mine, reference in zip(ours.iter_parts(), theirs.iter_parts()):
         assert mine.get_content() == reference.get_content()

@@ -71,6 +71,7 @@ def build_message(*, sender: str, reply_to: str | None, to: str, to_name: str | 
         message["List-Unsubscribe"] = ", ".join(targets)
     if unsubscribe_url and unsubscribe_url.startswith("https://"):
         message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"  # RFC 8058
+    message["Auto-Submitted"] = "auto-generated"  # RFC 3834: no vacation reply to a digest
     message["Content-Language"] = lang
     message.set_content(text, subtype="plain", charset="utf-8", cte="quoted-printable")
     message.add_alternative(html, subtype="html", charset="utf-8", cte="quoted-printable")
@@ -98,7 +99,8 @@ def wire_message(*, sender: str, reply_to: str | None, to: str, to_name: str | N
         headers.append(("List-Unsubscribe", ", ".join(targets)))
     if unsubscribe_url and unsubscribe_url.startswith("https://"):
         headers.append(("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"))  # RFC 8058
-    headers += [("Content-Language", _one_line(lang)), ("MIME-Version", "1.0"),
+    headers += [("Auto-Submitted", "auto-generated"),  # RFC 3834: no vacation reply to a digest
+                ("Content-Language", _one_line(lang)), ("MIME-Version", "1.0"),
                 ("Content-Type", f'multipart/alternative; boundary="{boundary}"')]
     head = "".join(f"{name}: {value}\r\n" for name, value in headers).encode("ascii")
     return b"".join((

@@ -126,7 +126,8 @@ def _after_number(text: str, room: int, width: int, indent: int) -> str | None:
     wrapping each is a word of the same length, at the first line's start); None where the
     number and its space do not start the first line as they are."""
     prefix = "0" * (room - 2) + ". "
-    if not text or text[0].isspace() or "\t" in text or len(text.split(" ", 1)[0]) + room > width:
+    if not text or text[0].isspace() or "\t" in text or max(map(len, text.split())) + room > width:
+        # (a word longer than the first line's room: textwrap breaks it there, not in the whole)
         whole = _indent(_wordwrap(prefix + text, width), indent)  # where wrapping the two apart could differ
         return whole[room:] if whole.startswith(prefix) else None
     return _wrapped_after(text, room, width, indent)[room:]
