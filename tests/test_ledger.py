@@ -513,6 +513,20 @@ def test_a_dry_run_shows_what_a_send_would_do_now(tmp_path, fetched):
         assert not server.handler.received
 
 
+def test_workers_that_start_late_still_send_the_plan_within_the_grace_period(tmp_path, fetched):
+    """A plan no worker claimed within ten minutes was left pending for ever: the scheduler
+    had moved on, and workers only took plans made in the last ten minutes."""
+    with SmtpServer() as server:
+        config = setup(tmp_path, fetched, server.port, EMAILS, defaults="  schedule: daily 07:30\n")
+        assert delivery(config, clock=T0).run(scheduled=False, work=False) == []  # planned, nobody sends
+        assert Counter(e.state for e in delivery(config).ledger.entries()) == Counter({"pending": 3})
+        late = delivery(config, clock=T0 + timedelta(minutes=45)).run(scheduled=True, plan=False)
+        assert Counter(o.status for o in late) == Counter({"sent": 3})
+        assert sorted(str(m["To"]) for m in server.handler.received) == EMAILS
+        stale = delivery(config, clock=T0 + timedelta(hours=13))  # past the grace: not sent so late
+        assert stale.claim_window() == timedelta(hours=12)
+
+
 def test_selecting_subscribers(tmp_path, fetched):
     from digest.errors import UnknownSubscriber
 

@@ -204,7 +204,7 @@ class Delivery:
         """The plan's digests a stopped run did not come to, each said (none is lost: they wait)."""
         told = {subscriber_key(o.subscriber) for o in outcomes}
         try:
-            waiting = self.ledger.waiting(now - PLAN_FRESH, only)
+            waiting = self.ledger.waiting(now - self.claim_window(), only)
         except DigestError:  # the database is what failed: the error says so
             return
         for entry in waiting:
@@ -223,7 +223,7 @@ class Delivery:
             due_now: list[tuple[Subscriber, str, Entry | None]] = []
             self._triage([s for s, _ in receivers], now, scheduled=scheduled, done=done, due=due_now, resend=[])
             wanted = {subscriber_key(s.email) for s, _, _ in due_now}  # and those a plan has, still to send:
-            wanted |= {e.subscriber for e in self.ledger.waiting(now - PLAN_FRESH, [s.email for s, _ in receivers])}
+            wanted |= {e.subscriber for e in self.ledger.waiting(now - self.claim_window(), [s.email for s, _ in receivers])}
             wanted |= {e.subscriber for e in self.ledger.left_behind(now)}  # a send recovers them first
             due = [(s, row) for s, row in receivers if subscriber_key(s.email) in wanted]
         else:
@@ -367,6 +367,12 @@ class Delivery:
         self.ledger.plan(rows, rematch, [], now)
         return len(due) + len(resend)
 
+    def claim_window(self) -> timedelta:
+        """How old a plan's pending digests may be and still be sent: the grace period, as for a
+        slot itself (workers that start late, or all stopped a while, send the plan still; with
+        ten minutes, a plan nobody had claimed by then was left pending for ever)."""
+        return max(PLAN_FRESH, self.config.defaults.grace)
+
     def _resend(self, entry: Entry) -> bool:
         """Whether an uncertain digest goes out once more (smtp.resend_uncertain)."""
         return self.config.smtp.resend_uncertain == "once" and entry.uncertain_resends < 1
@@ -387,7 +393,7 @@ class Delivery:
         if recovered:
             log.warning("%d digests of an interrupted run recovered (to send again, or uncertain)", recovered)
         planned = not plan  # a worker alone takes what the scheduler planned
-        since = now - PLAN_FRESH
+        since = now - self.claim_window()
         claim = self.config.workers.batch * self.config.smtp.connections  # a batch per connection
         heartbeat = Heartbeat(lambda: self.ledger.renew(owner, self.clock() + lease), lease / 3, "this worker's claims")
         state = Sending(self.sender_factory, self.config.smtp.connections)
