@@ -527,6 +527,23 @@ def test_workers_that_start_late_still_send_the_plan_within_the_grace_period(tmp
         assert stale.claim_window() == timedelta(hours=12)
 
 
+def test_the_scheduler_sends_an_uncertain_digest_once_more(tmp_path, fetched):
+    """"Sent once more on the next run": a scheduled run only looked at the subscribers due,
+    so only a manual send in the same slot ever did it."""
+    with SmtpServer() as server:
+        config = setup(tmp_path, fetched, server.port, EMAILS[:2], defaults="  schedule: daily 07:30\n")
+        run = delivery(config)
+        assert Counter(o.status for o in run.run(scheduled=True)) == Counter({"sent": 2})  # next due: tomorrow
+        entry = next(e for e in run.ledger.entries() if e.subscriber == "a@example.org")
+        run.ledger.uncertain(entry.id, "no reply after the end of the message", T0)
+        later = delivery(config, clock=T0 + timedelta(minutes=5)).run(scheduled=True)
+        assert [(o.subscriber, o.status) for o in later] == [("a@example.org", "sent")], later
+        assert "sent again" in later[0].detail
+        resent = [m for m in server.handler.received if str(m["To"]) == "a@example.org"]
+        assert len(resent) == 2 and resent[0]["Message-ID"] == resent[1]["Message-ID"] == entry.message_id
+        assert delivery(config, clock=T0 + timedelta(minutes=6)).run(scheduled=True) == []  # once, not again
+
+
 def test_selecting_subscribers(tmp_path, fetched):
     from digest.errors import UnknownSubscriber
 

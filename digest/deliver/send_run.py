@@ -303,6 +303,9 @@ class Delivery:
             listed = [roster.subscriber(row) for row in page]
             self._triage([s for s in listed if receiving(self.config, s, now)], now, scheduled=True, done=done, due=due, resend=resend)
             moves += [(row.key, next_slot(row.schedule, row.timezone, now)) for row in page]
+        if self.config.smtp.resend_uncertain == "once":  # whoever is due now: the daemon never re-sent one
+            # (only a manual send in the same slot did, as it triages everyone)
+            resend = sorted(set(resend) | set(self.ledger.uncertain_to_resend(now - self.claim_window())))
         planned = self._record(due, resend, now, done)
         self.directory.advance(moves, self.clock())  # after the plan is recorded: a crash between re-plans (no-op)
         return planned

@@ -323,6 +323,11 @@ class Ledger:
 
         return self._write(work)
 
+    def uncertain_to_resend(self, since: datetime) -> list[int]:
+        """Uncertain digests of slots since `since` not yet sent again (smtp.resend_uncertain)."""
+        return [int(i) for i in self._read(lambda conn: conn.scalars(sa.select(digests.c.id).where(
+            digests.c.state == "uncertain", digests.c.uncertain_resends < 1, digests.c.created_at >= since)).all())]
+
     def left_behind(self, now: datetime) -> list[Entry]:
         """The claimed digests of runs that died, which `recover` gives back to pending: read only."""
         rows = self._read(lambda conn: conn.execute(sa.select(digests).where(digests.c.state == "claimed")).all())
