@@ -142,6 +142,24 @@ def test_an_export_read_back_here_leaves_the_web_s_subscribers_to_them(tmp_path,
     assert origins["eve@example.org"] == "self" and origins["ada@example.org"] == "admin"
 
 
+def test_an_edit_of_the_default_schedule_reaches_the_database_s_subscribers(tmp_path, samples):
+    """Those imported without a schedule kept the default of the day they were imported: the
+    planner's index read it, so the new default's slot went unsent while `status` said due."""
+    from digest.config import load_config
+    from digest.store import open_store
+    from digest.store.directory import Directory
+
+    path = setup(tmp_path, samples, 25, YAML_PEOPLE, defaults="  schedule: daily 07:30\n")
+    write_csv(tmp_path / "in.csv", [{"email": "ada@example.org", "topics": "KV cache", "schedule": ""},
+                                    {"email": "bob@example.org", "topics": "RAG", "schedule": "daily 06:00"}])
+    assert digest_cli("subscribers", "import", str(tmp_path / "in.csv"), config=path).returncode == 0
+    path.write_text(path.read_text().replace("schedule: daily 07:30", "schedule: daily 09:15"))
+    assert digest_cli("status", config=path).returncode == 0  # any command reads the changed file
+    rows = Directory(open_store(load_config(path))).get(["ada@example.org", "bob@example.org"])
+    assert rows["ada@example.org"].schedule == "daily 09:15" and rows["ada@example.org"].next_due.strftime("%H:%M") == "09:15"
+    assert rows["bob@example.org"].schedule == "daily 06:00"  # their own stays theirs
+
+
 def test_add_and_remove_refuse_what_subscribers_yaml_holds(tmp_path, samples):
     config = setup(tmp_path, samples, 25, YAML_PEOPLE)
     added = digest_cli("subscribers", "add", "ada@example.org", "--name", "Ada", "--topic", "KV cache",

@@ -69,11 +69,36 @@ def sync(config: Config, directory: Directory, now: datetime) -> Synced:
         current = fingerprint(config)  # the file as read now
     synced = directory.sync(ORIGIN, wanted(config), current, now,
                             lambda schedule, timezone: first_due(schedule, timezone, now))
+    follow_defaults(config, directory, now)
     if synced.shadowed:
         log.warning("%d subscribers in %s are managed in the database, where their settings were changed; "
                     "the file's entries for them are ignored: %s", len(synced.shadowed), config.path,
                     ", ".join(synced.shadowed[:5]) + (" …" if len(synced.shadowed) > 5 else ""))
     return synced
+
+
+def follow_defaults(config: Config, directory: Directory, now: datetime) -> int:
+    """The database's subscribers who set no schedule or time zone of their own follow the
+    configuration's defaults (as subscribers.yaml's do): after an edit of `defaults.schedule`
+    or `defaults.timezone`, their rows, which hold the schedule the planner's index reads, are
+    brought in line. An imported list kept the default of the day it was imported: the slot
+    of the new default went unsent while `digest status` said it was due. Once per change;
+    returns how many subscribers changed."""
+    current = hashlib.sha256(json.dumps([config.defaults.schedule, config.defaults.timezone]).encode()).hexdigest()
+    if directory.store.setting("defaults-schedule") == current:
+        return 0
+    changed = 0
+    for page in directory.pages():
+        for row in page:
+            if row.origin == ORIGIN:
+                continue  # the file's: synced from it
+            want = as_wanted(config, subscriber(row))
+            if (want.schedule, want.timezone) != (row.schedule, row.timezone):
+                changed += directory.claim(row.origin, want, now, lambda schedule, timezone: first_due(schedule, timezone, now))
+    directory.store.put_setting("defaults-schedule", current)
+    if changed:
+        log.info("defaults changed: %d subscribers of the database follow the new schedule or time zone", changed)
+    return changed
 
 
 def refresh_presets(config: Config, directory: Directory, now: datetime) -> int:
