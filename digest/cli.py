@@ -462,6 +462,10 @@ def backup(app: App, file: str | None) -> None:
     if file and not target.parent.is_dir():  # backups/ is made when first needed; a folder named here is not
         raise click.BadParameter(f"no folder {str(target.parent)!r} to write it in", param_hint="'FILE'")
     store = app.store()
+    if store.file is None:  # the command cannot do this: the user's to change (exit 2), not a failure
+        shown = app.config.state.split("@")[-1] if "@" in app.config.state else app.config.state
+        raise BadArgument(f"`digest backup` copies SQLite databases; the state database is PostgreSQL ({shown})",
+                          hint="back PostgreSQL up with pg_dump (e.g. pg_dump -Fc DBNAME > digest.dump)")
     try:
         size = store.backup(target)
     except UnusableTarget as exc:  # a wrong argument: exit 2, as for every other one

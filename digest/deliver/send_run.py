@@ -308,6 +308,9 @@ class Delivery:
             resend = sorted(set(resend) | set(self.ledger.uncertain_to_resend(now - self.claim_window())))
         planned = self._record(due, resend, now, done)
         self.directory.advance(moves, self.clock())  # after the plan is recorded: a crash between re-plans (no-op)
+        if planned:  # what an operator watches for: a slot planned, and how much there is to send
+            log.info("planned %d digest%s (%d subscribers due, %d sent once more); workers send them",
+                     planned, "s" * (planned != 1), len(moves), len(resend))
         return planned
 
     def _triage(self, chunk: Sequence[Subscriber], now: datetime, *, scheduled: bool,
