@@ -438,11 +438,12 @@ def test_an_unreachable_server_stops_the_run_and_loses_nothing(tmp_path, fetched
         (e, "deferred", "not sent: the run stopped on the error below (left for the next run)") for e in EMAILS]
 
 
-def test_a_stopped_run_finishes_the_message_in_flight_only(tmp_path, fetched):
-    emails = [f"r{n}@example.org" for n in range(6)]
+def stopped_mid_send(tmp_path, fetched, emails: list[str], extra: str = ""):  # noqa: ANN001, ANN201
+    """A run of `emails` stopped (as by Ctrl-C) while its second message is in flight: the
+    run, with its outcomes, and what the server received."""
     with SmtpServer() as server:
         server.handler.hold_after = 1
-        config = setup(tmp_path, fetched, server.port, emails, defaults="  schedule: daily 07:30\n")
+        config = setup(tmp_path, fetched, server.port, emails, defaults="  schedule: daily 07:30\n", extra=extra)
         stop = threading.Event()
         run = delivery(config, stop=stop)
         worker = threading.Thread(target=lambda: setattr(run, "outcomes", run.run()))
@@ -451,28 +452,22 @@ def test_a_stopped_run_finishes_the_message_in_flight_only(tmp_path, fetched):
         stop.set()
         server.handler.release.set()
         worker.join(timeout=60)
-        statuses = Counter(o.status for o in run.outcomes)
-        assert statuses == Counter({"sent": 2, "deferred": 4}) and len(server.handler.received) == 2
-        assert all("stopped" in o.detail for o in run.outcomes if o.status == "deferred")
-        states = Counter(e.state for e in run.ledger.entries())
-        assert states == Counter({"sent": 2, "pending": 4})  # the rest wait for the next run
+        return run, list(server.handler.received)
+
+
+def test_a_stopped_run_finishes_the_message_in_flight_only(tmp_path, fetched):
+    run, received = stopped_mid_send(tmp_path, fetched, [f"r{n}@example.org" for n in range(6)])
+    statuses = Counter(o.status for o in run.outcomes)
+    assert statuses == Counter({"sent": 2, "deferred": 4}) and len(received) == 2
+    assert all("stopped" in o.detail for o in run.outcomes if o.status == "deferred")
+    states = Counter(e.state for e in run.ledger.entries())
+    assert states == Counter({"sent": 2, "pending": 4})  # the rest wait for the next run
 
 
 def test_a_stopped_run_says_every_digest_it_did_not_come_to(tmp_path, fetched):
     """Claimed a batch at a time: those planned but never claimed are said too, not left out."""
     emails = [f"r{n}@example.org" for n in range(6)]
-    with SmtpServer() as server:
-        server.handler.hold_after = 1
-        config = setup(tmp_path, fetched, server.port, emails, defaults="  schedule: daily 07:30\n",
-                       extra="workers:\n  batch: 2\n")
-        stop = threading.Event()
-        run = delivery(config, stop=stop)
-        worker = threading.Thread(target=lambda: setattr(run, "outcomes", run.run()))
-        worker.start()
-        assert server.handler.holding.wait(timeout=30)  # one sent, the second in flight
-        stop.set()
-        server.handler.release.set()
-        worker.join(timeout=60)
+    run, _ = stopped_mid_send(tmp_path, fetched, emails, extra="workers:\n  batch: 2\n")
     said = Counter((o.status, o.detail) for o in run.outcomes)
     assert said == Counter({("sent", run.outcomes[0].detail): 2,
                             ("deferred", "not sent: the run was stopped before its turn (left for the next run)"): 4})
