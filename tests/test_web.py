@@ -14,6 +14,7 @@ import time
 import pytest
 
 from digest.config import load_config
+from digest.errors import StoreError
 from digest.render.links import unsubscribe_token
 from digest.store import Store, open_store
 from digest.store.ledger import Ledger
@@ -101,6 +102,18 @@ def test_a_trailing_slash_redirects_within_the_site_whatever_the_host_header_say
             headers["location"]
         assert "\\" not in headers["location"]
     assert fetch(server, "GET", path + "/", headers={"Host": "evil.example"})[0] == 307
+
+
+def test_a_health_check_says_whether_the_database_answers(web, monkeypatch):
+    server, _, ledger = web
+    status, headers, body = fetch(server, "GET", "/healthz")
+    assert status == 200 and body == "ok\n" and "referrer-policy" in headers
+
+    def down() -> None:
+        raise StoreError("state database: OperationalError: connection refused")
+
+    monkeypatch.setattr(ledger.store, "ping", down)
+    assert fetch(server, "GET", "/healthz")[0] == 503
 
 
 def test_malformed_and_oversized_requests_get_a_4xx_and_change_nothing(web):

@@ -285,6 +285,10 @@ class Store:
                 return work(conn)
         return cast(T, self._guard(run))
 
+    def ping(self) -> None:
+        """One round trip to the database (a health check); StoreError if it does not answer."""
+        self.read(lambda conn: conn.execute(sa.text("SELECT 1")).scalar(), alone=True)
+
     def _alone(self, work: Callable[[Connection], T]) -> T:
         """`work` on a connection whose statements each run as their own transaction
         (PostgreSQL: autocommit; SQLite: no BEGIN, so its implicit transaction per statement)."""

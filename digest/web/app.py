@@ -34,6 +34,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
+from ..errors import DigestError
 from ..render.links import email_from_token
 from ..render.renderer import builtin_templates
 from ..store.ledger import Ledger
@@ -131,6 +132,15 @@ def make_app(secret: str, ledger: Ledger, *, list_name: str = "Paper digest", te
         log.info("unsubscribed %s", email)
         return unsubscribed(email, now, already=False)
 
+    async def health(_request: Request) -> Response:
+        """For a load balancer or a monitor: 200 while the pages can reach the state database."""
+        try:
+            await run_in_threadpool(ledger.store.ping)
+        except DigestError as exc:
+            log.warning("health check: %s", exc)
+            return Response("the state database does not answer\n", 503, media_type="text/plain")
+        return Response("ok\n", media_type="text/plain")
+
     async def stylesheet(_request: Request) -> Response:
         return Response(pages.css(), media_type="text/css")
 
@@ -151,6 +161,7 @@ def make_app(secret: str, ledger: Ledger, *, list_name: str = "Paper digest", te
 
     app = Starlette(routes=[
         Route("/unsubscribe/{token}", unsubscribe, methods=["GET", "POST"]),
+        Route("/healthz", health, methods=["GET"]),
         Route(_STATIC, stylesheet, methods=["GET"]),
         Route("/static/{name}", script, methods=["GET"]),
         *centre_routes(centre, pages.page, csrf),
