@@ -575,9 +575,9 @@ def status(app: App, fmt: str) -> None:
     print_table(columns, [[r["subscriber"], r["status"], _last_digest(r),
                            r["next_due_local"] if r["status"] == "active" else "",
                            str(r["papers_waiting"]), str(r["hard_failures"])] for r in rows])
-    for r in rows:
+    for r in rows:  # on stderr: the table on stdout stays tab-separated rows for scripts
         if r["last_error"]:
-            out.print(f"{escape(r['subscriber'])}: {escape(r['last_error'])}", highlight=False)
+            err.print(f"{escape(r['subscriber'])}: {escape(r['last_error'])}", highlight=False)
 
 
 def _last_digest(row: dict[str, Any]) -> str:

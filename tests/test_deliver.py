@@ -249,7 +249,10 @@ def test_failures_never_stop_the_batch_and_are_recorded(tmp_path, fetched):
         assert sent["last_sent"] is not None and waiting["last_sent"] is None and waiting["last_sent_local"] is None
         slot = datetime.fromisoformat(waiting["last_digest"])
         assert waiting["last_digest_local"] == slot.strftime("%a %d %b %H:%M UTC")
-        table = {line.split("\t")[0]: line.split("\t") for line in digest_cli("status", config=config).stdout.splitlines()}
+        shown = digest_cli("status", config=config)
+        assert all(line.count("\t") == 5 for line in shown.stdout.splitlines())  # rows only: the errors on stderr
+        assert "reader1@example.org: 550 5.1.1 No such user" in shown.stderr
+        table = {line.split("\t")[0]: line.split("\t") for line in shown.stdout.splitlines()}
         assert table["reader3@example.org"][2] == f"{waiting['last_digest_local']} (pending)"  # not as if sent
         assert table["reader0@example.org"][2] == sent["last_sent_local"]
 
