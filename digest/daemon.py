@@ -134,11 +134,8 @@ class Daemon:
         try:
             outcomes = Delivery(config, store, stop=self.stop).run(
                 scheduled=True, plan=self.role in ("all", "scheduler"), work=self.role in ("all", "worker"))
-            if outcomes:
+            if outcomes:  # (each one was logged as it came, a warning for those not sent)
                 log.info("digests: %s", ", ".join(f"{n} {s}" for s, n in sorted(summary(outcomes).items())))
-            for outcome in outcomes:
-                if outcome.status in ("failed", "deferred", "suspended"):
-                    log.warning("%s: %s — %s", outcome.subscriber, outcome.status, outcome.detail)
         except DigestError as exc:
             log.error("sending stopped: %s", exc)
         finally:

@@ -175,7 +175,8 @@ class Delivery:
 
         def done(outcome: Outcome) -> None:
             outcomes.append(outcome)
-            log.info("%s: %s %s", outcome.subscriber, outcome.status, outcome.detail)
+            log.log(logging.WARNING if outcome.status in ("failed", "deferred", "suspended") else logging.INFO,
+                    "%s: %s %s", outcome.subscriber, outcome.status, outcome.detail)
             if progress:
                 progress(outcome)
 
