@@ -14,6 +14,7 @@ import sys
 import tempfile
 import threading
 import webbrowser
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -578,6 +579,18 @@ def status(app: App, fmt: str) -> None:
     for r in rows:  # on stderr: the table on stdout stays tab-separated rows for scripts
         if r["last_error"]:
             err.print(f"{escape(r['subscriber'])}: {escape(r['last_error'])}", highlight=False)
+    if rows:  # the whole at a glance (thousands of rows): is the last slot done?
+        err.print(_status_summary(rows), highlight=False)
+
+
+def _status_summary(rows: list[dict[str, Any]]) -> str:
+    """"3,003 subscribers: 3,000 active, 3 unsubscribed; their latest digests: 2,990 sent, 13 pending"."""
+    def counted(values: list[str]) -> str:
+        return ", ".join(f"{n:,} {value}" for value, n in Counter(values).most_common())
+
+    latest = [r["last_state"] for r in rows if r["last_state"]]
+    return (f"{_count(len(rows), 'subscriber')}: {counted([r['status'] for r in rows])}"
+            + (f"; their latest digests: {counted(latest)}" if latest else "; no digest yet"))
 
 
 def _last_digest(row: dict[str, Any]) -> str:

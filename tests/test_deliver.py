@@ -252,6 +252,9 @@ def test_failures_never_stop_the_batch_and_are_recorded(tmp_path, fetched):
         shown = digest_cli("status", config=config)
         assert all(line.count("\t") == 5 for line in shown.stdout.splitlines())  # rows only: the errors on stderr
         assert "reader1@example.org: 550 5.1.1 No such user" in shown.stderr
+        summary_line = shown.stderr.strip().splitlines()[-1]  # the whole at a glance
+        assert summary_line.startswith("6 subscribers: ") and "their latest digests: 3 sent" in summary_line
+        assert "1 failed" in summary_line and "1 uncertain" in summary_line and "1 pending" in summary_line
         table = {line.split("\t")[0]: line.split("\t") for line in shown.stdout.splitlines()}
         assert table["reader3@example.org"][2] == f"{waiting['last_digest_local']} (pending)"  # not as if sent
         assert table["reader0@example.org"][2] == sent["last_sent_local"]

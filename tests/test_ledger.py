@@ -436,6 +436,9 @@ def test_an_unreachable_server_stops_the_run_and_loses_nothing(tmp_path, fetched
     # Each of them said, once, above the error (the CLI prints what the run told before it)
     assert sorted((o.subscriber, o.status, o.detail) for o in told) == [
         (e, "deferred", "not sent: the run stopped on the error below (left for the next run)") for e in EMAILS]
+    # as `digest status` says it later, with no error below it: the error itself
+    kept = [e.last_error for e in entries if e.last_error]
+    assert kept and all("cannot reach SMTP server" in error for error in kept), kept
 
 
 def stopped_mid_send(tmp_path, fetched, emails: list[str], extra: str = ""):  # noqa: ANN001, ANN201

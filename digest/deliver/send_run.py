@@ -493,8 +493,10 @@ class Delivery:
                 self.rendered_elsewhere += self.rendering.rendered
                 self.rendering = None
             for job, error in failures:
-                if job.entry is not None:
-                    self.ledger.deferred(job.entry.id, str(error), self.clock())
+                if job.entry is not None:  # as `digest status` will say it, later, with no error below it
+                    kept = f"not sent: its run stopped on an error ({state.fatal[0]})" \
+                        if str(error) == STOPPED_BY_ERROR and state.fatal else str(error)
+                    self.ledger.deferred(job.entry.id, kept, self.clock())
                 if not isinstance(error, SmtpConfigError):
                     done(Outcome(job.subscriber.email, "deferred", len(job.digest.papers),
                                  f"{error} (left for the next run)"))
