@@ -232,6 +232,13 @@ def test_an_own_template_error_names_file_and_line(tmp_path):
     assert "notice.txt.j2:2" in str(caught.value) and "no_such_value" in str(caught.value)
 
 
+def test_mjml_a_notice_template_cannot_read_names_that_template(tmp_path):
+    source = (builtin_templates() / "notice.mjml.j2").read_text(encoding="utf-8")
+    (tmp_path / "notice.mjml.j2").write_text(source.replace("</mj-column>", "", 1), encoding="utf-8")
+    with pytest.raises(TemplateError, match=r"template error in notice\.mjml\.j2 .*its MJML cannot be read"):
+        render("confirm", templates=tmp_path)
+
+
 def test_the_templates_are_installed():
     """A non-editable install ships the notice templates (pyproject's package data)."""
     data = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())

@@ -28,8 +28,9 @@ KEPT_FILES = 256  # pages kept on disk: a template author's edits each add five
 _memory: dict[str, str] = {}
 
 
-def inlined(mjml: str) -> str:
-    """`inline_css(mjml_to_html(mjml))`, from memory or the cache folder when run before."""
+def inlined(mjml: str, name: str) -> str:
+    """`inline_css(mjml_to_html(mjml, name))`, from memory or the cache folder when run before
+    (`name`: the template the MJML came from, for an error's message)."""
     key = hashlib.sha256((_fingerprint() + mjml).encode("utf-8")).hexdigest()
     page = _memory.get(key)
     if page is None:
@@ -38,7 +39,7 @@ def inlined(mjml: str) -> str:
         if page is None:
             from .renderer import inline_css, mjml_to_html
 
-            page = inline_css(mjml_to_html(mjml))
+            page = inline_css(mjml_to_html(mjml, name))
             if folder is not None:
                 _keep(folder, key, page)
         _memory[key] = page

@@ -236,14 +236,14 @@ def rendering(template: jinja2.Template) -> Callable[[dict[str, Any]], str]:
     return render
 
 
-def mjml_to_html(mjml: str) -> str:
-    """The MJML as HTML; MJML that cannot be read is the template's error (TemplateError)."""
+def mjml_to_html(mjml: str, name: str = HTML_TEMPLATE) -> str:
+    """The MJML as HTML; MJML that cannot be read is the error of template `name` (TemplateError)."""
     from mjml import mjml2html
 
     try:
         return mjml2html(mjml)
     except Exception as exc:  # noqa: BLE001 - mjml-python raises bare ValueErrors, KeyErrors… on bad markup
-        raise TemplateError(f"template error in {HTML_TEMPLATE} (or a template it includes): its MJML cannot be "
+        raise TemplateError(f"template error in {name} (or a template it includes): its MJML cannot be "
                             f"read ({exc.__class__.__name__}: {exc})",
                             hint="check that every <mj-…> element is closed and nested as MJML allows "
                                  "(mj-section > mj-column > mj-text…), and that values inside attributes use |attr; "
@@ -282,7 +282,7 @@ class NaiveRenderer:
 
     def html(self, values: dict[str, Any]) -> str:
         mjml = _guarded(self.html_template.render, self.html_name)(values)
-        return inline_css(mjml_to_html(mjml))
+        return inline_css(mjml_to_html(mjml, self.html_name))
 
     def text(self, values: dict[str, Any]) -> str:
         return self._text(values)
@@ -308,7 +308,7 @@ class CompiledRenderer(NaiveRenderer):
                                 "would end the attribute",
                                 hint="values in attributes other than href and src go through |attr")
         try:
-            page = inlined(source) if source is not None else None
+            page = inlined(source, self.html_name) if source is not None else None
         except TemplateError:
             raise  # MJML that cannot be read: the full chain could not either
         except Exception as exc:  # noqa: BLE001 - any other failure: the full chain still works
@@ -345,7 +345,7 @@ class CompiledRenderer(NaiveRenderer):
 
     def _full_chain(self, probe: dict[str, Any]) -> str:
         """What the full chain makes of a probe (kept: the same probes come every time)."""
-        return inlined(_guarded(self.html_template.render, self.html_name)(probe))
+        return inlined(_guarded(self.html_template.render, self.html_name)(probe), self.html_name)
 
     def html(self, values: dict[str, Any]) -> str:
         if self.compiled_template is None:
