@@ -336,7 +336,7 @@ class Store:
         try:
             return call()
         except SQLAlchemyError as exc:
-            reason = str(getattr(exc, "orig", None) or exc)
+            reason = _reason(exc)
             if "disk is full" in reason or "No space left" in reason:  # SQLite's words, PostgreSQL's
                 hint = "the disk it is on is full: free some space (nothing was half-written; run again after)"
             elif self.engine.dialect.name == "sqlite":
@@ -611,13 +611,18 @@ def cannot_open(url: str) -> str | None:
         with sa.create_engine(engine.url, connect_args={"connect_timeout": 5}).connect() as conn:
             conn.execute(sa.text("SELECT 1"))
     except SQLAlchemyError as exc:
-        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        reason = _reason(exc).strip().splitlines()[0]
         shown = engine.url.set(drivername="postgresql").render_as_string(hide_password=True)  # as written
         return (f"cannot reach the state database {shown}: {reason} "
                 "(check the URL, that the server runs and that this machine may connect)")
     finally:
         engine.dispose()
     return None
+
+
+def _reason(exc: SQLAlchemyError) -> str:
+    """What the database or its driver said (SQLAlchemy's wrapper around it left out)."""
+    return str(getattr(exc, "orig", None) or exc)
 
 
 def dialect_insert(conn: Connection) -> Any:

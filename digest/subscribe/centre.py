@@ -136,10 +136,14 @@ class Centre:
         log.info("mailed a pending sign-up a fresh confirmation link")
         return "sent"
 
+    def _signup(self, token: str) -> SignUp | None:
+        """The sign-up a genuine confirmation token names, in any state (nothing changes)."""
+        signup_id = signup_from_token(self.secret, token)
+        return self.signups.get(signup_id) if signup_id else None
+
     def pending(self, token: str) -> SignUp | None:
         """The unconfirmed, unexpired sign-up a confirmation token names (nothing changes)."""
-        signup_id = signup_from_token(self.secret, token)
-        signup = self.signups.get(signup_id) if signup_id else None
+        signup = self._signup(token)
         if signup is None or signup.confirmed_at is not None or self.clock() - signup.created_at >= CONFIRM_FOR:
             return None
         return signup
@@ -147,8 +151,7 @@ class Centre:
     def confirmed_before(self, token: str) -> bool:
         """Whether a confirmation token names a sign-up confirmed already, whose address is
         still subscribed (a second visit of the link: nothing to do)."""
-        signup_id = signup_from_token(self.secret, token)
-        signup = self.signups.get(signup_id) if signup_id else None
+        signup = self._signup(token)
         return signup is not None and signup.confirmed_at is not None and self._known(signup.key)
 
     def confirm(self, token: str) -> Confirmed | None:
@@ -197,10 +200,15 @@ class Centre:
         if self._may_mail(key, kind):
             self._send_notice(email, kind, link, reason=reason, expires=expires)
 
+    def mail_target(self, key: str) -> str:
+        """What the mail caps count an address's mails under (and forget with it): a keyed hash
+        of its mailbox."""
+        return address_hash(self.secret, mailbox(key))
+
     def _may_mail(self, key: str, kind: str) -> bool:
         """Whether the caps allow one more mail to this address (counted as sent if so)."""
         signups = self.config.signups
-        if not self.signups.allow_mail(address_hash(self.secret, mailbox(key)), kind, self.clock(),
+        if not self.signups.allow_mail(self.mail_target(key), kind, self.clock(),
                                        per_address=signups.per_address, per_hour=signups.per_hour):
             log.warning("not mailing a %s link: the cap of %d a day to one address or %d an hour is reached",
                         kind, signups.per_address, signups.per_hour)

@@ -34,12 +34,11 @@ from ..match.matcher import Matcher
 from ..match.newly_seen import examples_of
 from ..match.relevance import DescriptionScores
 from ..models import Digest, Paper
-from ..render.links import address_hash
 from ..store.directory import Listed
 from ..store.examples import Examples
 from ..store.ledger import SubscriberState, subscriber_key
 from ..store.ratings import Ratings
-from .centre import ORIGIN, Centre, mailbox
+from .centre import ORIGIN, Centre
 from .examples import Asking, Refreshed, refresh
 from .learning import retrain
 
@@ -121,15 +120,14 @@ class SelfService:
     def learn_examples(self, subscriber: Subscriber) -> Refreshed:
         """Their topics whose examples changed, retrained now (new examples asked of arXiv, for
         up to EXAMPLES_WAIT seconds): the next digest, and the preview, follow them."""
-        if not self._asking.acquire(blocking=False):
-            return refresh(self.centre.directory.store, [subscriber], self.centre.clock(), Asking(
-                self.config.arxiv_api, self.fetcher, self.arxiv_interval, within=0.0))
+        mine = self._asking.acquire(blocking=False)  # else another save is asking: none asked now
         try:
             return refresh(self.centre.directory.store, [subscriber], self.centre.clock(), Asking(
                 self.config.arxiv_api, self.fetcher, self.arxiv_interval, timeout=EXAMPLES_WAIT,
-                within=EXAMPLES_WAIT))
+                within=EXAMPLES_WAIT if mine else 0.0))
         finally:
-            self._asking.release()
+            if mine:
+                self._asking.release()
 
     def examples_found(self, subscriber: Subscriber) -> dict[str, dict[str, list[str]]]:
         """Per topic with examples, those arXiv does not know and those not fetched yet (the
@@ -208,7 +206,7 @@ class SelfService:
         listed_in_file = any(subscriber_key(s.email) == key for s in self._file_subscribers())
         now = self.centre.clock()
         self.centre.ledger.forget(email, f"deleted:{secrets.token_hex(8)}", now, still_listed=listed_in_file)
-        self.centre.signups.forget(key, address_hash(self.centre.secret, mailbox(key)))
+        self.centre.signups.forget(key, self.centre.mail_target(key))
         self.centre.ratings.forget(key)
         Examples(self.centre.directory.store).forget(key)
         self.centre.directory.remove(None, [key])
