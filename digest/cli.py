@@ -464,7 +464,7 @@ def backup(app: App, file: str | None) -> None:
         raise click.BadParameter(f"no folder {str(target.parent)!r} to write it in", param_hint="'FILE'")
     store = app.store()
     if store.file is None:  # the command cannot do this: the user's to change (exit 2), not a failure
-        shown = app.config.state.split("@")[-1] if "@" in app.config.state else app.config.state
+        shown = app.config.state.rsplit("@", 1)[-1]  # host and database, no user
         raise BadArgument(f"`digest backup` copies SQLite databases; the state database is PostgreSQL ({shown})",
                           hint="back PostgreSQL up with pg_dump (e.g. pg_dump -Fc DBNAME > digest.dump)")
     try:
@@ -771,8 +771,7 @@ def subscribers_import(app: App, file: str) -> None:
         rows, theirs = read_subscribers(text, file)
         added, changed, own = _admin(app).import_rows(rows, file)
     except ConfigError as exc:
-        count = len(exc.problems)
-        exc.summary = f"{count} problem{'s' * (count != 1)} in {file}: nothing was imported (correct them and import again)"
+        exc.summary = f"{_count(len(exc.problems), 'problem')} in {file}: nothing was imported (correct them and import again)"
         raise
     out.print(f"{len(rows)} row{'s' * (len(rows) != 1)}: {added} added, {changed} updated, "
               f"{len(rows) - added - changed - own} unchanged"
